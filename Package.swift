@@ -1,0 +1,51 @@
+// swift-tools-version:6.2
+// SPDX-License-Identifier: Apache-2.0
+import PackageDescription
+
+/// Every Swift target builds in Swift 6 language mode with strict concurrency,
+/// and no warning survives: CI and developers build the same way.
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .treatAllWarnings(as: .error),
+]
+
+let package = Package(
+    name: "session-vault",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "session-vault", targets: ["session-vault"]),
+        // Library products so that the sibling Fuzz/ package can depend on them.
+        .library(name: "VaultCore", targets: ["VaultCore"]),
+        .library(name: "HTTPServer", targets: ["HTTPServer"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .target(name: "CSocketShims"),
+        .target(name: "VaultCore", dependencies: ["CSQLite", "COpenSSL"], swiftSettings: strict),
+        .target(name: "HTTPServer", dependencies: ["CSocketShims"], swiftSettings: strict),
+        .target(name: "VaultAPI", dependencies: ["VaultCore", "HTTPServer"], swiftSettings: strict),
+        .executableTarget(
+            name: "session-vault",
+            dependencies: [
+                "VaultAPI", "VaultCore", "HTTPServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "VaultCoreTests",
+            dependencies: ["VaultCore"],
+            resources: [.copy("Vectors")],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"], swiftSettings: strict),
+        .testTarget(name: "VaultAPITests", dependencies: ["VaultAPI", "VaultCore", "HTTPServer"], swiftSettings: strict),
+    ]
+)

@@ -1,0 +1,10 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <openssl/err.h>
+
+/// OPENSSL_free is a macro; Swift cannot import it.
+static inline void copenssl_free(void *p) { OPENSSL_free(p); }

@@ -1,0 +1,10 @@
+// SPDX-License-Identifier: Apache-2.0
+import ArgumentParser
+
+@main
+struct SessionVault: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "session-vault",
+        abstract: "Vault for Telegram client sessions."
+    )
+}
