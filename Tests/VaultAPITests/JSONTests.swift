@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: Apache-2.0
+import Testing
+@testable import VaultAPI
+
+@Suite struct JSONTests {
+    private func parse(_ s: String) throws -> JSONValue { try JSONParser.parse(Array(s.utf8)) }
+
+    @Test func exactInt64Extremes() throws {
+        #expect(try parse("9223372036854775807") == .int(Int64.max))
+        #expect(try parse("-9223372036854775808") == .int(Int64.min))
+        // 2^53 + 1 would be lost through Double.
+        #expect(try parse("9007199254740993") == .int(9_007_199_254_740_993))
+        #expect(try parse("9223372036854775808") == .number("9223372036854775808"))
+        #expect(try parse("1.5") == .number("1.5"))
+        #expect(try parse("1e3") == .number("1e3"))
+    }
+
+    @Test(arguments: [
+        "", "{", "{\"a\":1,}", "[1,]", "01", "-", "1.", "1e", "tru", "nul", "\"abc", "{\"a\" 1}",
+        "{\"a\":1}x", "{\"a\":1,\"a\":2}", "\"\\x\"", "\"\\ud800\"", "\"\u{01}\"", "[1 2]", "{1:2}", "+1",
+        "NaN", "Infinity", "// c\n1",
+    ])
+    func rejectsMalformed(_ text: String) {
+        #expect(throws: JSONParseError.self) { try parse(text) }
+    }
+
+    @Test func rejectsInvalidUTF8AndDeepNesting() {
+        #expect(throws: JSONParseError.self) { try JSONParser.parse([0x22, 0xFF, 0x22]) }
+        let deep = String(repeating: "[", count: 100) + String(repeating: "]", count: 100)
+        #expect(throws: JSONParseError.self) { try parse(deep) }
+    }
+
+    @Test func stringsAndEscapesRoundTrip() throws {
+        let v = try parse(#"{"s":"a\"b\\c\n\u00e9\ud83d\ude00\u0001","n":null,"b":[true,false]}"#)
+        #expect(v["s"] == .string("a\"b\\c\né😀\u{01}"))
+        let again = try JSONParser.parse(JSONWriter.encode(v))
+        #expect(again == v)
+    }
+
+    @Test func objectReaderNamesFields() throws {
+        let body = try parse(#"{"name":"x","api_id":"12","extra":1}"#)
+        #expect(throws: Problem.self) { try JSONObjectReader(body, allowed: ["name", "api_id"]) }
+        do {
+            _ = try JSONObjectReader(body, allowed: ["name", "api_id"])
+        } catch {
+            #expect(error.field == "extra")
+            #expect(error.status == 422)
+        }
+        let r = try JSONObjectReader(body, allowed: ["name", "api_id", "extra"])
+        do {
+            _ = try r.int("api_id", in: 1...10)
+            Issue.record("expected a type error")
+        } catch {
+            #expect(error.field == "api_id")
+            #expect(error.detail.contains("integer"))
+        }
+        #expect(throws: Problem.self) { try r.int("extra", in: 2...10) }
+        #expect(try r.string("name") == "x")
+        do {
+            _ = try r.required("missing", r.string)
+            Issue.record("expected missing")
+        } catch {
+            #expect(error.missingFields == ["missing"])
+        }
+    }
+
+    @Test func problemBodyIsJSON() throws {
+        let p = Problem.invalid("api_id", "must be an integer")
+        let v = try JSONParser.parse(p.body)
+        #expect(v["status"] == .int(422))
+        #expect(v["field"] == .string("api_id"))
+    }
+}
+
+@Suite struct TimestampTests {
+    @Test func knownDates() {
+        #expect(Timestamp.rfc3339(seconds: 0) == "1970-01-01T00:00:00Z")
+        #expect(Timestamp.rfc3339(seconds: 1_700_000_000) == "2023-11-14T22:13:20Z")
+        #expect(Timestamp.rfc3339(seconds: 951_782_400) == "2000-02-29T00:00:00Z")
+        #expect(Timestamp.rfc3339(milliseconds: 1_700_000_000_123) == "2023-11-14T22:13:20.123Z")
+        #expect(Timestamp.rfc3339(seconds: 4_102_444_799) == "2099-12-31T23:59:59Z")
+    }
+}
+
+@Suite struct MetricsTests {
+    @Test func rendersCountersHistogramsAndGauges() {
+        let m = Metrics()
+        m.observe(route: "/v1/sessions/{name}", method: "GET", status: 200, seconds: 0.0003)
+        m.observe(route: "/v1/sessions/{name}", method: "GET", status: 200, seconds: 0.2)
+        m.increment("sv_auth_failures_total")
+        let text = m.render(gauges: [(name: "sv_sessions", help: "Sessions.", labels: "", value: 3)])
+        #expect(text.contains(#"sv_http_requests_total{route="/v1/sessions/{name}",method="GET",status="200"} 2"#))
+        #expect(text.contains(#"sv_http_request_duration_seconds_bucket{route="/v1/sessions/{name}",le="0.0005"} 1"#))
+        #expect(text.contains(#"sv_http_request_duration_seconds_bucket{route="/v1/sessions/{name}",le="+Inf"} 2"#))
+        #expect(text.contains("sv_auth_failures_total 1"))
+        #expect(text.contains("sv_sessions 3"))
+    }
+
+    @Test func throttleBlocksAfterFailuresAndExpires() {
+        let t = AuthThrottle(maxFailures: 3, windowSeconds: 60, capacity: 2)
+        for _ in 0..<3 { t.recordFailure("10.0.0.1", now: 100) }
+        #expect(t.retryAfter("10.0.0.1", now: 110) == 50)
+        #expect(t.retryAfter("10.0.0.2", now: 110) == nil)
+        #expect(t.retryAfter("10.0.0.1", now: 160) == nil)
+        // Capacity is bounded: a flood of addresses never grows the map past 2.
+        for i in 0..<100 { t.recordFailure("a\(i)", now: 200) }
+        #expect(t.retryAfter("a99", now: 200) == nil)
+    }
+}
+
+@Suite struct ConfigurationTests {
+    typealias C = ServiceConfiguration
+
+    @Test func zeroConfigurationDefault() throws {
+        let c = try C.resolve(environment: [:], flags: .init())
+        #expect(c.host == "127.0.0.1" && c.port == 8080)
+        #expect(c.storage == .file("data/vault.db"))
+        #expect(c.masterKey == .generatedFile("data/master.key"))
+        #expect(c.rootToken == .storedOrGenerated)
+        #expect(c.synchronousFull)
+    }
+
+    @Test func environmentThenFlags() throws {
+        let env = ["SESSION_VAULT_LISTEN": "0.0.0.0:9000", "SESSION_VAULT_STORAGE": "memory",
+                   "SESSION_VAULT_MASTER_KEY": "k", "SESSION_VAULT_ROOT_TOKEN": "t", "PORT": "1234"]
+        let c = try C.resolve(environment: env, flags: .init())
+        #expect(c.host == "0.0.0.0" && c.port == 9000)
+        #expect(c.storage == .memory)
+        #expect(c.masterKey == .environment("k"))
+        #expect(c.rootToken == .environment("t"))
+        var flags = C.Flags()
+        flags.listen = "[::1]:7000"
+        flags.storage = "file:/tmp/x.db"
+        let d = try C.resolve(environment: env, flags: flags)
+        #expect(d.host == "::1" && d.port == 7000)
+        #expect(d.storage == .file("/tmp/x.db"))
+    }
+
+    @Test func portConventionAndDev() throws {
+        let c = try C.resolve(environment: ["PORT": "5000"], flags: .init())
+        #expect(c.host == "0.0.0.0" && c.port == 5000)
+        var flags = C.Flags()
+        flags.dev = true
+        let d = try C.resolve(environment: ["SESSION_VAULT_STORAGE": "file:/x"], flags: flags)
+        #expect(d.storage == .memory && d.masterKey == .ephemeral)
+    }
+
+    @Test(arguments: [
+        ["SESSION_VAULT_LISTEN": "nope"], ["SESSION_VAULT_LISTEN": "1.2.3.4:99999"], ["PORT": "+80"],
+        ["SESSION_VAULT_STORAGE": "disk"], ["SESSION_VAULT_LOG_FORMAT": "xml"], ["SESSION_VAULT_DEV": "maybe"],
+        ["SESSION_VAULT_SYNCHRONOUS": "off"], ["SESSION_VAULT_MAX_BODY_BYTES": "-1"],
+    ])
+    func badValuesNameTheVariable(_ env: [String: String]) {
+        do {
+            _ = try C.resolve(environment: env, flags: .init())
+            Issue.record("expected an error for \(env)")
+        } catch {
+            let name = env.keys.first ?? ""
+            #expect(error.message.contains(name))
+        }
+    }
+}
