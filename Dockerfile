@@ -1,0 +1,40 @@
+# syntax=docker/dockerfile:1
+# session-vault: multi-stage build. Build on the Swift 6.3 image, run on slim Debian with only
+# the runtime libraries (libsqlite3, libcrypto), as a non-root user, with data on a volume.
+
+FROM swift:6.3-bookworm AS build
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      pkg-config libsqlite3-dev libssl-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+# Resolve dependencies first so that source edits reuse this layer.
+COPY Package.swift ./
+RUN swift package resolve
+COPY Sources ./Sources
+RUN swift build -c release --static-swift-stdlib --product session-vault \
+ && install -D -m 0755 "$(swift build -c release --show-bin-path)/session-vault" /out/session-vault
+
+FROM debian:bookworm-slim AS runtime
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      libsqlite3-0 libssl3 curl ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 vault \
+ && useradd --system --uid 10001 --gid vault --home-dir /data --shell /usr/sbin/nologin vault \
+ && install -d -o vault -g vault -m 0700 /data
+COPY --from=build /out/session-vault /usr/local/bin/session-vault
+USER vault:vault
+VOLUME ["/data"]
+ENV SESSION_VAULT_LISTEN=0.0.0.0:8080 \
+    SESSION_VAULT_DATA_DIR=/data \
+    SESSION_VAULT_STORAGE=file:/data/vault.db \
+    SESSION_VAULT_LOG_FORMAT=json
+EXPOSE 8080
+# The drain deadline (8 s) stays below Docker's default 10 s stop timeout.
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=15s --timeout=3s --start-period=5s --retries=3 \
+  CMD curl -fsS http://127.0.0.1:8080/healthz || exit 1
+# Exec form: the vault is PID 1's only process and receives SIGTERM directly.
+ENTRYPOINT ["/usr/local/bin/session-vault"]
+CMD ["serve"]
