@@ -190,6 +190,11 @@ import Testing
             let imported = try SessionFileReader.read(bytes: try sessionFileModified(telethon, sql))
             #expect(imported.session.authKey == nil, "\(sql)")
         }
+        // A fresh Telethon file: DC 0, no address, an empty key (FORMATS §4.2).
+        let fresh = try SessionFileReader.read(bytes: try sessionFileModified(
+            telethon, "DELETE FROM sessions; INSERT INTO sessions VALUES (0, NULL, NULL, x'', NULL, x''); DELETE FROM entities"))
+        #expect(fresh.session == TelegramSession(dcID: 0))
+        #expect(fresh.peers.isEmpty)
         // Telethon phone stored as text is read as text.
         let textPhone = try SessionFileReader.read(
             bytes: try sessionFileModified(telethon, "UPDATE entities SET phone = CAST('15550000001' AS TEXT) WHERE id = 100000001"))

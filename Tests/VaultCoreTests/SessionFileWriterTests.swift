@@ -22,6 +22,8 @@ import Testing
         try withSessionFileTempDir { dir in
             let db = try sessionFileOpen(bytes, in: dir)
             defer { db.close() }
+            #expect(try db.query("PRAGMA integrity_check") == [[.text("ok")]])
+            #expect(try db.query("PRAGMA journal_mode") == [[.text("delete")]])
             // sqlite_master, entry by entry, in order: type, name, tbl_name and the CREATE text.
             let master = try db.query("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY rowid")
             let expected = vector.sqlite["sqlite_master"]?.array ?? []

@@ -29,8 +29,8 @@ internal import CSQLite
 public enum SessionFileReader {
     /// Resource bounds for one read. Named configuration so that callers can tune them.
     public struct Limits: Sendable, Equatable {
-        /// Largest accepted file, in bytes. Default 64 MiB: real session files are tens of KiB;
-        /// even 1,000,000 cached peers fit in about 60 MiB.
+        /// Largest accepted file, in bytes. Default 64 MiB: real session files are tens of KiB,
+        /// and 10,000 cached peers take 0.5–1.2 MiB depending on the schema.
         public var maxBytes: Int
         /// Most rows read from any one table (`peers`, `usernames`, `entities`).
         /// Default 1,000,000.
