@@ -39,6 +39,12 @@ public struct KeyTerm: Sendable, Hashable, CustomStringConvertible {
     /// Creation time, Unix seconds.
     public let createdAt: Int64
 
+    /// Metadata for term `term`.
+    public init(term: UInt32, createdAt: Int64) {
+        self.term = term
+        self.createdAt = createdAt
+    }
+
     public var description: String { "KeyTerm(term: \(term), createdAt: \(createdAt))" }
 }
 
