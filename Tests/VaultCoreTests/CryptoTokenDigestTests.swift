@@ -46,6 +46,8 @@ struct CryptoTokenDigestTests {
         #expect(!hasher.verify(try TokenHasher.generateToken(), hash: hash))
         #expect(!hasher.verify(token, hash: Array(hash.prefix(31))))
         #expect(throws: CryptoError.self) { try TokenHasher(key: SecretBytes([1])) }
+        #expect(hasher.hash("").count == 32)
+        #expect(!hasher.verify("", hash: hash))
     }
 
     @Test("a token hash is exactly HMAC-SHA-256(key, UTF-8 of the token)")
@@ -102,6 +104,10 @@ struct CryptoTokenDigestTests {
         #expect(
             Hex.encode(Digest.hmacSHA256(key: SecretBytes(Array("Jefe".utf8)), message: Array("what do ya want for nothing?".utf8)))
                 == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+        // An empty message (an empty bearer token reaches this) is valid input, not a crash.
+        #expect(
+            Hex.encode(Digest.hmacSHA256(key: SecretBytes([UInt8](repeating: 0x0b, count: 20)), message: [UInt8]()))
+                == "999a901219f032cd497cadb5e6051e97b6a29ab297bd6ae722bd6062a2f59542")
     }
 
     @Test("HKDF-SHA-256 known answer (RFC 5869 test case 1) and bounds")

@@ -69,6 +69,7 @@ public enum AESGCM {
         }
     }
 
+    /// Array-returning wrapper around the buffer-level seal, shared by both public variants.
     private static func seal(
         key: SecretBytes, nonce: [UInt8], plaintextBuffer pt: UnsafeRawBufferPointer, aad: [UInt8]
     ) throws(CryptoError) -> (ciphertext: [UInt8], tag: [UInt8]) {
@@ -110,7 +111,8 @@ public enum AESGCM {
         let ctx = try GCMCipherContext()
         // The default GCM IV length in OpenSSL is 12 bytes, exactly our nonce, so key and IV
         // can be set in the same init call (no EVP_CTRL_GCM_SET_IVLEN needed).
-        guard EVP_EncryptInit_ex(ctx.pointer, try GCMCipherContext.cipher(), nil, key.opensslBytes, nonce.opensslBytes) == 1 else {
+        let cipher = try GCMCipherContext.cipher()
+        guard EVP_EncryptInit_ex(ctx.pointer, cipher, nil, key.opensslBytes, nonce.opensslBytes) == 1 else {
             throw .backendFailure(operation: "EVP_EncryptInit_ex")
         }
         guard ctx.update(encrypt: true, output: nil, input: aad),
@@ -142,8 +144,9 @@ public enum AESGCM {
             let ctx = try GCMCipherContext()
             var scratch = [UInt8](repeating: 0, count: 16)
             var written: Int32 = 0
+            let cipher = try GCMCipherContext.cipher()
             ok =
-                EVP_DecryptInit_ex(ctx.pointer, try GCMCipherContext.cipher(), nil, key.opensslBytes, nonce.opensslBytes) == 1
+                EVP_DecryptInit_ex(ctx.pointer, cipher, nil, key.opensslBytes, nonce.opensslBytes) == 1
                 && EVP_CIPHER_CTX_ctrl(
                     ctx.pointer, EVP_CTRL_GCM_SET_TAG, Int32(tagByteCount),
                     UnsafeMutableRawPointer(mutating: tag.baseAddress)) == 1

@@ -47,6 +47,7 @@ public enum Digest {
         }
     }
 
+    /// One-shot `EVP_Digest` of `input` with `md`, whose output size is `count`.
     private static func digest(_ input: UnsafeRawBufferPointer, md: OpaquePointer?, count: Int) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: count)
         var written: UInt32 = 0
@@ -79,6 +80,10 @@ public enum HKDF {
         guard count > 0, count <= 255 * Digest.sha256ByteCount else {
             throw .invalidParameter(name: "count", reason: "HKDF-SHA-256 output must be 1…8160 bytes")
         }
+        let limit = Int(Int32.max)  // the EVP_PKEY_CTX_set1_hkdf_* lengths are C ints
+        guard key.count <= limit, salt.count <= limit, info.count <= limit else {
+            throw .invalidParameter(name: "HKDF input", reason: "longer than 2 GiB")
+        }
         guard let ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, nil) else {
             throw .backendFailure(operation: "EVP_PKEY_CTX_new_id(HKDF)")
         }
@@ -91,17 +96,21 @@ public enum HKDF {
                         // (RFC 5869 §2.2 treats it as HashLen zero bytes).
                         let zero: [UInt8] = [0]
                         let ok = zero.withUnsafeBufferPointer { z in
-                            EVP_PKEY_derive_init(ctx) == 1
+                            let salt = s.opensslBytes ?? z.baseAddress
+                            let ikm = k.opensslBytes ?? z.baseAddress
+                            let label = i.opensslBytes ?? z.baseAddress
+                            return EVP_PKEY_derive_init(ctx) == 1
                                 && EVP_PKEY_CTX_set_hkdf_md(ctx, EVP_sha256()) == 1
-                                && EVP_PKEY_CTX_set1_hkdf_salt(ctx, s.opensslBytes ?? z.baseAddress, Int32(s.count)) == 1
-                                && EVP_PKEY_CTX_set1_hkdf_key(ctx, k.opensslBytes ?? z.baseAddress, Int32(k.count)) == 1
-                                && EVP_PKEY_CTX_add1_hkdf_info(ctx, i.opensslBytes ?? z.baseAddress, Int32(i.count)) == 1
+                                && EVP_PKEY_CTX_set1_hkdf_salt(ctx, salt, Int32(s.count)) == 1
+                                && EVP_PKEY_CTX_set1_hkdf_key(ctx, ikm, Int32(k.count)) == 1
+                                && EVP_PKEY_CTX_add1_hkdf_info(ctx, label, Int32(i.count)) == 1
                         }
                         guard ok else { throw .backendFailure(operation: "HKDF setup") }
                         return try SecretBytes(count: count) { (out) throws(CryptoError) in
                             var length = count
                             guard
-                                EVP_PKEY_derive(ctx, out.baseAddress?.assumingMemoryBound(to: UInt8.self), &length) == 1,
+                                EVP_PKEY_derive(ctx, out.baseAddress?.assumingMemoryBound(to: UInt8.self), &length)
+                                    == 1,
                                 length == count
                             else { throw .backendFailure(operation: "EVP_PKEY_derive(HKDF)") }
                         }

@@ -286,10 +286,12 @@ public final class Keyring: Sendable, CustomStringConvertible {
 
     // MARK: Helpers
 
+    /// The current term and its key, read under the lock as one consistent pair.
     private func currentKey() -> (UInt32, SecretBytes) {
         state.withLock { ($0.current, $0.currentKey) }
     }
 
+    /// Every term of `s`, oldest first, sealed under `master` (fresh nonces; same data keys).
     private static func sealAll(_ s: borrowing State, under master: MasterKey) throws(CryptoError) -> [SealedTerm] {
         var out: [SealedTerm] = []
         for term in s.keys.keys.sorted() {
@@ -299,6 +301,8 @@ public final class Keyring: Sendable, CustomStringConvertible {
         return out
     }
 
+    /// Seals one data key under the master key, bound to its term number
+    /// (context `keyring / <term> / data_key`, header term = `term`).
     private static func seal(
         dataKey: SecretBytes, term: UInt32, createdAt: Int64, master: MasterKey
     ) throws(CryptoError) -> SealedTerm {
@@ -306,6 +310,7 @@ public final class Keyring: Sendable, CustomStringConvertible {
         return SealedTerm(term: term, createdAt: createdAt, sealedKey: sealedKey)
     }
 
+    /// `term + 1`, refusing to wrap around to 0 (which would reuse term numbers).
     private static func nextTerm(after term: UInt32) throws(CryptoError) -> UInt32 {
         guard term < UInt32.max else { throw .invalidKeyring(reason: "term numbers are exhausted") }
         return term + 1

@@ -87,6 +87,8 @@ enum SecretBase64 {
         return valid ? secret : nil
     }
 
+    /// The 6-bit value of a standard-alphabet character, `nil` for anything else (including
+    /// `=`, `-`, `_` and whitespace).
     private static func value(_ c: UInt8) -> UInt32? {
         switch c {
         case UInt8(ascii: "A")...UInt8(ascii: "Z"): return UInt32(c - UInt8(ascii: "A"))
