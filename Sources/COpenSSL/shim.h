@@ -5,6 +5,8 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <openssl/err.h>
+#include <openssl/hmac.h>
+#include <openssl/kdf.h>
 
 /// OPENSSL_free is a macro; Swift cannot import it.
 static inline void copenssl_free(void *p) { OPENSSL_free(p); }

@@ -14,34 +14,56 @@ public final class SecretBytes: @unchecked Sendable, Equatable, CustomStringConv
 {
     private let pointer: UnsafeMutableRawBufferPointer
 
-    /// Copies `bytes` into fresh storage. The caller is responsible for wiping its own copy.
-    public init(_ bytes: some Collection<UInt8>) {
-        pointer = .allocate(byteCount: Swift.max(bytes.count, 1), alignment: 16)
-        _ = UnsafeMutableRawBufferPointer(rebasing: pointer[0..<bytes.count]).initializeMemory(
-            as: UInt8.self, from: bytes)
-        count = bytes.count
-    }
-
-    /// Creates `count` bytes filled by `fill`, which writes directly into the secret storage
-    /// (so no intermediate copy exists).
-    public init(count: Int, fill: (UnsafeMutableRawBufferPointer) throws -> Void) rethrows {
-        pointer = .allocate(byteCount: Swift.max(count, 1), alignment: 16)
-        pointer.initializeMemory(as: UInt8.self, repeating: 0)
-        self.count = count
-        do {
-            try fill(UnsafeMutableRawBufferPointer(rebasing: pointer[0..<count]))
-        } catch {
-            OPENSSL_cleanse(pointer.baseAddress, pointer.count)
-            pointer.deallocate()
-            throw error
-        }
-    }
+    /// Test probe called from `deinit` after the wipe with "every byte is zero" (see
+    /// `init(_:onWipe:)`); `nil` in production.
+    private let wipeObserver: (@Sendable (_ wiped: Bool) -> Void)?
 
     /// Number of secret bytes.
     public let count: Int
 
+    /// Copies `bytes` into fresh storage. The caller is responsible for wiping its own copy.
+    public convenience init(_ bytes: some Collection<UInt8>) {
+        self.init(copying: bytes, observer: nil)
+    }
+
+    /// Like `init(_:)`, and calls `onWipe` from `deinit` once the storage has been cleansed,
+    /// passing whether every byte reads as zero. For tests that check zeroization.
+    @_spi(Testing)
+    public convenience init(_ bytes: some Collection<UInt8>, onWipe: @escaping @Sendable (Bool) -> Void) {
+        self.init(copying: bytes, observer: onWipe)
+    }
+
+    private init(copying bytes: some Collection<UInt8>, observer: (@Sendable (Bool) -> Void)?) {
+        pointer = .allocate(byteCount: Swift.max(bytes.count, 1), alignment: 16)
+        pointer.initializeMemory(as: UInt8.self, repeating: 0)
+        _ = UnsafeMutableRawBufferPointer(rebasing: pointer[0..<bytes.count]).initializeMemory(
+            as: UInt8.self, from: bytes)
+        count = bytes.count
+        wipeObserver = observer
+    }
+
+    /// Creates `count` bytes filled by `fill`, which writes directly into the secret storage
+    /// (so no intermediate copy exists). The storage starts zeroed.
+    ///
+    /// - Throws: whatever `fill` throws; the partly written storage is wiped before the error
+    ///   propagates.
+    public init<E: Error>(
+        count: Int, fill: (UnsafeMutableRawBufferPointer) throws(E) -> Void
+    ) throws(E) {
+        pointer = .allocate(byteCount: Swift.max(count, 1), alignment: 16)
+        pointer.initializeMemory(as: UInt8.self, repeating: 0)
+        self.count = count
+        wipeObserver = nil
+        // Every stored property is set, so if `fill` throws Swift still runs `deinit`, which
+        // wipes and frees the storage. Freeing it here as well would be a double free.
+        try fill(UnsafeMutableRawBufferPointer(rebasing: pointer[0..<count]))
+    }
+
     deinit {
         OPENSSL_cleanse(pointer.baseAddress, pointer.count)
+        if let wipeObserver {
+            wipeObserver(UnsafeRawBufferPointer(pointer).allSatisfy { $0 == 0 })
+        }
         pointer.deallocate()
     }
 
@@ -69,6 +91,20 @@ public final class SecretBytes: @unchecked Sendable, Equatable, CustomStringConv
         return lhs.withUnsafeBytes { a in
             rhs.withUnsafeBytes { b in CRYPTO_memcmp(a.baseAddress, b.baseAddress, a.count) == 0 }
         }
+    }
+
+    /// Overwrites `bytes` with zeros through `OPENSSL_cleanse` (which the optimiser cannot
+    /// remove) and empties it. Best effort: copies the array already shared are not reached,
+    /// so call it on buffers that were never copied.
+    public static func wipe(_ bytes: inout [UInt8]) {
+        bytes.withUnsafeMutableBytes { cleanse($0) }
+        bytes.removeAll()
+    }
+
+    /// Cleanses raw memory in place.
+    static func cleanse(_ buffer: UnsafeMutableRawBufferPointer) {
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return }
+        OPENSSL_cleanse(base, buffer.count)
     }
 
     public var description: String { "SecretBytes(\(count) bytes, redacted)" }

@@ -1,0 +1,135 @@
+// SPDX-License-Identifier: Apache-2.0
+internal import COpenSSL
+
+/// Message digests and HMAC through OpenSSL's EVP interface.
+///
+/// These cannot fail on any input: libcrypto reports failure only when it cannot allocate or
+/// its provider is broken, which is treated like Swift's own out-of-memory (a trap), not as a
+/// silently wrong hash. (A wrong token hash would be a security bug.)
+public enum Digest {
+    /// Size of a SHA-256 digest.
+    public static let sha256ByteCount = 32
+    /// Size of a SHA-1 digest.
+    public static let sha1ByteCount = 20
+
+    /// SHA-256 (FIPS 180-4) of `bytes`.
+    public static func sha256(_ bytes: some Collection<UInt8>) -> [UInt8] {
+        withContiguous(bytes) { digest($0, md: EVP_sha256(), count: sha256ByteCount) }
+    }
+
+    /// SHA-256 of secret bytes, without copying them out.
+    public static func sha256(_ secret: SecretBytes) -> [UInt8] {
+        secret.withUnsafeBytes { digest($0, md: EVP_sha256(), count: sha256ByteCount) }
+    }
+
+    /// SHA-1 of `bytes`. Only for fingerprints other systems define with it (MTProto's
+    /// `auth_key_id`), never for security decisions.
+    public static func sha1(_ bytes: some Collection<UInt8>) -> [UInt8] {
+        withContiguous(bytes) { digest($0, md: EVP_sha1(), count: sha1ByteCount) }
+    }
+
+    /// SHA-1 of secret bytes, without copying them out.
+    public static func sha1(_ secret: SecretBytes) -> [UInt8] {
+        secret.withUnsafeBytes { digest($0, md: EVP_sha1(), count: sha1ByteCount) }
+    }
+
+    /// HMAC-SHA-256 (RFC 2104) of `message` under `key`.
+    public static func hmacSHA256(key: SecretBytes, message: some Collection<UInt8>) -> [UInt8] {
+        key.withUnsafeBytes { k in
+            withContiguous(message) { m in
+                var out = [UInt8](repeating: 0, count: sha256ByteCount)
+                var written: UInt32 = 0
+                let result = HMAC(
+                    EVP_sha256(), k.baseAddress, Int32(k.count), m.opensslBytes, m.count, &out, &written)
+                precondition(result != nil && Int(written) == sha256ByteCount, "libcrypto HMAC failed")
+                return out
+            }
+        }
+    }
+
+    /// One-shot `EVP_Digest` of `input` with `md`, whose output size is `count`.
+    private static func digest(_ input: UnsafeRawBufferPointer, md: OpaquePointer?, count: Int) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: count)
+        var written: UInt32 = 0
+        // EVP_Digest reads nothing when the length is 0, but wants a non-null pointer.
+        let empty: UInt8 = 0
+        let rc = withUnsafePointer(to: empty) { fallback in
+            EVP_Digest(input.baseAddress ?? UnsafeRawPointer(fallback), input.count, &out, &written, md, nil)
+        }
+        precondition(rc == 1 && Int(written) == count, "libcrypto EVP_Digest failed")
+        return out
+    }
+
+    /// Runs `body` over contiguous bytes, copying only when the collection has none.
+    static func withContiguous<R>(_ bytes: some Collection<UInt8>, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+        if let result = bytes.withContiguousStorageIfAvailable({ body(UnsafeRawBufferPointer($0)) }) {
+            return result
+        }
+        return Array(bytes).withUnsafeBytes(body)
+    }
+}
+
+/// HKDF (RFC 5869) with SHA-256, through OpenSSL's `EVP_PKEY_HKDF`.
+public enum HKDF {
+    /// Derives `count` bytes (at most 255 × 32) from input keying material `key`.
+    /// - Throws: ``CryptoError/invalidParameter(name:reason:)`` for a bad `count`,
+    ///   ``CryptoError/backendFailure(operation:)`` if libcrypto fails.
+    public static func sha256(
+        key: SecretBytes, salt: [UInt8], info: [UInt8], count: Int
+    ) throws(CryptoError) -> SecretBytes {
+        guard count > 0, count <= 255 * Digest.sha256ByteCount else {
+            throw .invalidParameter(name: "count", reason: "HKDF-SHA-256 output must be 1…8160 bytes")
+        }
+        let limit = Int(Int32.max)  // the EVP_PKEY_CTX_set1_hkdf_* lengths are C ints
+        guard key.count <= limit, salt.count <= limit, info.count <= limit else {
+            throw .invalidParameter(name: "HKDF input", reason: "longer than 2 GiB")
+        }
+        guard let ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, nil) else {
+            throw .backendFailure(operation: "EVP_PKEY_CTX_new_id(HKDF)")
+        }
+        defer { EVP_PKEY_CTX_free(ctx) }
+        return try key.withUnsafeBytes { (k) throws(CryptoError) in
+            try salt.withUnsafeBytes { s in
+                info.withUnsafeBytes { i in
+                    Result { () throws(CryptoError) in
+                        // OpenSSL refuses a NULL salt pointer; an empty salt is a valid one
+                        // (RFC 5869 §2.2 treats it as HashLen zero bytes).
+                        let zero: [UInt8] = [0]
+                        let ok = zero.withUnsafeBufferPointer { z in
+                            let salt = s.opensslBytes ?? z.baseAddress
+                            let ikm = k.opensslBytes ?? z.baseAddress
+                            let label = i.opensslBytes ?? z.baseAddress
+                            return EVP_PKEY_derive_init(ctx) == 1
+                                && EVP_PKEY_CTX_set_hkdf_md(ctx, EVP_sha256()) == 1
+                                && EVP_PKEY_CTX_set1_hkdf_salt(ctx, salt, Int32(s.count)) == 1
+                                && EVP_PKEY_CTX_set1_hkdf_key(ctx, ikm, Int32(k.count)) == 1
+                                && EVP_PKEY_CTX_add1_hkdf_info(ctx, label, Int32(i.count)) == 1
+                        }
+                        guard ok else { throw .backendFailure(operation: "HKDF setup") }
+                        return try SecretBytes(count: count) { (out) throws(CryptoError) in
+                            var length = count
+                            guard
+                                EVP_PKEY_derive(ctx, out.baseAddress?.assumingMemoryBound(to: UInt8.self), &length)
+                                    == 1,
+                                length == count
+                            else { throw .backendFailure(operation: "EVP_PKEY_derive(HKDF)") }
+                        }
+                    }
+                }
+            }.get()
+        }
+    }
+}
+
+/// Comparison whose running time does not depend on where two byte strings differ
+/// (`CRYPTO_memcmp`), for hashes, tags and tokens. Lengths are compared first and are not secret.
+public enum ConstantTime {
+    /// True when `a` and `b` hold the same bytes.
+    public static func equals(_ a: some Collection<UInt8>, _ b: some Collection<UInt8>) -> Bool {
+        guard a.count == b.count else { return false }
+        if a.isEmpty { return true }
+        return Digest.withContiguous(a) { x in
+            Digest.withContiguous(b) { y in CRYPTO_memcmp(x.baseAddress, y.baseAddress, x.count) == 0 }
+        }
+    }
+}

@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: Apache-2.0
+import Testing
+import VaultCore
+
+@Suite("Crypto: API tokens, digests, HMAC, HKDF, constant-time compare")
+struct CryptoTokenDigestTests {
+    @Test("tokens are svt_ + 43 base64url characters, unique, well formed")
+    func tokenShape() throws {
+        var seen = Set<String>()
+        for _ in 0..<200 {
+            let token = try TokenHasher.generateToken()
+            #expect(token.hasPrefix("svt_"))
+            #expect(token.utf8.count == TokenHasher.tokenCharacterCount)
+            #expect(TokenHasher.isWellFormedToken(token), "\(token)")
+            seen.insert(token)
+        }
+        #expect(seen.count == 200)
+    }
+
+    @Test("isWellFormedToken rejects near misses")
+    func tokenNearMisses() throws {
+        let body = String(repeating: "A", count: 43)
+        #expect(TokenHasher.isWellFormedToken("svt_" + body))
+        #expect(!TokenHasher.isWellFormedToken("svx_" + body))
+        #expect(!TokenHasher.isWellFormedToken("svt_" + body.dropLast()))
+        #expect(!TokenHasher.isWellFormedToken("svt_" + body + "A"))
+        #expect(!TokenHasher.isWellFormedToken("svt_+" + body.dropFirst()))
+        #expect(!TokenHasher.isWellFormedToken("svt_" + body.dropLast() + "B"))  // non-zero pad bits
+        #expect(TokenHasher.isWellFormedToken("svt_" + body.dropLast() + "E"))
+        #expect(!TokenHasher.isWellFormedToken(""))
+    }
+
+    @Test("token hashes: 32 bytes, deterministic, keyed, verified in constant time")
+    func tokenHash() throws {
+        let hasher = try TokenHasher(key: try SecureRandom.secret(count: 32))
+        let other = try TokenHasher(key: try SecureRandom.secret(count: 32))
+        let token = try TokenHasher.generateToken()
+        let hash = hasher.hash(token)
+        #expect(hash.count == 32)
+        #expect(hasher.hash(token) == hash)
+        #expect(other.hash(token) != hash)
+        #expect(hash != Digest.sha256(Array(token.utf8)))
+        #expect(hasher.verify(token, hash: hash))
+        let altered = String(token.dropLast()) + (token.hasSuffix("A") ? "E" : "A")
+        #expect(!hasher.verify(altered, hash: hash))
+        #expect(!hasher.verify(try TokenHasher.generateToken(), hash: hash))
+        #expect(!hasher.verify(token, hash: Array(hash.prefix(31))))
+        #expect(throws: CryptoError.self) { try TokenHasher(key: SecretBytes([1])) }
+        #expect(hasher.hash("").count == 32)
+        #expect(!hasher.verify("", hash: hash))
+    }
+
+    @Test("a token hash is exactly HMAC-SHA-256(key, UTF-8 of the token)")
+    func tokenHashIsHMAC() throws {
+        let hasher = try TokenHasher(key: SecretBytes([UInt8](repeating: 0x0b, count: 32)))
+        let expected = Digest.hmacSHA256(key: SecretBytes([UInt8](repeating: 0x0b, count: 32)), message: Array("svt_x".utf8))
+        #expect(hasher.hash("svt_x") == expected)
+    }
+
+    @Test("the keyring's token hasher survives rotation, rekey and reload, and differs per vault")
+    func keyringTokenHasher() throws {
+        let master = try MasterKey.generate()
+        let (keyring, first) = try Keyring.create(master: master)
+        let token = try TokenHasher.generateToken()
+        let hash = keyring.tokenHasher.hash(token)
+        let second = try keyring.rotate()
+        #expect(keyring.tokenHasher.hash(token) == hash)
+        let newMaster = try MasterKey.generate()
+        let resealed = try keyring.rekey(newMaster: newMaster)
+        #expect(keyring.tokenHasher.hash(token) == hash)
+        #expect(try Keyring.unseal(first + [second], master: master).tokenHasher.hash(token) == hash)
+        #expect(try Keyring.unseal(resealed, master: newMaster).tokenHasher.hash(token) == hash)
+        let (otherVault, _) = try Keyring.create(master: master)
+        #expect(otherVault.tokenHasher.hash(token) != hash)
+    }
+
+    @Test("accessor ids are acc_ + 16 hex characters")
+    func accessor() throws {
+        let a = try TokenHasher.generateAccessor()
+        #expect(a.hasPrefix("acc_"))
+        #expect(a.utf8.count == 20)
+        #expect(Hex.decode(a.dropFirst(4)) != nil)
+        #expect(a != (try TokenHasher.generateAccessor()))
+    }
+
+    @Test("SHA-256 and SHA-1 known answers (FIPS 180-4 examples)")
+    func digests() {
+        #expect(Hex.encode(Digest.sha256(Array("abc".utf8))) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(Hex.encode(Digest.sha256([UInt8]())) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(
+            Hex.encode(Digest.sha256("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8))
+                == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        #expect(Hex.encode(Digest.sha1(Array("abc".utf8))) == "a9993e364706816aba3e25717850c26c9cd0d89d")
+        #expect(Digest.sha256(SecretBytes(Array("abc".utf8))) == Digest.sha256(Array("abc".utf8)))
+        #expect(Digest.sha1(SecretBytes(Array("abc".utf8))) == Digest.sha1(Array("abc".utf8)))
+        #expect(Digest.sha256(Array("abc".utf8)[1...]) == Digest.sha256(Array("bc".utf8)))
+    }
+
+    @Test("HMAC-SHA-256 known answers (RFC 4231 test cases 1 and 2)")
+    func hmac() {
+        #expect(
+            Hex.encode(Digest.hmacSHA256(key: SecretBytes([UInt8](repeating: 0x0b, count: 20)), message: Array("Hi There".utf8)))
+                == "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7")
+        #expect(
+            Hex.encode(Digest.hmacSHA256(key: SecretBytes(Array("Jefe".utf8)), message: Array("what do ya want for nothing?".utf8)))
+                == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+        // An empty message (an empty bearer token reaches this) is valid input, not a crash.
+        #expect(
+            Hex.encode(Digest.hmacSHA256(key: SecretBytes([UInt8](repeating: 0x0b, count: 20)), message: [UInt8]()))
+                == "999a901219f032cd497cadb5e6051e97b6a29ab297bd6ae722bd6062a2f59542")
+    }
+
+    @Test("HKDF-SHA-256 known answer (RFC 5869 test case 1) and bounds")
+    func hkdf() throws {
+        let okm = try HKDF.sha256(
+            key: SecretBytes([UInt8](repeating: 0x0b, count: 22)), salt: try hex("000102030405060708090a0b0c"),
+            info: try hex("f0f1f2f3f4f5f6f7f8f9"), count: 42)
+        #expect(
+            Hex.encode(okm.copyBytes())
+                == "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865")
+        #expect(try HKDF.sha256(key: SecretBytes([1]), salt: [], info: [], count: 8160).count == 8160)
+        #expect(throws: CryptoError.self) { try HKDF.sha256(key: SecretBytes([1]), salt: [], info: [], count: 8161) }
+        #expect(throws: CryptoError.self) { try HKDF.sha256(key: SecretBytes([1]), salt: [], info: [], count: 0) }
+    }
+
+    @Test("ConstantTime.equals")
+    func constantTime() {
+        #expect(ConstantTime.equals([1, 2, 3], [1, 2, 3]))
+        #expect(!ConstantTime.equals([1, 2, 3], [1, 2, 4]))
+        #expect(!ConstantTime.equals([1, 2, 3], [1, 2]))
+        #expect(ConstantTime.equals([UInt8](), [UInt8]()))
+        #expect(ConstantTime.equals([0, 1, 2, 3][1...], [1, 2, 3]))
+        #expect(ConstantTime.equals("svt_abc".utf8, Array("svt_abc".utf8)))
+    }
+
+    @Test("SecureRandom returns the requested sizes and different values")
+    func random() throws {
+        #expect(try SecureRandom.bytes(count: 0).isEmpty)
+        #expect(try SecureRandom.secret(count: 0).count == 0)
+        let a = try SecureRandom.bytes(count: 32)
+        #expect(a.count == 32)
+        #expect(a != (try SecureRandom.bytes(count: 32)))
+        #expect(try SecureRandom.secret(count: 1000).count == 1000)
+    }
+}
