@@ -7,7 +7,7 @@ import VaultCore
 /// Micro-benchmark of the file engine. Runs and prints only with `SV_BENCH=1`; asserts nothing
 /// about time (the machine is shared and noisy). Prefer a release build:
 /// `SV_BENCH=1 swift test -c release --filter StoreBenchmarks`.
-@Suite("Store benchmarks", .enabled(if: ProcessInfo.processInfo.environment["SV_BENCH"] == "1"))
+@Suite("Store benchmarks", .serialized, .enabled(if: ProcessInfo.processInfo.environment["SV_BENCH"] == "1"))
 struct StoreBenchmarks {
     static let inserts = 2_000
     static let gets = 20_000

@@ -76,7 +76,14 @@ struct StoreContractTests {
             change.apiID = 999
             change.dcID = 5
             change.updatedAt = original.createdAt + 10
+            // The envelope is not writable through update (rewrap owns it).
+            change.sealedAuthKey = randomBytes(300)
+            change.sealedKeyTerm = 9
+            change.authKeyID = "ffffffffffffffff"
             let updated = try store.update(change, expectedVersion: 1)
+            #expect(updated.sealedAuthKey == original.sealedAuthKey)
+            #expect(updated.sealedKeyTerm == original.sealedKeyTerm)
+            #expect(updated.authKeyID == original.authKeyID)
             #expect(updated.version == 2)
             #expect(updated.apiID == 999 && updated.dcID == 5)
             #expect(updated.updatedAt == original.createdAt + 10)

@@ -1,5 +1,4 @@
 // SPDX-License-Identifier: Apache-2.0
-import Synchronization
 
 /// The file engine's read connections: a stack of idle read-only connections.
 ///
@@ -9,20 +8,17 @@ import Synchronization
 /// Connections are opened on demand when the stack is empty (there are never more than the
 /// number of threads reading at once); at most `maxIdle` are kept.
 ///
-/// `@unchecked Sendable`: idle connections live only inside `state` (a `Mutex`); a checked-out
+/// `@unchecked Sendable`: idle connections live only inside `state` (a ``Locked``); a checked-out
 /// connection is used by exactly one thread until it is checked in, and the mutex hand-over
 /// orders every access to it.
 final class ReaderPool: @unchecked Sendable {
-    /// An idle connection in transit through the mutex. See the type's comment for why this is safe.
-    private struct Idle: @unchecked Sendable { let connection: SQLiteConnection }
-
-    private struct State: Sendable {
-        var idle: [Idle] = []
+    private struct State {
+        var idle: [SQLiteConnection] = []
         var open = 0
         var closed = false
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let path: String
     private let busyTimeout: Int32
     private let maxIdle: Int
@@ -45,13 +41,13 @@ final class ReaderPool: @unchecked Sendable {
     var openCount: Int { state.withLock { $0.open } }
 
     private func checkOut() throws -> SQLiteConnection {
-        let idle = try state.withLock { (s) throws(StorageError) -> Idle? in
+        let idle = try state.withLock { (s) throws(StorageError) -> SQLiteConnection? in
             if s.closed { throw .closed }
             if let idle = s.idle.popLast() { return idle }
             s.open += 1
             return nil
         }
-        if let idle { return idle.connection }
+        if let idle { return idle }
         do {
             return try openReader()
         } catch {
@@ -61,16 +57,15 @@ final class ReaderPool: @unchecked Sendable {
     }
 
     private func checkIn(_ connection: SQLiteConnection) {
-        let idle = Idle(connection: connection)
         let kept = state.withLock { s -> Bool in
             guard !s.closed, s.idle.count < maxIdle else {
                 s.open -= 1
                 return false
             }
-            s.idle.append(idle)
+            s.idle.append(connection)
             return true
         }
-        if !kept { idle.connection.close() }
+        if !kept { connection.close() }
     }
 
     private func openReader() throws -> SQLiteConnection {
@@ -82,14 +77,14 @@ final class ReaderPool: @unchecked Sendable {
 
     /// Closes idle connections; connections in use close when they are checked in.
     func close() {
-        let idle = state.withLock { s -> [Idle] in
+        let idle = state.withLock { s -> [SQLiteConnection] in
             s.closed = true
             let idle = s.idle
             s.idle.removeAll()
             s.open -= idle.count
             return idle
         }
-        for entry in idle { entry.connection.close() }
+        for connection in idle { connection.close() }
     }
 }
 
@@ -115,32 +110,32 @@ final class ConfinedWriter: WriterAccess, @unchecked Sendable {
 ///
 /// A private `:memory:` database can have only one connection, and the `memdb` VFS that allows
 /// several makes readers poll with SQLite's sleeping busy handler (1 ms steps) while a write
-/// transaction is open. One connection behind a `Mutex` is simpler and never waits longer than
+/// transaction is open. One connection behind a ``Lock`` is simpler and never waits longer than
 /// the transaction in progress. The writer still batches (group commit) on its queue, holding
 /// the lock for the batch.
 ///
 /// `@unchecked Sendable`: `connection` is touched only while holding `lock`.
 final class SharedConnection: WriterAccess, @unchecked Sendable {
-    private let lock = Mutex(())
+    private let lock = Lock()
     private var connection: SQLiteConnection?
 
     init(_ connection: SQLiteConnection) { self.connection = connection }
 
     func withWriter(_ body: (SQLiteConnection?) -> Void) {
-        lock.withLock { _ in body(connection) }
+        lock.withLock { body(connection) }
     }
 
     /// Runs a read under the lock.
     /// - Throws: ``StorageError/closed`` after close; whatever `body` throws.
     func read<T: Sendable>(_ body: (SQLiteConnection) throws -> T) throws -> T {
-        try lock.withLock { _ throws -> T in
+        try lock.withLock { () throws -> T in
             guard let connection else { throw StorageError.closed }
             return try body(connection)
         }
     }
 
     func closeWriter() {
-        lock.withLock { _ in
+        lock.withLock {
             connection?.close()
             connection = nil
         }

@@ -244,8 +244,8 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
             lower = prefix
         }
         let rows = try read { connection in
-            try connection.all(sql, [.text(lower), .text(upper), .integer(Int64(min(limit, Int(Int32.max - 1)) + 1))],
-                Self.decodeSession)
+            // One row more than asked tells whether another page follows.
+            try connection.all(sql, [.text(lower), .text(upper), .integer(Int64(min(limit, 1 << 30)) + 1)], Self.decodeSession)
         }
         if rows.count > limit {
             let page = Array(rows.prefix(limit))
@@ -255,8 +255,7 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
     }
 
     public func update(_ session: StoredSession, expectedVersion: Int64) throws(StorageError) -> StoredSession {
-        try Self.validate(session)
-        return try write { connection in
+        try write { connection in
             var values = Self.mutableValues(session)
             values.append(.text(session.name.rawValue))
             values.append(.integer(expectedVersion))
@@ -561,17 +560,18 @@ extension SQLiteSessionStore {
     fileprivate static func mutableValues(_ s: StoredSession) -> [SQLiteValue] {
         [
             .integer(Int64(s.dcID)), .init(s.apiID), .init(s.testMode), .init(s.userID), .init(s.isBot),
-            .init(s.serverAddress), .init(s.port.map(Int64.init)), .init(s.date), .init(s.authKeyID),
-            s.sealedAuthKey.map(SQLiteValue.blob) ?? .null, .init(s.sealedKeyTerm.map(Int64.init)),
-            .text(s.sourceFormat), .integer(s.updatedAt),
+            .init(s.serverAddress), .init(s.port.map(Int64.init)), .init(s.date), .text(s.sourceFormat),
+            .integer(s.updatedAt),
         ]
     }
 
     /// Values for `SQL.insertSession`.
     fileprivate static func sessionValues(_ s: StoredSession) -> [SQLiteValue] {
-        [.blob(s.id.bytes), .text(s.name.rawValue)] + mutableValues(s) + [
-            .integer(s.createdAt), .init(s.lastExportedAt),
+        let envelope: [SQLiteValue] = [
+            .init(s.authKeyID), s.sealedAuthKey.map(SQLiteValue.blob) ?? .null,
+            .init(s.sealedKeyTerm.map(Int64.init)), .integer(s.createdAt), .init(s.lastExportedAt),
         ]
+        return [.blob(s.id.bytes), .text(s.name.rawValue)] + mutableValues(s) + envelope
     }
 
     fileprivate static func keyTermValues(_ t: KeyTermRecord) -> [SQLiteValue] {
@@ -721,7 +721,7 @@ private enum SQL {
 
     static let insertSession = """
         INSERT INTO sessions (id, name, dc_id, api_id, test_mode, user_id, is_bot, server_address, port, date, \
-        auth_key_id, sealed_auth_key, sealed_key_term, source_format, updated_at, created_at, last_exported_at, \
+        source_format, updated_at, auth_key_id, sealed_auth_key, sealed_key_term, created_at, last_exported_at, \
         version, peer_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, 1, 0)
         """
     static let sessionByName = "SELECT \(sessionColumns) FROM sessions WHERE name = ?1"
@@ -739,9 +739,8 @@ private enum SQL {
         """
     static let updateSession = """
         UPDATE sessions SET dc_id = ?1, api_id = ?2, test_mode = ?3, user_id = ?4, is_bot = ?5, \
-        server_address = ?6, port = ?7, date = ?8, auth_key_id = ?9, sealed_auth_key = ?10, \
-        sealed_key_term = ?11, source_format = ?12, updated_at = ?13, version = version + 1 \
-        WHERE name = ?14 AND version = ?15 AND revoked_at IS NULL RETURNING \(sessionColumns)
+        server_address = ?6, port = ?7, date = ?8, source_format = ?9, updated_at = ?10, version = version + 1 \
+        WHERE name = ?11 AND version = ?12 AND revoked_at IS NULL RETURNING \(sessionColumns)
         """
     static let markExported = """
         UPDATE sessions SET last_exported_at = max(coalesce(last_exported_at, ?1), ?1) WHERE name = ?2

@@ -139,7 +139,10 @@ enum Schema {
             }
             // The id and version are written in the same transaction as the schema, so a vault
             // with version 0 cannot hold tables unless something else wrote to it.
-            if userVersion == 0 { return objects == 0 ? .empty : .vault(version: 0) }
+            if userVersion == 0 {
+                guard objects == 0 else { throw .corrupt }
+                return .empty
+            }
             return .vault(version: userVersion)
         }
         if applicationID == 0 && userVersion == 0 && objects == 0 { return .empty }

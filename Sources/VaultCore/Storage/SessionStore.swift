@@ -39,9 +39,14 @@ public protocol SessionStore: Sendable {
     func listSessions(after cursor: SessionName?, limit: Int, prefix: String?) throws(StorageError)
         -> SessionPage
 
-    /// Compare-and-set update of a live session's mutable fields (everything but `id`, `name`,
-    /// `createdAt`, `lastExportedAt`, `version`, `revokedAt`, `peerCount`), taken from
-    /// `session`, whose `name` addresses the row. Sets `version` to `expectedVersion + 1`.
+    /// Compare-and-set update of a live session's metadata: `dcID`, `apiID`, `testMode`,
+    /// `userID`, `isBot`, `serverAddress`, `port`, `date`, `sourceFormat` and `updatedAt` are
+    /// taken from `session`, whose `name` addresses the row; every other field is ignored. Sets
+    /// `version` to `expectedVersion + 1`.
+    ///
+    /// The envelope (`sealedAuthKey`, `sealedKeyTerm`, `authKeyID`) is deliberately not
+    /// writable here: rewrap replaces it without changing `version`, so writing back an envelope
+    /// read before a rewrap would resurrect an old term that may since have been retired.
     /// - Returns: the session as stored.
     /// - Throws: ``StorageError/notFound``; ``StorageError/revoked``;
     ///   ``StorageError/versionMismatch(current:)`` when the stored version differs.

@@ -56,18 +56,18 @@ protocol WriterAccess: Sendable {
 /// Because only this queue ever writes, and every write transaction starts with
 /// `BEGIN IMMEDIATE`, writers never meet `SQLITE_BUSY` ("database is locked").
 ///
-/// `@unchecked Sendable`: mutable coordination state lives in `state` (a `Mutex`); counters are
+/// `@unchecked Sendable`: mutable coordination state lives in `state` (a ``Locked``); counters are
 /// `Atomic`; `walPurgePending` is touched only on `queue` (checked by `dispatchPrecondition` in
 /// debug builds); the connection is reached only through `access`.
 final class WriteCoordinator: @unchecked Sendable {
-    private struct State: Sendable {
+    private struct State {
         var pending: [WriteTicket] = []
         var leaderActive = false
         var kickScheduled = false
         var closed = false
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let access: any WriterAccess
     private let maxBatch: Int
     private let deferredDelay: DispatchTimeInterval
