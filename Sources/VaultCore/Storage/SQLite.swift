@@ -122,6 +122,16 @@ final class SQLiteConnection {
         return stmt
     }
 
+    /// Sets how long a statement waits for a lock held by another connection before it fails
+    /// with `SQLITE_BUSY` (SQLite's own sleeping busy handler).
+    func setBusyTimeout(milliseconds: Int32) {
+        if let handle { sqlite3_busy_timeout(handle, milliseconds) }
+    }
+
+    /// True when the main database was opened read-only, either on request or because the file
+    /// (or its directory) is not writable: `SQLITE_OPEN_READWRITE` silently falls back to reading.
+    var isReadOnly: Bool { handle.map { sqlite3_db_readonly($0, "main") == 1 } ?? true }
+
     /// Rows changed by the last INSERT/UPDATE/DELETE.
     var changes: Int { handle.map { Int(sqlite3_changes64($0)) } ?? 0 }
 

@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: Apache-2.0
+
+/// The file engine's read connections: a stack of idle read-only connections.
+///
+/// A read checks one out on the caller's thread, runs its single statement (no explicit
+/// `BEGIN`: one statement is its own consistent snapshot in WAL mode), and checks it back in.
+/// Each connection keeps its own prepared-statement cache, so the hot reads are bind/step/reset.
+/// Connections are opened on demand when the stack is empty (there are never more than the
+/// number of threads reading at once); at most `maxIdle` are kept.
+///
+/// `@unchecked Sendable`: idle connections live only inside `state` (a ``Locked``); a checked-out
+/// connection is used by exactly one thread until it is checked in, and the mutex hand-over
+/// orders every access to it.
+final class ReaderPool: @unchecked Sendable {
+    private struct State {
+        var idle: [SQLiteConnection] = []
+        var open = 0
+        var closed = false
+    }
+
+    private let state = Locked(State())
+    private let path: String
+    private let busyTimeout: Int32
+    private let maxIdle: Int
+
+    init(path: String, busyTimeout: Int32, maxIdle: Int) {
+        self.path = path
+        self.busyTimeout = busyTimeout
+        self.maxIdle = max(1, maxIdle)
+    }
+
+    /// Runs `body` with a read-only connection on the calling thread.
+    /// - Throws: ``StorageError/closed`` after ``close()``; whatever `body` throws.
+    func read<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
+        let connection = try checkOut()
+        defer { checkIn(connection) }
+        return try body(connection)
+    }
+
+    /// Connections currently open (idle or in use).
+    var openCount: Int { state.withLock { $0.open } }
+
+    private func checkOut() throws -> SQLiteConnection {
+        let idle = try state.withLock { (s) throws(StorageError) -> SQLiteConnection? in
+            if s.closed { throw .closed }
+            if let idle = s.idle.popLast() { return idle }
+            s.open += 1
+            return nil
+        }
+        if let idle { return idle }
+        do {
+            return try openReader()
+        } catch {
+            state.withLock { $0.open -= 1 }
+            throw error
+        }
+    }
+
+    private func checkIn(_ connection: SQLiteConnection) {
+        let kept = state.withLock { s -> Bool in
+            guard !s.closed, s.idle.count < maxIdle else {
+                s.open -= 1
+                return false
+            }
+            s.idle.append(connection)
+            return true
+        }
+        if !kept { connection.close() }
+    }
+
+    private func openReader() throws -> SQLiteConnection {
+        let connection = try SQLiteConnection(path: path, options: .init(readOnly: true, create: false))
+        // Readers rarely wait in WAL mode, but can while a TRUNCATE checkpoint resets the WAL.
+        connection.setBusyTimeout(milliseconds: busyTimeout)
+        return connection
+    }
+
+    /// Closes idle connections; connections in use close when they are checked in.
+    func close() {
+        let idle = state.withLock { s -> [SQLiteConnection] in
+            s.closed = true
+            let idle = s.idle
+            s.idle.removeAll()
+            s.open -= idle.count
+            return idle
+        }
+        for connection in idle { connection.close() }
+    }
+}
+
+/// The file engine's writer connection, confined to the writer queue.
+///
+/// `@unchecked Sendable`: ``WriteCoordinator`` calls `withWriter` and `closeWriter` only on its
+/// serial writer queue (asserted there with `dispatchPrecondition` in debug builds), so
+/// `connection` is never touched by two threads at once.
+final class ConfinedWriter: WriterAccess, @unchecked Sendable {
+    private var connection: SQLiteConnection?
+
+    init(_ connection: SQLiteConnection) { self.connection = connection }
+
+    func withWriter(_ body: (SQLiteConnection?) -> Void) { body(connection) }
+
+    func closeWriter() {
+        connection?.close()
+        connection = nil
+    }
+}
+
+/// The memory engine's only connection, shared by readers and the writer under one lock.
+///
+/// A private `:memory:` database can have only one connection, and the `memdb` VFS that allows
+/// several makes readers poll with SQLite's sleeping busy handler (1 ms steps) while a write
+/// transaction is open. One connection behind a ``Lock`` is simpler and never waits longer than
+/// the transaction in progress. The writer still batches (group commit) on its queue, holding
+/// the lock for the batch.
+///
+/// `@unchecked Sendable`: `connection` is touched only while holding `lock`.
+final class SharedConnection: WriterAccess, @unchecked Sendable {
+    private let lock = Lock()
+    private var connection: SQLiteConnection?
+
+    init(_ connection: SQLiteConnection) { self.connection = connection }
+
+    func withWriter(_ body: (SQLiteConnection?) -> Void) {
+        lock.withLock { body(connection) }
+    }
+
+    /// Runs a read under the lock.
+    /// - Throws: ``StorageError/closed`` after close; whatever `body` throws.
+    func read<T: Sendable>(_ body: (SQLiteConnection) throws -> T) throws -> T {
+        try lock.withLock { () throws -> T in
+            guard let connection else { throw StorageError.closed }
+            return try body(connection)
+        }
+    }
+
+    func closeWriter() {
+        lock.withLock {
+            connection?.close()
+            connection = nil
+        }
+    }
+}
+
+/// Holds a write's result until its owner, woken by the ticket's semaphore, reads it.
+///
+/// `@unchecked Sendable`: written once by the thread running the batch before the ticket's
+/// semaphore is signalled, read by the owner after `wait()` (see ``WriteTicket``).
+final class ResultBox<T>: @unchecked Sendable {
+    var value: T?
+}

@@ -1,0 +1,838 @@
+// SPDX-License-Identifier: Apache-2.0
+import Dispatch
+import Synchronization
+internal import CSQLite
+
+/// Tuning of ``SQLiteSessionStore``. Every field has a documented default.
+public struct SQLiteStoreConfiguration: Sendable, Equatable {
+    /// `PRAGMA synchronous` of the file engine.
+    public enum Synchronous: String, Sendable, CaseIterable {
+        /// fsync at every commit: a write acknowledged is a write that survives power loss.
+        case full = "FULL"
+        /// fsync at checkpoints only (WAL): survives a process crash, but the last commits can
+        /// be lost on power loss. Benchmarks compare both.
+        case normal = "NORMAL"
+    }
+
+    /// Default `.full`: a vault loses nothing it acknowledged. Group commit pays for it.
+    public var synchronous: Synchronous
+    /// How long a connection waits for a lock held by another connection or process before
+    /// failing. Default 5000 ms.
+    public var busyTimeoutMilliseconds: Int32
+    /// Idle read connections kept open (file engine). Default 8.
+    public var maxIdleReaders: Int
+    /// Most writes committed in one transaction. Default 512.
+    public var maxBatchSize: Int
+    /// How long an idle writer waits before committing deferred writes, so a stream of them
+    /// shares transactions. Default 5 ms.
+    public var deferredWriteDelayMilliseconds: Int
+
+    public init(
+        synchronous: Synchronous = .full, busyTimeoutMilliseconds: Int32 = 5000, maxIdleReaders: Int = 8,
+        maxBatchSize: Int = 512, deferredWriteDelayMilliseconds: Int = 5
+    ) {
+        self.synchronous = synchronous
+        self.busyTimeoutMilliseconds = busyTimeoutMilliseconds
+        self.maxIdleReaders = maxIdleReaders
+        self.maxBatchSize = maxBatchSize
+        self.deferredWriteDelayMilliseconds = deferredWriteDelayMilliseconds
+    }
+}
+
+/// The SQLite engines of ``SessionStore``: a file (WAL) or a private in-memory database.
+///
+/// - **Reads** run on the caller's thread: file — a pool of read-only connections
+///   (``ReaderPool``), each with its own statement cache and no per-read transaction; memory —
+///   the single connection under a lock.
+/// - **Writes** go through one writer connection confined to a serial queue, with group commit
+///   (``WriteCoordinator``): concurrent writes share one `BEGIN IMMEDIATE … COMMIT`, each in its
+///   own SAVEPOINT, and every caller returns only once its transaction has committed.
+/// - **File settings**: WAL, `synchronous=FULL` (configurable), `busy_timeout`,
+///   `foreign_keys=ON`, `secure_delete=ON` (freed bytes are zeroed, so a revoked envelope does
+///   not linger in free space), STRICT tables, migrations through `PRAGMA user_version`, and an
+///   `application_id` so any other file is refused untouched.
+///
+/// `@unchecked Sendable`: all stored properties are immutable references to types that are
+/// themselves safe to share (``ReaderPool``, ``SharedConnection``, ``WriteCoordinator``); the
+/// connections behind them are confined as those types document.
+public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
+    private enum Readers {
+        case pool(ReaderPool)
+        case shared(SharedConnection)
+    }
+
+    /// Newest schema version this build reads and writes.
+    public static var schemaVersion: Int64 { Schema.currentVersion }
+
+    public let location: StoreLocation
+    /// The configuration the store was opened with.
+    public let configuration: SQLiteStoreConfiguration
+    private let readers: Readers
+    private let coordinator: WriteCoordinator
+
+    /// Opens (creating or migrating as needed) a store.
+    ///
+    /// For `.file(path)` the directory must exist: the caller creates it and decides whether to
+    /// fall back to memory when this throws ``StorageError/cannotOpen(path:)`` or
+    /// ``StorageError/readOnly``.
+    /// - Throws: ``StorageError/cannotOpen(path:)``, ``StorageError/readOnly``,
+    ///   ``StorageError/notADatabase`` (garbage), ``StorageError/notAVaultDatabase`` (another
+    ///   application's SQLite file, left untouched), ``StorageError/newerSchema(found:supported:)``,
+    ///   ``StorageError/corrupt``, or ``StorageError/sqlite(_:)``.
+    public init(_ location: StoreLocation, configuration: SQLiteStoreConfiguration = .init()) throws(StorageError) {
+        self.location = location
+        self.configuration = configuration
+        let delay = DispatchTimeInterval.milliseconds(max(0, configuration.deferredWriteDelayMilliseconds))
+        switch location {
+        case .file(let path):
+            let writer = try Self.openWriter(path: path, configuration: configuration)
+            readers = .pool(
+                ReaderPool(
+                    path: path, busyTimeout: configuration.busyTimeoutMilliseconds,
+                    maxIdle: configuration.maxIdleReaders))
+            coordinator = WriteCoordinator(
+                access: ConfinedWriter(writer), label: "session-vault.store.writer",
+                maxBatch: configuration.maxBatchSize, deferredDelay: delay, hasWAL: true)
+        case .memory:
+            let connection: SQLiteConnection
+            do {
+                connection = try SQLiteConnection(path: ":memory:")
+                try connection.execute("PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;")
+            } catch {
+                throw StorageError(error)
+            }
+            try Schema.migrate(connection)
+            let shared = SharedConnection(connection)
+            readers = .shared(shared)
+            coordinator = WriteCoordinator(
+                access: shared, label: "session-vault.store.writer",
+                maxBatch: configuration.maxBatchSize, deferredDelay: delay, hasWAL: false)
+        }
+    }
+
+    deinit { close() }
+
+    /// Opens the writer connection of a file, refusing anything that is not a vault database
+    /// before writing a single byte, then switches to WAL, sets the pragmas and migrates.
+    private static func openWriter(path: String, configuration: SQLiteStoreConfiguration) throws(StorageError)
+        -> SQLiteConnection
+    {
+        let connection: SQLiteConnection
+        do {
+            connection = try SQLiteConnection(path: path)
+        } catch {
+            throw error.code == SQLITE_CANTOPEN ? .cannotOpen(path: path) : StorageError(error)
+        }
+        // READWRITE silently falls back to read-only on a write-protected file.
+        if connection.isReadOnly { throw .readOnly }
+        connection.setBusyTimeout(milliseconds: configuration.busyTimeoutMilliseconds)
+        _ = try Schema.inspect(connection)
+        do {
+            // WAL: readers never block the writer and see a consistent snapshot per statement.
+            let mode = try connection.query("PRAGMA journal_mode = WAL").first?.first
+            guard mode == .text("wal") else { throw StorageError.cannotOpen(path: path) }
+            try connection.execute(
+                """
+                PRAGMA synchronous = \(configuration.synchronous.rawValue);
+                PRAGMA foreign_keys = ON;
+                PRAGMA secure_delete = ON;
+                PRAGMA temp_store = MEMORY;
+                PRAGMA journal_size_limit = 16777216;
+                """)
+        } catch let error as SQLiteError {
+            switch error.code {
+            case SQLITE_CANTOPEN: throw .cannotOpen(path: path)
+            default: throw StorageError(error)
+            }
+        } catch {
+            throw StorageError.wrap(error)
+        }
+        try Schema.migrate(connection)
+        return connection
+    }
+
+    // MARK: Plumbing
+
+    /// Runs a read on the caller's thread.
+    private func read<T: Sendable>(_ body: (SQLiteConnection) throws -> T) throws(StorageError) -> T {
+        do {
+            switch readers {
+            case .pool(let pool): return try pool.read(body)
+            case .shared(let shared): return try shared.read(body)
+            }
+        } catch {
+            throw StorageError.wrap(error)
+        }
+    }
+
+    /// Runs a write in the next group commit and returns its result once committed.
+    private func write<T: Sendable>(
+        purgesWAL: Bool = false, _ body: @escaping @Sendable (SQLiteConnection) throws -> T
+    ) throws(StorageError) -> T {
+        let box = ResultBox<T>()
+        let ticket = WriteTicket(waits: true, purgesWAL: purgesWAL) { connection in
+            box.value = try body(connection)
+        }
+        try coordinator.perform(ticket)
+        if let error = ticket.error { throw error }
+        guard let value = box.value else { throw .closed }
+        return value
+    }
+
+    // MARK: Sessions
+
+    @discardableResult
+    public func insert(_ session: StoredSession, peers: [Peer]) throws(StorageError) -> StoredSession {
+        try Self.validate(session)
+        guard session.revokedAt == nil else {
+            throw .invalidArgument(field: "revoked_at", reason: "a new session cannot be revoked")
+        }
+        let peers = peers.map(Self.normalized)
+        return try write { connection in
+            let statement = try connection.cached(SQL.insertSession)
+            defer { statement.reset() }
+            try statement.bind(Self.sessionValues(session))
+            do {
+                _ = try statement.step()
+            } catch let error as SQLiteError where error.isUniqueViolation {
+                statement.reset()
+                let nameTaken = try connection.exists(SQL.sessionExistsByName, [.text(session.name.rawValue)])
+                throw StorageError.conflict(field: nameTaken ? "name" : "id")
+            }
+            let seq = connection.lastInsertRowID
+            var stored = session
+            stored.version = 1
+            stored.peerCount = 0
+            if !peers.isEmpty {
+                stored.peerCount = try Self.upsert(peers, seq: seq, on: connection)
+            }
+            return stored
+        }
+    }
+
+    public func session(named name: SessionName) throws(StorageError) -> StoredSession? {
+        try read { connection in
+            try connection.first(SQL.sessionByName, [.text(name.rawValue)], Self.decodeSession)
+        }
+    }
+
+    public func session(id: SessionID) throws(StorageError) -> StoredSession? {
+        try read { connection in
+            try connection.first(SQL.sessionByID, [.blob(id.bytes)], Self.decodeSession)
+        }
+    }
+
+    public func listSessions(after cursor: SessionName?, limit: Int, prefix: String?) throws(StorageError)
+        -> SessionPage
+    {
+        guard limit >= 1 else { throw .invalidArgument(field: "limit", reason: "must be at least 1") }
+        let prefix = prefix ?? ""
+        guard prefix.utf8.count <= SessionName.maxLength, prefix.utf8.allSatisfy(SessionName.isAllowed) else {
+            throw .invalidArgument(field: "prefix", reason: "may contain only letters, digits, '.', '_' and '-'")
+        }
+        // Names use only bytes below '~', so `prefix + "~"` bounds every name with the prefix
+        // and both bounds make an index range scan. The effective lower bound is the larger of
+        // the cursor (exclusive) and the prefix (inclusive).
+        let upper = prefix + "~"
+        let sql: String
+        let lower: String
+        if let cursor, cursor.rawValue >= prefix {
+            sql = SQL.listAfter
+            lower = cursor.rawValue
+        } else {
+            sql = SQL.listFrom
+            lower = prefix
+        }
+        let rows = try read { connection in
+            // One row more than asked tells whether another page follows.
+            try connection.all(sql, [.text(lower), .text(upper), .integer(Int64(min(limit, 1 << 30)) + 1)], Self.decodeSession)
+        }
+        if rows.count > limit {
+            let page = Array(rows.prefix(limit))
+            return SessionPage(sessions: page, nextCursor: page.last?.name)
+        }
+        return SessionPage(sessions: rows, nextCursor: nil)
+    }
+
+    public func update(_ session: StoredSession, expectedVersion: Int64) throws(StorageError) -> StoredSession {
+        try write { connection in
+            var values = Self.mutableValues(session)
+            values.append(.text(session.name.rawValue))
+            values.append(.integer(expectedVersion))
+            if let stored = try connection.first(SQL.updateSession, values, Self.decodeSession) {
+                return stored
+            }
+            guard let (version, revoked) = try connection.first(
+                SQL.versionByName, [.text(session.name.rawValue)], { ($0.int64(0), $0.int64(1) != 0) })
+            else { throw StorageError.notFound }
+            if revoked { throw StorageError.revoked }
+            throw StorageError.versionMismatch(current: version)
+        }
+    }
+
+    public func markExported(_ name: SessionName, at time: Int64) throws(StorageError) {
+        try write { connection in
+            try connection.run(SQL.markExported, [.integer(time), .text(name.rawValue)])
+            if connection.changes == 0 { throw StorageError.notFound }
+        }
+    }
+
+    public func revoke(_ name: SessionName, at time: Int64) throws(StorageError) -> StoredSession {
+        try write(purgesWAL: true) { connection in
+            guard let seq = try connection.first(SQL.seqByName, [.text(name.rawValue)], { $0.int64(0) }) else {
+                throw StorageError.notFound
+            }
+            // Peers first (they are not secret, but a tombstone keeps only metadata).
+            try connection.run(SQL.deleteUsernames, [.integer(seq)])
+            try connection.run(SQL.deletePeers, [.integer(seq)])
+            // Idempotent: a tombstone is not touched again (RETURNING yields no row).
+            if let stored = try connection.first(SQL.revoke, [.integer(time), .integer(seq)], Self.decodeSession) {
+                return stored
+            }
+            guard let stored = try connection.first(SQL.sessionBySeq, [.integer(seq)], Self.decodeSession) else {
+                throw StorageError.notFound
+            }
+            return stored
+        }
+    }
+
+    public func countSessions() throws(StorageError) -> SessionCounts {
+        try read { connection in
+            try connection.first(SQL.countSessions, []) {
+                SessionCounts(total: Int($0.int64(0)), revoked: Int($0.int64(1)))
+            } ?? SessionCounts(total: 0, revoked: 0)
+        }
+    }
+
+    // MARK: Peers
+
+    public func upsertPeers(_ peers: [Peer], in session: SessionName) throws(StorageError) {
+        let peers = peers.map(Self.normalized)
+        try write { connection in
+            let seq = try Self.liveSeq(session, on: connection)
+            _ = try Self.upsert(peers, seq: seq, on: connection)
+        }
+    }
+
+    public func peer(id: Int64, in session: SessionName) throws(StorageError) -> Peer? {
+        try read { connection in
+            try Self.decodePeers(connection, SQL.peerByID, [.text(session.rawValue), .integer(id)]).first
+        }
+    }
+
+    public func peer(username: String, in session: SessionName) throws(StorageError) -> Peer? {
+        let username = username.lowercased()
+        return try read { connection in
+            try Self.decodePeers(connection, SQL.peerByUsername, [.text(session.rawValue), .text(username)]).first
+        }
+    }
+
+    public func peer(phoneNumber: String, in session: SessionName) throws(StorageError) -> Peer? {
+        try read { connection in
+            try Self.decodePeers(connection, SQL.peerByPhone, [.text(session.rawValue), .text(phoneNumber)]).first
+        }
+    }
+
+    public func peers(in session: SessionName) throws(StorageError) -> [Peer] {
+        try read { connection in
+            let peers = try Self.decodePeers(connection, SQL.allPeers, [.text(session.rawValue)])
+            if peers.isEmpty, !(try connection.exists(SQL.sessionExistsByName, [.text(session.rawValue)])) {
+                throw StorageError.notFound
+            }
+            return peers
+        }
+    }
+
+    public func deletePeers(in session: SessionName) throws(StorageError) -> Int {
+        try write { connection in
+            guard let seq = try connection.first(SQL.seqByName, [.text(session.rawValue)], { $0.int64(0) }) else {
+                throw StorageError.notFound
+            }
+            try connection.run(SQL.deleteUsernames, [.integer(seq)])
+            try connection.run(SQL.deletePeers, [.integer(seq)])
+            let deleted = connection.changes
+            try connection.run(SQL.refreshPeerCount, [.integer(seq)])
+            return deleted
+        }
+    }
+
+    // MARK: Keyring
+
+    public func loadKeyTerms() throws(StorageError) -> [KeyTermRecord] {
+        try read { connection in
+            try connection.all(SQL.keyTerms, []) { statement in
+                KeyTermRecord(
+                    term: UInt32(truncatingIfNeeded: statement.int64(0)), createdAt: statement.int64(1),
+                    sealedKey: statement.blob(2) ?? [])
+            }
+        }
+    }
+
+    public func appendKeyTerm(_ term: KeyTermRecord) throws(StorageError) {
+        try write { connection in
+            do {
+                try connection.run(SQL.insertKeyTerm, Self.keyTermValues(term))
+            } catch let error as SQLiteError where error.isUniqueViolation {
+                throw StorageError.conflict(field: "term")
+            }
+        }
+    }
+
+    public func replaceKeyTerms(_ terms: [KeyTermRecord], meta: [String: [UInt8]]) throws(StorageError) {
+        guard Set(terms.map(\.term)).count == terms.count else {
+            throw .invalidArgument(field: "term", reason: "terms must be distinct")
+        }
+        let entries = meta.sorted { $0.key < $1.key }
+        try write { connection in
+            try connection.run(SQL.deleteKeyTerms)
+            for term in terms { try connection.run(SQL.insertKeyTerm, Self.keyTermValues(term)) }
+            for (key, value) in entries { try connection.run(SQL.setMeta, [.text(key), .blob(value)]) }
+        }
+    }
+
+    public func sessionsNeedingRewrap(currentTerm: UInt32, after cursor: SessionID?, limit: Int)
+        throws(StorageError) -> [RewrapCandidate]
+    {
+        guard limit >= 1 else { throw .invalidArgument(field: "limit", reason: "must be at least 1") }
+        // An empty blob sorts before every id.
+        let after: [UInt8] = cursor?.bytes ?? []
+        return try read { connection in
+            try connection.all(
+                SQL.needingRewrap, [.integer(Int64(currentTerm)), .blob(after), .integer(Int64(limit))]
+            ) { statement in
+                guard let id = statement.blob(0), id.count == SessionID.byteCount,
+                    let name = statement.text(1).flatMap({ try? SessionName($0) }),
+                    let envelope = statement.blob(3)
+                else { throw StorageError.corrupt }
+                return RewrapCandidate(
+                    id: SessionID(unchecked: id), name: name, term: UInt32(truncatingIfNeeded: statement.int64(2)),
+                    sealedAuthKey: envelope)
+            }
+        }
+    }
+
+    public func replaceSealedAuthKey(id: SessionID, expected: [UInt8], new: [UInt8], term: UInt32)
+        throws(StorageError) -> Bool
+    {
+        try write { connection in
+            try connection.run(
+                SQL.replaceEnvelope, [.blob(new), .integer(Int64(term)), .blob(id.bytes), .blob(expected)])
+            return connection.changes == 1
+        }
+    }
+
+    // MARK: Tokens
+
+    public func insertToken(_ token: TokenRecord) throws(StorageError) {
+        try write { connection in
+            do {
+                try connection.run(
+                    SQL.insertToken,
+                    [
+                        .text(token.accessor), .blob(token.hash), .text(token.policy), .init(token.displayName),
+                        .integer(token.createdAt), .init(token.expiresAt), .init(token.revokedAt),
+                    ])
+            } catch let error as SQLiteError where error.isUniqueViolation {
+                let accessorTaken = try connection.exists(SQL.tokenExists, [.text(token.accessor)])
+                throw StorageError.conflict(field: accessorTaken ? "accessor" : "hash")
+            }
+        }
+    }
+
+    public func token(accessor: String) throws(StorageError) -> TokenRecord? {
+        try read { connection in try connection.first(SQL.tokenByAccessor, [.text(accessor)], Self.decodeToken) }
+    }
+
+    public func token(hash: [UInt8]) throws(StorageError) -> TokenRecord? {
+        try read { connection in try connection.first(SQL.tokenByHash, [.blob(hash)], Self.decodeToken) }
+    }
+
+    public func listTokens() throws(StorageError) -> [TokenRecord] {
+        try read { connection in try connection.all(SQL.allTokens, [], Self.decodeToken) }
+    }
+
+    public func revokeToken(accessor: String, at time: Int64) throws(StorageError) -> TokenRecord {
+        try write { connection in
+            if let token = try connection.first(SQL.revokeToken, [.integer(time), .text(accessor)], Self.decodeToken) {
+                return token
+            }
+            guard let token = try connection.first(SQL.tokenByAccessor, [.text(accessor)], Self.decodeToken) else {
+                throw StorageError.notFound
+            }
+            return token
+        }
+    }
+
+    // MARK: Meta
+
+    public func meta(_ key: String) throws(StorageError) -> [UInt8]? {
+        try read { connection in try connection.first(SQL.getMeta, [.text(key)]) { $0.blob(0) ?? [] } }
+    }
+
+    public func setMeta(_ key: String, value: [UInt8]?) throws(StorageError) {
+        try write { connection in
+            if let value {
+                try connection.run(SQL.setMeta, [.text(key), .blob(value)])
+            } else {
+                try connection.run(SQL.deleteMeta, [.text(key)])
+            }
+        }
+    }
+
+    // MARK: Audit
+
+    public func appendAudit(_ event: AuditEvent) throws(StorageError) -> Int64 {
+        try write { connection in
+            try connection.run(SQL.insertAudit, Self.auditValues(event))
+            return connection.lastInsertRowID
+        }
+    }
+
+    public func auditEvents(before id: Int64?, limit: Int) throws(StorageError) -> [AuditRecord] {
+        guard limit >= 1 else { throw .invalidArgument(field: "limit", reason: "must be at least 1") }
+        return try read { connection in
+            try connection.all(SQL.auditBefore, [.integer(id ?? Int64.max), .integer(Int64(limit))]) { s in
+                AuditRecord(
+                    id: s.int64(0),
+                    event: AuditEvent(
+                        time: s.int64(1), accessor: s.text(2), action: s.text(3) ?? "", sessionName: s.text(4),
+                        remoteAddress: s.text(5), outcome: s.text(6) ?? "", detail: s.text(7)))
+            }
+        }
+    }
+
+    // MARK: Lifecycle
+
+    public func enqueue(_ write: DeferredWrite) {
+        let ticket: WriteTicket
+        switch write {
+        case .markExported(let name, let time):
+            ticket = WriteTicket(waits: false) { connection in
+                try connection.run(SQL.markExported, [.integer(time), .text(name.rawValue)])
+            }
+        case .audit(let event):
+            let values = Self.auditValues(event)
+            ticket = WriteTicket(waits: false) { connection in try connection.run(SQL.insertAudit, values) }
+        }
+        coordinator.submitDeferred(ticket)
+    }
+
+    public func flush() throws(StorageError) {
+        let ticket = WriteTicket(waits: true) { _ in }
+        try coordinator.perform(ticket)
+        if let error = ticket.error { throw error }
+    }
+
+    public func statistics() -> StoreStatistics {
+        let readerConnections: Int
+        switch readers {
+        case .pool(let pool): readerConnections = pool.openCount
+        case .shared: readerConnections = 0
+        }
+        return StoreStatistics(
+            transactions: coordinator.transactions.load(ordering: .relaxed),
+            committedWrites: coordinator.committedWrites.load(ordering: .relaxed),
+            failedWrites: coordinator.failedWrites.load(ordering: .relaxed),
+            deferredFailures: coordinator.deferredFailures.load(ordering: .relaxed),
+            largestBatch: coordinator.largestBatch.load(ordering: .relaxed),
+            readerConnections: readerConnections)
+    }
+
+    public func close() {
+        // Readers first, so that the writer is the last connection: closing it checkpoints and
+        // removes the WAL and shared-memory files.
+        if case .pool(let pool) = readers { pool.close() }
+        coordinator.close()
+    }
+}
+
+// MARK: - Rows
+
+extension SQLiteSessionStore {
+    /// Enforces the record's internal consistency before it reaches SQL.
+    private static func validate(_ session: StoredSession) throws(StorageError) {
+        guard (session.sealedAuthKey == nil) == (session.sealedKeyTerm == nil) else {
+            throw .invalidArgument(field: "sealed_key_term", reason: "must be set exactly when sealed_auth_key is")
+        }
+    }
+
+    /// Values of the columns an update may change, in `SQL.updateSession` order.
+    fileprivate static func mutableValues(_ s: StoredSession) -> [SQLiteValue] {
+        [
+            .integer(Int64(s.dcID)), .init(s.apiID), .init(s.testMode), .init(s.userID), .init(s.isBot),
+            .init(s.serverAddress), .init(s.port.map(Int64.init)), .init(s.date), .text(s.sourceFormat),
+            .integer(s.updatedAt),
+        ]
+    }
+
+    /// Values for `SQL.insertSession`.
+    fileprivate static func sessionValues(_ s: StoredSession) -> [SQLiteValue] {
+        let envelope: [SQLiteValue] = [
+            .init(s.authKeyID), s.sealedAuthKey.map(SQLiteValue.blob) ?? .null,
+            .init(s.sealedKeyTerm.map(Int64.init)), .integer(s.createdAt), .init(s.lastExportedAt),
+        ]
+        return [.blob(s.id.bytes), .text(s.name.rawValue)] + mutableValues(s) + envelope
+    }
+
+    fileprivate static func keyTermValues(_ t: KeyTermRecord) -> [SQLiteValue] {
+        [.integer(Int64(t.term)), .integer(t.createdAt), .blob(t.sealedKey)]
+    }
+
+    fileprivate static func auditValues(_ e: AuditEvent) -> [SQLiteValue] {
+        [
+            .integer(e.time), .init(e.accessor), .text(e.action), .init(e.sessionName), .init(e.remoteAddress),
+            .text(e.outcome), .init(e.detail),
+        ]
+    }
+
+    /// Decodes `SQL.sessionColumns` starting at column 0.
+    fileprivate static func decodeSession(_ s: SQLiteStatement) throws -> StoredSession {
+        guard let id = s.blob(0), id.count == SessionID.byteCount, let nameText = s.text(1),
+            let name = try? SessionName(nameText), let sourceFormat = s.text(13)
+        else { throw StorageError.corrupt }
+        return StoredSession(
+            id: SessionID(unchecked: id), name: name, dcID: Int(truncatingIfNeeded: s.int64(2)),
+            apiID: s.int64OrNil(3), testMode: s.int64OrNil(4).map { $0 != 0 }, userID: s.int64OrNil(5),
+            isBot: s.int64OrNil(6).map { $0 != 0 }, serverAddress: s.text(7),
+            port: s.int64OrNil(8).map { Int(truncatingIfNeeded: $0) }, date: s.int64OrNil(9),
+            authKeyID: s.text(10), sealedAuthKey: s.blob(11),
+            sealedKeyTerm: s.int64OrNil(12).map { UInt32(truncatingIfNeeded: $0) }, sourceFormat: sourceFormat,
+            createdAt: s.int64(14), updatedAt: s.int64(15), lastExportedAt: s.int64OrNil(16), version: s.int64(17),
+            revokedAt: s.int64OrNil(18), peerCount: Int(truncatingIfNeeded: s.int64(19)))
+    }
+
+    fileprivate static func decodeToken(_ s: SQLiteStatement) throws -> TokenRecord {
+        guard let accessor = s.text(0), let hash = s.blob(1), let policy = s.text(2) else {
+            throw StorageError.corrupt
+        }
+        return TokenRecord(
+            accessor: accessor, hash: hash, policy: policy, displayName: s.text(3), createdAt: s.int64(4),
+            expiresAt: s.int64OrNil(5), revokedAt: s.int64OrNil(6))
+    }
+
+    /// Runs a peers query (columns: id, access hash, type, phone, name, last update, username;
+    /// one row per username, ordered by peer then position) and folds the rows into peers.
+    fileprivate static func decodePeers(_ connection: SQLiteConnection, _ sql: String, _ values: [SQLiteValue])
+        throws -> [Peer]
+    {
+        let statement = try connection.cached(sql)
+        defer { statement.reset() }
+        try statement.bind(values)
+        var peers: [Peer] = []
+        while try statement.step() {
+            let id = statement.int64(0)
+            let username = statement.text(6)
+            if let last = peers.last, last.id == id {
+                if let username { peers[peers.count - 1].usernames.append(username) }
+                continue
+            }
+            peers.append(
+                Peer(
+                    id: id, accessHash: statement.int64(1), type: statement.text(2).flatMap(PeerType.init(rawValue:)),
+                    usernames: username.map { [$0] } ?? [], phoneNumber: statement.text(3), name: statement.text(4),
+                    lastUpdateOn: statement.int64OrNil(5)))
+        }
+        return peers
+    }
+
+    /// Lower-cases usernames, drops empty and repeated ones (keeping the first position).
+    fileprivate static func normalized(_ peer: Peer) -> Peer {
+        var peer = peer
+        var seen = Set<String>()
+        peer.usernames = peer.usernames.map { $0.lowercased() }.filter { !$0.isEmpty && seen.insert($0).inserted }
+        return peer
+    }
+
+    /// The internal key of a live session; writer only.
+    fileprivate static func liveSeq(_ name: SessionName, on connection: SQLiteConnection) throws -> Int64 {
+        guard
+            let (seq, revoked) = try connection.first(
+                SQL.seqAndRevokedByName, [.text(name.rawValue)], { ($0.int64(0), $0.int64(1) != 0) })
+        else { throw StorageError.notFound }
+        if revoked { throw StorageError.revoked }
+        return seq
+    }
+
+    /// Upserts normalised peers of session `seq` and refreshes its peer count; writer only.
+    /// - Returns: the new peer count.
+    fileprivate static func upsert(_ peers: [Peer], seq: Int64, on connection: SQLiteConnection) throws -> Int {
+        for peer in peers {
+            try connection.run(
+                SQL.upsertPeer,
+                [
+                    .integer(seq), .integer(peer.id), .integer(peer.accessHash), .init(peer.type?.rawValue),
+                    .init(peer.phoneNumber), .init(peer.name), .init(peer.lastUpdateOn),
+                ])
+            try connection.run(SQL.deletePeerUsernames, [.integer(seq), .integer(peer.id)])
+            for (position, username) in peer.usernames.enumerated() {
+                try connection.run(
+                    SQL.insertUsername, [.integer(seq), .text(username), .integer(peer.id), .integer(Int64(position))])
+            }
+        }
+        try connection.run(SQL.refreshPeerCount, [.integer(seq)])
+        return try connection.first(SQL.peerCount, [.integer(seq)]) { Int($0.int64(0)) } ?? 0
+    }
+}
+
+// MARK: - Statement helpers
+
+extension SQLiteValue {
+    init(_ value: Int64?) { self = value.map(SQLiteValue.integer) ?? .null }
+    init(_ value: String?) { self = value.map(SQLiteValue.text) ?? .null }
+    init(_ value: Bool?) { self = value.map { .integer($0 ? 1 : 0) } ?? .null }
+}
+
+extension SQLiteConnection {
+    /// The first row of a cached statement, decoded; `nil` when there is none.
+    fileprivate func first<T>(_ sql: String, _ values: [SQLiteValue], _ decode: (SQLiteStatement) throws -> T)
+        throws -> T?
+    {
+        let statement = try cached(sql)
+        defer { statement.reset() }
+        try statement.bind(values)
+        return try statement.step() ? decode(statement) : nil
+    }
+
+    /// Every row of a cached statement, decoded.
+    fileprivate func all<T>(_ sql: String, _ values: [SQLiteValue], _ decode: (SQLiteStatement) throws -> T)
+        throws -> [T]
+    {
+        let statement = try cached(sql)
+        defer { statement.reset() }
+        try statement.bind(values)
+        var rows: [T] = []
+        while try statement.step() { rows.append(try decode(statement)) }
+        return rows
+    }
+
+    /// True when the cached statement yields a row.
+    fileprivate func exists(_ sql: String, _ values: [SQLiteValue]) throws -> Bool {
+        try first(sql, values) { _ in true } ?? false
+    }
+}
+
+/// Every SQL statement of the engine, in one place. Values are always bound, never inlined.
+private enum SQL {
+    static let sessionColumns = """
+        id, name, dc_id, api_id, test_mode, user_id, is_bot, server_address, port, date, auth_key_id, \
+        sealed_auth_key, sealed_key_term, source_format, created_at, updated_at, last_exported_at, version, \
+        revoked_at, peer_count
+        """
+
+    static let insertSession = """
+        INSERT INTO sessions (id, name, dc_id, api_id, test_mode, user_id, is_bot, server_address, port, date, \
+        source_format, updated_at, auth_key_id, sealed_auth_key, sealed_key_term, created_at, last_exported_at, \
+        version, peer_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, 1, 0)
+        """
+    static let sessionByName = "SELECT \(sessionColumns) FROM sessions WHERE name = ?1"
+    static let sessionByID = "SELECT \(sessionColumns) FROM sessions WHERE id = ?1"
+    static let sessionBySeq = "SELECT \(sessionColumns) FROM sessions WHERE seq = ?1"
+    static let sessionExistsByName = "SELECT 1 FROM sessions WHERE name = ?1"
+    static let seqByName = "SELECT seq FROM sessions WHERE name = ?1"
+    static let seqAndRevokedByName = "SELECT seq, revoked_at IS NOT NULL FROM sessions WHERE name = ?1"
+    static let versionByName = "SELECT version, revoked_at IS NOT NULL FROM sessions WHERE name = ?1"
+    static let listAfter = """
+        SELECT \(sessionColumns) FROM sessions WHERE name > ?1 AND name < ?2 ORDER BY name LIMIT ?3
+        """
+    static let listFrom = """
+        SELECT \(sessionColumns) FROM sessions WHERE name >= ?1 AND name < ?2 ORDER BY name LIMIT ?3
+        """
+    static let updateSession = """
+        UPDATE sessions SET dc_id = ?1, api_id = ?2, test_mode = ?3, user_id = ?4, is_bot = ?5, \
+        server_address = ?6, port = ?7, date = ?8, source_format = ?9, updated_at = ?10, version = version + 1 \
+        WHERE name = ?11 AND version = ?12 AND revoked_at IS NULL RETURNING \(sessionColumns)
+        """
+    static let markExported = """
+        UPDATE sessions SET last_exported_at = max(coalesce(last_exported_at, ?1), ?1) WHERE name = ?2
+        """
+    static let revoke = """
+        UPDATE sessions SET sealed_auth_key = NULL, sealed_key_term = NULL, revoked_at = ?1, updated_at = ?1, \
+        version = version + 1, peer_count = 0 WHERE seq = ?2 AND revoked_at IS NULL RETURNING \(sessionColumns)
+        """
+    static let countSessions = "SELECT count(*), count(revoked_at) FROM sessions"
+
+    static let upsertPeer = """
+        INSERT INTO peers (session_seq, peer_id, access_hash, type, phone_number, name, last_update_on) \
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (session_seq, peer_id) DO UPDATE SET \
+        access_hash = excluded.access_hash, type = excluded.type, phone_number = excluded.phone_number, \
+        name = excluded.name, last_update_on = excluded.last_update_on
+        """
+    static let deletePeerUsernames = "DELETE FROM peer_usernames WHERE session_seq = ?1 AND peer_id = ?2"
+    static let insertUsername = """
+        INSERT INTO peer_usernames (session_seq, username, peer_id, position) VALUES (?1, ?2, ?3, ?4)
+        """
+    static let deleteUsernames = "DELETE FROM peer_usernames WHERE session_seq = ?1"
+    static let deletePeers = "DELETE FROM peers WHERE session_seq = ?1"
+    static let refreshPeerCount = """
+        UPDATE sessions SET peer_count = (SELECT count(*) FROM peers WHERE session_seq = ?1) WHERE seq = ?1
+        """
+    static let peerCount = "SELECT peer_count FROM sessions WHERE seq = ?1"
+
+    /// Peers of a target set, one row per username in position order. Each lookup is a single
+    /// statement, so a peer and its usernames come from one snapshot.
+    private static func peersOf(_ target: String) -> String {
+        """
+        WITH target (session_seq, peer_id) AS (\(target)) \
+        SELECT p.peer_id, p.access_hash, p.type, p.phone_number, p.name, p.last_update_on, u.username \
+        FROM target t JOIN peers p ON p.session_seq = t.session_seq AND p.peer_id = t.peer_id \
+        LEFT JOIN peer_usernames u ON u.session_seq = p.session_seq AND u.peer_id = p.peer_id \
+        ORDER BY p.peer_id, u.position
+        """
+    }
+    static let peerByID = peersOf("SELECT seq, ?2 FROM sessions WHERE name = ?1")
+    /// Stale caches can give one username to several peers: the most recently updated wins.
+    static let peerByUsername = peersOf(
+        """
+        SELECT u.session_seq, u.peer_id FROM sessions s \
+        JOIN peer_usernames u ON u.session_seq = s.seq AND u.username = ?2 \
+        JOIN peers q ON q.session_seq = u.session_seq AND q.peer_id = u.peer_id \
+        WHERE s.name = ?1 ORDER BY q.last_update_on DESC NULLS LAST, q.peer_id LIMIT 1
+        """)
+    static let peerByPhone = peersOf(
+        """
+        SELECT q.session_seq, q.peer_id FROM sessions s \
+        JOIN peers q ON q.session_seq = s.seq AND q.phone_number = ?2 \
+        WHERE s.name = ?1 ORDER BY q.last_update_on DESC NULLS LAST, q.peer_id LIMIT 1
+        """)
+    static let allPeers = peersOf(
+        "SELECT q.session_seq, q.peer_id FROM sessions s JOIN peers q ON q.session_seq = s.seq WHERE s.name = ?1")
+
+    static let keyTerms = "SELECT term, created_at, sealed_key FROM key_terms ORDER BY term"
+    static let insertKeyTerm = "INSERT INTO key_terms (term, created_at, sealed_key) VALUES (?1, ?2, ?3)"
+    static let deleteKeyTerms = "DELETE FROM key_terms"
+    static let needingRewrap = """
+        SELECT id, name, sealed_key_term, sealed_auth_key FROM sessions \
+        WHERE sealed_auth_key IS NOT NULL AND sealed_key_term <> ?1 AND id > ?2 ORDER BY id LIMIT ?3
+        """
+    static let replaceEnvelope = """
+        UPDATE sessions SET sealed_auth_key = ?1, sealed_key_term = ?2 \
+        WHERE id = ?3 AND sealed_auth_key = ?4 AND revoked_at IS NULL
+        """
+
+    static let tokenColumns = "accessor, hash, policy, display_name, created_at, expires_at, revoked_at"
+    static let insertToken = """
+        INSERT INTO tokens (\(tokenColumns)) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        """
+    static let tokenExists = "SELECT 1 FROM tokens WHERE accessor = ?1"
+    static let tokenByAccessor = "SELECT \(tokenColumns) FROM tokens WHERE accessor = ?1"
+    static let tokenByHash = "SELECT \(tokenColumns) FROM tokens WHERE hash = ?1"
+    static let allTokens = "SELECT \(tokenColumns) FROM tokens ORDER BY created_at, accessor"
+    static let revokeToken = """
+        UPDATE tokens SET revoked_at = ?1 WHERE accessor = ?2 AND revoked_at IS NULL RETURNING \(tokenColumns)
+        """
+
+    static let getMeta = "SELECT value FROM meta WHERE key = ?1"
+    static let setMeta = """
+        INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value
+        """
+    static let deleteMeta = "DELETE FROM meta WHERE key = ?1"
+
+    static let insertAudit = """
+        INSERT INTO audit (time, accessor, action, session_name, remote_address, outcome, detail) \
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        """
+    static let auditBefore = """
+        SELECT id, time, accessor, action, session_name, remote_address, outcome, detail FROM audit \
+        WHERE id < ?1 ORDER BY id DESC LIMIT ?2
+        """
+}

@@ -1,0 +1,188 @@
+// SPDX-License-Identifier: Apache-2.0
+
+/// The vault's SQLite schema and its migrations (`PRAGMA user_version`).
+///
+/// A vault database is recognised by its `application_id` (header offset 68), so a client's
+/// `.session` file or any other SQLite file is refused untouched instead of being "migrated".
+/// Migration `n` (1-based) brings `user_version` from `n − 1` to `n`; every migration of one
+/// open runs in a single `BEGIN IMMEDIATE` transaction together with the version bump.
+enum Schema {
+    /// `application_id` of every vault database: ASCII "SVLT".
+    static let applicationID: Int64 = 0x5356_4C54
+
+    /// Newest schema version this build knows.
+    static var currentVersion: Int64 { Int64(migrations.count) }
+
+    /// Migration scripts, index 0 = version 1.
+    static let migrations: [String] = [version1]
+
+    /// Version 1: the initial schema.
+    ///
+    /// - `sessions` is a rowid table (its rows, ~0.4 KiB with the envelope, are too large for a
+    ///   WITHOUT ROWID b-tree, whose interior pages would hold whole rows); `seq` is the compact
+    ///   internal key the peers tables reference. `name` and `id` have unique indexes.
+    /// - Peers and usernames are small rows keyed by (session, …): WITHOUT ROWID saves the
+    ///   second b-tree lookup.
+    /// - Every table is STRICT (SQLite ≥ 3.37), so a wrongly typed value is an error.
+    static let version1 = """
+        CREATE TABLE sessions (
+            seq INTEGER PRIMARY KEY,
+            id BLOB NOT NULL UNIQUE CHECK (length(id) = 16),
+            name TEXT NOT NULL UNIQUE,
+            dc_id INTEGER NOT NULL,
+            api_id INTEGER,
+            test_mode INTEGER CHECK (test_mode IN (0, 1)),
+            user_id INTEGER,
+            is_bot INTEGER CHECK (is_bot IN (0, 1)),
+            server_address TEXT,
+            port INTEGER,
+            date INTEGER,
+            auth_key_id TEXT,
+            sealed_auth_key BLOB,
+            sealed_key_term INTEGER CHECK (sealed_key_term BETWEEN 0 AND 4294967295),
+            source_format TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            last_exported_at INTEGER,
+            version INTEGER NOT NULL CHECK (version >= 1),
+            revoked_at INTEGER,
+            peer_count INTEGER NOT NULL DEFAULT 0,
+            CHECK ((sealed_auth_key IS NULL) = (sealed_key_term IS NULL)),
+            CHECK (revoked_at IS NULL OR sealed_auth_key IS NULL)
+        ) STRICT;
+
+        CREATE TABLE peers (
+            session_seq INTEGER NOT NULL REFERENCES sessions (seq),
+            peer_id INTEGER NOT NULL,
+            access_hash INTEGER NOT NULL,
+            type TEXT,
+            phone_number TEXT,
+            name TEXT,
+            last_update_on INTEGER,
+            PRIMARY KEY (session_seq, peer_id)
+        ) STRICT, WITHOUT ROWID;
+
+        CREATE INDEX peers_by_phone ON peers (session_seq, phone_number)
+            WHERE phone_number IS NOT NULL;
+
+        CREATE TABLE peer_usernames (
+            session_seq INTEGER NOT NULL,
+            username TEXT NOT NULL,
+            peer_id INTEGER NOT NULL,
+            position INTEGER NOT NULL,
+            PRIMARY KEY (session_seq, username, peer_id),
+            FOREIGN KEY (session_seq, peer_id) REFERENCES peers (session_seq, peer_id)
+                ON DELETE CASCADE
+        ) STRICT, WITHOUT ROWID;
+
+        CREATE INDEX peer_usernames_by_peer ON peer_usernames (session_seq, peer_id, position);
+
+        CREATE TABLE key_terms (
+            term INTEGER PRIMARY KEY CHECK (term BETWEEN 0 AND 4294967295),
+            created_at INTEGER NOT NULL,
+            sealed_key BLOB NOT NULL
+        ) STRICT;
+
+        CREATE TABLE tokens (
+            accessor TEXT PRIMARY KEY,
+            hash BLOB NOT NULL UNIQUE,
+            policy TEXT NOT NULL,
+            display_name TEXT,
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER,
+            revoked_at INTEGER
+        ) STRICT, WITHOUT ROWID;
+
+        CREATE TABLE meta (
+            key TEXT PRIMARY KEY,
+            value BLOB NOT NULL
+        ) STRICT, WITHOUT ROWID;
+
+        CREATE TABLE audit (
+            id INTEGER PRIMARY KEY,
+            time INTEGER NOT NULL,
+            accessor TEXT,
+            action TEXT NOT NULL,
+            session_name TEXT,
+            remote_address TEXT,
+            outcome TEXT NOT NULL,
+            detail TEXT
+        ) STRICT;
+        """
+
+    /// What an opened file turned out to be.
+    enum Kind: Equatable {
+        /// No schema at all (a new or zero-length file): create it.
+        case empty
+        /// A vault database at this schema version.
+        case vault(version: Int64)
+    }
+
+    /// Reads the header fields and classifies the database without writing anything.
+    /// - Throws: ``StorageError/notADatabase`` for garbage, ``StorageError/notAVaultDatabase``
+    ///   for another application's database, ``StorageError/newerSchema(found:supported:)``.
+    static func inspect(_ connection: SQLiteConnection) throws(StorageError) -> Kind {
+        let applicationID: Int64
+        let userVersion: Int64
+        let objects: Int64
+        do {
+            // The first read parses the header: garbage fails here with SQLITE_NOTADB.
+            applicationID = try scalar(connection, "PRAGMA application_id")
+            userVersion = try scalar(connection, "PRAGMA user_version")
+            objects = try scalar(connection, "SELECT count(*) FROM sqlite_schema")
+        } catch {
+            throw StorageError(error)
+        }
+        if applicationID == Schema.applicationID {
+            if userVersion > currentVersion {
+                throw .newerSchema(found: userVersion, supported: currentVersion)
+            }
+            // The id and version are written in the same transaction as the schema, so a vault
+            // with version 0 cannot hold tables unless something else wrote to it.
+            if userVersion == 0 {
+                guard objects == 0 else { throw .corrupt }
+                return .empty
+            }
+            return .vault(version: userVersion)
+        }
+        if applicationID == 0 && userVersion == 0 && objects == 0 { return .empty }
+        throw .notAVaultDatabase
+    }
+
+    /// Brings the database to ``currentVersion`` in one transaction. Re-inspects inside the
+    /// transaction (another process could have raced us between open and here).
+    /// - Throws: ``StorageError`` from inspection or SQLite.
+    static func migrate(_ connection: SQLiteConnection) throws(StorageError) {
+        do {
+            try connection.execute("BEGIN IMMEDIATE")
+        } catch {
+            throw StorageError(error)
+        }
+        do {
+            let from: Int64
+            switch try inspect(connection) {
+            case .empty: from = 0
+            case .vault(let version): from = version
+            }
+            if from < currentVersion {
+                for version in Int(from + 1)...Int(currentVersion) {
+                    try connection.execute(migrations[version - 1])
+                }
+                // Integer literals only: PRAGMA takes no bound parameters.
+                try connection.execute("PRAGMA user_version = \(currentVersion)")
+                try connection.execute("PRAGMA application_id = \(applicationID)")
+            }
+            try connection.execute("COMMIT")
+        } catch {
+            try? connection.execute("ROLLBACK")
+            throw StorageError.wrap(error)
+        }
+    }
+
+    /// The first column of the first row of `sql` as an integer.
+    static func scalar(_ connection: SQLiteConnection, _ sql: String) throws(SQLiteError) -> Int64 {
+        let statement = try connection.prepare(sql)
+        guard try statement.step() else { return 0 }
+        return statement.int64(0)
+    }
+}

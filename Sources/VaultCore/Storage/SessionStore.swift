@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: Apache-2.0
+
+/// Persistence of sessions, their peers caches, the keyring's sealed terms, API tokens, meta
+/// values and the audit log.
+///
+/// The API is synchronous and throwing: callers run on worker threads (never the Swift
+/// cooperative pool) because SQLite blocks. Reads run on the caller's thread; a write blocks its
+/// caller until the transaction holding it has committed (durably, with the file engine's
+/// default `synchronous=FULL`), so an acknowledged write survives a crash.
+///
+/// The store never sees plaintext secrets: auth keys and data keys arrive sealed by the layer
+/// above, tokens arrive hashed. All timestamps are Unix milliseconds chosen by the caller.
+public protocol SessionStore: Sendable {
+    /// Where the data lives (for `/v1/sys/status`).
+    var location: StoreLocation { get }
+
+    // MARK: Sessions
+
+    /// Inserts a new session (and its peers, in the same transaction). `version` is set to 1,
+    /// `peerCount` to the number of distinct peers; `revokedAt` must be `nil`.
+    /// - Returns: the session as stored.
+    /// - Throws: ``StorageError/conflict(field:)`` naming `name` (or `id`) when taken;
+    ///   ``StorageError/invalidArgument(field:reason:)`` for an inconsistent record.
+    @discardableResult
+    func insert(_ session: StoredSession, peers: [Peer]) throws(StorageError) -> StoredSession
+
+    /// The session with this name (tombstones included), or `nil`.
+    /// - Throws: ``StorageError`` when the database fails.
+    func session(named name: SessionName) throws(StorageError) -> StoredSession?
+
+    /// The session with this row identity, or `nil`.
+    /// - Throws: ``StorageError`` when the database fails.
+    func session(id: SessionID) throws(StorageError) -> StoredSession?
+
+    /// A page of sessions ordered by name, after the cursor (exclusive), optionally only those
+    /// whose name starts with `prefix`. The cursor is a name, so pages stay stable while
+    /// sessions are added or revoked.
+    /// - Throws: ``StorageError/invalidArgument(field:reason:)`` naming `limit` or `prefix`.
+    func listSessions(after cursor: SessionName?, limit: Int, prefix: String?) throws(StorageError)
+        -> SessionPage
+
+    /// Compare-and-set update of a live session's metadata: `dcID`, `apiID`, `testMode`,
+    /// `userID`, `isBot`, `serverAddress`, `port`, `date`, `sourceFormat` and `updatedAt` are
+    /// taken from `session`, whose `name` addresses the row; every other field is ignored. Sets
+    /// `version` to `expectedVersion + 1`.
+    ///
+    /// The envelope (`sealedAuthKey`, `sealedKeyTerm`, `authKeyID`) is deliberately not
+    /// writable here: rewrap replaces it without changing `version`, so writing back an envelope
+    /// read before a rewrap would resurrect an old term that may since have been retired.
+    /// - Returns: the session as stored.
+    /// - Throws: ``StorageError/notFound``; ``StorageError/revoked``;
+    ///   ``StorageError/versionMismatch(current:)`` when the stored version differs.
+    func update(_ session: StoredSession, expectedVersion: Int64) throws(StorageError) -> StoredSession
+
+    /// Records an export (sets `lastExportedAt`, never backwards). Does not change `version`.
+    /// For the export hot path prefer ``enqueue(_:)`` with ``DeferredWrite/markExported(_:at:)``.
+    /// - Throws: ``StorageError/notFound``.
+    func markExported(_ name: SessionName, at time: Int64) throws(StorageError)
+
+    /// Revokes a session: destroys the sealed auth key (the row is rewritten without it and, with
+    /// `secure_delete`, the freed bytes are zeroed; the WAL is then checkpointed and truncated so
+    /// no old page image survives), deletes its peers, and keeps the metadata as a tombstone with
+    /// `revokedAt` set and `version` + 1. Revoking a tombstone returns it unchanged.
+    /// - Returns: the tombstone.
+    /// - Throws: ``StorageError/notFound``.
+    func revoke(_ name: SessionName, at time: Int64) throws(StorageError) -> StoredSession
+
+    /// Session counts.
+    /// - Throws: ``StorageError`` when the database fails.
+    func countSessions() throws(StorageError) -> SessionCounts
+
+    // MARK: Peers
+
+    /// Inserts or replaces peers (by marked id) of a live session. Usernames are stored
+    /// lower-cased, in order; a peer's previous usernames are replaced.
+    /// - Throws: ``StorageError/notFound``; ``StorageError/revoked``.
+    func upsertPeers(_ peers: [Peer], in session: SessionName) throws(StorageError)
+
+    /// The peer with this marked id, or `nil` (also when the session does not exist).
+    /// - Throws: ``StorageError`` when the database fails.
+    func peer(id: Int64, in session: SessionName) throws(StorageError) -> Peer?
+
+    /// The peer with this username, compared case-insensitively (the input is lower-cased).
+    /// When stale entries share a username, the most recently updated peer wins.
+    /// - Throws: ``StorageError`` when the database fails.
+    func peer(username: String, in session: SessionName) throws(StorageError) -> Peer?
+
+    /// The peer with this phone number (exact match; digits as Telegram sends them).
+    /// - Throws: ``StorageError`` when the database fails.
+    func peer(phoneNumber: String, in session: SessionName) throws(StorageError) -> Peer?
+
+    /// Every peer of a session, ordered by marked id (for export).
+    /// - Throws: ``StorageError/notFound`` when the session does not exist.
+    func peers(in session: SessionName) throws(StorageError) -> [Peer]
+
+    /// Deletes every peer of a session.
+    /// - Returns: how many were deleted.
+    /// - Throws: ``StorageError/notFound``.
+    func deletePeers(in session: SessionName) throws(StorageError) -> Int
+
+    // MARK: Keyring
+
+    /// Every keyring term, ordered by term.
+    /// - Throws: ``StorageError`` when the database fails.
+    func loadKeyTerms() throws(StorageError) -> [KeyTermRecord]
+
+    /// Adds a term (rotation).
+    /// - Throws: ``StorageError/conflict(field:)`` naming `term` when it exists.
+    func appendKeyTerm(_ term: KeyTermRecord) throws(StorageError)
+
+    /// Atomically replaces the whole keyring (rekey under a new master key) and sets `meta`
+    /// values (e.g. the new master-key check value) in the same transaction.
+    /// - Throws: ``StorageError/invalidArgument(field:reason:)`` naming `term` for duplicates.
+    func replaceKeyTerms(_ terms: [KeyTermRecord], meta: [String: [UInt8]]) throws(StorageError)
+
+    /// Up to `limit` live sessions whose auth key is sealed under a term other than
+    /// `currentTerm`, ordered by id, after `cursor` (exclusive). Pass the last id back as the
+    /// cursor so a row that cannot be rewrapped is not returned forever.
+    /// - Throws: ``StorageError/invalidArgument(field:reason:)`` naming `limit`.
+    func sessionsNeedingRewrap(currentTerm: UInt32, after cursor: SessionID?, limit: Int)
+        throws(StorageError) -> [RewrapCandidate]
+
+    /// Compare-and-set of a live session's envelope: replaces it only if it still equals
+    /// `expected`. Leaves `version` and `updatedAt` alone (the metadata did not change).
+    /// - Returns: `false` when the row changed meanwhile (updated, revoked, gone).
+    /// - Throws: ``StorageError`` when the database fails.
+    func replaceSealedAuthKey(id: SessionID, expected: [UInt8], new: [UInt8], term: UInt32)
+        throws(StorageError) -> Bool
+
+    // MARK: Tokens
+
+    /// Stores a new token.
+    /// - Throws: ``StorageError/conflict(field:)`` naming `accessor` or `hash`.
+    func insertToken(_ token: TokenRecord) throws(StorageError)
+
+    /// The token with this accessor, or `nil`.
+    /// - Throws: ``StorageError`` when the database fails.
+    func token(accessor: String) throws(StorageError) -> TokenRecord?
+
+    /// The token with this hash, or `nil` (authentication looks tokens up by hash).
+    /// - Throws: ``StorageError`` when the database fails.
+    func token(hash: [UInt8]) throws(StorageError) -> TokenRecord?
+
+    /// Every token, ordered by creation time then accessor.
+    /// - Throws: ``StorageError`` when the database fails.
+    func listTokens() throws(StorageError) -> [TokenRecord]
+
+    /// Revokes a token (idempotent: a revoked token is returned unchanged).
+    /// - Throws: ``StorageError/notFound``.
+    func revokeToken(accessor: String, at time: Int64) throws(StorageError) -> TokenRecord
+
+    // MARK: Meta
+
+    /// The meta value under `key` (e.g. the master-key check value, the root token hash).
+    /// - Throws: ``StorageError`` when the database fails.
+    func meta(_ key: String) throws(StorageError) -> [UInt8]?
+
+    /// Sets (or, with `nil`, deletes) the meta value under `key`.
+    /// - Throws: ``StorageError`` when the database fails.
+    func setMeta(_ key: String, value: [UInt8]?) throws(StorageError)
+
+    // MARK: Audit
+
+    /// Appends an audit event durably. For hot paths prefer ``enqueue(_:)``.
+    /// - Returns: its id.
+    /// - Throws: ``StorageError`` when the database fails.
+    func appendAudit(_ event: AuditEvent) throws(StorageError) -> Int64
+
+    /// Audit events newest first, with ids below `before` (all when `nil`).
+    /// - Throws: ``StorageError/invalidArgument(field:reason:)`` naming `limit`.
+    func auditEvents(before id: Int64?, limit: Int) throws(StorageError) -> [AuditRecord]
+
+    // MARK: Lifecycle
+
+    /// Queues a write without waiting for it (see ``DeferredWrite``). Never blocks.
+    func enqueue(_ write: DeferredWrite)
+
+    /// Waits until every write submitted before this call has committed.
+    /// - Throws: ``StorageError/closed`` after ``close()``.
+    func flush() throws(StorageError)
+
+    /// Current counters.
+    func statistics() -> StoreStatistics
+
+    /// Waits for pending writes, checkpoints and truncates the WAL, and closes every connection.
+    /// Later calls throw ``StorageError/closed``. Idempotent.
+    func close()
+}
+
+extension SessionStore {
+    /// Inserts a session without peers.
+    /// - Throws: see ``SessionStore/insert(_:peers:)``.
+    @discardableResult
+    public func insert(_ session: StoredSession) throws(StorageError) -> StoredSession {
+        try insert(session, peers: [])
+    }
+}

@@ -1,0 +1,312 @@
+// SPDX-License-Identifier: Apache-2.0
+import Dispatch
+import Synchronization
+
+/// One write submitted to the ``WriteCoordinator``.
+///
+/// `@unchecked Sendable`: `body` is `@Sendable`; `error` and `isDone` are written only by the
+/// thread running the batch (inside the writer queue) *before* it signals `waiter`, and read by
+/// the submitting thread only *after* `waiter.wait()` returns (or by the same thread, when the
+/// submitter ran the batch itself), so the semaphore orders every access.
+final class WriteTicket: @unchecked Sendable {
+    /// The operation; runs inside its own SAVEPOINT on the writer connection.
+    let body: @Sendable (SQLiteConnection) throws -> Void
+    /// Signalled when the ticket is done or its owner is promoted to leader; `nil` for a
+    /// deferred write nobody waits for.
+    let waiter: DispatchSemaphore?
+    /// After commit, checkpoint the WAL with TRUNCATE so that no old page image of a destroyed
+    /// secret survives in the `-wal` file (revoke).
+    let purgesWAL: Bool
+    /// The failure, if any (the op's own, or its transaction's).
+    var error: StorageError?
+    /// True once the ticket's transaction has finished (committed or not).
+    var isDone = false
+
+    init(waits: Bool, purgesWAL: Bool = false, body: @escaping @Sendable (SQLiteConnection) throws -> Void) {
+        self.body = body
+        self.waiter = waits ? DispatchSemaphore(value: 0) : nil
+        self.purgesWAL = purgesWAL
+    }
+}
+
+/// Gives the writer its connection. The file engine's writer connection is confined to the
+/// writer queue; the memory engine's single connection is shared with readers under a lock.
+protocol WriterAccess: Sendable {
+    /// Runs `body` with the writer connection (`nil` once closed). Called on the writer queue.
+    func withWriter(_ body: (SQLiteConnection?) -> Void)
+    /// Closes the connection. Called on the writer queue.
+    func closeWriter()
+}
+
+/// Serialises every write through one connection and commits concurrent writes together
+/// (group commit), so that with `synchronous=FULL` one fsync acknowledges many writes.
+///
+/// Protocol (leader/follower, as in database write-ahead logs):
+/// - A caller appends its ticket to `pending`. If no leader is active it becomes the leader;
+///   otherwise it sleeps on its semaphore.
+/// - The leader runs batches *on the writer queue* via `queue.sync` (which libdispatch executes
+///   on the calling thread when the queue is idle: no thread hop) until its own ticket is done.
+///   A batch takes up to `maxBatch` tickets in FIFO order into one `BEGIN IMMEDIATE … COMMIT`,
+///   each inside its own SAVEPOINT so a failing op rolls back alone.
+/// - Then it hands leadership to the oldest waiting ticket's owner, or releases it.
+/// - Deferred tickets (no waiter) ride along with the next batch; when no leader is active, a
+///   kick on the writer queue commits them after `deferredDelay` so that a stream of them is
+///   batched too.
+///
+/// Because only this queue ever writes, and every write transaction starts with
+/// `BEGIN IMMEDIATE`, writers never meet `SQLITE_BUSY` ("database is locked").
+///
+/// `@unchecked Sendable`: mutable coordination state lives in `state` (a ``Locked``); counters are
+/// `Atomic`; `walPurgePending` is touched only on `queue` (checked by `dispatchPrecondition` in
+/// debug builds); the connection is reached only through `access`.
+final class WriteCoordinator: @unchecked Sendable {
+    private struct State {
+        var pending: [WriteTicket] = []
+        var leaderActive = false
+        var kickScheduled = false
+        var closed = false
+    }
+
+    private let state = Locked(State())
+    private let access: any WriterAccess
+    private let maxBatch: Int
+    private let deferredDelay: DispatchTimeInterval
+    private let hasWAL: Bool
+    /// The writer queue: the only place the writer connection is used.
+    let queue: DispatchQueue
+
+    /// Set on the queue when a TRUNCATE checkpoint could not finish (a reader was in the WAL);
+    /// retried after the next commit.
+    private var walPurgePending = false
+
+    let transactions = Atomic<Int>(0)
+    let committedWrites = Atomic<Int>(0)
+    let failedWrites = Atomic<Int>(0)
+    let deferredFailures = Atomic<Int>(0)
+    let largestBatch = Atomic<Int>(0)
+
+    init(access: any WriterAccess, label: String, maxBatch: Int, deferredDelay: DispatchTimeInterval, hasWAL: Bool) {
+        self.access = access
+        self.maxBatch = max(1, maxBatch)
+        self.deferredDelay = deferredDelay
+        self.hasWAL = hasWAL
+        self.queue = DispatchQueue(label: label)
+    }
+
+    // MARK: Submitting
+
+    /// Runs `ticket` in the next group commit and returns when its transaction has finished;
+    /// the outcome is in `ticket.error`.
+    /// - Throws: ``StorageError/closed`` when the coordinator no longer accepts writes.
+    func perform(_ ticket: WriteTicket, evenIfClosed: Bool = false) throws(StorageError) {
+        #if DEBUG
+        // A write from inside a write would wait for itself.
+        dispatchPrecondition(condition: .notOnQueue(queue))
+        #endif
+        let leads = try state.withLock { (s) throws(StorageError) -> Bool in
+            if s.closed && !evenIfClosed { throw .closed }
+            s.pending.append(ticket)
+            if s.leaderActive { return false }
+            s.leaderActive = true
+            return true
+        }
+        if !leads {
+            ticket.waiter?.wait()
+            if ticket.isDone { return }
+            // Woken without being done: promoted to leader by the previous one.
+        }
+        repeat {
+            queue.sync { runBatch() }
+        } while !ticket.isDone
+        handOff()
+    }
+
+    /// Queues a deferred ticket. Never blocks.
+    func submitDeferred(_ ticket: WriteTicket) {
+        let kick = state.withLock { s -> Bool? in
+            if s.closed { return nil }
+            s.pending.append(ticket)
+            if s.leaderActive || s.kickScheduled { return false }
+            s.kickScheduled = true
+            return true
+        }
+        switch kick {
+        case nil: deferredFailures.add(1, ordering: .relaxed)
+        case true?: queue.asyncAfter(deadline: .now() + deferredDelay) { self.kicked() }
+        case false?: break
+        }
+    }
+
+    /// Passes leadership to the oldest waiting ticket, or releases it (scheduling an immediate
+    /// kick if only deferred tickets remain).
+    private func handOff() {
+        enum Next { case none, promote(WriteTicket), kick }
+        let next = state.withLock { s -> Next in
+            if let waiting = s.pending.first(where: { $0.waiter != nil }) { return .promote(waiting) }
+            s.leaderActive = false
+            if s.pending.isEmpty || s.kickScheduled { return .none }
+            s.kickScheduled = true
+            return .kick
+        }
+        switch next {
+        case .none: break
+        case .promote(let ticket): ticket.waiter?.signal()
+        case .kick: queue.async { self.kicked() }
+        }
+    }
+
+    /// A kick on the writer queue: commits queued deferred tickets unless a leader is active.
+    private func kicked() {
+        let leads = state.withLock { s -> Bool in
+            s.kickScheduled = false
+            if s.leaderActive || s.pending.isEmpty { return false }
+            s.leaderActive = true
+            return true
+        }
+        guard leads else { return }
+        while true {
+            runBatch()
+            enum Next { case done, promote(WriteTicket), again }
+            let next = state.withLock { s -> Next in
+                if let waiting = s.pending.first(where: { $0.waiter != nil }) { return .promote(waiting) }
+                if !s.pending.isEmpty { return .again }
+                s.leaderActive = false
+                return .done
+            }
+            switch next {
+            case .done: return
+            case .again: continue
+            case .promote(let ticket):
+                ticket.waiter?.signal()
+                return
+            }
+        }
+    }
+
+    // MARK: Running a batch (writer queue only)
+
+    /// Takes up to `maxBatch` pending tickets and commits them in one transaction.
+    private func runBatch() {
+        #if DEBUG
+        dispatchPrecondition(condition: .onQueue(queue))
+        #endif
+        let batch = state.withLock { s -> [WriteTicket] in
+            let n = min(s.pending.count, maxBatch)
+            let batch = Array(s.pending.prefix(n))
+            s.pending.removeFirst(n)
+            return batch
+        }
+        guard !batch.isEmpty else { return }
+        access.withWriter { connection in
+            guard let connection else {
+                for ticket in batch { ticket.error = .closed }
+                return
+            }
+            execute(batch, on: connection)
+        }
+        for ticket in batch {
+            if ticket.error != nil {
+                failedWrites.add(1, ordering: .relaxed)
+                if ticket.waiter == nil { deferredFailures.add(1, ordering: .relaxed) }
+            }
+            ticket.isDone = true
+            ticket.waiter?.signal()
+        }
+    }
+
+    private func execute(_ batch: [WriteTicket], on connection: SQLiteConnection) {
+        do {
+            try connection.run("BEGIN IMMEDIATE")
+        } catch {
+            let failure = StorageError(error)
+            for ticket in batch { ticket.error = failure }
+            return
+        }
+        var committed: [WriteTicket] = []
+        committed.reserveCapacity(batch.count)
+        if batch.count == 1, let ticket = batch.first {
+            // A lone op needs no savepoint: the transaction itself rolls back.
+            do {
+                try ticket.body(connection)
+                committed.append(ticket)
+            } catch {
+                ticket.error = StorageError.wrap(error)
+                if connection.inTransaction { try? connection.run("ROLLBACK") }
+                return
+            }
+        } else {
+            for (index, ticket) in batch.enumerated() {
+                do {
+                    try connection.run("SAVEPOINT op")
+                    try ticket.body(connection)
+                    try connection.run("RELEASE op")
+                    committed.append(ticket)
+                } catch {
+                    let failure = StorageError.wrap(error)
+                    ticket.error = failure
+                    if connection.inTransaction {
+                        try? connection.run("ROLLBACK TO op")
+                        try? connection.run("RELEASE op")
+                    } else {
+                        // SQLite rolled back the whole transaction (I/O error, disk full, out of
+                        // memory): what was done before is lost too, and the rest is not tried.
+                        for done in committed { done.error = failure }
+                        for rest in batch[(index + 1)...] { rest.error = failure }
+                        return
+                    }
+                }
+            }
+        }
+        do {
+            try connection.run("COMMIT")
+        } catch {
+            let failure = StorageError(error)
+            for done in committed { done.error = failure }
+            if connection.inTransaction { try? connection.run("ROLLBACK") }
+            return
+        }
+        transactions.add(1, ordering: .relaxed)
+        committedWrites.add(committed.count, ordering: .relaxed)
+        _ = largestBatch.max(committed.count, ordering: .relaxed)
+        if hasWAL && (walPurgePending || committed.contains(where: \.purgesWAL)) {
+            walPurgePending = !checkpointTruncate(connection)
+        }
+    }
+
+    /// `wal_checkpoint(TRUNCATE)`: copies every WAL frame into the database and truncates the
+    /// WAL to zero bytes. Returns false when a reader kept it from finishing.
+    func checkpointTruncate(_ connection: SQLiteConnection) -> Bool {
+        #if DEBUG
+        dispatchPrecondition(condition: .onQueue(queue))
+        #endif
+        guard let statement = try? connection.cached("PRAGMA wal_checkpoint(TRUNCATE)") else { return false }
+        defer { statement.reset() }
+        // One row: busy flag, WAL frames, frames checkpointed.
+        guard (try? statement.step()) == true else { return false }
+        return statement.int64(0) == 0
+    }
+
+    // MARK: Closing
+
+    /// Stops accepting writes, waits for everything already submitted, checkpoints the WAL and
+    /// closes the writer. Returns false if it was already closed.
+    @discardableResult
+    func close() -> Bool {
+        let first = state.withLock { s -> Bool in
+            if s.closed { return false }
+            s.closed = true
+            return true
+        }
+        guard first else { return false }
+        // A barrier: FIFO order means every earlier ticket is done when it is.
+        let barrier = WriteTicket(waits: true) { _ in }
+        try? perform(barrier, evenIfClosed: true)
+        queue.sync {
+            access.withWriter { connection in
+                if let connection, hasWAL { _ = checkpointTruncate(connection) }
+            }
+            access.closeWriter()
+        }
+        return true
+    }
+}

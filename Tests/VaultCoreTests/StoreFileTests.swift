@@ -1,0 +1,210 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+import Synchronization
+import Testing
+import VaultCore
+
+/// What only the file engine has: persistence, migrations, refusing foreign files, WAL,
+/// concurrency across connections, and zeroing destroyed secrets on disk.
+@Suite("Store file engine")
+struct StoreFileTests {
+    @Test func everythingSurvivesCloseAndReopen() throws {
+        let dir = try TempDir()
+        let path = dir.file("vault.db")
+        let session = try StoredSession.make("keep")
+        let peer = Peer(id: 9, accessHash: 8, type: .user, usernames: ["nine"], phoneNumber: "1")
+        let token = TokenRecord(accessor: "a", hash: randomBytes(32), policy: "{}", createdAt: 1)
+        let term = KeyTermRecord(term: 1, createdAt: 1, sealedKey: randomBytes(60))
+        do {
+            let store = try SQLiteSessionStore(.file(path))
+            try store.insert(session, peers: [peer])
+            try store.insertToken(token)
+            try store.appendKeyTerm(term)
+            try store.setMeta("check", value: [1, 2])
+            _ = try store.appendAudit(AuditEvent(time: 1, action: "create", outcome: "ok"))
+            store.enqueue(.markExported(session.name, at: 77))
+            store.close()
+        }
+        // A clean close checkpoints and removes the WAL.
+        #expect(dir.bytes("vault.db-wal").isEmpty)
+        let store = try SQLiteSessionStore(.file(path))
+        defer { store.close() }
+        let stored = try #require(try store.session(named: session.name))
+        #expect(stored.sealedAuthKey == session.sealedAuthKey)
+        #expect(stored.lastExportedAt == 77)
+        #expect(try store.peer(username: "nine", in: session.name) == peer)
+        #expect(try store.token(hash: token.hash) == token)
+        #expect(try store.loadKeyTerms() == [term])
+        #expect(try store.meta("check") == [1, 2])
+        #expect(try store.auditEvents(before: nil, limit: 5).map(\.event.action) == ["create"])
+    }
+
+    @Test func anEmptyFileIsMigratedToTheCurrentSchema() throws {
+        let dir = try TempDir()
+        let path = dir.file("empty.db")
+        #expect(FileManager.default.createFile(atPath: path, contents: Data()))
+        do {
+            let store = try SQLiteSessionStore(.file(path))
+            try store.insert(try StoredSession.make("first"))
+            store.close()
+        }
+        let header = dir.bytes("empty.db")
+        // SQLite header: user_version at offset 60, application_id at 68 (big-endian).
+        #expect(Array(header[60..<64]) == [0, 0, 0, UInt8(SQLiteSessionStore.schemaVersion)])
+        #expect(Array(header[68..<72]) == Array("SVLT".utf8))
+        let store = try SQLiteSessionStore(.file(path))
+        defer { store.close() }
+        #expect(try store.session(named: name("first")) != nil)
+    }
+
+    @Test func aNewerSchemaIsRefusedUntouched() throws {
+        let dir = try TempDir()
+        let path = dir.file("newer.db")
+        try SQLiteSessionStore(.file(path)).close()
+        var bytes = dir.bytes("newer.db")
+        bytes[60..<64] = [0, 0, 0, 99]
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        #expect(throws: StorageError.newerSchema(found: 99, supported: SQLiteSessionStore.schemaVersion)) {
+            try SQLiteSessionStore(.file(path))
+        }
+        #expect(dir.bytes("newer.db") == bytes)
+    }
+
+    @Test func aClientSessionFileIsRefusedUntouched() throws {
+        let vector = try #require(
+            Bundle.module.url(forResource: "pyrofork_user", withExtension: "session", subdirectory: "Vectors/sessions"))
+        let dir = try TempDir()
+        let path = dir.file("client.session")
+        try FileManager.default.copyItem(atPath: vector.path, toPath: path)
+        let before = dir.bytes("client.session")
+        #expect(throws: StorageError.notAVaultDatabase) { try SQLiteSessionStore(.file(path)) }
+        #expect(dir.bytes("client.session") == before)
+    }
+
+    enum Garbage: String, CaseIterable, Sendable {
+        case text, random
+        var bytes: [UInt8] {
+            switch self {
+            case .text: return Array("this is not a database, just text\n".utf8)
+            case .random: return randomBytes(8192)
+            }
+        }
+    }
+
+    @Test(arguments: Garbage.allCases)
+    func garbageIsNotADatabase(garbage: Garbage) throws {
+        let bytes = garbage.bytes
+        let dir = try TempDir()
+        let path = dir.file("garbage.db")
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        #expect(throws: StorageError.notADatabase) { try SQLiteSessionStore(.file(path)) }
+        #expect(dir.bytes("garbage.db") == bytes)
+    }
+
+    @Test func aMissingDirectoryCannotBeOpened() throws {
+        let dir = try TempDir()
+        let path = dir.file("no/such/dir/vault.db")
+        #expect(throws: StorageError.cannotOpen(path: path)) { try SQLiteSessionStore(.file(path)) }
+    }
+
+    /// Root ignores file modes, so this only runs as an ordinary user.
+    @Test(.enabled(if: geteuid() != 0)) func aWriteProtectedFileIsReadOnly() throws {
+        let dir = try TempDir()
+        let path = dir.file("ro.db")
+        try SQLiteSessionStore(.file(path)).close()
+        try FileManager.default.setAttributes([.posixPermissions: 0o444], ofItemAtPath: path)
+        #expect(throws: StorageError.readOnly) { try SQLiteSessionStore(.file(path)) }
+    }
+
+    /// Revoked envelopes are gone from the database, its WAL and its shared-memory file, while
+    /// live ones are still found by the same scan (so the scan can fail).
+    @Test func revokedBlobsAreNotOnDisk() throws {
+        let dir = try TempDir()
+        let path = dir.file("vault.db")
+        let store = try SQLiteSessionStore(.file(path))
+        var sessions: [StoredSession] = []
+        for i in 0..<20 {
+            let session = try StoredSession.make("scan\(i)")
+            try store.insert(session, peers: [Peer(id: Int64(i + 1), accessHash: 1, type: .user)])
+            sessions.append(session)
+        }
+        for session in sessions[..<10] { _ = try store.revoke(session.name, at: 1) }
+
+        func files() -> [UInt8] { dir.bytes("vault.db") + dir.bytes("vault.db-wal") + dir.bytes("vault.db-shm") }
+        func found(_ session: StoredSession, in bytes: [UInt8]) -> [Bool] {
+            let blob = session.sealedAuthKey ?? []
+            return [0, 100, 200, 284].map { contains(bytes, blob[$0..<($0 + 16)]) }
+        }
+        let open = files()
+        for session in sessions[..<10] { #expect(found(session, in: open) == [false, false, false, false]) }
+        for session in sessions[10...] { #expect(found(session, in: open) == [true, true, true, true]) }
+
+        store.close()
+        let closed = files()
+        for session in sessions[..<10] { #expect(found(session, in: closed) == [false, false, false, false]) }
+        for session in sessions[10...] { #expect(found(session, in: closed) == [true, true, true, true]) }
+    }
+
+    /// 8 threads × 500 mixed operations, `synchronous=FULL`: no error at all (in particular no
+    /// "database is locked"), and every acknowledged write is there after close and reopen.
+    @Test func concurrentMixedWorkloadLosesNothing() async throws {
+        let dir = try TempDir()
+        let path = dir.file("vault.db")
+        let store = try SQLiteSessionStore(.file(path))
+        let errors = Mutex<[String]>([])
+        let acknowledged = Mutex<[String: Int64]>([:])  // name → last acknowledged apiID
+        await onThreads(8) { thread in
+            var mine: [StoredSession] = []
+            for op in 0..<500 {
+                do {
+                    switch op % 5 {
+                    case 0, 1:
+                        var session = try StoredSession.make("c\(thread)-\(op)")
+                        session.apiID = Int64(op)
+                        mine.append(try store.insert(session))
+                        acknowledged.withLock { $0[session.name.rawValue] = Int64(op) }
+                    case 2:
+                        if var last = mine.popLast() {
+                            last.apiID = Int64(op) + 1_000_000
+                            let updated = try store.update(last, expectedVersion: last.version)
+                            mine.append(updated)
+                            acknowledged.withLock { $0[updated.name.rawValue] = updated.apiID }
+                        }
+                    case 3:
+                        if let any = mine.randomElement() {
+                            let read = try store.session(named: any.name)
+                            if read == nil { errors.withLock { $0.append("missing \(any.name)") } }
+                        }
+                        _ = try store.listSessions(after: nil, limit: 20, prefix: "c\(thread)")
+                    default:
+                        if let any = mine.randomElement() {
+                            try store.upsertPeers(
+                                [Peer(id: Int64(op), accessHash: 1, type: .user, usernames: ["p\(op)"])], in: any.name)
+                            _ = try store.peer(username: "p\(op)", in: any.name)
+                        }
+                        store.enqueue(.audit(AuditEvent(time: Int64(op), action: "mixed", outcome: "ok")))
+                    }
+                } catch {
+                    errors.withLock { $0.append("\(error)") }
+                }
+            }
+        }
+        let stats = store.statistics()
+        store.close()
+        #expect(errors.withLock { $0 } == [])
+        #expect(stats.transactions <= stats.committedWrites)
+        #expect(stats.deferredFailures == 0)
+
+        let reopened = try SQLiteSessionStore(.file(path))
+        defer { reopened.close() }
+        let expected = acknowledged.withLock { $0 }
+        #expect(expected.count == 8 * 200)
+        var missing = 0
+        for (text, apiID) in expected where try reopened.session(named: name(text))?.apiID != apiID {
+            missing += 1
+        }
+        #expect(missing == 0)
+        #expect(try reopened.countSessions().total == expected.count)
+        #expect(try reopened.auditEvents(before: nil, limit: 10_000).count == 8 * 100)
+    }
+}

@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: Apache-2.0
+import Dispatch
+import Foundation
+import Testing
+import VaultCore
+
+/// The engines every contract test runs against.
+enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case file, memory
+    var testDescription: String { rawValue }
+}
+
+/// A fresh directory under the system temporary directory, removed on `deinit`.
+final class TempDir: Sendable {
+    let path: String
+
+    init() throws {
+        let url = FileManager.default.temporaryDirectory
+            .appendingPathComponent("sv-store-\(UUID().uuidString)", isDirectory: true)
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        path = url.path
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+
+    /// A path inside the directory.
+    func file(_ name: String) -> String { path + "/" + name }
+
+    /// The bytes of `name`, or empty when it does not exist.
+    func bytes(_ name: String) -> [UInt8] {
+        (try? Data(contentsOf: URL(fileURLWithPath: file(name)))).map { [UInt8]($0) } ?? []
+    }
+}
+
+/// Opens a store of `kind` (in a fresh directory for files), runs `body`, and always closes it.
+func withStore<T>(
+    _ kind: StoreKind, configuration: SQLiteStoreConfiguration = .init(),
+    _ body: (SQLiteSessionStore, TempDir) throws -> T
+) throws -> T {
+    let dir = try TempDir()
+    let store = try SQLiteSessionStore(kind.location(in: dir), configuration: configuration)
+    defer { store.close() }
+    return try body(store, dir)
+}
+
+extension StoreKind {
+    func location(in dir: TempDir) -> StoreLocation {
+        switch self {
+        case .file: return .file(dir.file("vault.db"))
+        case .memory: return .memory
+        }
+    }
+}
+
+/// `count` cryptographically random bytes (distinct blobs for scans and CAS tests).
+func randomBytes(_ count: Int) -> [UInt8] {
+    var generator = SystemRandomNumberGenerator()
+    return (0..<count).map { _ in generator.next() }
+}
+
+func name(_ text: String) throws -> SessionName { try SessionName(text) }
+
+extension StoredSession {
+    /// A live session with a random 300-byte "sealed" blob under `term`.
+    static func make(
+        _ text: String, sealed: [UInt8]? = randomBytes(300), term: UInt32 = 1, at time: Int64 = 1_700_000_000_000
+    ) throws -> StoredSession {
+        StoredSession(
+            id: .random(), name: try SessionName(text), dcID: 2, apiID: 12345, testMode: false,
+            userID: Int64.max - 7, isBot: false, serverAddress: "149.154.167.51", port: 443, date: 0,
+            authKeyID: "0123456789abcdef", sealedAuthKey: sealed, sealedKeyTerm: sealed == nil ? nil : term,
+            sourceFormat: "pyrogram", createdAt: time)
+    }
+}
+
+/// Runs `body(index)` on `count` dedicated threads (not the cooperative pool, which has as many
+/// threads as cores) and returns when all have finished.
+func onThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) async {
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        let group = DispatchGroup()
+        for index in 0..<count {
+            group.enter()
+            let thread = Thread {
+                body(index)
+                group.leave()
+            }
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+        group.notify(queue: .global()) { continuation.resume() }
+    }
+}
+
+/// True when `needle` occurs in `haystack`.
+func contains(_ haystack: [UInt8], _ needle: ArraySlice<UInt8>) -> Bool {
+    guard let first = needle.first, needle.count <= haystack.count else { return false }
+    var i = 0
+    let last = haystack.count - needle.count
+    while i <= last {
+        if haystack[i] == first && haystack[i..<(i + needle.count)].elementsEqual(needle) { return true }
+        i += 1
+    }
+    return false
+}
