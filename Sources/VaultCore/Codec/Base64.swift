@@ -27,13 +27,20 @@ public enum Base64 {
     private static let urlSafeDigits = Array(
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
 
-    /// Marks a byte that is not a base64 digit in ``decodeTable``.
-    private static let invalid: UInt8 = 0xFF
+    // Byte classes in ``decodeTable`` besides the digit values 0…63. All are ≥ 64, so
+    // `value < 64` alone tells a digit from anything else.
+    private static let padding: UInt8 = 0x40
+    private static let space: UInt8 = 0x41
+    private static let invalid: UInt8 = 0x42
+    private static let nonASCII: UInt8 = 0x43
 
-    /// Byte → 6-bit value for both alphabets; ``invalid`` elsewhere. 256 entries, so indexing
-    /// with any `UInt8` is in bounds.
+    /// Byte → 6-bit value for both alphabets, or a byte class. 256 entries, so indexing with any
+    /// `UInt8` is in bounds; one look-up per character classifies it.
     private static let decodeTable: [UInt8] = {
         var table = [UInt8](repeating: invalid, count: 256)
+        for byte in 0x80...0xFF { table[byte] = nonASCII }
+        for byte in [0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20] { table[byte] = space }
+        table[Int(UInt8(ascii: "="))] = padding
         for (value, digit) in standardDigits.enumerated() { table[Int(digit)] = UInt8(value) }
         for (value, digit) in urlSafeDigits.enumerated() { table[Int(digit)] = UInt8(value) }
         return table
@@ -113,20 +120,21 @@ public enum Base64 {
     /// Reports the *first* problem from the left: non-ASCII, whitespace, a non-alphabet
     /// character, or an `=` followed by more digits.
     static func scan(_ utf8: UnsafeBufferPointer<UInt8>) throws(CodecError) -> Shape {
+        let table = decodeTable  // one global access, not one per character
         var firstPad: Int? = nil
         for (position, byte) in utf8.enumerated() {
-            if byte >= 0x80 { throw .nonASCII(position: position) }
-            if byte == UInt8(ascii: "=") {
-                if firstPad == nil { firstPad = position }
+            let value = table[Int(byte)]
+            if value < 64 {
+                // A digit after `=`: the padding was not at the end, so the `=` is the bad one.
+                if let firstPad { throw .invalidCharacter(position: firstPad) }
                 continue
             }
-            switch byte {
-            case 0x09...0x0D, 0x20: throw .whitespace(position: position)
-            default: break
+            switch value {
+            case padding: if firstPad == nil { firstPad = position }
+            case space: throw .whitespace(position: position)
+            case nonASCII: throw .nonASCII(position: position)
+            default: throw .invalidCharacter(position: position)
             }
-            guard decodeTable[Int(byte)] != invalid else { throw .invalidCharacter(position: position) }
-            // A digit after `=`: the padding was not at the end, so the `=` is the bad character.
-            if let firstPad { throw .invalidCharacter(position: firstPad) }
         }
         let digits = firstPad ?? utf8.count
         return Shape(digitCount: digits, paddingCount: utf8.count - digits)
@@ -149,24 +157,40 @@ public enum Base64 {
         guard let expected = decodedCount(digitCount: digits.count), expected == out.count else {
             return false
         }
-        var accumulator: UInt32 = 0
-        var bits = 0
+        let table = decodeTable
+        let count = digits.count
+        var i = 0
         var o = 0
-        for byte in digits {
-            let value = decodeTable[Int(byte)]
-            guard value != invalid else { return false }
-            accumulator = accumulator << 6 | UInt32(value)
-            bits += 6
-            if bits >= 8 {
-                bits -= 8
-                guard o < out.count else { return false }
-                out[o] = UInt8(truncatingIfNeeded: accumulator >> UInt32(bits))
-                o += 1
-            }
-            accumulator &= (1 << UInt32(bits)) - 1
+        // Whole quanta: 4 digits → 3 bytes.
+        while i + 4 <= count {
+            let a = table[Int(digits[i])], b = table[Int(digits[i + 1])]
+            let c = table[Int(digits[i + 2])], d = table[Int(digits[i + 3])]
+            guard a | b | c | d < 64 else { return false }
+            let v = UInt32(a) << 18 | UInt32(b) << 12 | UInt32(c) << 6 | UInt32(d)
+            out[o] = UInt8(truncatingIfNeeded: v >> 16)
+            out[o + 1] = UInt8(truncatingIfNeeded: v >> 8)
+            out[o + 2] = UInt8(truncatingIfNeeded: v)
+            i += 4
+            o += 3
         }
-        // Leftover bits (2 or 4) must be zero in a canonical encoding.
-        return o == out.count && accumulator == 0
+        // The partial last quantum; its unused low bits must be zero (RFC 4648 §3.5).
+        switch count - i {
+        case 0:
+            return true
+        case 2:
+            let a = table[Int(digits[i])], b = table[Int(digits[i + 1])]
+            guard a | b < 64, b & 0x0F == 0 else { return false }
+            out[o] = a << 2 | b >> 4
+            return true
+        case 3:
+            let a = table[Int(digits[i])], b = table[Int(digits[i + 1])], c = table[Int(digits[i + 2])]
+            guard a | b | c < 64, c & 0x03 == 0 else { return false }
+            out[o] = a << 2 | b >> 4
+            out[o + 1] = (b & 0x0F) << 4 | c >> 2
+            return true
+        default:
+            return false
+        }
     }
 
     /// Decodes base64 text in either alphabet, with or without correct `=` padding.

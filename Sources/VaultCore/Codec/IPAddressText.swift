@@ -62,6 +62,9 @@ public enum IPAddressText {
         return parseIPv4(utf8[...])
     }
 
+    /// Dotted-quad parser over bytes, shared with the IPv4 tail of an IPv6 address.
+    /// Digits accumulate per part; a part may not start with `0` unless it is exactly `0`, and
+    /// the 3-digit / 255 limits are checked on every digit so `value` never overflows.
     private static func parseIPv4(_ utf8: ArraySlice<UInt8>) -> [UInt8]? {
         var out = [UInt8]()
         out.reserveCapacity(4)
@@ -96,7 +99,7 @@ public enum IPAddressText {
     public static func parseIPv6(_ text: some StringProtocol) -> [UInt8]? {
         let utf8 = Array(text.utf8)
         guard utf8.count >= 2, utf8.count <= maxLength else { return nil }
-        // Split around the single `::`, if any.
+        // Split around the single `::`, if any (RFC 4291 §2.2 form 2); a second one is ambiguous.
         var gap: Int? = nil
         var index = 0
         while index + 1 < utf8.count {
@@ -158,6 +161,7 @@ public enum IPAddressText {
         }
     }
 
+    /// One IPv6 group: 1–4 hex digits of either case (RFC 4291 §2.2 allows leading zeros).
     private static func parseHexGroup(_ utf8: ArraySlice<UInt8>) -> UInt16? {
         guard (1...4).contains(utf8.count) else { return nil }
         var value: UInt16 = 0

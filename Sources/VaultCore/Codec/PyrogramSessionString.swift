@@ -157,11 +157,7 @@ public enum PyrogramSessionString {
         guard bytes.contains(where: { $0 != 0 }) else {
             throw .fieldOutOfRange(field: "auth_key", reason: "all zero, the string carries no key")
         }
-        do {
-            return try AuthKey(bytes)
-        } catch {
-            throw .fieldOutOfRange(field: "auth_key", reason: "must be exactly 256 bytes")
-        }
+        return try AuthKey.copying(bytes)
     }
 
     /// Encodes the current layout exactly as the libraries' `export_session_string()` does:
@@ -193,5 +189,23 @@ public enum PyrogramSessionString {
         writer.writeBigEndian(user)
         writer.write(isBot ? 1 : 0)
         return writer.bytes.withUnsafeBytes { Base64.encode($0, alphabet: .urlSafe, padded: false) }
+    }
+}
+
+extension AuthKey {
+    /// Copies 256 key bytes out of a decoded payload straight into new secret storage
+    /// (a plain `memcpy`, no intermediate array).
+    /// - Throws: ``CodecError/fieldOutOfRange(field:reason:)`` naming `auth_key` unless 256 bytes.
+    static func copying(_ bytes: Slice<UnsafeRawBufferPointer>) throws(CodecError) -> AuthKey {
+        let source = UnsafeRawBufferPointer(rebasing: bytes)
+        guard source.count == byteCount else {
+            throw .fieldOutOfRange(field: "auth_key", reason: "must be exactly 256 bytes")
+        }
+        let secret = SecretBytes(count: byteCount) { $0.copyMemory(from: source) }
+        do {
+            return try AuthKey(secret: secret)
+        } catch {
+            throw .fieldOutOfRange(field: "auth_key", reason: "must be exactly 256 bytes")
+        }
     }
 }

@@ -77,14 +77,8 @@ public enum TelethonSessionString {
             throw .fieldOutOfRange(field: "server_address", reason: "not a 4- or 16-byte address")
         }
         // Telethon: a 256-byte all-zero key is "no key" (FORMATS.md §2).
-        var authKey: AuthKey? = nil
-        if keyBytes.contains(where: { $0 != 0 }) {
-            do {
-                authKey = try AuthKey(keyBytes)
-            } catch {
-                throw .fieldOutOfRange(field: "auth_key", reason: "must be exactly 256 bytes")
-            }
-        }
+        let authKey: AuthKey? =
+            if keyBytes.contains(where: { $0 != 0 }) { try AuthKey.copying(keyBytes) } else { nil }
         let session = TelegramSession(
             dcID: Int(dcID), authKey: authKey, serverAddress: address, port: Int(port))
         return ImportedSession(session: session, format: .telethonString)
