@@ -382,6 +382,10 @@ public final class VaultService: Sendable {
     /// Revokes: the sealed key is destroyed, peers deleted, metadata kept as a tombstone.
     /// - Throws: ``VaultError/revoked`` when already revoked, ``VaultError/notFound``.
     public func revoke(_ name: SessionName, context: RequestContext) throws(VaultError) -> StoredSession {
+        if try session(name).isRevoked {
+            audit("session.revoke", name.rawValue, context, outcome: "gone")
+            throw .revoked
+        }
         do {
             let s = try store.revoke(name, at: clock())
             tokenCacheInvalidate()

@@ -49,14 +49,14 @@ import Testing
                 _ = try vault.export(n, as: .pyrogram, context: Self.ctx)
                 Issue.record("expected missing fields")
             } catch {
-                guard case .missingFields(let fields) = error else { Issue.record("\(error)"); return }
+                guard let e = error as? VaultError, case .missingFields(let fields) = e else { Issue.record("\(error)"); return }
                 #expect(Set(fields).isSuperset(of: ["api_id", "user_id", "is_bot"]))
             }
             do {
                 _ = try vault.export(n, as: .pyrogramFile, context: Self.ctx)
                 Issue.record("expected missing fields")
             } catch {
-                #expect(error == .missingFields(["api_id", "user_id", "is_bot", "test_mode"]))
+                #expect(error as? VaultError == .missingFields(["api_id", "user_id", "is_bot", "test_mode"]))
             }
             _ = try vault.patch(n, changes: SessionChanges(apiID: 5, testMode: false, userID: 9, isBot: true), expectedVersion: 1, context: Self.ctx)
             guard case .string(let s) = try vault.export(n, as: .pyrogram, context: Self.ctx) else { return }
