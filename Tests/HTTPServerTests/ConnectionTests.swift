@@ -24,8 +24,18 @@ struct ConnectionTests {
         }
     }
 
-    @Test func pipelinedRequestsInOneSendAreAnsweredInOrder() async throws {
-        try await withServer(handler: echoTargetHandler) { server in
+    /// Handler placement under test: always offloaded (0) or always inline (64).
+    static let inlineLimits = [0, 64]
+
+    static func configuration(inline: Int) -> HTTPServerConfiguration {
+        var configuration = HTTPServerConfiguration()
+        configuration.inlineHandlerLimit = inline
+        return configuration
+    }
+
+    @Test(arguments: inlineLimits)
+    func pipelinedRequestsInOneSendAreAnsweredInOrder(inline: Int) async throws {
+        try await withServer(Self.configuration(inline: inline), handler: echoTargetHandler) { server in
             let client = try TestClient(port: server.port)
             client.send(
                 "GET /first HTTP/1.1\r\nHost: x\r\n\r\nPOST /second HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
@@ -38,8 +48,9 @@ struct ConnectionTests {
         }
     }
 
-    @Test func pipelinedRequestsFollowedByHalfCloseAreAllAnswered() async throws {
-        try await withServer(handler: echoTargetHandler) { server in
+    @Test(arguments: inlineLimits)
+    func pipelinedRequestsFollowedByHalfCloseAreAllAnswered(inline: Int) async throws {
+        try await withServer(Self.configuration(inline: inline), handler: echoTargetHandler) { server in
             let client = try TestClient(port: server.port)
             client.send("GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
             client.shutdownWrite()
@@ -49,8 +60,9 @@ struct ConnectionTests {
         }
     }
 
-    @Test func keepAliveServesThreeRequestsOnOneSocket() async throws {
-        try await withServer(handler: echoTargetHandler) { server in
+    @Test(arguments: inlineLimits)
+    func keepAliveServesThreeRequestsOnOneSocket(inline: Int) async throws {
+        try await withServer(Self.configuration(inline: inline), handler: echoTargetHandler) { server in
             let client = try TestClient(port: server.port)
             for i in 1...3 {
                 client.send("GET /\(i) HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -82,8 +94,9 @@ struct ConnectionTests {
         }
     }
 
-    @Test func expectContinueGets100ThenTheFinalResponse() async throws {
-        try await withServer(handler: echoTargetHandler) { server in
+    @Test(arguments: inlineLimits)
+    func expectContinueGets100ThenTheFinalResponse(inline: Int) async throws {
+        try await withServer(Self.configuration(inline: inline), handler: echoTargetHandler) { server in
             let client = try TestClient(port: server.port)
             client.send("POST /upload HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
             let interim = client.readBytes("HTTP/1.1 100 Continue\r\n\r\n".utf8.count)
@@ -304,13 +317,16 @@ struct ConnectionTests {
         }
     }
 
-    @Test func slowHandlerGets503AtItsDeadlineAndItsResultIsDiscarded() async throws {
+    @Test(arguments: inlineLimits)
+    func slowHandlerGets503AtItsDeadlineAndItsResultIsDiscarded(inline: Int) async throws {
         let gate = Gate()
         let handler = HTTPClosureHandler { request in
             if request.target == "/slow" { gate.pass() }
             return HTTPResponse(text: "late")
         }
-        try await withServer(Self.shortTimeouts, handler: handler) { server in
+        var configuration = Self.shortTimeouts
+        configuration.inlineHandlerLimit = inline
+        try await withServer(configuration, handler: handler) { server in
             let client = try TestClient(port: server.port)
             client.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
             let response = try client.readResponse()  // arrives while the handler is still blocked
@@ -322,13 +338,14 @@ struct ConnectionTests {
         }
     }
 
-    @Test func inFlightHandlerCapAnswers503() async throws {
+    @Test(arguments: inlineLimits)
+    func inFlightHandlerCapAnswers503(inline: Int) async throws {
         let gate = Gate()
         let handler = HTTPClosureHandler { request in
             if request.target == "/block" { gate.pass() }
             return HTTPResponse(text: "done")
         }
-        var configuration = HTTPServerConfiguration()
+        var configuration = Self.configuration(inline: inline)
         configuration.maxInFlightHandlers = 1
         try await withServer(configuration, handler: handler) { server in
             let first = try TestClient(port: server.port)
@@ -346,7 +363,8 @@ struct ConnectionTests {
 
     // MARK: - Connection cap (HTTP.md item 12)
 
-    @Test func connectionCapQueuesExtraClientsInTheBacklog() async throws {
+    @Test(arguments: inlineLimits)
+    func connectionCapQueuesExtraClientsInTheBacklog(inline: Int) async throws {
         let gate = Gate()
         let serverBox = Mutex<HTTPServer?>(nil)
         let peak = Atomic<Int>(0)
@@ -361,7 +379,7 @@ struct ConnectionTests {
             gate.pass()
             return HTTPResponse(text: request.target)
         }
-        var configuration = HTTPServerConfiguration()
+        var configuration = Self.configuration(inline: inline)
         configuration.maxConnections = 4
         try await withServer(configuration, handler: handler) { server in
             serverBox.withLock { $0 = server }
@@ -386,14 +404,15 @@ struct ConnectionTests {
 
     // MARK: - Graceful shutdown (HTTP.md item 16)
 
-    @Test func shutdownLetsTheInFlightRequestFinishWithConnectionClose() async throws {
+    @Test(arguments: inlineLimits)
+    func shutdownLetsTheInFlightRequestFinishWithConnectionClose(inline: Int) async throws {
         let gate = Gate()
         let state = HTTPServerState()
         let handler = HTTPClosureHandler { request in
             if request.target == "/slow" { gate.pass() }
             return HTTPResponse(text: state.isDraining ? "draining" : "serving")
         }
-        var configuration = HTTPServerConfiguration()
+        var configuration = Self.configuration(inline: inline)
         configuration.host = "127.0.0.1"
         configuration.port = 0
         configuration.logger = .disabled

@@ -22,6 +22,8 @@ final class Connection: @unchecked Sendable {
         case idle
         /// Part of a request (head or body) has arrived.
         case reading
+        /// A handler runs on the overcommit handler queue; reading is paused.
+        case handling
         /// A final response is being written; reading is paused.
         case writing
         /// Write side shut down after an error; reading and discarding until EOF or a limit.
@@ -52,6 +54,8 @@ final class Connection: @unchecked Sendable {
         case idle
         case write
         case linger
+        /// An offloaded handler must finish (the inline case is watched by the server's watchdog).
+        case handler
     }
 
     let fd: Int32
@@ -84,6 +88,10 @@ final class Connection: @unchecked Sendable {
     private var lingerDiscarded = 0
     private var remoteAddressText: String?
     private var dateCache = HTTPDateCache()
+    /// Serial queue on Dispatch's overcommit pool for handlers that cannot run inline (lazy).
+    private var handlerQueue: DispatchQueue?
+    /// The offloaded handler missed its deadline and a 503 was sent in its place.
+    private var offloadedHandlerTimedOut = false
 
     private var deadline: UInt64 = 0
     private var deadlineKind: DeadlineKind = .none
@@ -101,6 +109,7 @@ final class Connection: @unchecked Sendable {
         var body: UInt64
         var write: UInt64
         var linger: UInt64
+        var handler: UInt64
         var lingerMaxBytes: Int
         var maxRequests: Int
 
@@ -110,6 +119,7 @@ final class Connection: @unchecked Sendable {
             body = c.bodyInactivityTimeout.clampedNanoseconds
             write = c.writeStallTimeout.clampedNanoseconds
             linger = c.lingerTimeout.clampedNanoseconds
+            handler = c.handlerTimeout.clampedNanoseconds
             lingerMaxBytes = c.lingerMaxBytes
             maxRequests = max(1, c.maxRequestsPerConnection)
         }
@@ -207,7 +217,7 @@ final class Connection: @unchecked Sendable {
     private func readable() {
         assertOnQueue()
         switch phase {
-        case .closed, .writing: return
+        case .closed, .writing, .handling: return
         case .lingering:
             discardLingering()
             return
@@ -292,8 +302,13 @@ final class Connection: @unchecked Sendable {
             return
         }
         let started = max(1, Connection.now())
+        guard let slot = server.inlineSlots.acquire(now: started) else {
+            offload(request)
+            return
+        }
         handlerStartedAt.store(started, ordering: .sequentiallyConsistent)
         let response = server.handler.handle(request)
+        server.inlineSlots.release(slot)
         server.inFlightHandlers.wrappingSubtract(1, ordering: .relaxed)
         let (finishedInTime, _) = handlerStartedAt.compareExchange(
             expected: started, desired: 0, ordering: .sequentiallyConsistent)
@@ -313,6 +328,33 @@ final class Connection: @unchecked Sendable {
             return
         }
         respond(response, to: request)
+    }
+
+    /// Runs the handler on this connection's overcommit queue, with reading paused and the
+    /// connection timer guarding the deadline; the response hops back to `queue`.
+    private func offload(_ request: HTTPRequest) {
+        phase = .handling
+        pauseReading()
+        setDeadline(.handler, at: Connection.now() &+ timeouts.handler)
+        let handlerQueue = self.handlerQueue ?? DispatchQueue(label: "HTTPServer.handler")
+        self.handlerQueue = handlerQueue
+        handlerQueue.async { [self] in
+            let response = server.handler.handle(request)
+            server.inFlightHandlers.wrappingSubtract(1, ordering: .relaxed)
+            queue.async { [self] in offloadFinished(response, request) }
+        }
+    }
+
+    private func offloadFinished(_ response: HTTPResponse, _ request: HTTPRequest) {
+        assertOnQueue()
+        if offloadedHandlerTimedOut {
+            offloadedHandlerTimedOut = false
+            return  // A 503 went out at the deadline; the connection is closing.
+        }
+        guard phase == .handling else { return }  // Closed meanwhile (drain deadline, reset).
+        clearDeadline()
+        respond(response, to: request)
+        if phase == .idle || phase == .reading { processBuffered() }
     }
 
     /// Queues the handler's response and writes as much as possible now.
@@ -551,6 +593,11 @@ final class Connection: @unchecked Sendable {
             } else {
                 close()
             }
+        case .handler:
+            guard phase == .handling else { return }
+            server.configuration.logger.log(.warning, "handler exceeded its deadline; answered 503")
+            offloadedHandlerTimedOut = true
+            sendError(code: 503)
         case .header, .body, .idle, .write, .linger:
             server.configuration.logger.log(.debug, "connection deadline reached; closing")
             close()

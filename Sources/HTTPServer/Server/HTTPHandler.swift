@@ -3,18 +3,26 @@ import Synchronization
 
 /// Answers one complete request with one complete response.
 ///
-/// **Where handlers run.** `handle(_:)` is called synchronously on the connection's own serial
-/// `DispatchQueue` (all connection queues target one shared concurrent queue), so there is no
-/// thread hop per request and blocking work (SQLite, OpenSSL) is fine: it blocks a Dispatch
-/// worker thread, never the Swift cooperative pool. Requests on one connection are handled one at
-/// a time, in order (RFC 9112 §9.3.2); different connections run in parallel.
+/// **Where handlers run.** Normally `handle(_:)` is called synchronously on the connection's own
+/// serial `DispatchQueue`, with no thread hop per request. Connection queues share Dispatch's
+/// CPU-sized worker pool, which blocking handlers could starve (Dispatch on Linux adds threads for
+/// blocked workers only about once a second). So once
+/// ``HTTPServerConfiguration/inlineHandlerLimit`` inline handlers (default: CPUs − 1) have been
+/// running for more than 10 ms, further handler calls run on a per-connection serial queue of
+/// Dispatch's overcommit pool (which starts a thread when none is free) and their responses hop
+/// back to the connection queue. Either way blocking work (SQLite, OpenSSL) is fine: it blocks a
+/// Dispatch worker thread, never the Swift cooperative pool. Requests on one connection are
+/// handled one at a time, in order (RFC 9112 §9.3.2).
 ///
 /// **Bounds.** At most ``HTTPServerConfiguration/maxInFlightHandlers`` calls run at once; a request
 /// beyond that gets 503 with `Retry-After` without calling the handler. A call that runs longer than
 /// ``HTTPServerConfiguration/handlerTimeout`` makes the server answer 503 (`Retry-After`,
-/// `Connection: close`) at the deadline from a watchdog; when the call finally returns, its result
-/// is discarded and the connection closed. A handler cannot be interrupted, so it should still
-/// bound its own blocking work.
+/// `Connection: close`) at the deadline: for an inline call a watchdog queue writes the prebuilt
+/// 503 itself (the connection queue is blocked inside the handler, so nothing else touches the
+/// socket), for an offloaded call the connection's own timer does. When the call finally returns,
+/// an atomic compare-and-exchange (inline) or a flag on the connection queue (offloaded) tells the
+/// server the deadline passed; the late response is dropped and the connection closed. A handler
+/// cannot be interrupted, so it should still bound its own blocking work.
 ///
 /// Implementations must be `Sendable`: the same instance serves every connection concurrently.
 public protocol HTTPHandler: Sendable {

@@ -17,8 +17,9 @@ import Synchronization
 /// ```
 ///
 /// **Threading.** The listener runs on its own serial queue. Each connection is confined to its
-/// own serial queue; all of them target one shared concurrent queue, and handlers run inline on
-/// the connection's queue (see ``HTTPHandler``). A watchdog queue enforces handler deadlines.
+/// own serial queue; all of them target Dispatch's default global queue (a worker pool sized to
+/// the CPUs), and handlers usually run inline on the connection's queue (see ``HTTPHandler``).
+/// A watchdog queue enforces the deadline of inline handlers.
 ///
 /// **Connection cap.** At ``HTTPServerConfiguration/maxConnections`` the listener's read source is
 /// suspended, so further clients wait in the kernel backlog; it resumes when a connection closes.
@@ -35,6 +36,8 @@ public final class HTTPServer: Sendable {
     let errorResponses: ErrorResponses
     /// Handlers currently running, across all connections.
     let inFlightHandlers = Atomic<Int>(0)
+    /// Start times of the handlers running inline on connection queues (see ``HTTPHandler``).
+    let inlineSlots: InlineHandlerSlots
     /// Open client connections (accepted and not yet fully closed).
     let connectionCount = Atomic<Int>(0)
     /// Set by the listener when it paused at the connection cap; closers then wake it.
@@ -45,7 +48,6 @@ public final class HTTPServer: Sendable {
     private let shutdownFinished = Atomic<Bool>(false)
 
     let listenerQueue = DispatchQueue(label: "HTTPServer.listener")
-    private let connectionRoot = DispatchQueue(label: "HTTPServer.connections", attributes: .concurrent)
     private let watchdogQueue = DispatchQueue(label: "HTTPServer.watchdog")
 
     private struct Lifecycle {
@@ -73,6 +75,10 @@ public final class HTTPServer: Sendable {
         self.handler = handler
         self.timeouts = Connection.Timeouts(configuration)
         self.errorResponses = ErrorResponses(retryAfterSeconds: configuration.retryAfterSeconds)
+        // Keep at least one worker of Dispatch's CPU-sized pool free of stuck handlers.
+        let cpus = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        let limit = max(0, configuration.inlineHandlerLimit ?? max(1, cpus - 1))
+        self.inlineSlots = InlineHandlerSlots(stuckLimit: limit, slotCount: limit + cpus)
     }
 
     /// True once ``shutdown(deadline:completion:)`` has been called.
@@ -191,7 +197,10 @@ public final class HTTPServer: Sendable {
         }
         _ = SocketIO.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
         connectionCount.wrappingAdd(1, ordering: .sequentiallyConsistent)
-        let queue = DispatchQueue(label: "HTTPServer.connection", target: connectionRoot)
+        // Connection queues target the default global queue: Dispatch's CPU-sized (non-overcommit)
+        // pool, so thread count stays bounded under load. Blocking handlers beyond
+        // `inlineHandlerLimit` move to an overcommit queue (see Connection.handle).
+        let queue = DispatchQueue(label: "HTTPServer.connection", target: .global())
         let connection = Connection(fd: fd, peer: peer, server: self, queue: queue)
         connections.withLock { $0[ObjectIdentifier(connection)] = connection }
         queue.async { connection.start() }
@@ -310,6 +319,63 @@ public final class HTTPServer: Sendable {
         watchdog?.timer.cancel()
         configuration.logger.log(.info, "drained")
         for completion in completions { completion() }
+    }
+}
+
+/// Decides whether a handler may run inline on a connection queue (no thread hop) or must move to
+/// the overcommit pool, so that blocking handlers cannot occupy every worker of Dispatch's
+/// CPU-sized pool (which on Linux adds a thread for blocked workers only about once a second).
+///
+/// A handler runs inline if a slot is free and fewer than `stuckLimit` other inline handlers have
+/// been running for more than ``stuckAfterNanoseconds``; cheap handlers therefore always run
+/// inline, and once handlers start to block, new ones are offloaded. `stuckLimit == 0` offloads
+/// every handler.
+final class InlineHandlerSlots: Sendable {
+    /// An inline handler running longer than this is presumed to block: 10 ms, long enough that a
+    /// thread merely preempted on a busy machine is rarely mistaken for a blocked one.
+    static let stuckAfterNanoseconds: UInt64 = 10_000_000
+
+    final class Slot: Sendable {
+        /// Monotonic start time of the handler in this slot, 0 when free.
+        let startedAt = Atomic<UInt64>(0)
+    }
+
+    private let slots: [Slot]
+    private let stuckLimit: Int
+
+    init(stuckLimit: Int, slotCount: Int) {
+        self.stuckLimit = stuckLimit
+        self.slots = (0..<max(1, slotCount)).map { _ in Slot() }
+    }
+
+    /// Claims a slot for an inline handler starting at `now`, or returns nil to offload.
+    func acquire(now: UInt64) -> Int? {
+        if stuckLimit == 0 { return nil }
+        var mine: Int?
+        var stuck = 0
+        for index in slots.indices {
+            let started = slots[index].startedAt.load(ordering: .relaxed)
+            if started == 0 {
+                if mine == nil,
+                    slots[index].startedAt.compareExchange(expected: 0, desired: now, ordering: .acquiringAndReleasing).exchanged
+                {
+                    mine = index
+                }
+            } else if now > started && now - started > InlineHandlerSlots.stuckAfterNanoseconds {
+                stuck += 1
+            }
+        }
+        guard let mine else { return nil }
+        if stuck >= stuckLimit {
+            release(mine)
+            return nil
+        }
+        return mine
+    }
+
+    /// Frees a slot claimed by ``acquire(now:)``.
+    func release(_ index: Int) {
+        slots[index].startedAt.store(0, ordering: .releasing)
     }
 }
 

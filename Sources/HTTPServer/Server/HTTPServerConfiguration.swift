@@ -29,7 +29,8 @@ public struct HTTPServerConfiguration: Sendable {
     public var host: String
     /// TCP port to bind; `0` lets the kernel choose (read it back from ``HTTPServer/port``).
     public var port: Int
-    /// `listen(2)` backlog. The kernel caps it at `net.core.somaxconn`; the default asks for that cap.
+    /// `listen(2)` backlog; the default is glibc's `SOMAXCONN` (4096). The kernel caps it at
+    /// `net.core.somaxconn`.
     public var backlog: Int32
 
     /// Longest accepted request line (`method SP target SP version`), CRLF excluded. Longer → 414.
@@ -70,6 +71,11 @@ public struct HTTPServerConfiguration: Sendable {
     public var maxConnections: Int
     /// Most handlers running at once across all connections; one more gets 503 with `Retry-After`.
     public var maxInFlightHandlers: Int
+    /// How many *blocking* handlers (running longer than 10 ms) may occupy the connection queues'
+    /// shared, CPU-sized Dispatch worker pool before further handlers run on a per-connection
+    /// thread of the overcommit pool instead (one thread hop each). Cheap handlers always run
+    /// inline, with no hop. `nil` means "active CPUs − 1" (at least 1); `0` offloads every handler.
+    public var inlineHandlerLimit: Int?
     /// Requests served on one connection before it is closed with `Connection: close`.
     public var maxRequestsPerConnection: Int
     /// Default grace period for ``HTTPServer/shutdown(deadline:completion:)`` callers.
@@ -100,6 +106,7 @@ public struct HTTPServerConfiguration: Sendable {
         lingerMaxBytes: Int = 64 * 1024,
         maxConnections: Int = 512,
         maxInFlightHandlers: Int = 64,
+        inlineHandlerLimit: Int? = nil,
         maxRequestsPerConnection: Int = 1000,
         drainTimeout: Duration = .seconds(8),
         retryAfterSeconds: Int = 1,
@@ -123,6 +130,7 @@ public struct HTTPServerConfiguration: Sendable {
         self.lingerMaxBytes = lingerMaxBytes
         self.maxConnections = maxConnections
         self.maxInFlightHandlers = maxInFlightHandlers
+        self.inlineHandlerLimit = inlineHandlerLimit
         self.maxRequestsPerConnection = maxRequestsPerConnection
         self.drainTimeout = drainTimeout
         self.retryAfterSeconds = retryAfterSeconds
