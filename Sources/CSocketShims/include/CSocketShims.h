@@ -1,7 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
+#include <sys/socket.h>
+
 /// accept4(2) with SOCK_NONBLOCK | SOCK_CLOEXEC. Glibc's Swift overlay does not expose accept4
 /// (it needs _GNU_SOURCE), so this one-function C target provides it.
 /// Returns the new fd, or -1 with errno set.
 int csocket_accept_nonblocking(int fd);
+
+/// The same as csocket_accept_nonblocking, also filling in the peer address (may be NULL).
+int csocket_accept_nonblocking_address(int fd, struct sockaddr *address, socklen_t *length);

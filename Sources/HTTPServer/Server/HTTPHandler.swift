@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: Apache-2.0
+import Synchronization
+
+/// Answers one complete request with one complete response.
+///
+/// **Where handlers run.** Normally `handle(_:)` is called synchronously on the connection's own
+/// serial `DispatchQueue`, with no thread hop per request. Connection queues share Dispatch's
+/// CPU-sized worker pool, which blocking handlers could starve (Dispatch on Linux adds threads for
+/// blocked workers only about once a second). So once
+/// ``HTTPServerConfiguration/inlineHandlerLimit`` inline handlers (default: CPUs − 1) have been
+/// running for more than 10 ms, further handler calls run on a per-connection serial queue of
+/// Dispatch's overcommit pool (which starts a thread when none is free) and their responses hop
+/// back to the connection queue. Either way blocking work (SQLite, OpenSSL) is fine: it blocks a
+/// Dispatch worker thread, never the Swift cooperative pool. Requests on one connection are
+/// handled one at a time, in order (RFC 9112 §9.3.2).
+///
+/// **Bounds.** At most ``HTTPServerConfiguration/maxInFlightHandlers`` calls run at once; a request
+/// beyond that gets 503 with `Retry-After` without calling the handler. A call that runs longer than
+/// ``HTTPServerConfiguration/handlerTimeout`` makes the server answer 503 (`Retry-After`,
+/// `Connection: close`) at the deadline: for an inline call a watchdog queue writes the prebuilt
+/// 503 itself (the connection queue is blocked inside the handler, so nothing else touches the
+/// socket), for an offloaded call the connection's own timer does. When the call finally returns,
+/// an atomic compare-and-exchange (inline) or a flag on the connection queue (offloaded) tells the
+/// server the deadline passed; the late response is dropped and the connection closed. A handler
+/// cannot be interrupted, so it should still bound its own blocking work.
+///
+/// Implementations must be `Sendable`: the same instance serves every connection concurrently.
+public protocol HTTPHandler: Sendable {
+    /// Produces the response for `request`. Must not block indefinitely.
+    func handle(_ request: HTTPRequest) -> HTTPResponse
+}
+
+/// An ``HTTPHandler`` backed by a closure; handy in tests and small tools.
+public struct HTTPClosureHandler: HTTPHandler {
+    private let body: @Sendable (HTTPRequest) -> HTTPResponse
+
+    /// Wraps `body` as a handler.
+    public init(_ body: @escaping @Sendable (HTTPRequest) -> HTTPResponse) { self.body = body }
+
+    public func handle(_ request: HTTPRequest) -> HTTPResponse { body(request) }
+}
+
+/// The part of a server's lifecycle that handlers may observe, shared by reference.
+///
+/// Create it first, give it to your handler, then pass it to ``HTTPServer/init(configuration:state:handler:)``
+/// so a health endpoint can answer 503 while the server drains.
+public final class HTTPServerState: Sendable {
+    private let draining = Atomic<Bool>(false)
+
+    /// Creates a state that is not draining.
+    public init() {}
+
+    /// True once ``HTTPServer/shutdown(deadline:completion:)`` has been called.
+    public var isDraining: Bool { draining.load(ordering: .acquiring) }
+
+    func beginDraining() { draining.store(true, ordering: .releasing) }
+}
