@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
-import Synchronization
 import Testing
 import VaultCore
 
@@ -151,8 +150,8 @@ struct StoreFileTests {
         let dir = try TempDir()
         let path = dir.file("vault.db")
         let store = try SQLiteSessionStore(.file(path))
-        let errors = Mutex<[String]>([])
-        let acknowledged = Mutex<[String: Int64]>([:])  // name → last acknowledged apiID
+        let errors = Shared<[String]>([])
+        let acknowledged = Shared<[String: Int64]>([:])  // name → last acknowledged apiID
         await onThreads(8) { thread in
             var mine: [StoredSession] = []
             for op in 0..<500 {

@@ -181,6 +181,10 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
 
     // MARK: Sessions
 
+    /// Inserts the session and its peers in one write op of the next group commit. A duplicate
+    /// name or id is detected by the unique indexes and classified by a follow-up look-up inside
+    /// the same SAVEPOINT, which is then rolled back: nothing of the op remains.
+    /// - Throws: see ``SessionStore/insert(_:peers:)``.
     @discardableResult
     public func insert(_ session: StoredSession, peers: [Peer]) throws(StorageError) -> StoredSession {
         try Self.validate(session)
@@ -210,6 +214,9 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
         }
     }
 
+    /// One cached statement on a pooled read connection, on the caller's thread: the hot path
+    /// of export (no transaction wrapper, no thread hop).
+    /// - Throws: ``StorageError/closed`` after close; ``StorageError/corrupt`` for a malformed row.
     public func session(named name: SessionName) throws(StorageError) -> StoredSession? {
         try read { connection in
             try connection.first(SQL.sessionByName, [.text(name.rawValue)], Self.decodeSession)
@@ -254,6 +261,10 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
         return SessionPage(sessions: rows, nextCursor: nil)
     }
 
+    /// One `UPDATE … WHERE name = ? AND version = ? … RETURNING`, so the check and the write
+    /// are a single step of the single writer; a miss is then classified (gone, revoked, or
+    /// another version).
+    /// - Throws: see ``SessionStore/update(_:expectedVersion:)``.
     public func update(_ session: StoredSession, expectedVersion: Int64) throws(StorageError) -> StoredSession {
         try write { connection in
             var values = Self.mutableValues(session)
@@ -277,6 +288,11 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
         }
     }
 
+    /// Deletes the peers and rewrites the row without its envelope; with `secure_delete=ON`
+    /// SQLite zeroes the freed bytes. The batch holding the revoke is followed by
+    /// `wal_checkpoint(TRUNCATE)` before the caller is answered, so the old page images in the
+    /// `-wal` file are gone too (retried after later commits if a reader held the WAL).
+    /// - Throws: see ``SessionStore/revoke(_:at:)``.
     public func revoke(_ name: SessionName, at time: Int64) throws(StorageError) -> StoredSession {
         try write(purgesWAL: true) { connection in
             guard let seq = try connection.first(SQL.seqByName, [.text(name.rawValue)], { $0.int64(0) }) else {
@@ -503,6 +519,9 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
 
     // MARK: Lifecycle
 
+    /// Appends a ticket nobody waits for to the writer's queue. If no write is in progress, a
+    /// kick on the writer queue commits the queued tickets after
+    /// ``SQLiteStoreConfiguration/deferredWriteDelayMilliseconds``.
     public func enqueue(_ write: DeferredWrite) {
         let ticket: WriteTicket
         switch write {
@@ -517,6 +536,9 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
         coordinator.submitDeferred(ticket)
     }
 
+    /// Submits an empty write and waits for it: the queue is FIFO, so everything before it has
+    /// committed (or failed) when it returns.
+    /// - Throws: ``StorageError/closed`` after close.
     public func flush() throws(StorageError) {
         let ticket = WriteTicket(waits: true) { _ in }
         try coordinator.perform(ticket)
@@ -538,6 +560,9 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
             readerConnections: readerConnections)
     }
 
+    /// Closes idle readers, refuses new work, waits for queued writes, checkpoints with
+    /// `TRUNCATE` and closes the writer (the last connection, so SQLite also removes `-wal` and
+    /// `-shm`). Reads still in flight finish and close their connection. Idempotent.
     public func close() {
         // Readers first, so that the writer is the last connection: closing it checkpoints and
         // removes the WAL and shared-memory files.
