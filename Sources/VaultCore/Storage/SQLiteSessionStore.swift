@@ -62,7 +62,7 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
     }
 
     /// Newest schema version this build reads and writes.
-    public static var schemaVersion: Int64 { Schema.currentVersion }
+    public static var schemaVersion: Int64 { VaultSchema.currentVersion }
 
     public let location: StoreLocation
     /// The configuration the store was opened with.
@@ -101,7 +101,7 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
             } catch {
                 throw StorageError(error)
             }
-            try Schema.migrate(connection)
+            try VaultSchema.migrate(connection)
             let shared = SharedConnection(connection)
             readers = .shared(shared)
             coordinator = WriteCoordinator(
@@ -126,7 +126,7 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
         // READWRITE silently falls back to read-only on a write-protected file.
         if connection.isReadOnly { throw .readOnly }
         connection.setBusyTimeout(milliseconds: configuration.busyTimeoutMilliseconds)
-        _ = try Schema.inspect(connection)
+        _ = try VaultSchema.inspect(connection)
         do {
             // WAL: readers never block the writer and see a consistent snapshot per statement.
             let mode = try connection.query("PRAGMA journal_mode = WAL").first?.first
@@ -147,7 +147,7 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
         } catch {
             throw StorageError.wrap(error)
         }
-        try Schema.migrate(connection)
+        try VaultSchema.migrate(connection)
         return connection
     }
 
