@@ -3,6 +3,7 @@ import ArgumentParser
 import Dispatch
 import Glibc
 import HTTPServer
+import VaultAPI
 
 /// `session-vault serve`: runs the HTTP server until SIGTERM/SIGINT, then drains and exits 0.
 ///
@@ -17,62 +18,80 @@ import HTTPServer
 struct ServeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
-        abstract: "Run the HTTP/1.1 server (default subcommand).",
+        abstract: "Run the vault's HTTP API (the default subcommand).",
         discussion: """
-            Listen address: --listen, else SESSION_VAULT_LISTEN (HOST:PORT, [::1]:PORT for IPv6), \
-            else PORT (binds 0.0.0.0:PORT) when SESSION_VAULT_LISTEN is unset, else 127.0.0.1:8080.
+            Configuration comes from the environment; flags override it. Secrets are never taken \
+            from the command line: give the master key and root token through the environment or files.
 
-            Tuning (environment, integers): SESSION_VAULT_HEADER_TIMEOUT_MS, SESSION_VAULT_IDLE_TIMEOUT_MS, \
-            SESSION_VAULT_BODY_TIMEOUT_MS, SESSION_VAULT_WRITE_TIMEOUT_MS, SESSION_VAULT_HANDLER_TIMEOUT_MS, \
-            SESSION_VAULT_DRAIN_TIMEOUT_MS, SESSION_VAULT_MAX_CONNECTIONS, SESSION_VAULT_MAX_INFLIGHT, \
-            SESSION_VAULT_MAX_BODY_BYTES, SESSION_VAULT_MAX_REQUESTS_PER_CONNECTION; \
-            SESSION_VAULT_LOG_LEVEL=debug|info|warning|error.
+              SESSION_VAULT_LISTEN         HOST:PORT ([::1]:PORT for IPv6); default 127.0.0.1:8080.
+                                           PORT alone (ephemeral platforms) listens on 0.0.0.0:PORT.
+              SESSION_VAULT_STORAGE        file:PATH or memory; default file:<data dir>/vault.db.
+              SESSION_VAULT_DATA_DIR       data folder of the embedded default; default ./data.
+              SESSION_VAULT_MASTER_KEY     base64 of 32 bytes (or SESSION_VAULT_MASTER_KEY_FILE).
+              SESSION_VAULT_ROOT_TOKEN     root token (or SESSION_VAULT_ROOT_TOKEN_FILE); else one is
+                                           generated on first start and printed once on stdout.
+              SESSION_VAULT_REQUIRE_PERSISTENCE=true   refuse to start instead of falling back to memory.
+              SESSION_VAULT_IMPORT_FILE    lines of "NAME SESSION_STRING" imported at start.
+              SESSION_VAULT_SYNCHRONOUS    full (default: nothing acknowledged is lost) or normal.
+              SESSION_VAULT_LOG_FORMAT     text or json;  SESSION_VAULT_LOG_LEVEL debug|info|warning|error.
+              HTTP tuning (integers): SESSION_VAULT_HEADER_TIMEOUT_MS, _IDLE_TIMEOUT_MS, _BODY_TIMEOUT_MS,
+                _WRITE_TIMEOUT_MS, _HANDLER_TIMEOUT_MS, _DRAIN_TIMEOUT_MS, _MAX_CONNECTIONS, _MAX_INFLIGHT,
+                _MAX_BODY_BYTES, _MAX_REQUESTS_PER_CONNECTION.
 
-            SIGTERM or SIGINT drains gracefully (GET /healthz answers 503 meanwhile) and exits 0.
+            Exit codes: 0 clean shutdown (SIGTERM/SIGINT drain), 64 usage, 65 unusable data (not a vault \
+            database, bad import file), 69 cannot listen, 73 persistence required but not possible, \
+            78 configuration error (bad master key, bad variable).
             """
     )
 
-    @Option(name: .long, help: "Address to listen on as HOST:PORT (overrides SESSION_VAULT_LISTEN).")
+    @Option(name: .long, help: "Listen address HOST:PORT (overrides SESSION_VAULT_LISTEN).")
     var listen: String?
+
+    @Option(name: .long, help: "Storage: file:PATH or memory (overrides SESSION_VAULT_STORAGE).")
+    var storage: String?
+
+    @Option(name: .long, help: "Data folder of the embedded default (overrides SESSION_VAULT_DATA_DIR).")
+    var dataDir: String?
+
+    @Option(name: .long, help: "File holding the base64 master key (overrides SESSION_VAULT_MASTER_KEY_FILE).")
+    var masterKeyFile: String?
+
+    @Option(name: .long, help: "File holding the root token (overrides SESSION_VAULT_ROOT_TOKEN_FILE).")
+    var rootTokenFile: String?
+
+    @Option(name: .long, help: "File of NAME SESSION_STRING lines to import at start.")
+    var importFile: String?
+
+    @Option(name: .long, help: "Log format: text or json.")
+    var logFormat: String?
+
+    @Option(name: .long, help: "Log level: debug, info, warning or error.")
+    var logLevel: String?
+
+    @Flag(name: .long, help: "Development mode: memory storage, throwaway keys, root token printed.")
+    var dev = false
+
+    @Flag(name: .long, help: "Refuse to start when the data folder cannot be written (no memory fallback).")
+    var requirePersistence = false
 
     func run() throws {
         // HTTP.md item 14: a write to a closed socket must not kill the process.
         signal(SIGPIPE, SIG_IGN)
-
-        let listenText = listen ?? ServeCommand.environmentListenAddress()
-        guard let (host, port) = ServeCommand.parseListenAddress(listenText) else {
-            throw ValidationError("invalid listen address '\(listenText)'; expected HOST:PORT or [IPv6]:PORT")
-        }
-        var configuration = HTTPServerConfiguration(host: host, port: port)
-        try ServeCommand.applyEnvironment(to: &configuration)
-
-        let state = HTTPServerState()
-        let testRoutes = ServeCommand.environment("SESSION_VAULT_TEST_ROUTES") == "1"
-        let server = HTTPServer(
-            configuration: configuration, state: state,
-            handler: ServeHandler(state: state, testRoutes: testRoutes))
-        do {
-            try server.start()
-        } catch {
-            ServeCommand.printError("session-vault: cannot listen on \(listenText): \(error)")
-            throw ExitCode(1)
-        }
-        ServeCommand.printError("listening on \(server.localAddress ?? listenText)")
-
-        // HTTP.md item 16: signals arrive through Dispatch, not async-signal-unsafe handlers.
-        let drain = configuration.drainTimeout
-        var sources: [any DispatchSourceSignal] = []
-        for signo in [SIGTERM, SIGINT] {
-            signal(signo, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: signo, queue: .main)
-            source.setEventHandler {
-                let nanos = drain.components.seconds * 1_000_000_000 + drain.components.attoseconds / 1_000_000_000
-                server.shutdown(deadline: .now() + .nanoseconds(Int(max(0, nanos)))) { Glibc.exit(0) }
-            }
-            source.activate()
-            sources.append(source)
-        }
-        withExtendedLifetime(sources) { dispatchMain() }
+        // Every file the vault creates (database, WAL, key file) is private to its user.
+        umask(0o077)
+        var flags = ServiceConfiguration.Flags()
+        flags.listen = listen
+        flags.storage = storage
+        flags.dataDirectory = dataDir
+        flags.masterKeyFile = masterKeyFile
+        flags.rootTokenFile = rootTokenFile
+        flags.importFile = importFile
+        flags.logFormat = logFormat
+        flags.logLevel = logLevel
+        flags.dev = dev
+        flags.requirePersistence = requirePersistence
+        let service = try ServiceRunner.start(flags: flags, testRoutes: ServeCommand.environment("SESSION_VAULT_TEST_ROUTES") == "1")
+        withExtendedLifetime(service) { dispatchMain() }
     }
 
     // MARK: - Configuration
@@ -80,35 +99,6 @@ struct ServeCommand: ParsableCommand {
     static func environment(_ name: String) -> String? {
         guard let value = getenv(name) else { return nil }
         return String(cString: value)
-    }
-
-    /// `SESSION_VAULT_LISTEN`, else `0.0.0.0:$PORT`, else the default.
-    static func environmentListenAddress() -> String {
-        if let listen = environment("SESSION_VAULT_LISTEN"), !listen.isEmpty { return listen }
-        if let port = environment("PORT"), !port.isEmpty { return "0.0.0.0:\(port)" }
-        return "127.0.0.1:8080"
-    }
-
-    /// Splits `HOST:PORT` or `[IPv6]:PORT`; the port must be 0...65535.
-    static func parseListenAddress(_ text: String) -> (host: String, port: Int)? {
-        let host: Substring
-        let portText: Substring
-        if text.hasPrefix("[") {
-            guard let close = text.firstIndex(of: "]") else { return nil }
-            host = text[text.index(after: text.startIndex)..<close]
-            let rest = text[text.index(after: close)...]
-            guard rest.hasPrefix(":") else { return nil }
-            portText = rest.dropFirst()
-        } else {
-            guard let colon = text.lastIndex(of: ":") else { return nil }
-            host = text[..<colon]
-            guard !host.contains(":") else { return nil }  // Bare IPv6 needs brackets.
-            portText = text[text.index(after: colon)...]
-        }
-        guard !host.isEmpty, !portText.isEmpty, portText.allSatisfy(\.isASCII), portText.count <= 5,
-            portText.allSatisfy({ $0.isNumber }), let port = Int(portText), (0...65535).contains(port)
-        else { return nil }
-        return (String(host), port)
     }
 
     static func applyEnvironment(to configuration: inout HTTPServerConfiguration) throws {
