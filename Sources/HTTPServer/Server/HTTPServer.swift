@@ -75,10 +75,10 @@ public final class HTTPServer: Sendable {
         self.handler = handler
         self.timeouts = Connection.Timeouts(configuration)
         self.errorResponses = ErrorResponses(retryAfterSeconds: configuration.retryAfterSeconds)
-        // Keep at least one worker of Dispatch's CPU-sized pool free of stuck handlers.
+        // Keep at least one worker of Dispatch's CPU-sized pool free of blocked handlers.
         let cpus = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         let limit = max(0, configuration.inlineHandlerLimit ?? max(1, cpus - 1))
-        self.inlineSlots = InlineHandlerSlots(stuckLimit: limit, slotCount: limit + cpus)
+        self.inlineSlots = InlineHandlerSlots(blockedLimit: limit, slotCount: limit + cpus)
     }
 
     /// True once ``shutdown(deadline:completion:)`` has been called.
@@ -319,63 +319,6 @@ public final class HTTPServer: Sendable {
         watchdog?.timer.cancel()
         configuration.logger.log(.info, "drained")
         for completion in completions { completion() }
-    }
-}
-
-/// Decides whether a handler may run inline on a connection queue (no thread hop) or must move to
-/// the overcommit pool, so that blocking handlers cannot occupy every worker of Dispatch's
-/// CPU-sized pool (which on Linux adds a thread for blocked workers only about once a second).
-///
-/// A handler runs inline if a slot is free and fewer than `stuckLimit` other inline handlers have
-/// been running for more than ``stuckAfterNanoseconds``; cheap handlers therefore always run
-/// inline, and once handlers start to block, new ones are offloaded. `stuckLimit == 0` offloads
-/// every handler.
-final class InlineHandlerSlots: Sendable {
-    /// An inline handler running longer than this is presumed to block: 10 ms, long enough that a
-    /// thread merely preempted on a busy machine is rarely mistaken for a blocked one.
-    static let stuckAfterNanoseconds: UInt64 = 10_000_000
-
-    final class Slot: Sendable {
-        /// Monotonic start time of the handler in this slot, 0 when free.
-        let startedAt = Atomic<UInt64>(0)
-    }
-
-    private let slots: [Slot]
-    private let stuckLimit: Int
-
-    init(stuckLimit: Int, slotCount: Int) {
-        self.stuckLimit = stuckLimit
-        self.slots = (0..<max(1, slotCount)).map { _ in Slot() }
-    }
-
-    /// Claims a slot for an inline handler starting at `now`, or returns nil to offload.
-    func acquire(now: UInt64) -> Int? {
-        if stuckLimit == 0 { return nil }
-        var mine: Int?
-        var stuck = 0
-        for index in slots.indices {
-            let started = slots[index].startedAt.load(ordering: .relaxed)
-            if started == 0 {
-                if mine == nil,
-                    slots[index].startedAt.compareExchange(expected: 0, desired: now, ordering: .acquiringAndReleasing).exchanged
-                {
-                    mine = index
-                }
-            } else if now > started && now - started > InlineHandlerSlots.stuckAfterNanoseconds {
-                stuck += 1
-            }
-        }
-        guard let mine else { return nil }
-        if stuck >= stuckLimit {
-            release(mine)
-            return nil
-        }
-        return mine
-    }
-
-    /// Frees a slot claimed by ``acquire(now:)``.
-    func release(_ index: Int) {
-        slots[index].startedAt.store(0, ordering: .releasing)
     }
 }
 

@@ -71,9 +71,9 @@ public struct HTTPServerConfiguration: Sendable {
     public var maxConnections: Int
     /// Most handlers running at once across all connections; one more gets 503 with `Retry-After`.
     public var maxInFlightHandlers: Int
-    /// How many *blocking* handlers (running longer than 10 ms) may occupy the connection queues'
-    /// shared, CPU-sized Dispatch worker pool before further handlers run on a per-connection
-    /// thread of the overcommit pool instead (one thread hop each). Cheap handlers always run
+    /// How many *blocked* handlers (running over 1 ms with their thread asleep) may occupy the
+    /// connection queues' shared, CPU-sized Dispatch worker pool before further handlers run on a
+    /// per-connection thread of the overcommit pool instead (one thread hop each). Cheap handlers always run
     /// inline, with no hop. `nil` means "active CPUs − 1" (at least 1); `0` offloads every handler.
     public var inlineHandlerLimit: Int?
     /// Requests served on one connection before it is closed with `Connection: close`.
