@@ -21,6 +21,7 @@ final class InlineHandlerSlots: Sendable {
     /// Without `/proc`, a handler older than this is assumed blocked (10 ms).
     static let assumedBlockedAfterNanoseconds: UInt64 = 10_000_000
 
+    /// One inline handler's registration; lock-free so the fast path costs a few atomics.
     final class Slot: Sendable {
         /// Monotonic start time of the handler in this slot, 0 when free.
         let startedAt = Atomic<UInt64>(0)
@@ -30,9 +31,12 @@ final class InlineHandlerSlots: Sendable {
         let blocked = Atomic<Bool>(false)
     }
 
+    /// Fixed set of slots (`blockedLimit` + CPUs): more inline handlers than that are offloaded.
     private let slots: [Slot]
+    /// Blocked inline handlers tolerated before offloading (``HTTPServerConfiguration/inlineHandlerLimit``).
     private let blockedLimit: Int
 
+    /// Creates `slotCount` free slots.
     init(blockedLimit: Int, slotCount: Int) {
         self.blockedLimit = blockedLimit
         self.slots = (0..<max(1, slotCount)).map { _ in Slot() }
@@ -76,6 +80,7 @@ final class InlineHandlerSlots: Sendable {
         slots[index].startedAt.store(0, ordering: .releasing)
     }
 
+    /// Whether the thread of a handler running for `age` ns is asleep (blocked in a system call).
     private func isBlocked(thread: Int32, age: UInt64) -> Bool {
         switch ThreadID.state(of: thread) {
         case UInt8(ascii: "S"), UInt8(ascii: "D"): true
@@ -87,6 +92,7 @@ final class InlineHandlerSlots: Sendable {
 
 /// Kernel thread ids and states, for ``InlineHandlerSlots``.
 enum ThreadID {
+    /// Thread-local cache of the kernel thread id.
     private static let key: pthread_key_t = {
         var key = pthread_key_t()
         _ = pthread_key_create(&key, nil)

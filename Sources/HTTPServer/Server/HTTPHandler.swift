@@ -32,11 +32,13 @@ public protocol HTTPHandler: Sendable {
 
 /// An ``HTTPHandler`` backed by a closure; handy in tests and small tools.
 public struct HTTPClosureHandler: HTTPHandler {
+    /// The wrapped closure.
     private let body: @Sendable (HTTPRequest) -> HTTPResponse
 
     /// Wraps `body` as a handler.
     public init(_ body: @escaping @Sendable (HTTPRequest) -> HTTPResponse) { self.body = body }
 
+    /// Calls the closure.
     public func handle(_ request: HTTPRequest) -> HTTPResponse { body(request) }
 }
 
@@ -45,6 +47,7 @@ public struct HTTPClosureHandler: HTTPHandler {
 /// Create it first, give it to your handler, then pass it to ``HTTPServer/init(configuration:state:handler:)``
 /// so a health endpoint can answer 503 while the server drains.
 public final class HTTPServerState: Sendable {
+    /// Set once by the server when shutdown begins; never cleared.
     private let draining = Atomic<Bool>(false)
 
     /// Creates a state that is not draining.
@@ -53,5 +56,6 @@ public final class HTTPServerState: Sendable {
     /// True once ``HTTPServer/shutdown(deadline:completion:)`` has been called.
     public var isDraining: Bool { draining.load(ordering: .acquiring) }
 
+    /// Marks the server as draining (called by ``HTTPServer/shutdown(deadline:completion:)``).
     func beginDraining() { draining.store(true, ordering: .releasing) }
 }

@@ -23,6 +23,15 @@
 /// | ``drainTimeout`` | 8 s | remaining connections are force-closed |
 ///
 /// All durations are `Duration` values; the server converts them to monotonic nanoseconds once.
+///
+/// ```swift
+/// var configuration = HTTPServerConfiguration(host: "::", port: 8080)
+/// configuration.maxBodyBytes = 512 * 1024
+/// configuration.headerTimeout = .seconds(5)
+/// ```
+///
+/// Values are not validated beyond clamping: zero or negative limits make every request fail
+/// with the corresponding status, zero timeouts close connections at once.
 public struct HTTPServerConfiguration: Sendable {
     /// Address to bind: a numeric IPv4 (`"127.0.0.1"`, `"0.0.0.0"`) or IPv6 (`"::1"`, `"::"`) literal.
     /// `"localhost"` is accepted as an alias for `127.0.0.1`. Brackets around IPv6 literals are tolerated.
