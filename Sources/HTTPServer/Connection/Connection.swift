@@ -319,8 +319,17 @@ final class Connection: @unchecked Sendable {
             case .head(let head):
                 if head.framing.hasBody {
                     setDeadline(.body, at: Connection.now() &+ timeouts.body)
-                    // RFC 9110 §10.1.1: send 100 only if none of the body has arrived yet.
-                    if head.expectsContinue && parser.bufferedByteCount == 0 { sendContinue() }
+                    // RFC 9110 §10.1.1: send 100 only if none of the body has arrived yet, and
+                    // only after the handler had a chance to refuse the body (HTTP.md item 8).
+                    if head.expectsContinue && parser.bufferedByteCount == 0 {
+                        if let refusal = server.handler.responseBeforeBody(head) {
+                            requestsServed += 1
+                            clearDeadline()
+                            respond(refusal, method: head.method, version: head.version, keepAlive: false, bodyUnread: true)
+                            return
+                        }
+                        sendContinue()
+                    }
                 } else {
                     clearDeadline()
                 }
@@ -410,17 +419,26 @@ final class Connection: @unchecked Sendable {
 
     /// Queues the handler's response and writes as much as possible now.
     private func respond(_ response: HTTPResponse, to request: HTTPRequest) {
+        respond(
+            response, method: request.method, version: request.version, keepAlive: request.keepAlive,
+            bodyUnread: false)
+    }
+
+    /// Queues a handler response. `bodyUnread` means the request body was refused before it was
+    /// read (``HTTPHandler/responseBeforeBody(_:)``): the connection must close, after lingering.
+    private func respond(
+        _ response: HTTPResponse, method: HTTPMethod, version: HTTPVersion, keepAlive: Bool, bodyUnread: Bool
+    ) {
         if let rejection = ResponseEncoder.validate(response) {
             server.configuration.logger.log(.error, "handler returned an invalid response (\(rejection)); sending 500")
             sendError(code: 500)
             return
         }
         let close =
-            !request.keepAlive || drainRequested || server.state.isDraining
+            !keepAlive || bodyUnread || drainRequested || server.state.isDraining
             || requestsServed >= timeouts.maxRequests || ResponseEncoder.handlerRequestsClose(response.headers)
         let framing = ResponseEncoder.Framing(
-            isHead: request.method == .head, close: close,
-            keepAliveHeader: !close && request.version == .http1_0)
+            isHead: method == .head, close: close, keepAliveHeader: !close && version == .http1_0)
         compactOutHead()
         let sendBody = ResponseEncoder.appendHead(response, framing: framing, date: dateCache.current(), to: &outHead)
         if sendBody { outBody = response.body }
@@ -428,7 +446,7 @@ final class Connection: @unchecked Sendable {
         if close {
             // Linger when the client may still be sending (it expected to keep the connection, or
             // more bytes are already buffered); otherwise a plain close cannot cause a reset.
-            afterFlush = (request.keepAlive || parser.bufferedByteCount > 0) ? .linger : .close
+            afterFlush = (keepAlive || bodyUnread || parser.bufferedByteCount > 0) ? .linger : .close
         } else {
             afterFlush = .nextRequest
         }
