@@ -108,6 +108,28 @@ struct ConnectionTests {
         }
     }
 
+    @Test func handlerCanRefuseTheBodyBefore100Continue() async throws {
+        let handler = HTTPClosureHandler(beforeBody: { head in
+            head.headers["Authorization"] == nil ? .problem(.unauthorized) : nil
+        }) { request in
+            HTTPResponse(text: String(request.body.count))
+        }
+        try await withServer(handler: handler) { server in
+            let refused = try TestClient(port: server.port)
+            refused.send("PUT /s HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+            let response = try refused.readResponse()  // a final status, not 100
+            #expect(response.status == 401)
+            #expect(response.header("Connection") == "close")
+            #expect(refused.waitForEOF())
+
+            let allowed = try TestClient(port: server.port)
+            allowed.send("PUT /s HTTP/1.1\r\nHost: x\r\nAuthorization: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+            #expect(String(decoding: allowed.readBytes(25), as: UTF8.self) == "HTTP/1.1 100 Continue\r\n\r\n")
+            allowed.send("12345")
+            #expect(try allowed.readResponse().text == "5")
+        }
+    }
+
     @Test func expectContinueIsSkippedWhenTheBodyAlreadyArrived() async throws {
         try await withServer(handler: echoTargetHandler) { server in
             let client = try TestClient(port: server.port)

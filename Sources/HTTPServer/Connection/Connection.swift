@@ -46,73 +46,114 @@ final class Connection: @unchecked Sendable {
 
     /// Which deadline the timer currently guards.
     private enum DeadlineKind {
+        /// No deadline: a handler runs inline (the watchdog guards it) or the connection is closed.
         case none
         /// Waiting for the first request head since accept (408 if nothing arrived).
         case firstHeader
+        /// A later request's head must be complete; not extended by trickling bytes.
         case header
+        /// The body must make progress; extended by every read.
         case body
+        /// Keep-alive wait for the next request; silent close.
         case idle
+        /// Pending output must make progress; extended by every write.
         case write
+        /// End of the lingering close.
         case linger
         /// An offloaded handler must finish (the inline case is watched by the server's watchdog).
         case handler
     }
 
+    /// The client socket (non-blocking, close-on-exec). Closed only in `sourceCancelled()`.
     let fd: Int32
+    /// The serial queue every mutable property is confined to.
     let queue: DispatchQueue
+    /// The owning server: configuration, handler, counters, prebuilt errors.
     private let server: HTTPServer
+    /// The peer's address, formatted lazily into `remoteAddressText`.
     private let peer: SocketAddress
     /// Monotonic start time of the running handler, 0 when none, `.max` once the watchdog answered 503.
     let handlerStartedAt = Atomic<UInt64>(0)
     /// Bytes of the watchdog's 503 that are still unsent (shared with the watchdog thread).
     let lateResponse = Mutex<[UInt8]?>(nil)
 
+    /// Fires when `fd` is readable (level-triggered); suspended while output is stuck.
     private var readSource: (any DispatchSourceRead)?
+    /// Created on the first EAGAIN from `send`; resumed only while output is pending.
     private var writeSource: (any DispatchSourceWrite)?
+    /// The one timer guarding `deadline`.
     private var timer: (any DispatchSourceTimer)?
+    /// Whether `readSource` is currently suspended (it must be resumed before cancel).
     private var readSuspended = false
+    /// Whether `writeSource` is currently suspended (it must be resumed before cancel).
     private var writeSuspended = false
+    /// Sources watching `fd` whose cancel handler has not run yet; the fd closes at zero.
     private var pendingCancellations = 0
 
+    /// Incremental parser holding any bytes received but not yet consumed (pipelining).
     private var parser: HTTPRequestParser
+    /// Current phase; see ``Phase``.
     private var phase: Phase = .idle
+    /// What to do once `outHead` and `outBody` are fully sent.
     private var afterFlush: AfterFlush = .nextRequest
+    /// Pending status line and headers (plus any unsent `100 Continue`); capacity is reused.
     private var outHead: [UInt8] = []
+    /// Bytes of `outHead` already sent.
     private var outHeadSent = 0
+    /// Pending response body, sent after `outHead` in the same `sendmsg`.
     private var outBody: [UInt8] = []
+    /// Bytes of `outBody` already sent.
     private var outBodySent = 0
 
+    /// Requests handled on this connection (for ``HTTPServerConfiguration/maxRequestsPerConnection``).
     private var requestsServed = 0
+    /// Whether any byte arrived since accept (408 is only for silent clients).
     private var receivedAnyByte = false
+    /// Set by graceful shutdown: close when idle, add `Connection: close` to the next response.
     private var drainRequested = false
+    /// Bytes discarded so far during the lingering close.
     private var lingerDiscarded = 0
+    /// `peer` formatted as `ip:port`, computed at the first request.
     private var remoteAddressText: String?
+    /// This connection's cached `Date` value.
     private var dateCache = HTTPDateCache()
     /// Serial queue on Dispatch's overcommit pool for handlers that cannot run inline (lazy).
     private var handlerQueue: DispatchQueue?
     /// The offloaded handler missed its deadline and a 503 was sent in its place.
     private var offloadedHandlerTimedOut = false
 
+    /// Monotonic time at which `deadlineKind` expires; 0 when there is none.
     private var deadline: UInt64 = 0
+    /// What expires at `deadline`.
     private var deadlineKind: DeadlineKind = .none
     /// Fire time the timer is armed for (0 = not armed). Deadlines usually move later, so the
     /// timer is re-armed only when a deadline moves *earlier*; when it fires early it re-arms for
     /// the real deadline. This keeps timer syscalls off the per-request path.
     private var armedFor: UInt64 = 0
 
+    /// The configured timeouts, in nanoseconds.
     private let timeouts: Timeouts
 
     /// Monotonic nanosecond values of the configured timeouts.
     struct Timeouts: Sendable {
+        /// ``HTTPServerConfiguration/headerTimeout``.
         var header: UInt64
+        /// ``HTTPServerConfiguration/idleTimeout``.
         var idle: UInt64
+        /// ``HTTPServerConfiguration/bodyInactivityTimeout``.
         var body: UInt64
+        /// ``HTTPServerConfiguration/writeStallTimeout``.
         var write: UInt64
+        /// ``HTTPServerConfiguration/lingerTimeout``.
         var linger: UInt64
+        /// ``HTTPServerConfiguration/handlerTimeout``.
         var handler: UInt64
+        /// ``HTTPServerConfiguration/lingerMaxBytes``.
         var lingerMaxBytes: Int
+        /// ``HTTPServerConfiguration/maxRequestsPerConnection`` (at least 1).
         var maxRequests: Int
 
+        /// Converts the durations of `c` once, so connections never touch `Duration` arithmetic.
         init(_ c: HTTPServerConfiguration) {
             header = c.headerTimeout.clampedNanoseconds
             idle = c.idleTimeout.clampedNanoseconds
@@ -125,6 +166,7 @@ final class Connection: @unchecked Sendable {
         }
     }
 
+    /// Wraps an accepted socket; nothing happens until ``start()`` runs on `queue`.
     init(fd: Int32, peer: SocketAddress, server: HTTPServer, queue: DispatchQueue) {
         self.fd = fd
         self.peer = peer
@@ -134,6 +176,7 @@ final class Connection: @unchecked Sendable {
         self.timeouts = server.timeouts
     }
 
+    /// Debug-build check that the caller is on `queue` (GRDB-style confinement watchdog).
     @inline(__always)
     private func assertOnQueue() {
         #if DEBUG
@@ -141,6 +184,7 @@ final class Connection: @unchecked Sendable {
         #endif
     }
 
+    /// Monotonic time in nanoseconds (the clock Dispatch timers use).
     @inline(__always)
     static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
@@ -191,6 +235,7 @@ final class Connection: @unchecked Sendable {
         }
     }
 
+    /// Cancel handler of the read and write sources: the last one closes `fd` and tells the server.
     private func sourceCancelled() {
         assertOnQueue()
         pendingCancellations -= 1
@@ -214,6 +259,8 @@ final class Connection: @unchecked Sendable {
 
     // MARK: - Reading
 
+    /// Read-source handler: receives into the thread's buffer, feeds the parser and processes
+    /// whatever became complete. EOF or a receive error closes the connection.
     private func readable() {
         assertOnQueue()
         switch phase {
@@ -272,8 +319,17 @@ final class Connection: @unchecked Sendable {
             case .head(let head):
                 if head.framing.hasBody {
                     setDeadline(.body, at: Connection.now() &+ timeouts.body)
-                    // RFC 9110 §10.1.1: send 100 only if none of the body has arrived yet.
-                    if head.expectsContinue && parser.bufferedByteCount == 0 { sendContinue() }
+                    // RFC 9110 §10.1.1: send 100 only if none of the body has arrived yet, and
+                    // only after the handler had a chance to refuse the body (HTTP.md item 8).
+                    if head.expectsContinue && parser.bufferedByteCount == 0 {
+                        if let refusal = server.handler.responseBeforeBody(head) {
+                            requestsServed += 1
+                            clearDeadline()
+                            respond(refusal, method: head.method, version: head.version, keepAlive: false, bodyUnread: true)
+                            return
+                        }
+                        sendContinue()
+                    }
                 } else {
                     clearDeadline()
                 }
@@ -292,6 +348,8 @@ final class Connection: @unchecked Sendable {
 
     // MARK: - Handling
 
+    /// Runs the handler for one complete request (inline when possible, see ``InlineHandlerSlots``),
+    /// enforcing the in-flight cap, then queues its response.
     private func handle(_ request: HTTPRequest) {
         requestsServed += 1
         let inFlight = server.inFlightHandlers.wrappingAdd(1, ordering: .relaxed).newValue
@@ -345,6 +403,8 @@ final class Connection: @unchecked Sendable {
         }
     }
 
+    /// Back on `queue` after an offloaded handler: send its response unless the deadline passed or
+    /// the connection closed meanwhile, then continue with pipelined requests.
     private func offloadFinished(_ response: HTTPResponse, _ request: HTTPRequest) {
         assertOnQueue()
         if offloadedHandlerTimedOut {
@@ -359,17 +419,26 @@ final class Connection: @unchecked Sendable {
 
     /// Queues the handler's response and writes as much as possible now.
     private func respond(_ response: HTTPResponse, to request: HTTPRequest) {
+        respond(
+            response, method: request.method, version: request.version, keepAlive: request.keepAlive,
+            bodyUnread: false)
+    }
+
+    /// Queues a handler response. `bodyUnread` means the request body was refused before it was
+    /// read (``HTTPHandler/responseBeforeBody(_:)``): the connection must close, after lingering.
+    private func respond(
+        _ response: HTTPResponse, method: HTTPMethod, version: HTTPVersion, keepAlive: Bool, bodyUnread: Bool
+    ) {
         if let rejection = ResponseEncoder.validate(response) {
             server.configuration.logger.log(.error, "handler returned an invalid response (\(rejection)); sending 500")
             sendError(code: 500)
             return
         }
         let close =
-            !request.keepAlive || drainRequested || server.state.isDraining
+            !keepAlive || bodyUnread || drainRequested || server.state.isDraining
             || requestsServed >= timeouts.maxRequests || ResponseEncoder.handlerRequestsClose(response.headers)
         let framing = ResponseEncoder.Framing(
-            isHead: request.method == .head, close: close,
-            keepAliveHeader: !close && request.version == .http1_0)
+            isHead: method == .head, close: close, keepAliveHeader: !close && version == .http1_0)
         compactOutHead()
         let sendBody = ResponseEncoder.appendHead(response, framing: framing, date: dateCache.current(), to: &outHead)
         if sendBody { outBody = response.body }
@@ -377,7 +446,7 @@ final class Connection: @unchecked Sendable {
         if close {
             // Linger when the client may still be sending (it expected to keep the connection, or
             // more bytes are already buffered); otherwise a plain close cannot cause a reset.
-            afterFlush = (request.keepAlive || parser.bufferedByteCount > 0) ? .linger : .close
+            afterFlush = (keepAlive || bodyUnread || parser.bufferedByteCount > 0) ? .linger : .close
         } else {
             afterFlush = .nextRequest
         }
@@ -459,6 +528,8 @@ final class Connection: @unchecked Sendable {
         flushed()
     }
 
+    /// Arms the write source (creating it on first use) and, for final responses, pauses reading
+    /// and arms the write-stall deadline.
     private func waitForWritable() {
         if afterFlush != .interim {
             // Backpressure: no reading while a final response is stuck (HTTP.md item 10).
@@ -480,6 +551,7 @@ final class Connection: @unchecked Sendable {
         }
     }
 
+    /// Write-source handler: continue flushing, then resume request processing if it finished.
     private func writable() {
         assertOnQueue()
         if phase == .closed { return }
@@ -515,6 +587,8 @@ final class Connection: @unchecked Sendable {
 
     // MARK: - Lingering close (RFC 9112 §9.6, HTTP.md item 17)
 
+    /// `shutdown(SHUT_WR)`, then read and discard for up to ``HTTPServerConfiguration/lingerTimeout``
+    /// or ``HTTPServerConfiguration/lingerMaxBytes``, so the client reads our response before any RST.
     private func startLingering() {
         _ = shutdown(fd, Int32(SHUT_WR))
         phase = .lingering
@@ -543,6 +617,7 @@ final class Connection: @unchecked Sendable {
 
     // MARK: - Read source suspension
 
+    /// Suspends the read source (idempotent).
     private func pauseReading() {
         if let readSource, !readSuspended {
             readSource.suspend()
@@ -550,6 +625,7 @@ final class Connection: @unchecked Sendable {
         }
     }
 
+    /// Resumes the read source if it is suspended (idempotent).
     private func resumeReading() {
         if let readSource, readSuspended {
             readSource.resume()
@@ -559,6 +635,7 @@ final class Connection: @unchecked Sendable {
 
     // MARK: - Timers (HTTP.md item 11)
 
+    /// Sets the single pending deadline; re-arms the timer only if it must fire earlier.
     private func setDeadline(_ kind: DeadlineKind, at time: UInt64) {
         deadlineKind = kind
         deadline = time
@@ -568,11 +645,13 @@ final class Connection: @unchecked Sendable {
         }
     }
 
+    /// Removes the deadline; an armed timer will fire once, find nothing, and stay idle.
     private func clearDeadline() {
         deadline = 0
         deadlineKind = .none
     }
 
+    /// Timer handler: re-arm if fired early, otherwise act on the expired deadline.
     private func timerFired() {
         assertOnQueue()
         armedFor = 0
@@ -628,8 +707,10 @@ final class Connection: @unchecked Sendable {
 /// A per-thread receive buffer: reads land here and are copied into the connection's parser, so
 /// idle connections hold no read buffer (HTTP.md item 10 memory bound, and lower RSS).
 enum ReadBuffer {
+    /// Bytes per thread: large enough for a 64 KiB body chunk per `recv`.
     static let size = 64 * 1024
 
+    /// Thread-local slot; its destructor frees the buffer when a Dispatch worker exits.
     private static let key: pthread_key_t = {
         var key = pthread_key_t()
         _ = pthread_key_create(&key) { pointer in free(pointer) }

@@ -6,7 +6,9 @@
 enum ResponseEncoder {
     /// Why a handler's response could not be sent as is.
     enum Rejection: Error {
+        /// The code is outside 200...999 or the reason phrase holds CR, LF or NUL.
         case invalidStatus
+        /// A header name is not a token or its value holds CR, LF or NUL (name shown only if printable).
         case invalidHeader(name: String)
     }
 
@@ -87,6 +89,7 @@ enum ResponseEncoder {
         }
     }
 
+    /// The line terminator.
     static let crlf: [UInt8] = [0x0D, 0x0A]
 
     /// Appends the decimal digits of a non-negative integer.
@@ -115,17 +118,23 @@ enum ResponseEncoder {
 /// `Content-Length`, `Connection: close`, `Cache-Control: no-store`, and nothing from the request.
 /// Only the `Date` line is added per use.
 struct ErrorResponses: Sendable {
+    /// One prebuilt response, split around the `Date` line.
     private struct Template: Sendable {
+        /// Status line and fixed headers.
         var prefix: [UInt8]
+        /// The problem+json body.
         var body: [UInt8]
     }
 
+    /// Templates by status code.
     private let templates: [Int: Template]
+    /// `Retry-After` seconds for 503.
     private let retryAfterSeconds: Int
 
     /// The statuses the server itself generates.
     static let codes = [400, 404, 408, 413, 414, 417, 431, 500, 501, 503, 505]
 
+    /// Builds every template once, at server creation.
     init(retryAfterSeconds: Int) {
         self.retryAfterSeconds = retryAfterSeconds
         var templates: [Int: Template] = [:]
@@ -135,6 +144,7 @@ struct ErrorResponses: Sendable {
         self.templates = templates
     }
 
+    /// The template for `code`: problem body, length, no-store, close (and Retry-After for 503).
     private static func makeTemplate(code: Int, retryAfterSeconds: Int) -> Template {
         let status = HTTPStatus(code: code)
         let body = HTTPResponse.problemBody(status: code, title: status.reasonPhrase, detail: nil)

@@ -51,6 +51,7 @@ enum HTTPDate {
         return out
     }
 
+    /// Appends `value` (0...99) as two ASCII digits.
     private static func appendTwoDigits(_ value: Int, to out: inout [UInt8]) {
         out.append(UInt8(truncatingIfNeeded: 0x30 + value / 10))
         out.append(UInt8(truncatingIfNeeded: 0x30 + value % 10))
@@ -60,7 +61,9 @@ enum HTTPDate {
 /// A per-connection cache of the `Date` header value, refreshed at most once per second. Being
 /// confined to one connection queue, it needs no lock.
 struct HTTPDateCache {
+    /// The epoch second `value` was formatted for.
     private var second = -1
+    /// The cached IMF-fixdate bytes.
     private(set) var value: [UInt8] = []
 
     /// Returns the current IMF-fixdate bytes, reformatting only when the second changed.

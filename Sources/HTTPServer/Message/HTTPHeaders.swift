@@ -4,12 +4,20 @@
 ///
 /// Order and duplicates are preserved exactly as received (or as added), which matters for
 /// fields such as `Set-Cookie`. Lookups compare ASCII case-insensitively without allocating.
+///
+/// ```swift
+/// var headers: HTTPHeaders = ["Content-Type": "application/json"]
+/// headers.add(name: "Set-Cookie", value: "a=1")
+/// headers["content-type"]                              // "application/json"
+/// headers.containsToken("close", in: "Connection")     // false
+/// ```
 public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByDictionaryLiteral,
     CustomStringConvertible
 {
     /// One field line.
     public typealias Field = (name: String, value: String)
 
+    /// The fields in order.
     @usableFromInline var fields: [Field]
 
     /// Creates an empty header list.
@@ -20,10 +28,12 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByDictionar
         self.fields = fields.map { (name: $0.0, value: $0.1) }
     }
 
+    /// Creates a header list from a literal; order is kept and duplicate names are allowed.
     public init(dictionaryLiteral elements: (String, String)...) {
         fields = elements.map { (name: $0.0, value: $0.1) }
     }
 
+    /// An empty list with room for `capacity` fields.
     init(reservingCapacity capacity: Int) {
         fields = []
         fields.reserveCapacity(capacity)
@@ -97,13 +107,16 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByDictionar
         return false
     }
 
+    /// Iterates the fields in order.
     public func makeIterator() -> IndexingIterator<[Field]> { fields.makeIterator() }
 
+    /// Equal when both hold the same fields in the same order (names compared exactly).
     public static func == (lhs: HTTPHeaders, rhs: HTTPHeaders) -> Bool {
         lhs.fields.count == rhs.fields.count
             && zip(lhs.fields, rhs.fields).allSatisfy { $0.name == $1.name && $0.value == $1.value }
     }
 
+    /// `[Name: value, …]`, for debugging (may contain credentials: do not log in production).
     public var description: String {
         "[" + fields.map { "\($0.name): \($0.value)" }.joined(separator: ", ") + "]"
     }

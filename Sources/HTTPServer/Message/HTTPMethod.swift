@@ -6,14 +6,22 @@
 /// `CONNECT` and `TRACE` are deliberately absent: we only serve origin-form targets and never
 /// reflect requests.
 public enum HTTPMethod: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
+    /// `GET` (RFC 9110 §9.3.1).
     case get = "GET"
+    /// `HEAD`: like GET, but the server never sends the body (RFC 9110 §9.3.2).
     case head = "HEAD"
+    /// `POST` (RFC 9110 §9.3.3).
     case post = "POST"
+    /// `PUT` (RFC 9110 §9.3.4).
     case put = "PUT"
+    /// `DELETE` (RFC 9110 §9.3.5).
     case delete = "DELETE"
+    /// `PATCH` (RFC 5789).
     case patch = "PATCH"
+    /// `OPTIONS` (RFC 9110 §9.3.7); the only method allowed with the `*` target.
     case options = "OPTIONS"
 
+    /// The method token, e.g. `GET`.
     public var description: String { rawValue }
 
     /// Matches a method token byte for byte (methods are case-sensitive, RFC 9110 §9.1).
@@ -43,6 +51,7 @@ public enum HTTPVersion: Sendable, Hashable, CustomStringConvertible {
     /// `HTTP/1.1`: connections persist unless either side sends `Connection: close`.
     case http1_1
 
+    /// `HTTP/1.0` or `HTTP/1.1`.
     public var description: String {
         switch self {
         case .http1_0: "HTTP/1.0"

@@ -63,7 +63,14 @@ public enum HTTPBodyFraming: Sendable, Equatable {
 
 /// A complete request: the head plus its whole (de-chunked) body.
 ///
-/// Handlers receive it; VaultAPI tests build it directly with ``init(method:target:version:headers:body:remoteAddress:)``.
+/// Handlers receive it; tests build it directly with
+/// ``init(method:target:version:headers:body:remoteAddress:keepAlive:)``.
+///
+/// ```swift
+/// let request = HTTPRequest(method: .get, target: "/sessions?limit=10")
+/// request.path                  // "/sessions"
+/// request.queryValue("limit")   // "10"
+/// ```
 public struct HTTPRequest: Sendable {
     /// The request method.
     public var method: HTTPMethod

@@ -7,6 +7,12 @@
 /// `Date` fields are replaced. A handler may send `Connection: close` to end the connection after
 /// this response. Header names must be tokens and values must not contain CR, LF or NUL; a
 /// response that breaks this rule is replaced by a 500 (response splitting guard, RFC 9112 §4).
+///
+/// ```swift
+/// HTTPResponse(status: .ok, text: "ok")
+/// HTTPResponse(status: .created, json: #"{"id":"s1"}"#, headers: ["Location": "/sessions/s1"])
+/// HTTPResponse.problem(.notFound, detail: "no such session")
+/// ```
 public struct HTTPResponse: Sendable {
     /// The status line's code and reason phrase.
     public var status: HTTPStatus

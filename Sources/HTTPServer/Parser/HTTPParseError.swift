@@ -59,6 +59,7 @@ public enum HTTPParseError: Error, Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// A short, byte-free explanation, suitable for logs.
     public var description: String {
         switch self {
         case .invalidRequestLine: "invalid request line"

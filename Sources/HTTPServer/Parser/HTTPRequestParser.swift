@@ -32,53 +32,104 @@ public enum HTTPParserEvent: Sendable {
 /// - Empty lines (CRLF) before a request line are skipped (RFC 9112 §2.2 robustness rule).
 ///
 /// The parser performs no I/O and allocates only the buffer, the head's strings and the body.
+///
+/// ```swift
+/// var parser = HTTPRequestParser(configuration: .init())
+/// parser.append(Array("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+/// loop: while true {
+///     switch parser.next() {
+///     case .needMoreData: break loop              // read more bytes, append, call next() again
+///     case .head(let head): print(head.method)    // e.g. decide on 100 Continue
+///     case .request(let request): print(request.target)
+///     case .error(let error): print(error.status) // answer it and close the connection
+///     }
+/// }
+/// ```
 public struct HTTPRequestParser: Sendable {
+    /// Where the parser is within the current request.
     private enum State: Sendable {
+        /// Expecting a request line (empty lines are skipped).
         case requestLine
+        /// Expecting field lines or the empty line that ends the head.
         case headers
         /// `Content-Length` body with `remaining` bytes still to come (0 for no body).
         case body(remaining: Int)
+        /// Expecting a chunk-size line.
         case chunkSize
+        /// Inside chunk data with `remaining` bytes to go.
         case chunkData(remaining: Int)
+        /// Expecting the CRLF after chunk data.
         case chunkDataEnd
+        /// After the last chunk: trailer lines until an empty line.
         case trailers
+        /// An error was reported; it is reported again on every call.
         case failed(HTTPParseError)
     }
 
+    /// ``HTTPServerConfiguration/maxRequestLineBytes`` (at least 16).
     private let maxRequestLineBytes: Int
+    /// ``HTTPServerConfiguration/maxFieldLineBytes``.
     private let maxFieldLineBytes: Int
+    /// ``HTTPServerConfiguration/maxHeaderSectionBytes``.
     private let maxHeaderSectionBytes: Int
+    /// ``HTTPServerConfiguration/maxFieldCount``.
     private let maxFieldCount: Int
+    /// ``HTTPServerConfiguration/maxBodyBytes``.
     private let maxBodyBytes: Int
+    /// ``HTTPServerConfiguration/maxChunkLineBytes``.
     private let maxChunkLineBytes: Int
 
+    /// Received bytes; `buffer[start...]` is not consumed yet.
     private var buffer: [UInt8] = []
     /// Index of the first unconsumed byte in `buffer`.
     private var start = 0
     /// Bytes after `start` already searched for LF without success (keeps line search linear).
     private var scanned = 0
+    /// Current position in the grammar.
     private var state: State = .requestLine
 
-    // The request being parsed.
+    // The request being parsed; reset by `finishRequest()`.
+    /// Method from the request line.
     private var method: HTTPMethod = .get
+    /// Target from the request line.
     private var target = ""
+    /// Version from the request line.
     private var version: HTTPVersion = .http1_1
+    /// Header fields so far.
     private var headers = HTTPHeaders()
+    /// Field lines so far, trailers included (limit: `maxFieldCount`).
     private var fieldCount = 0
+    /// Bytes of field lines so far, CRLFs and trailers included (limit: `maxHeaderSectionBytes`).
     private var headerSectionBytes = 0
+    /// `Host` lines seen.
     private var hostCount = 0
+    /// The `Content-Length` value, if one was sent.
     private var contentLength: Int?
+    /// Whether a `Transfer-Encoding` line was seen.
     private var sawTransferEncoding = false
+    /// Whether that line said exactly `chunked`.
     private var transferEncodingChunked = false
+    /// `Connection` contained the `close` token.
     private var connectionClose = false
+    /// `Connection` contained the `keep-alive` token.
     private var connectionKeepAlive = false
+    /// `Expect: 100-continue` was sent.
     private var expectContinue = false
+    /// Some other expectation was sent (417 on HTTP/1.1).
     private var expectOther = false
+    /// The validated head, between `.head` and `.request`.
     private var head: HTTPRequestHead?
+    /// The body collected so far (de-chunked).
     private var body: [UInt8] = []
+    /// Sum of announced chunk sizes so far (limit: `maxBodyBytes`).
     private var bodyTotal = 0
 
     /// Creates a parser enforcing the limits of `configuration`.
+    ///
+    /// Only the size limits are used (request line, field line, header section, field count,
+    /// body, chunk line); timeouts and addresses are the connection's business.
+    ///
+    /// - Parameter configuration: the limits; defaults to the documented defaults.
     public init(configuration: HTTPServerConfiguration = HTTPServerConfiguration()) {
         maxRequestLineBytes = max(16, configuration.maxRequestLineBytes)
         maxFieldLineBytes = max(1, configuration.maxFieldLineBytes)
@@ -107,13 +158,20 @@ public struct HTTPRequestParser: Sendable {
         }
     }
 
-    /// Appends received bytes.
+    /// Appends received bytes (copied; the pointer need not outlive the call).
+    ///
+    /// Consumed bytes are dropped first, so the buffer holds at most one partial request plus
+    /// what the caller appends; the limits bound a partial head, the body limit its body.
+    ///
+    /// - Parameter bytes: bytes exactly as read from the socket.
     public mutating func append(_ bytes: UnsafeRawBufferPointer) {
         compact()
         buffer.append(contentsOf: bytes)
     }
 
-    /// Appends received bytes.
+    /// Appends received bytes; same as the raw-buffer overload.
+    ///
+    /// - Parameter bytes: bytes exactly as read from the socket.
     public mutating func append(_ bytes: [UInt8]) {
         compact()
         buffer.append(contentsOf: bytes)
@@ -133,6 +191,11 @@ public struct HTTPRequestParser: Sendable {
     }
 
     /// Parses as far as the buffered bytes allow and reports the next event.
+    ///
+    /// Call it repeatedly until ``HTTPParserEvent/needMoreData``: one `append` may complete several
+    /// pipelined requests. After ``HTTPParserEvent/error(_:)`` the parser is failed for good.
+    ///
+    /// - Returns: `.head` once per request, then `.request`; or `.needMoreData`; or `.error`.
     public mutating func next() -> HTTPParserEvent {
         while true {
             switch state {
@@ -237,6 +300,7 @@ public struct HTTPRequestParser: Sendable {
         }
     }
 
+    /// Enters the sticky failed state.
     private mutating func fail(_ error: HTTPParseError) -> HTTPParserEvent {
         state = .failed(error)
         return .error(error)
@@ -244,6 +308,7 @@ public struct HTTPRequestParser: Sendable {
 
     // MARK: - Lines
 
+    /// Outcome of looking for the next CRLF-terminated line.
     private enum LineResult {
         case needMore
         /// Line content is `buffer[lo..<hi]`; the next line starts at `next`.

@@ -3,18 +3,29 @@
 /// Byte classes of RFC 9110 §5.6.2 (token), §5.5 (field values) and RFC 3986 (targets, Host),
 /// as 256-entry lookup tables: one load per byte and no branches on character ranges.
 enum HTTPSyntax {
+    /// Carriage return.
     static let cr: UInt8 = 0x0D
+    /// Line feed.
     static let lf: UInt8 = 0x0A
+    /// Space.
     static let sp: UInt8 = 0x20
+    /// Horizontal tab.
     static let htab: UInt8 = 0x09
+    /// The field-name terminator.
     static let colon: UInt8 = 0x3A
 
-    /// Bit flags stored per byte in ``table``.
+    // Bit flags stored per byte in `table`.
+    /// `tchar` (field names, methods).
     static let tcharBit: UInt8 = 1 << 0
+    /// Allowed inside a field value.
     static let fieldValueBit: UInt8 = 1 << 1
+    /// Allowed in a request-target.
     static let targetBit: UInt8 = 1 << 2
+    /// Allowed in a `Host` value.
     static let hostBit: UInt8 = 1 << 3
+    /// SP or HTAB (OWS).
     static let whitespaceBit: UInt8 = 1 << 4
+    /// An ASCII hex digit.
     static let hexBit: UInt8 = 1 << 5
 
     /// One byte of flags per possible byte value.
@@ -40,11 +51,17 @@ enum HTTPSyntax {
         return t
     }()
 
+    /// True for `tchar` bytes.
     @inline(__always) static func isTchar(_ b: UInt8) -> Bool { table[Int(b)] & tcharBit != 0 }
+    /// True for bytes allowed in a field value (VCHAR, obs-text, SP, HTAB).
     @inline(__always) static func isFieldValueByte(_ b: UInt8) -> Bool { table[Int(b)] & fieldValueBit != 0 }
+    /// True for bytes allowed in a request-target (visible ASCII).
     @inline(__always) static func isTargetByte(_ b: UInt8) -> Bool { table[Int(b)] & targetBit != 0 }
+    /// True for bytes allowed in a `Host` value.
     @inline(__always) static func isHostByte(_ b: UInt8) -> Bool { table[Int(b)] & hostBit != 0 }
+    /// True for SP and HTAB.
     @inline(__always) static func isWhitespace(_ b: UInt8) -> Bool { table[Int(b)] & whitespaceBit != 0 }
+    /// True for ASCII hex digits.
     @inline(__always) static func isHexDigit(_ b: UInt8) -> Bool { table[Int(b)] & hexBit != 0 }
 
     /// True if `name` is a non-empty token (valid header field name).

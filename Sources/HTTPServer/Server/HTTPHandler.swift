@@ -7,8 +7,8 @@ import Synchronization
 /// serial `DispatchQueue`, with no thread hop per request. Connection queues share Dispatch's
 /// CPU-sized worker pool, which blocking handlers could starve (Dispatch on Linux adds threads for
 /// blocked workers only about once a second). So once
-/// ``HTTPServerConfiguration/inlineHandlerLimit`` inline handlers (default: CPUs − 1) have been
-/// running for more than 10 ms, further handler calls run on a per-connection serial queue of
+/// ``HTTPServerConfiguration/inlineHandlerLimit`` inline handlers (default: CPUs − 1) are blocked
+/// (running over 1 ms with their thread asleep), further handler calls run on a per-connection serial queue of
 /// Dispatch's overcommit pool (which starts a thread when none is free) and their responses hop
 /// back to the connection queue. Either way blocking work (SQLite, OpenSSL) is fine: it blocks a
 /// Dispatch worker thread, never the Swift cooperative pool. Requests on one connection are
@@ -28,16 +28,44 @@ import Synchronization
 public protocol HTTPHandler: Sendable {
     /// Produces the response for `request`. Must not block indefinitely.
     func handle(_ request: HTTPRequest) -> HTTPResponse
+
+    /// Lets the handler refuse a request body before the client sends it.
+    ///
+    /// Called on the connection queue for an HTTP/1.1 request with `Expect: 100-continue` whose
+    /// head is valid and whose body has not started to arrive, just before the server would send
+    /// `100 Continue` (RFC 9110 §10.1.1). Return a final response (say 401, 404, 415) to send it
+    /// instead, with `Connection: close` and without reading the body; return nil to continue.
+    /// It must be cheap and non-blocking (look at the method, target and headers only). The default
+    /// implementation returns nil.
+    func responseBeforeBody(_ head: HTTPRequestHead) -> HTTPResponse?
+}
+
+extension HTTPHandler {
+    /// Accepts every body (sends `100 Continue` when asked).
+    public func responseBeforeBody(_ head: HTTPRequestHead) -> HTTPResponse? { nil }
 }
 
 /// An ``HTTPHandler`` backed by a closure; handy in tests and small tools.
 public struct HTTPClosureHandler: HTTPHandler {
+    /// The wrapped closure.
     private let body: @Sendable (HTTPRequest) -> HTTPResponse
+    /// The optional early check for `Expect: 100-continue` requests.
+    private let beforeBody: @Sendable (HTTPRequestHead) -> HTTPResponse?
 
-    /// Wraps `body` as a handler.
-    public init(_ body: @escaping @Sendable (HTTPRequest) -> HTTPResponse) { self.body = body }
+    /// Wraps `body` as a handler; `beforeBody` implements ``HTTPHandler/responseBeforeBody(_:)``.
+    public init(
+        beforeBody: @escaping @Sendable (HTTPRequestHead) -> HTTPResponse? = { _ in nil },
+        _ body: @escaping @Sendable (HTTPRequest) -> HTTPResponse
+    ) {
+        self.body = body
+        self.beforeBody = beforeBody
+    }
 
+    /// Calls the closure.
     public func handle(_ request: HTTPRequest) -> HTTPResponse { body(request) }
+
+    /// Calls `beforeBody`.
+    public func responseBeforeBody(_ head: HTTPRequestHead) -> HTTPResponse? { beforeBody(head) }
 }
 
 /// The part of a server's lifecycle that handlers may observe, shared by reference.
@@ -45,6 +73,7 @@ public struct HTTPClosureHandler: HTTPHandler {
 /// Create it first, give it to your handler, then pass it to ``HTTPServer/init(configuration:state:handler:)``
 /// so a health endpoint can answer 503 while the server drains.
 public final class HTTPServerState: Sendable {
+    /// Set once by the server when shutdown begins; never cleared.
     private let draining = Atomic<Bool>(false)
 
     /// Creates a state that is not draining.
@@ -53,5 +82,6 @@ public final class HTTPServerState: Sendable {
     /// True once ``HTTPServer/shutdown(deadline:completion:)`` has been called.
     public var isDraining: Bool { draining.load(ordering: .acquiring) }
 
+    /// Marks the server as draining (called by ``HTTPServer/shutdown(deadline:completion:)``).
     func beginDraining() { draining.store(true, ordering: .releasing) }
 }

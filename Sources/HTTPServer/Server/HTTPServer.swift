@@ -31,8 +31,11 @@ public final class HTTPServer: Sendable {
     /// Lifecycle flags shared with handlers (``HTTPServerState/isDraining``).
     public let state: HTTPServerState
 
+    /// The application's request handler.
     let handler: any HTTPHandler
+    /// The configured timeouts in nanoseconds, shared by all connections.
     let timeouts: Connection.Timeouts
+    /// Prebuilt bytes of the server-generated error responses.
     let errorResponses: ErrorResponses
     /// Handlers currently running, across all connections.
     let inFlightHandlers = Atomic<Int>(0)
@@ -43,23 +46,38 @@ public final class HTTPServer: Sendable {
     /// Set by the listener when it paused at the connection cap; closers then wake it.
     let listenerWaitingForCapacity = Atomic<Bool>(false)
 
+    /// Every open connection, for shutdown and the handler watchdog.
     private let connections = Mutex<[ObjectIdentifier: Connection]>([:])
+    /// Start/stop state, bound address, listener, watchdog and pending shutdown completions.
     private let lifecycle = Mutex<Lifecycle>(Lifecycle())
+    /// Set once shutdown completions have run (they run exactly once).
     private let shutdownFinished = Atomic<Bool>(false)
 
+    /// Serial queue of the listener (an overcommit-pool queue, so blocked handlers never starve it).
     let listenerQueue = DispatchQueue(label: "HTTPServer.listener")
+    /// Serial queue of the handler watchdog (overcommit pool for the same reason).
     private let watchdogQueue = DispatchQueue(label: "HTTPServer.watchdog")
 
+    /// Mutable lifecycle state, guarded by `lifecycle`.
     private struct Lifecycle {
+        /// created → running → draining → stopped (or created → stopped).
         enum Phase { case created, running, draining, stopped }
+        /// Where the server is in its lifecycle.
         var phase = Phase.created
+        /// The bound address, once listening.
         var address: SocketAddress?
+        /// The accept loop, once listening.
         var listener: Listener?
+        /// The handler-deadline timer, once listening.
         var watchdog: Watchdog?
+        /// Callers of `shutdown` waiting for the drain to finish.
         var completions: [@Sendable () -> Void] = []
     }
 
     /// Creates a server. Nothing is bound until ``start()``.
+    ///
+    /// The handler and state are retained for the server's lifetime; the server itself must be
+    /// kept alive (for example in a local of the function that calls `dispatchMain()`).
     ///
     /// - Parameters:
     ///   - configuration: limits, timeouts and the listen address.
@@ -75,10 +93,10 @@ public final class HTTPServer: Sendable {
         self.handler = handler
         self.timeouts = Connection.Timeouts(configuration)
         self.errorResponses = ErrorResponses(retryAfterSeconds: configuration.retryAfterSeconds)
-        // Keep at least one worker of Dispatch's CPU-sized pool free of stuck handlers.
+        // Keep at least one worker of Dispatch's CPU-sized pool free of blocked handlers.
         let cpus = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         let limit = max(0, configuration.inlineHandlerLimit ?? max(1, cpus - 1))
-        self.inlineSlots = InlineHandlerSlots(stuckLimit: limit, slotCount: limit + cpus)
+        self.inlineSlots = InlineHandlerSlots(blockedLimit: limit, slotCount: limit + cpus)
     }
 
     /// True once ``shutdown(deadline:completion:)`` has been called.
@@ -143,6 +161,7 @@ public final class HTTPServer: Sendable {
         configuration.logger.log(.info, "listening on \(bound.description)")
     }
 
+    /// `socket` + `SO_REUSEADDR` + `bind` + `listen(backlog)`, non-blocking and close-on-exec.
     private static func makeListeningSocket(address: SocketAddress, backlog: Int32) throws(HTTPServerError) -> Int32 {
         let fd = socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw .systemCall(call: "socket", errno: errno) }
@@ -219,6 +238,7 @@ public final class HTTPServer: Sendable {
 
     // MARK: - Handler watchdog
 
+    /// A repeating timer that answers 503 for inline handlers past their deadline.
     private func makeWatchdog() -> Watchdog {
         let timeout = configuration.handlerTimeout.clampedNanoseconds
         // Tick at a tenth of the deadline, between 10 ms and 250 ms: deadlines are honoured to
@@ -244,6 +264,11 @@ public final class HTTPServer: Sendable {
     // MARK: - Shutdown (HTTP.md item 16)
 
     /// Drains the server gracefully, then calls `completion` exactly once.
+    ///
+    /// - Parameters:
+    ///   - deadline: when remaining connections are force-closed; typically
+    ///     `.now() + configuration.drainTimeout` (keep it below the orchestrator's kill timeout).
+    ///   - completion: runs once the server is drained, e.g. to close the store and `exit(0)`.
     ///
     /// 1. ``isDraining`` becomes true (health checks can answer 503).
     /// 2. The listener is cancelled: its fd is closed and new connections are refused.
@@ -297,6 +322,8 @@ public final class HTTPServer: Sendable {
     }
 
     /// ``shutdown(deadline:completion:)`` with ``HTTPServerConfiguration/drainTimeout``, awaited.
+    ///
+    /// Convenient in tests: `defer`-style cleanup after `try server.start()`.
     public func shutdown() async {
         let deadline = DispatchTime.now() + .nanoseconds(Int(min(configuration.drainTimeout.clampedNanoseconds, UInt64(Int.max))))
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
@@ -304,6 +331,7 @@ public final class HTTPServer: Sendable {
         }
     }
 
+    /// Runs the shutdown completions exactly once and stops the watchdog.
     private func finishShutdown() {
         guard shutdownFinished.compareExchange(expected: false, desired: true, ordering: .sequentiallyConsistent).exchanged
         else { return }
@@ -322,68 +350,13 @@ public final class HTTPServer: Sendable {
     }
 }
 
-/// Decides whether a handler may run inline on a connection queue (no thread hop) or must move to
-/// the overcommit pool, so that blocking handlers cannot occupy every worker of Dispatch's
-/// CPU-sized pool (which on Linux adds a thread for blocked workers only about once a second).
-///
-/// A handler runs inline if a slot is free and fewer than `stuckLimit` other inline handlers have
-/// been running for more than ``stuckAfterNanoseconds``; cheap handlers therefore always run
-/// inline, and once handlers start to block, new ones are offloaded. `stuckLimit == 0` offloads
-/// every handler.
-final class InlineHandlerSlots: Sendable {
-    /// An inline handler running longer than this is presumed to block: 10 ms, long enough that a
-    /// thread merely preempted on a busy machine is rarely mistaken for a blocked one.
-    static let stuckAfterNanoseconds: UInt64 = 10_000_000
-
-    final class Slot: Sendable {
-        /// Monotonic start time of the handler in this slot, 0 when free.
-        let startedAt = Atomic<UInt64>(0)
-    }
-
-    private let slots: [Slot]
-    private let stuckLimit: Int
-
-    init(stuckLimit: Int, slotCount: Int) {
-        self.stuckLimit = stuckLimit
-        self.slots = (0..<max(1, slotCount)).map { _ in Slot() }
-    }
-
-    /// Claims a slot for an inline handler starting at `now`, or returns nil to offload.
-    func acquire(now: UInt64) -> Int? {
-        if stuckLimit == 0 { return nil }
-        var mine: Int?
-        var stuck = 0
-        for index in slots.indices {
-            let started = slots[index].startedAt.load(ordering: .relaxed)
-            if started == 0 {
-                if mine == nil,
-                    slots[index].startedAt.compareExchange(expected: 0, desired: now, ordering: .acquiringAndReleasing).exchanged
-                {
-                    mine = index
-                }
-            } else if now > started && now - started > InlineHandlerSlots.stuckAfterNanoseconds {
-                stuck += 1
-            }
-        }
-        guard let mine else { return nil }
-        if stuck >= stuckLimit {
-            release(mine)
-            return nil
-        }
-        return mine
-    }
-
-    /// Frees a slot claimed by ``acquire(now:)``.
-    func release(_ index: Int) {
-        slots[index].startedAt.store(0, ordering: .releasing)
-    }
-}
-
 /// Holds the handler-watchdog timer. `@unchecked Sendable`: the timer is set up before it is
 /// shared, and afterwards only `activate()`/`cancel()` are called, which libdispatch allows from
 /// any thread.
 final class Watchdog: @unchecked Sendable {
+    /// The repeating watchdog timer.
     let timer: any DispatchSourceTimer
+    /// Wraps a configured, not yet activated timer.
     init(timer: any DispatchSourceTimer) { self.timer = timer }
 }
 
@@ -392,18 +365,26 @@ final class Watchdog: @unchecked Sendable {
 /// `@unchecked Sendable`: all mutable state is touched only on `server.listenerQueue` (the source
 /// delivers there and every other entry point is reached with `listenerQueue.async`).
 final class Listener: @unchecked Sendable {
+    /// The listening socket; closed only in the source's cancel handler.
     private let fd: Int32
+    /// The server that adopts accepted sockets.
     private let server: HTTPServer
+    /// Fires when connections are pending; nil once cancelled.
     private var source: (any DispatchSourceRead)?
+    /// Paused because ``HTTPServerConfiguration/maxConnections`` are open.
     private var pausedForCapacity = false
+    /// Paused for 100 ms after a resource error from `accept`.
     private var pausedForBackoff = false
+    /// Whether `source` is currently suspended.
     private var suspended = false
 
+    /// Wraps a listening socket; ``start()`` begins accepting.
     init(fd: Int32, server: HTTPServer) {
         self.fd = fd
         self.server = server
     }
 
+    /// Creates and activates the read source. Runs on the listener queue.
     func start() {
         let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: server.listenerQueue)
         let fd = self.fd
@@ -447,6 +428,7 @@ final class Listener: @unchecked Sendable {
         }
     }
 
+    /// Stops accepting until a connection closes; the kernel backlog holds new clients meanwhile.
     private func pauseForCapacity() {
         pausedForCapacity = true
         server.listenerWaitingForCapacity.store(true, ordering: .sequentiallyConsistent)
@@ -468,6 +450,7 @@ final class Listener: @unchecked Sendable {
         updateSuspension()
     }
 
+    /// Pauses accepting for 100 ms after `EMFILE`/`ENFILE`/`ENOBUFS`/`ENOMEM` (never gives up).
     private func backOff() {
         pausedForBackoff = true
         updateSuspension()

@@ -23,6 +23,15 @@
 /// | ``drainTimeout`` | 8 s | remaining connections are force-closed |
 ///
 /// All durations are `Duration` values; the server converts them to monotonic nanoseconds once.
+///
+/// ```swift
+/// var configuration = HTTPServerConfiguration(host: "::", port: 8080)
+/// configuration.maxBodyBytes = 512 * 1024
+/// configuration.headerTimeout = .seconds(5)
+/// ```
+///
+/// Values are not validated beyond clamping: zero or negative limits make every request fail
+/// with the corresponding status, zero timeouts close connections at once.
 public struct HTTPServerConfiguration: Sendable {
     /// Address to bind: a numeric IPv4 (`"127.0.0.1"`, `"0.0.0.0"`) or IPv6 (`"::1"`, `"::"`) literal.
     /// `"localhost"` is accepted as an alias for `127.0.0.1`. Brackets around IPv6 literals are tolerated.
@@ -71,9 +80,9 @@ public struct HTTPServerConfiguration: Sendable {
     public var maxConnections: Int
     /// Most handlers running at once across all connections; one more gets 503 with `Retry-After`.
     public var maxInFlightHandlers: Int
-    /// How many *blocking* handlers (running longer than 10 ms) may occupy the connection queues'
-    /// shared, CPU-sized Dispatch worker pool before further handlers run on a per-connection
-    /// thread of the overcommit pool instead (one thread hop each). Cheap handlers always run
+    /// How many *blocked* handlers (running over 1 ms with their thread asleep) may occupy the
+    /// connection queues' shared, CPU-sized Dispatch worker pool before further handlers run on a
+    /// per-connection thread of the overcommit pool instead (one thread hop each). Cheap handlers always run
     /// inline, with no hop. `nil` means "active CPUs − 1" (at least 1); `0` offloads every handler.
     public var inlineHandlerLimit: Int?
     /// Requests served on one connection before it is closed with `Connection: close`.

@@ -12,8 +12,10 @@ public enum HTTPLogLevel: Int, Sendable, Comparable, CustomStringConvertible {
     /// Something the operator must look at.
     case error
 
+    /// Orders levels by severity.
     public static func < (lhs: HTTPLogLevel, rhs: HTTPLogLevel) -> Bool { lhs.rawValue < rhs.rawValue }
 
+    /// The lowercase level name.
     public var description: String {
         switch self {
         case .debug: "debug"
@@ -29,6 +31,7 @@ public enum HTTPLogLevel: Int, Sendable, Comparable, CustomStringConvertible {
 public struct HTTPServerLogger: Sendable {
     /// Lines below this level are dropped before their message is even built.
     public var minimumLevel: HTTPLogLevel
+    /// Receives the lines that pass the level filter.
     private let sink: @Sendable (HTTPLogLevel, String) -> Void
 
     /// Creates a logger that passes lines at or above `minimumLevel` to `sink`.
@@ -61,6 +64,7 @@ public struct HTTPServerLogger: Sendable {
         if level >= minimumLevel { emit(level, message()) }
     }
 
+    /// Forwards a line to the sink (out of line, so `log` stays small when inlined).
     @usableFromInline
     func emit(_ level: HTTPLogLevel, _ message: String) { sink(level, message) }
 }

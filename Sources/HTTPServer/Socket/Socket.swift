@@ -13,6 +13,7 @@ public enum HTTPServerError: Error, Sendable, Equatable, CustomStringConvertible
     /// ``HTTPServer/start()`` was called twice, or after shutdown.
     case alreadyStarted
 
+    /// A readable message naming the failing step and errno.
     public var description: String {
         switch self {
         case .invalidHost(let host): "invalid listen host '\(host)' (expected an IPv4 or IPv6 literal)"
@@ -25,7 +26,9 @@ public enum HTTPServerError: Error, Sendable, Equatable, CustomStringConvertible
 
 /// A resolved socket address (IPv4 or IPv6) in `sockaddr_storage` form.
 struct SocketAddress: Sendable {
+    /// The raw address, large enough for either family.
     var storage = sockaddr_storage()
+    /// The meaningful length of `storage` (`sizeof(sockaddr_in)` or `sizeof(sockaddr_in6)`).
     var length: socklen_t = 0
 
     /// Parses a numeric host literal. `localhost` maps to 127.0.0.1; `[::1]` brackets are stripped.
@@ -61,11 +64,13 @@ struct SocketAddress: Sendable {
         }
     }
 
+    /// Wraps an address filled in by `accept` or `getsockname`.
     init(storage: sockaddr_storage, length: socklen_t) {
         self.storage = storage
         self.length = length
     }
 
+    /// `AF_INET` or `AF_INET6`.
     var family: Int32 { Int32(storage.ss_family) }
 
     /// The port in host byte order.
