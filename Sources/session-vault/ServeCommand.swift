@@ -20,27 +20,30 @@ struct ServeCommand: ParsableCommand {
         commandName: "serve",
         abstract: "Run the vault's HTTP API (the default subcommand).",
         discussion: """
-            Configuration comes from the environment; flags override it. Secrets are never taken \
-            from the command line: give the master key and root token through the environment or files.
+            Configuration comes from the environment; flags override it. Secrets are \
+            never taken from the command line: give the master key and the root token \
+            through the environment or through files.
 
-              SESSION_VAULT_LISTEN         HOST:PORT ([::1]:PORT for IPv6); default 127.0.0.1:8080.
-                                           PORT alone (ephemeral platforms) listens on 0.0.0.0:PORT.
-              SESSION_VAULT_STORAGE        file:PATH or memory; default file:<data dir>/vault.db.
-              SESSION_VAULT_DATA_DIR       data folder of the embedded default; default ./data.
-              SESSION_VAULT_MASTER_KEY     base64 of 32 bytes (or SESSION_VAULT_MASTER_KEY_FILE).
-              SESSION_VAULT_ROOT_TOKEN     root token (or SESSION_VAULT_ROOT_TOKEN_FILE); else one is
-                                           generated on first start and printed once on stdout.
-              SESSION_VAULT_REQUIRE_PERSISTENCE=true   refuse to start instead of falling back to memory.
-              SESSION_VAULT_IMPORT_FILE    lines of "NAME SESSION_STRING" imported at start.
-              SESSION_VAULT_SYNCHRONOUS    full (default: nothing acknowledged is lost) or normal.
-              SESSION_VAULT_LOG_FORMAT     text or json;  SESSION_VAULT_LOG_LEVEL debug|info|warning|error.
-              HTTP tuning (integers): SESSION_VAULT_HEADER_TIMEOUT_MS, _IDLE_TIMEOUT_MS, _BODY_TIMEOUT_MS,
-                _WRITE_TIMEOUT_MS, _HANDLER_TIMEOUT_MS, _DRAIN_TIMEOUT_MS, _MAX_CONNECTIONS, _MAX_INFLIGHT,
-                _MAX_BODY_BYTES, _MAX_REQUESTS_PER_CONNECTION.
+            Environment:
+            - SESSION_VAULT_LISTEN: HOST:PORT, or [::1]:PORT (default 127.0.0.1:8080).
+            - PORT: when SESSION_VAULT_LISTEN is unset, listen on 0.0.0.0:PORT.
+            - SESSION_VAULT_STORAGE: file:PATH or memory (default file:DATA_DIR/vault.db).
+            - SESSION_VAULT_DATA_DIR: folder of the embedded default (default ./data).
+            - SESSION_VAULT_MASTER_KEY / _MASTER_KEY_FILE: base64 of 32 bytes.
+            - SESSION_VAULT_ROOT_TOKEN / _ROOT_TOKEN_FILE: the root token; without one, \
+            a token is generated on first start and printed once on stdout.
+            - SESSION_VAULT_REQUIRE_PERSISTENCE=true: no memory fallback.
+            - SESSION_VAULT_IMPORT_FILE: "NAME SESSION_STRING" lines to load at start.
+            - SESSION_VAULT_SYNCHRONOUS: full (default, loses nothing acknowledged) \
+            or normal.
+            - SESSION_VAULT_LOG_FORMAT (text, json), SESSION_VAULT_LOG_LEVEL.
+            - HTTP limits: SESSION_VAULT_HEADER_TIMEOUT_MS, _IDLE_TIMEOUT_MS, \
+            _BODY_TIMEOUT_MS, _WRITE_TIMEOUT_MS, _HANDLER_TIMEOUT_MS, _DRAIN_TIMEOUT_MS, \
+            _MAX_CONNECTIONS, _MAX_INFLIGHT, _MAX_BODY_BYTES, _MAX_REQUESTS_PER_CONNECTION.
 
-            Exit codes: 0 clean shutdown (SIGTERM/SIGINT drain), 64 usage, 65 unusable data (not a vault \
-            database, bad import file), 69 cannot listen, 73 persistence required but not possible, \
-            78 configuration error (bad master key, bad variable).
+            Exit codes: 0 clean shutdown after SIGTERM/SIGINT, 64 usage, 65 unusable \
+            data (not a vault database, bad import file), 69 cannot listen, 73 \
+            persistence required but impossible, 78 configuration error.
             """
     )
 
