@@ -718,3 +718,94 @@ def connect_many(port: int, count: int, *, timeout: float = 10.0) -> list[RawCon
 def close_all(conns: Iterable[RawConnection]) -> None:
     for conn in conns:
         conn.close()
+
+
+# --------------------------------------------------------------------------
+# Checks shared by the HTTP suites
+# --------------------------------------------------------------------------
+
+# Put into requests whose error response must not echo them (HTTP.md item 18).
+CANARY = "cnry4b1d"
+
+
+def check_error_hygiene(response: Response, request: bytes | None = None) -> None:
+    """HTTP.md item 18: Content-Length, Connection: close, no-store, no echo of the request."""
+    length = response.header("Content-Length")
+    assert length is not None and length.isdigit(), f"error without Content-Length: {response!r}"
+    assert int(length) == len(response.body)
+    assert "close" in response.connection_tokens(), f"error without Connection: close: {response!r}"
+    cache = (response.header("Cache-Control") or "").lower()
+    assert "no-store" in cache, f"error without Cache-Control: no-store: {response!r}"
+    exposed = response.raw_head + response.body
+    assert CANARY.encode() not in exposed, f"error response echoes request bytes: {response!r}"
+    if request:
+        # No 24-byte run of the request may reappear in the body.
+        sample = request[:4096]
+        for start in range(0, max(0, len(sample) - 24) + 1):
+            window = sample[start:start + 24]
+            assert window not in response.body, f"error body echoes {window!r}"
+
+
+def expect_error(server: "Server", data: bytes, statuses: int | Iterable[int], *,
+                 timeout: float = 10.0) -> Response:
+    """Send `data` on a fresh connection; expect exactly one error response, then close.
+
+    Any further response (e.g. a smuggled or pipelined request that was parsed
+    after the error) is a failure, and so is a connection left open.
+    """
+    wanted = {statuses} if isinstance(statuses, int) else set(statuses)
+    with server.raw(timeout=timeout) as conn:
+        conn.try_send(data)
+        responses, state = conn.read_all_responses(timeout=timeout)
+    assert responses, f"no response (connection {state}) to {data[:200]!r}"
+    first = responses[0]
+    assert first.status in wanted, f"status {first.status}, expected {sorted(wanted)}: {first!r} for {data[:300]!r}"
+    assert len(responses) == 1, f"bytes after the error were processed: {responses[1:]!r}"
+    assert state in ("eof", "reset"), "connection left open after an error response"
+    check_error_hygiene(first, data)
+    return first
+
+
+def expect_ok(server: "Server", data: bytes, *, status: int = 200, timeout: float = 10.0) -> Response:
+    """Send `data` on a fresh connection and expect one final response with `status`."""
+    with server.raw(timeout=timeout) as conn:
+        conn.send(data)
+        _, response = conn.read_final_response(timeout=timeout)
+    assert response.status == status, f"status {response.status}, expected {status}: {response!r} for {data[:300]!r}"
+    return response
+
+
+def stream_until_response(conn: RawConnection, piece: bytes, cap: int, *,
+                          idle_timeout: float = 10.0) -> tuple[int, str]:
+    """Send `piece` repeatedly until the server answers, stops reading, or `cap` bytes went.
+
+    Returns (bytes sent, why) with why in {'readable', 'closed', 'cap', 'stalled'}.
+    Uses select so a server that answers early is noticed between sends.
+    """
+    sent = 0
+    conn.sock.setblocking(False)
+    try:
+        while sent < cap:
+            readable, writable, _ = select.select([conn.sock], [conn.sock], [], idle_timeout)
+            if readable:
+                return sent, "readable"
+            if not writable:
+                return sent, "stalled"
+            try:
+                sent += conn.sock.send(piece)
+            except BlockingIOError:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                return sent, "closed"
+        return sent, "cap"
+    finally:
+        conn.sock.setblocking(True)
+        conn.sock.settimeout(conn.timeout)
+
+
+def server_rss_kib(server: "Server") -> int:
+    """Resident set size of the server process from /proc (Linux)."""
+    for line in Path(f"/proc/{server.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("VmRSS not found")
