@@ -58,6 +58,15 @@ SHORT_DEADLINES = {
     "SESSION_VAULT_WRITE_TIMEOUT_MS": "1000",
 }
 
+
+
+def drain_env(milliseconds: int) -> dict[str, str]:
+    """The shutdown drain deadline. The brief names SESSION_VAULT_DRAIN_MS; the server's
+    first cut reads SESSION_VAULT_DRAIN_TIMEOUT_MS. Both are set until one name wins."""
+    return {"SESSION_VAULT_DRAIN_MS": str(milliseconds),
+            "SESSION_VAULT_DRAIN_TIMEOUT_MS": str(milliseconds)}
+
+
 # Inherited variables that would change what the server or curl does.
 _SCRUBBED_ENV_PREFIXES = ("SESSION_VAULT_",)
 _SCRUBBED_ENV_NAMES = {

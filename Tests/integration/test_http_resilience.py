@@ -21,7 +21,7 @@ import pytest
 
 from conftest import (
     SHORT_DEADLINES, RawConnection, Server, build_request, check_error_hygiene, close_all,
-    connect_many, parse_responses,
+    connect_many, drain_env, parse_responses,
 )
 
 MIB = 1024 * 1024
@@ -315,10 +315,12 @@ def _connect_refused(port: int) -> bool:
             return False
     except ConnectionRefusedError:
         return True
+    except (ConnectionResetError, TimeoutError):
+        return False  # caught in the backlog as the listener closed: try again
 
 
 def test_item16_sigterm_drains_in_flight_request(server_factory) -> None:
-    srv = server_factory(env={"SESSION_VAULT_DRAIN_MS": "8000"})
+    srv = server_factory(env=drain_env(8000))
     idle = srv.raw()
     busy = srv.raw()
     try:
@@ -354,7 +356,7 @@ def test_item16_sigterm_drains_in_flight_request(server_factory) -> None:
 
 
 def test_item16_drain_deadline_cuts_long_requests(server_factory) -> None:
-    srv = server_factory(env={"SESSION_VAULT_DRAIN_MS": "1000"})
+    srv = server_factory(env=drain_env(1000))
     with srv.raw() as busy:
         busy.send(get("/healthz"))
         assert busy.read_response().status == 200
@@ -370,7 +372,7 @@ def test_item16_drain_deadline_cuts_long_requests(server_factory) -> None:
 
 
 def test_item16_no_200_healthz_while_draining(server_factory) -> None:
-    srv = server_factory(env={"SESSION_VAULT_DRAIN_MS": "8000"})
+    srv = server_factory(env=drain_env(8000))
     busy = srv.raw()
     probe = srv.raw()
     try:
@@ -394,3 +396,64 @@ def test_item16_startup_line_and_clean_exit(server_factory) -> None:
     srv = server_factory(listen_via="env")
     assert "listening on" in srv.stderr()
     assert srv.stop(expect_exit=0) == 0
+
+
+# --------------------------------------------------------------------------
+# Handler limits (item 11e, item 12) and per-connection request cap (item 9)
+# --------------------------------------------------------------------------
+
+def test_item11_handler_deadline_503_with_retry_after(server_factory) -> None:
+    srv = server_factory(env={"SESSION_VAULT_HANDLER_TIMEOUT_MS": "500"})
+    with srv.raw(timeout=20) as conn:
+        conn.send(get("/_test/slow?ms=4000"))
+        response = conn.read_response(timeout=15)
+    assert response.status == 503, response
+    assert response.header("Retry-After"), response
+    check_error_hygiene(response)
+    srv.assert_healthy()
+
+
+def test_item12_in_flight_handler_cap_503(server_factory) -> None:
+    srv = server_factory(env={"SESSION_VAULT_MAX_INFLIGHT": "1"})
+    first = srv.raw(timeout=20)
+    second = srv.raw(timeout=20)
+    try:
+        first.send(get("/_test/slow?ms=2000", headers=[("Connection", "close")]))
+        time.sleep(0.3)  # the first handler is running
+        second.send(get("/_test/slow?ms=10", headers=[("Connection", "close")]))
+        late = second.read_response(timeout=15)
+        early = first.read_response(timeout=15)
+    finally:
+        first.close()
+        second.close()
+    assert early.status == 200
+    assert late.status == 503 and late.header("Retry-After"), late
+    srv.assert_healthy()
+
+
+def test_item09_requests_per_connection_cap_closes(server_factory) -> None:
+    srv = server_factory(env={"SESSION_VAULT_MAX_REQUESTS_PER_CONNECTION": "3"})
+    with srv.raw() as conn:
+        conn.send(b"".join(get(f"/_test/big?bytes={i}") for i in range(5)))
+        responses, state = conn.read_all_responses(timeout=10)
+    assert [len(r.body) for r in responses] == [0, 1, 2]
+    assert "close" in responses[-1].connection_tokens()
+    assert state in ("eof", "reset")
+
+
+def test_item18_secrets_in_requests_never_reach_the_logs(server_factory) -> None:
+    srv = server_factory(env={"SESSION_VAULT_LOG_LEVEL": "debug"})
+    secret = "sv-secret-canary-8c1f5e"
+    bad_requests = [
+        f"GET /healthz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {secret}\r\nX-A : b\r\n\r\n",
+        f"GET /{secret} HTTP/2.0\r\nHost: x\r\n\r\n",
+        f"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {secret}{'v' * 9000}\r\n\r\n",
+        f"POST /_test/echo-length HTTP/1.1\r\nHost: x\r\nContent-Length: +{secret}\r\n\r\n",
+        f"GET /{secret} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {secret}\r\nConnection: close\r\n\r\n",
+    ]
+    for data in bad_requests:
+        with srv.raw() as conn:
+            conn.try_send(data.encode())
+            conn.wait_closed(10)
+    srv.stop(expect_exit=0)
+    assert secret not in srv.logs(), "request bytes (possibly credentials) were logged"
