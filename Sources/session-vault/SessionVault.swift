@@ -6,7 +6,7 @@ struct SessionVault: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "session-vault",
         abstract: "Vault for Telegram client sessions.",
-        subcommands: [ServeCommand.self, RekeyCommand.self],
+        subcommands: [ServeCommand.self, InspectCommand.self, ConvertCommand.self, RekeyCommand.self],
         defaultSubcommand: ServeCommand.self
     )
 }
