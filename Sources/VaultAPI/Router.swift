@@ -74,6 +74,45 @@ public final class VaultRouter: HTTPHandler {
         return response
     }
 
+    /// Answers an `Expect: 100-continue` request before its body is sent (HTTP.md item 8): an
+    /// unknown route (404), a missing or invalid token (401), a sealed vault (503) or a JSON body
+    /// over its limit (413) is refused at once, so the client never uploads for nothing. Cheap:
+    /// one keyed hash and at most one indexed read; nothing is recorded (the full request, if it
+    /// comes, goes through ``handle(_:)``).
+    public func responseBeforeBody(_ head: HTTPRequestHead) -> HTTPResponse? {
+        let request = HTTPRequest(head: head, body: [])
+        do {
+            try preflight(request, head: head)
+            return nil
+        } catch {
+            metrics.observe(route: "preflight", method: request.method.rawValue, status: error.status, seconds: 0)
+            return problemResponse(error)
+        }
+    }
+
+    private func preflight(_ request: HTTPRequest, head: HTTPRequestHead) throws(Problem) {
+        let path = request.path
+        if path == "/healthz" || path == "/readyz" || path == "/metrics" {
+            try allow(request.method == .head ? .get : request.method, [.get])
+            return
+        }
+        guard path.hasPrefix("/v1/") else { throw Problem.notFound("no such resource") }
+        if let reason = vault.sealedReason {
+            throw Problem(status: 503, title: "Service Unavailable", detail: "the vault is sealed: \(reason)",
+                          headers: [("Retry-After", "30")])
+        }
+        let unauthorized = Problem(status: 401, title: "Unauthorized", detail: "authorization: a valid Bearer token is required",
+                                   field: "authorization", headers: [("WWW-Authenticate", "Bearer realm=\"session-vault\"")])
+        guard let header = request.headers["Authorization"], let token = Self.bearerToken(header) else { throw unauthorized }
+        let principal: Principal?
+        do { principal = try vault.authenticate(token) } catch { throw problem(for: error, name: nil) }
+        guard principal != nil else { throw unauthorized }
+        if Self.mediaType(request) == "application/json", case .contentLength(let n) = head.framing, n > Self.maxJSONBodyBytes {
+            throw Problem(status: 413, title: "Content Too Large",
+                          detail: "body: JSON bodies are limited to \(Self.maxJSONBodyBytes) bytes", field: "body")
+        }
+    }
+
     // MARK: Dispatch
 
     private func dispatch(_ request: HTTPRequest, route: inout String) throws(Problem) -> HTTPResponse {

@@ -317,6 +317,10 @@ struct TestRouteHandler: HTTPHandler {
     func handle(_ request: HTTPRequest) -> HTTPResponse {
         request.path.hasPrefix("/_test/") ? testRoutes.handle(request) : main.handle(request)
     }
+
+    func responseBeforeBody(_ head: HTTPRequestHead) -> HTTPResponse? {
+        HTTPRequest(head: head, body: []).path.hasPrefix("/_test/") ? nil : main.responseBeforeBody(head)
+    }
 }
 
 /// The service version.
