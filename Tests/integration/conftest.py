@@ -459,6 +459,9 @@ class Server:
         env["XDG_DATA_HOME"] = str(self.workdir / "xdg-data")
         if self.test_routes:
             env["SESSION_VAULT_TEST_ROUTES"] = "1"
+            # The HTTP-level tests check HTTP.md's default body limit (256 KiB); the vault itself
+            # defaults to 16 MiB so that large .session uploads fit.
+            env["SESSION_VAULT_MAX_BODY_BYTES"] = str(256 * 1024)
         if self.listen_via in ("env", "both"):
             env["SESSION_VAULT_LISTEN"] = f"{self.host}:{self.port}"
         env.update(self.extra_env)
