@@ -157,8 +157,8 @@ class Client:
             self.recorder.error_bodies.append(response.body)
         elif target.startswith("/metrics"):
             self.recorder.metrics_bodies.append(response.body)
-        elif reply.content_type == "application/json" and "/export" not in target and not target.startswith("/v1/tokens") \
-                or target.startswith("/v1/tokens/"):
+        elif "/export" not in target and not (method == "POST" and target == "/v1/tokens"):
+            # Everything but exports and the one-time token reply must be free of secrets.
             self.recorder.other_bodies.append(response.body)
         return reply
 
