@@ -20,6 +20,8 @@ if ! "$VENV/bin/python" -c "import pytest, sys; sys.exit(pytest.__version__ != '
     echo "== installing pytest==$PYTEST_VERSION into $VENV"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "pytest==$PYTEST_VERSION"
 fi
+# The API suites' pinned dependencies (openapi-spec-validator, schemathesis); pip is a no-op when satisfied.
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r Tests/integration/requirements.txt
 
 if [ -z "${SESSION_VAULT_BIN:-}" ]; then
     # Incremental: a no-op when the binary is up to date, and never a stale binary.

@@ -1,0 +1,47 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Fixtures of the API end-to-end suite (the process harness is ../conftest.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from api.vault import VaultProcess
+
+
+@pytest.fixture
+def vault_factory(tmp_path: Path) -> Iterator:
+    """Fresh vault processes for one test; every one is stopped (then killed) at teardown."""
+    made: list[VaultProcess] = []
+
+    def make(name: str = "vault", **kwargs) -> VaultProcess:
+        v = VaultProcess(tmp_path / f"{name}{len(made)}", **kwargs)
+        made.append(v)
+        return v
+
+    yield make
+    for v in made:
+        try:
+            if v.server is not None and v.server.alive():
+                v.server.stop(timeout=10)
+        finally:
+            v.kill()
+
+
+@pytest.fixture(scope="module")
+def module_vault(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VaultProcess]:
+    """One memory vault per module; it must still be alive and stop cleanly at the end."""
+    v = VaultProcess(tmp_path_factory.mktemp("vault"), storage="memory").start()
+    yield v
+    try:
+        assert v.server is not None and v.server.alive(), f"vault died\n{v.server.logs()[-3000:] if v.server else ''}"
+        v.stop(expect_exit=0)
+    finally:
+        v.kill()
+
+
+@pytest.fixture(scope="module")
+def root(module_vault: VaultProcess):
+    return module_vault.client
