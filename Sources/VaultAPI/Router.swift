@@ -234,7 +234,7 @@ public final class VaultRouter: HTTPHandler {
     /// Resolves the bearer token; 401 for a missing, malformed or unknown token, 429 when the
     /// address has failed too often, 503 when sealed.
     func authenticate(_ request: HTTPRequest) throws(Problem) -> Principal {
-        let address = request.remoteAddress
+        let address = Self.clientHost(request.remoteAddress)
         let now = Timestamp.nowSeconds()
         if let wait = throttle.retryAfter(address, now: now) {
             throw Problem(status: 429, title: "Too Many Requests",
@@ -257,11 +257,23 @@ public final class VaultRouter: HTTPHandler {
     }
 
     private func denied(_ request: HTTPRequest, _ detail: String) throws(Problem) -> Principal {
-        throttle.recordFailure(request.remoteAddress, now: Timestamp.nowSeconds())
+        throttle.recordFailure(Self.clientHost(request.remoteAddress), now: Timestamp.nowSeconds())
         metrics.increment("sv_auth_failures_total")
-        vault.audit("auth.denied", nil, RequestContext(accessor: nil, remoteAddress: request.remoteAddress), outcome: "unauthenticated")
+        vault.audit("auth.denied", nil, RequestContext(accessor: nil, remoteAddress: Self.clientHost(request.remoteAddress)), outcome: "unauthenticated")
         throw Problem(status: 401, title: "Unauthorized", detail: detail, field: "authorization",
                       headers: [("WWW-Authenticate", "Bearer realm=\"session-vault\"")])
+    }
+
+    /// The client's address without its port (`1.2.3.4:5678` → `1.2.3.4`, `[::1]:80` → `::1`):
+    /// failed logins are counted per host, since every new connection has a new port.
+    static func clientHost(_ remote: String) -> String {
+        if remote.hasPrefix("["), let close = remote.firstIndex(of: "]") {
+            return String(remote[remote.index(after: remote.startIndex)..<close])
+        }
+        if let colon = remote.lastIndex(of: ":"), remote.firstIndex(of: ":") == colon {
+            return String(remote[..<colon])
+        }
+        return remote
     }
 
     /// `Bearer <token>`, scheme case-insensitive (RFC 9110 §11.1), exactly one space.
@@ -296,7 +308,7 @@ public final class VaultRouter: HTTPHandler {
     }
 
     func context(_ principal: Principal, _ request: HTTPRequest) -> RequestContext {
-        RequestContext(accessor: principal.accessor, remoteAddress: request.remoteAddress)
+        RequestContext(accessor: principal.accessor, remoteAddress: Self.clientHost(request.remoteAddress))
     }
 
     // MARK: Error mapping (the one switch from domain errors to HTTP)
@@ -400,7 +412,8 @@ public final class VaultRouter: HTTPHandler {
         return n
     }
 
-    /// Strict decimal: optional `-`, 1–19 digits, overflow-checked.
+    /// Strict decimal: optional `-`, 1–19 digits, overflow-checked. Accumulates negatively so
+    /// that `Int64.min` parses.
     static func parseInt64(_ s: String) -> Int64? {
         var utf8 = Substring(s).utf8[...]
         var negative = false
@@ -410,11 +423,12 @@ public final class VaultRouter: HTTPHandler {
         for b in utf8 {
             guard b >= UInt8(ascii: "0"), b <= UInt8(ascii: "9") else { return nil }
             let (m, o1) = v.multipliedReportingOverflow(by: 10)
-            let (a, o2) = m.addingReportingOverflow(Int64(b - UInt8(ascii: "0")))
+            let (a, o2) = m.subtractingReportingOverflow(Int64(b - UInt8(ascii: "0")))
             guard !o1, !o2 else { return nil }
             v = a
         }
-        return negative ? -v : v
+        if negative { return v }
+        return v == Int64.min ? nil : -v
     }
 
     static func monotonicNanoseconds() -> UInt64 { DispatchTime.now().uptimeNanoseconds }

@@ -295,7 +295,8 @@ extension VaultRouter {
         do {
             r = try JSONObjectReader(value, allowed: ["id", "access_hash", "type", "usernames", "phone_number", "name"])
         } catch {
-            throw Problem.invalid(error.field.map { "\(prefix).\($0)" } ?? prefix, error.field == "body" ? "must be an object" : "unknown field")
+            if error.field == "body" || error.field == nil { throw Problem.invalid(prefix, "must be an object") }
+            throw Problem.invalid("\(prefix).\(error.field ?? "")", "unknown field")
         }
         func scoped<T>(_ body: () throws(Problem) -> T) throws(Problem) -> T {
             do { return try body() } catch {

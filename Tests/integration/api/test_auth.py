@@ -131,7 +131,6 @@ THROTTLE_BUG = ("BUG: AuthThrottle is keyed on HTTPRequest.remoteAddress, which 
                 "fresh window and 10 failures on 10 connections never yield 429")
 
 
-@pytest.mark.xfail(strict=True, reason=THROTTLE_BUG)
 def test_repeated_failed_auth_is_throttled_across_connections(vault_factory) -> None:
     v = vault_factory(storage="memory").start()
     c = v.client

@@ -168,17 +168,11 @@ def test_bad_peer_entries_are_422_naming_the_index(root: Client, peered: str, pe
     assert root.get("/v1/sessions/peered/peers").json() == before
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a peers entry that is not an object is answered with "
-                   "field 'peers[0].body' (a field that does not exist) instead of 'peers[0]' "
-                   "(Routes+Sessions.swift peer(from:): JSONObjectReader's field 'body' is appended)")
 def test_non_object_peer_entry_names_the_entry(root: Client, peered: str) -> None:
     problem = expect_problem(root.put("/v1/sessions/peered/peers", {"peers": ["not an object"]}), 422)
     assert problem["field"] == "peers[0]", problem
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: GET /v1/sessions/{name}/peers?id=-9223372036854775808 (or after=) "
-                   "answers 400 'id: must be an integer between -9223372036854775808 and ...': "
-                   "VaultRouter.parseInt64 accumulates the magnitude positively, so Int64.min overflows")
 def test_peer_lookup_by_int64_min(root: Client) -> None:
     assert root.create_string("int64min", string_case("pyrogram:dc1-test-user")["string"]).status == 201
     assert root.put("/v1/sessions/int64min/peers", {"peers": [
