@@ -1,0 +1,93 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Pytest wiring for the interop suite: offline guard for the runner process and the matrix
+result collector that feeds docs/compatibility.md and the regression baseline."""
+
+import ipaddress
+import json
+import os
+import socket
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import matrix_report  # noqa: E402
+
+
+def _loopback(address):
+    if not isinstance(address, (tuple, list)) or not address:
+        return True  # AF_UNIX
+    host = address[0]
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(str(host).split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(autouse=True, scope="session")
+def offline_runner():
+    """The runner itself talks only to the vault on loopback: anything else is refused before
+    the system call (the workers install the same guard in their own processes)."""
+    real_connect = socket.socket.connect
+    real_connect_ex = socket.socket.connect_ex
+
+    def connect(self, address):
+        if not _loopback(address):
+            raise ConnectionRefusedError(f"interop network guard: connect to {address!r} refused")
+        return real_connect(self, address)
+
+    def connect_ex(self, address):
+        if not _loopback(address):
+            raise ConnectionRefusedError(f"interop network guard: connect_ex to {address!r} refused")
+        return real_connect_ex(self, address)
+
+    socket.socket.connect, socket.socket.connect_ex = connect, connect_ex
+    yield
+    socket.socket.connect, socket.socket.connect_ex = real_connect, real_connect_ex
+
+
+def pytest_configure(config):
+    config._interop_cells = {}
+
+
+def pytest_runtest_makereport(item, call):
+    """Record every matrix cell's outcome (pass / fail / n.a. + reason)."""
+    cell = getattr(item, "_interop_cell", None)
+    if cell is None or call.when != "call":
+        return
+    store = item.config._interop_cells
+    if call.excinfo is None:
+        status = cell.get("status", "pass")
+    elif call.excinfo.errisinstance(pytest.skip.Exception):
+        status = "skipped"
+        cell.setdefault("reason", str(call.excinfo.value))
+    else:
+        status = "fail"
+        cell["reason"] = (cell.get("reason", "") + " " + str(call.excinfo.value).splitlines()[0])[:300].strip()
+    cell["status"] = status
+    store[item.nodeid] = cell
+
+
+def pytest_sessionfinish(session, exitstatus):
+    cells = session.config._interop_cells
+    if not cells:
+        return
+    out = os.environ.get("INTEROP_RESULTS", os.path.join(matrix_report.REPO, ".build-interop", "matrix.json"))
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w", encoding="utf-8") as fh:
+        json.dump({"vault": os.environ.get("INTEROP_VAULT_DESCRIPTION", ""), "cells": list(cells.values())},
+                  fh, indent=1, sort_keys=True)
+    counts = matrix_report.count(cells.values())
+    session.config._interop_summary = (out, counts)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    summary = getattr(config, "_interop_summary", None)
+    if summary:
+        out, counts = summary
+        terminalreporter.write_line(
+            "interop matrix: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + f" -> {out}"
+        )

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Interop proof: one virtualenv per real Telegram client library (each pins the exact version
+# FORMATS.md was verified against), a runner venv with pytest, then `pytest Tests/interop`.
+#
+# Idempotent: a venv whose `.pinned` marker matches its pin list is reused as is, so a second
+# run spends no time installing. Pure-Python wheels only (no tgcrypto: nothing here encrypts).
+#
+#   scripts/interop.sh               set up (if needed) and run the suite
+#   scripts/interop.sh --setup-only  only create/refresh the venvs
+#   scripts/interop.sh -- ARGS...    extra pytest arguments (e.g. -k pyrogram)
+#
+# Environment: PYTHON (interpreter for the venvs, default python3), SESSION_VAULT_BIN (vault
+# binary, default .build/debug/session-vault), INTEROP_VENVS (default .venv-interop).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+VENVS="${INTEROP_VENVS:-.venv-interop}"
+setup_only=0
+pytest_args=()
+while [ "$#" -gt 0 ]; do
+    case "$1" in
+        --setup-only) setup_only=1 ;;
+        --) shift; pytest_args+=("$@"); break ;;
+        *) pytest_args+=("$1") ;;
+    esac
+    shift
+done
+
+# key -> pip requirements (space separated). Keys match FORMATS.md / the vectors.
+declare -A PINS=(
+    [pyrogram]="pyrogram==2.0.106"
+    [hydrogram]="hydrogram==0.2.0"
+    [kurigram]="kurigram==2.2.26"
+    [pyrofork]="pyrofork==2.3.69"
+    [telethon]="telethon==1.45.0"
+    [pyrogram-1.4]="pyrogram==1.4.16"
+    [telethon-1.42]="telethon==1.42.0"
+    [runner]="pytest==9.0.3"
+)
+ORDER=(runner pyrogram hydrogram kurigram pyrofork telethon pyrogram-1.4 telethon-1.42)
+
+make_venv() {
+    local key="$1" pins="$2" dir="$VENVS/$1"
+    if [ -x "$dir/bin/python" ] && [ "$(cat "$dir/.pinned" 2>/dev/null)" = "$pins" ]; then
+        return 0
+    fi
+    echo "interop: creating $dir ($pins)"
+    rm -rf "$dir"
+    "$PYTHON" -m venv "$dir"
+    # Wheels only, so nothing can need a compiler; the one exception is pyaes (a dependency of
+    # every Pyrogram fork and Telethon), which PyPI ships as a pure-Python sdist only. CC=false
+    # proves no C build sneaks in. --no-input: CI has no stdin.
+    CC=false "$dir/bin/python" -m pip install --quiet --no-input --disable-pip-version-check \
+        --only-binary=:all: --no-binary=pyaes $pins
+    echo "$pins" > "$dir/.pinned"
+}
+
+start=$(date +%s)
+mkdir -p "$VENVS"
+pids=()
+# Two at a time: the machine has 2 cores and pip is mostly network-bound.
+for key in "${ORDER[@]}"; do
+    make_venv "$key" "${PINS[$key]}" &
+    pids+=($!)
+    if [ "${#pids[@]}" -ge 2 ]; then
+        wait "${pids[0]}" || { echo "interop: venv setup failed"; exit 1; }
+        pids=("${pids[@]:1}")
+    fi
+done
+for p in "${pids[@]}"; do wait "$p" || { echo "interop: venv setup failed"; exit 1; }; done
+echo "interop: venvs ready in $(( $(date +%s) - start ))s"
+
+[ "$setup_only" = 1 ] && exit 0
+
+export INTEROP_VENVS="$(cd "$VENVS" && pwd)"
+exec "$VENVS/runner/bin/python" -m pytest -q Tests/interop ${pytest_args[@]+"${pytest_args[@]}"}
