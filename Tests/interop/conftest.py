@@ -91,3 +91,34 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_line(
             "interop matrix: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + f" -> {out}"
         )
+
+
+@pytest.fixture(scope="session")
+def made(tmp_path_factory):
+    """Every writer case made once by its own library (in parallel, one worker each)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import cases
+    import harness
+    import sessionfile
+
+    root = tmp_path_factory.mktemp("writers")
+
+    def make(case):
+        request = {"op": "make", "dir": str(root / case.key), "name": case.key,
+                   "fields": case.fields, "peers": case.peers()}
+        out = harness.call_worker(case.writer, request)
+        out["info"] = sessionfile.inspect(out["file"])
+        out["case"] = case.key
+        return case.key, out
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        return dict(pool.map(make, cases.CASES))
+
+
+@pytest.fixture
+def cell(request):
+    """A matrix cell record attached to the running test; conftest hooks collect it."""
+    record = {}
+    request.node._interop_cell = record
+    return record

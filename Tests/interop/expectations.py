@@ -251,8 +251,7 @@ def reader_fields(reader, truth):
     """
     if reader in TELE:
         out = {k: truth.get(k) for k in TELE_FIELDS}
-        if "user_id" in truth:
-            out["user_id"] = truth["user_id"]
+        out["user_id"] = truth.get("user_id")
         return out
     names = [n for n in PYRO_FIELDS if not (reader == "pyrogram-1.4" and n == "api_id")]
     out = {k: truth.get(k) for k in names}
@@ -291,3 +290,34 @@ def compare_fields(expected, got):
         if have != want:
             problems.append(f"{key}: expected {want!r}, reader returned {have!r}")
     return problems
+
+
+ALL_FIELDS = ["dc_id", "api_id", "test_mode", "auth_key_hex", "user_id", "is_bot", "server_address", "port"]
+# What each carrier holds (FORMATS.md §1, §2, §3, §4).
+CARRIED = {
+    "pyrogram": {"dc_id", "api_id", "test_mode", "auth_key_hex", "user_id", "is_bot"},
+    "pyrogram-legacy": {"dc_id", "test_mode", "auth_key_hex", "user_id", "is_bot"},
+    "telethon": {"dc_id", "server_address", "port", "auth_key_hex"},
+    "pyrogram-file": {"dc_id", "api_id", "test_mode", "auth_key_hex", "user_id", "is_bot"},
+    "kurigram-file": {"dc_id", "api_id", "test_mode", "auth_key_hex", "user_id", "is_bot", "server_address", "port"},
+    "telethon-file": {"dc_id", "server_address", "port", "auth_key_hex", "user_id"},
+}
+
+
+def expected_reader_fields(reader, carrier, truth):
+    """What ``reader`` must return after loading ``carrier`` made from session values ``truth``."""
+    t = {k: (truth.get(k) if k in CARRIED[carrier] else None) for k in ALL_FIELDS}
+    if reader == "kurigram" and carrier != "kurigram-file":
+        if carrier == "pyrogram-legacy":  # left at the new-file default whatever the DC (§3.4)
+            t["server_address"], t["port"] = "149.154.167.51", 443
+        else:  # import / migration fill them from kurigram's table
+            addr = address_for(bool(t.get("test_mode")), t.get("dc_id"))
+            t["server_address"], t["port"] = (addr if addr else (None, None))
+    return reader_fields(reader, t)
+
+
+def carrier_of_string(s):
+    fmt = string_format(s)
+    if fmt.startswith("telethon"):
+        return "telethon"
+    return "pyrogram-legacy" if "legacy" in fmt else "pyrogram"
