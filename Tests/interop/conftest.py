@@ -56,7 +56,10 @@ def pytest_configure(config):
 def pytest_runtest_makereport(item, call):
     """Record every matrix cell's outcome (pass / fail / n.a. + reason)."""
     cell = getattr(item, "_interop_cell", None)
-    if cell is None or call.when != "call":
+    if cell is None:
+        return
+    setup_skip = call.when == "setup" and call.excinfo is not None
+    if call.when != "call" and not setup_skip:
         return
     store = item.config._interop_cells
     if call.excinfo is None:
@@ -66,8 +69,10 @@ def pytest_runtest_makereport(item, call):
         cell.setdefault("reason", str(call.excinfo.value))
     else:
         status = "fail"
-        cell["reason"] = (cell.get("reason", "") + " " + str(call.excinfo.value).splitlines()[0])[:300].strip()
+        first = (str(call.excinfo.value).strip().splitlines() or [call.excinfo.typename])[0]
+        cell["reason"] = (cell.get("reason", "") + " " + first)[:300].strip()
     cell["status"] = status
+    cell["id"] = item.nodeid
     store[item.nodeid] = cell
 
 
@@ -118,7 +123,17 @@ def made(tmp_path_factory):
 
 @pytest.fixture
 def cell(request):
-    """A matrix cell record attached to the running test; conftest hooks collect it."""
-    record = {}
+    """A matrix cell record attached to the running test; conftest hooks collect it.
+
+    Request it *before* fixtures that may skip (the vault) so a skipped cell is still recorded.
+    """
+    params = getattr(request.node, "callspec", None)
+    params = params.params if params else {}
+    case = params.get("case")
+    record = {"writer": getattr(case, "key", case), "reader": params.get("reader")}
+    if "path" in params:
+        record["path"] = "vault import: " + params["path"]
+    if "fmt" in params:
+        record["format"] = params["fmt"]
     request.node._interop_cell = record
     return record
