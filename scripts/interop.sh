@@ -5,22 +5,30 @@
 # Idempotent: a venv whose `.pinned` marker matches its pin list is reused as is, so a second
 # run spends no time installing. Pure-Python wheels only (no tgcrypto: nothing here encrypts).
 #
-#   scripts/interop.sh               set up (if needed) and run the suite
-#   scripts/interop.sh --setup-only  only create/refresh the venvs
-#   scripts/interop.sh -- ARGS...    extra pytest arguments (e.g. -k pyrogram)
+#   scripts/interop.sh                    set up (if needed), run the suite, check the baseline
+#   scripts/interop.sh --setup-only       only create/refresh the venvs
+#   scripts/interop.sh --update-baseline  run, then accept the results as the new baseline
+#   scripts/interop.sh -- ARGS...         extra pytest arguments (e.g. -k pyrogram)
+#
+# After pytest, Tests/interop/matrix_report.py prints pass/fail counts, writes
+# docs/compatibility.md and fails if any cell that passes in Tests/interop/expected_matrix.json
+# no longer passes.
 #
 # Environment: PYTHON (interpreter for the venvs, default python3), SESSION_VAULT_BIN (vault
-# binary, default .build/debug/session-vault), INTEROP_VENVS (default .venv-interop).
+# binary, default .build/debug/session-vault; without one the vault cells are skipped, or fail
+# with INTEROP_REQUIRE_VAULT=1), INTEROP_VENVS (default .venv-interop).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-python3}"
 VENVS="${INTEROP_VENVS:-.venv-interop}"
 setup_only=0
+update_baseline=0
 pytest_args=()
 while [ "$#" -gt 0 ]; do
     case "$1" in
         --setup-only) setup_only=1 ;;
+        --update-baseline) update_baseline=1 ;;
         --) shift; pytest_args+=("$@"); break ;;
         *) pytest_args+=("$1") ;;
     esac
@@ -74,4 +82,19 @@ echo "interop: venvs ready in $(( $(date +%s) - start ))s"
 [ "$setup_only" = 1 ] && exit 0
 
 export INTEROP_VENVS="$(cd "$VENVS" && pwd)"
-exec "$VENVS/runner/bin/python" -m pytest -q Tests/interop ${pytest_args[@]+"${pytest_args[@]}"}
+export INTEROP_RESULTS="$PWD/.build-interop/matrix.json"
+rm -f "$INTEROP_RESULTS"
+set +e
+"$VENVS/runner/bin/python" -m pytest -q -p no:cacheprovider Tests/interop ${pytest_args[@]+"${pytest_args[@]}"}
+pytest_rc=$?
+set -e
+report_args=()
+[ "$update_baseline" = 1 ] && report_args+=(--update-baseline)
+[ "${#pytest_args[@]}" -gt 0 ] && report_args+=(--partial)
+set +e
+"$VENVS/runner/bin/python" Tests/interop/matrix_report.py --results "$INTEROP_RESULTS" ${report_args[@]+"${report_args[@]}"}
+report_rc=$?
+set -e
+echo "interop: total $(( $(date +%s) - start ))s (pytest exit $pytest_rc, baseline check exit $report_rc)"
+[ "$pytest_rc" = 0 ] || exit "$pytest_rc"
+exit "$report_rc"

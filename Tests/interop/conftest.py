@@ -56,6 +56,10 @@ def pytest_configure(config):
 def pytest_runtest_makereport(item, call):
     """Record every matrix cell's outcome (pass / fail / n.a. + reason)."""
     cell = getattr(item, "_interop_cell", None)
+    if cell is None and "cell" in getattr(item, "fixturenames", ()):
+        # Session fixtures (the vault) are set up before the function-scoped ``cell``; a skip
+        # there must still be recorded.
+        cell = item._interop_cell = _cell_record(item)
     if cell is None:
         return
     setup_skip = call.when == "setup" and call.excinfo is not None
@@ -127,13 +131,18 @@ def cell(request):
 
     Request it *before* fixtures that may skip (the vault) so a skipped cell is still recorded.
     """
-    params = getattr(request.node, "callspec", None)
+    record = _cell_record(request.node)
+    request.node._interop_cell = record
+    return record
+
+
+def _cell_record(item):
+    params = getattr(item, "callspec", None)
     params = params.params if params else {}
     case = params.get("case")
     record = {"writer": getattr(case, "key", case), "reader": params.get("reader")}
     if "path" in params:
-        record["path"] = "vault import: " + params["path"]
+        record["path"] = "vault, imported as " + params["path"]
     if "fmt" in params:
         record["format"] = params["fmt"]
-    request.node._interop_cell = record
     return record

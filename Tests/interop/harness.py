@@ -54,3 +54,15 @@ def load(lib, items, scratch):
 def vector_json(name):
     with open(VECTORS / name, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+JOBS = int(os.environ.get("INTEROP_JOBS", "3"))
+
+
+def load_all(libs, items, scratch):
+    """``load`` in every library, a few worker processes at a time: ``{lib: {key: result}}``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=JOBS) as pool:
+        futures = {lib: pool.submit(load, lib, items, pathlib.Path(scratch) / lib) for lib in libs}
+        return {lib: f.result() for lib, f in futures.items()}

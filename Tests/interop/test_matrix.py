@@ -265,7 +265,7 @@ def reads(flows, tmp_path_factory):
             else:
                 item.update(kind="string", value=export.final.text())
             items.append(item)
-    return {lib: harness.load(lib, items, scratch / lib) for lib in ex.READERS}
+    return harness.load_all(ex.READERS, items, scratch)
 
 
 # ------------------------------------------------------------------------------ tests

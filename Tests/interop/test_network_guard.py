@@ -28,10 +28,19 @@ def test_runner_allows_loopback():
         socket.create_connection(server.getsockname(), timeout=5).close()
 
 
+@pytest.fixture(scope="module")
+def netchecks():
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=harness.JOBS) as pool:
+        futures = {lib: pool.submit(harness.call_worker, lib, {"op": "netcheck"}, 120) for lib in ex.READERS}
+        return {lib: f.result() for lib, f in futures.items()}
+
+
 @pytest.mark.parametrize("lib", ex.READERS)
-def test_worker_refuses_real_dc(lib):
+def test_worker_refuses_real_dc(netchecks, lib):
     """Every way out (socket, asyncio, DNS, UDP and the library's own connect) hits the guard."""
-    result = harness.call_worker(lib, {"op": "netcheck"}, timeout=120)
+    result = netchecks[lib]
     attempts = result["attempts"]
     for name in ("socket.create_connection", "socket.connect_ex", "asyncio.open_connection",
                  "getaddrinfo(venus.web.telegram.org)", "udp sendto"):

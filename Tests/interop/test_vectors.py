@@ -21,7 +21,7 @@ def string_results(tmp_path_factory):
     scratch = tmp_path_factory.mktemp("vector-strings")
     items = [{"key": f"valid:{e['id']}", "kind": "string", "value": e["string"]} for e in STRINGS]
     items += [{"key": f"invalid:{e['id']}", "kind": "string", "value": e["input"]} for e in INVALID]
-    return {lib: harness.load(lib, items, scratch / lib) for lib in ex.READERS}
+    return harness.load_all(ex.READERS, items, scratch)
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +35,7 @@ def file_results(tmp_path_factory):
                       "ids": [v for h, v, _ in looks if h == "id"],
                       "usernames": [v for h, v, _ in looks if h == "username"],
                       "phones": [v for h, v, _ in looks if h == "phone"]})
-    results = {lib: harness.load(lib, items, scratch / lib) for lib in ex.READERS}
+    results = harness.load_all(ex.READERS, items, scratch)
     return infos, results
 
 

@@ -37,7 +37,7 @@ def direct_reads(made, tmp_path_factory):
                       "phones": [v for h, v, _ in looks if h == "phone"]})
         if m.get("string"):
             items.append({"key": f"string:{key}", "kind": "string", "value": m["string"]})
-    return {lib: harness.load(lib, items, scratch / lib) for lib in ex.READERS}
+    return harness.load_all(ex.READERS, items, scratch)
 
 
 def truth_of(case, made_case):
