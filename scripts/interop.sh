@@ -35,16 +35,18 @@ while [ "$#" -gt 0 ]; do
     shift
 done
 
-# key -> pip requirements (space separated). Keys match FORMATS.md / the vectors.
+# key -> pip requirements (space separated). Keys match FORMATS.md / the vectors. Transitive
+# dependencies are pinned too (the set this suite was verified with), so a new release of e.g.
+# aiosqlite cannot silently change what "hydrogram 0.2.0" does.
 declare -A PINS=(
-    [pyrogram]="pyrogram==2.0.106"
-    [hydrogram]="hydrogram==0.2.0"
-    [kurigram]="kurigram==2.2.26"
-    [pyrofork]="pyrofork==2.3.69"
-    [telethon]="telethon==1.45.0"
-    [pyrogram-1.4]="pyrogram==1.4.16"
-    [telethon-1.42]="telethon==1.42.0"
-    [runner]="pytest==9.0.3"
+    [pyrogram]="pyrogram==2.0.106 pyaes==1.6.1 PySocks==1.7.1"
+    [hydrogram]="hydrogram==0.2.0 aiosqlite==0.22.1 pyaes==1.6.1 PySocks==1.7.1"
+    [kurigram]="kurigram==2.2.26 pyaes==1.6.1 python-socks==3.2.1"
+    [pyrofork]="pyrofork==2.3.69 pyaes==1.6.1 PySocks==1.7.1 pymediainfo-pyrofork==6.0.2"
+    [telethon]="telethon==1.45.0 pyaes==1.6.1 rsa==4.9.1 pyasn1==0.6.5"
+    [pyrogram-1.4]="pyrogram==1.4.16 pyaes==1.6.1 PySocks==1.7.1"
+    [telethon-1.42]="telethon==1.42.0 pyaes==1.6.1 rsa==4.9.1 pyasn1==0.6.5"
+    [runner]="pytest==9.0.3 iniconfig==2.3.1 packaging==26.3 pluggy==1.7.0 Pygments==2.21.0"
 )
 ORDER=(runner pyrogram hydrogram kurigram pyrofork telethon pyrogram-1.4 telethon-1.42)
 
@@ -67,11 +69,11 @@ make_venv() {
 start=$(date +%s)
 mkdir -p "$VENVS"
 pids=()
-# Two at a time: the machine has 2 cores and pip is mostly network-bound.
+# Four at a time: pip is mostly waiting on the network here.
 for key in "${ORDER[@]}"; do
     make_venv "$key" "${PINS[$key]}" &
     pids+=($!)
-    if [ "${#pids[@]}" -ge 2 ]; then
+    if [ "${#pids[@]}" -ge 4 ]; then
         wait "${pids[0]}" || { echo "interop: venv setup failed"; exit 1; }
         pids=("${pids[@]:1}")
     fi

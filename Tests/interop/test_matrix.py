@@ -512,3 +512,20 @@ def test_patch_requires_matching_etag(vault, made):
     fresh = vault.patch(name, {"api_id": 1}, before.headers.get("etag"))
     assert fresh.status in (200, 204), fresh
     assert vault.metadata(name).json().get("api_id") == 1
+
+
+def test_cli_inspect_leaves_hot_wal_untouched(vault, tmp_path):
+    """A hydrogram file whose process died before close() has a live -wal and -shm beside it;
+    ``inspect`` must not checkpoint, truncate or delete them (every byte and name unchanged)."""
+    directory = tmp_path / "hot"
+    case = cases.BY_KEY["hydrogram"]
+    out = harness.call_worker("hydrogram", {"op": "make", "dir": str(directory), "name": "hot",
+                                            "fields": case.fields, "peers": case.peers(), "leave_open": True})
+    names = sorted(os.listdir(directory))
+    assert names == ["hot.session", "hot.session-shm", "hot.session-wal"], names
+    before = sessionfile.snapshot(str(directory))
+    argv = [vault.binary] if not vault.binary.endswith(".py") else [sys.executable, vault.binary]
+    proc = subprocess.run(argv + ["inspect", out["file"]], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert sessionfile.snapshot(str(directory)) == before
+    assert out["auth_key_hex"] not in proc.stdout + proc.stderr

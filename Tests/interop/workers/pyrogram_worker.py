@@ -162,7 +162,11 @@ async def op_make(req):
     except Exception as exc:
         out["string"] = None
         out["string_error"] = error_info(exc)
-    await storage.close()
+    if req.get("leave_open"):
+        # Simulate a process that dies without close(): hydrogram's WAL stays "hot" beside the file.
+        out["left_open"] = True
+    else:
+        await storage.close()
     out["file"] = os.path.join(workdir, name + ".session")
     out["auth_key_hex"] = key.hex()
     return out
