@@ -12,6 +12,8 @@ WORKDIR /src
 COPY Package.swift ./
 RUN swift package resolve
 COPY Sources ./Sources
+# The manifest declares the test targets too, so SwiftPM needs their folders to exist.
+COPY Tests ./Tests
 RUN swift build -c release --static-swift-stdlib --product session-vault \
  && install -D -m 0755 "$(swift build -c release --show-bin-path)/session-vault" /out/session-vault
 
