@@ -5,6 +5,8 @@ import ArgumentParser
 struct SessionVault: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "session-vault",
-        abstract: "Vault for Telegram client sessions."
+        abstract: "Vault for Telegram client sessions.",
+        subcommands: [ServeCommand.self, InspectCommand.self, ConvertCommand.self, RekeyCommand.self],
+        defaultSubcommand: ServeCommand.self
     )
 }

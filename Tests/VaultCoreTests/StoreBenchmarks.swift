@@ -23,32 +23,48 @@ struct StoreBenchmarks {
                 try (0..<perThreadInserts).map { i in try StoredSession.make("b\(t)-\(i)", sealed: blob) }
             }
             let before = store.statistics()
-            let insertNS = await timed(threads) { t in
+            let (insertNS, insertCPU) = await timed(threads) { t in
                 for session in sessions[t] { _ = try? store.insert(session) }
             }
             let after = store.statistics()
             let names = sessions.flatMap { $0.map(\.name) }
             let perThreadGets = Self.gets / threads
-            let getNS = await timed(threads) { t in
+            let (getNS, getCPU) = await timed(threads) { t in
                 for i in 0..<perThreadGets { _ = try? store.session(named: names[(i * 7 + t) % names.count]) }
             }
             #expect(try store.countSessions().total == perThreadInserts * threads)
             store.close()
             let tx = after.transactions - before.transactions
             let ops = after.committedWrites - before.committedWrites
+            let inserts = UInt64(perThreadInserts * threads)
+            let gets = UInt64(perThreadGets * threads)
             print(
                 "store-bench sync=\(synchronous.rawValue) threads=\(threads)"
-                    + " insert_ns_per_op=\(insertNS / UInt64(perThreadInserts * threads))"
-                    + " get_ns_per_op=\(getNS / UInt64(perThreadGets * threads))"
+                    + " insert_ns_per_op=\(insertNS / inserts) insert_cpu_ns_per_op=\(insertCPU / inserts)"
+                    + " get_ns_per_op=\(getNS / gets) get_cpu_ns_per_op=\(getCPU / gets)"
                     + " insert_tx=\(tx) insert_ops=\(ops) ops_per_tx=\(String(format: "%.1f", Double(ops) / Double(max(tx, 1))))"
             )
         }
     }
 
-    /// Wall-clock nanoseconds for `threads` threads each running `body`.
-    private func timed(_ threads: Int, _ body: @escaping @Sendable (Int) -> Void) async -> UInt64 {
+    /// Wall-clock nanoseconds for `threads` threads each running `body`, and the CPU time the
+    /// calling threads spent (their own CPU clocks, summed: on a shared machine this is the
+    /// steadier figure; it leaves out work done on the writer queue's thread by deferred kicks).
+    private func timed(_ threads: Int, _ body: @escaping @Sendable (Int) -> Void) async -> (UInt64, UInt64) {
+        let cpu = Shared<UInt64>(0)
         let start = DispatchTime.now().uptimeNanoseconds
-        await onThreads(threads, body)
-        return DispatchTime.now().uptimeNanoseconds - start
+        await onThreads(threads) { t in
+            let before = Self.threadCPUTime()
+            body(t)
+            let spent = Self.threadCPUTime() - before
+            cpu.withLock { $0 += spent }
+        }
+        return (DispatchTime.now().uptimeNanoseconds - start, cpu.withLock { $0 })
+    }
+
+    private static func threadCPUTime() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 }

@@ -1,5 +1,4 @@
 // SPDX-License-Identifier: Apache-2.0
-import Synchronization
 import Testing
 import VaultCore
 
@@ -424,7 +423,7 @@ struct StoreContractTests {
         let store = try SQLiteSessionStore(kind.location(in: dir))
         defer { store.close() }
         try store.insert(try StoredSession.make("taken"))
-        let outcomes = Mutex<[String: StorageError?]>([:])
+        let outcomes = Shared<[String: StorageError?]>([:])
         await onThreads(8) { index in
             for round in 0..<25 {
                 // Every 5th insert reuses a taken name.

@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
-import Synchronization
 import Testing
 import VaultCore
 
@@ -146,13 +145,15 @@ struct StoreFileTests {
     }
 
     /// 8 threads × 500 mixed operations, `synchronous=FULL`: no error at all (in particular no
-    /// "database is locked"), and every acknowledged write is there after close and reopen.
+    /// "database is locked", even while revokes run TRUNCATE checkpoints under concurrent
+    /// readers), and every acknowledged write is there after close and reopen.
     @Test func concurrentMixedWorkloadLosesNothing() async throws {
         let dir = try TempDir()
         let path = dir.file("vault.db")
         let store = try SQLiteSessionStore(.file(path))
-        let errors = Mutex<[String]>([])
-        let acknowledged = Mutex<[String: Int64]>([:])  // name → last acknowledged apiID
+        let errors = Shared<[String]>([])
+        let acknowledged = Shared<[String: Int64]>([:])  // name → last acknowledged apiID
+        let revoked = Shared<Set<String>>([])
         await onThreads(8) { thread in
             var mine: [StoredSession] = []
             for op in 0..<500 {
@@ -177,6 +178,11 @@ struct StoreFileTests {
                         }
                         _ = try store.listSessions(after: nil, limit: 20, prefix: "c\(thread)")
                     default:
+                        if op % 50 == 49, let victim = mine.popLast() {
+                            let tombstone = try store.revoke(victim.name, at: Int64(op))
+                            if tombstone.sealedAuthKey != nil { errors.withLock { $0.append("blob kept") } }
+                            revoked.withLock { _ = $0.insert(victim.name.rawValue) }
+                        }
                         if let any = mine.randomElement() {
                             try store.upsertPeers(
                                 [Peer(id: Int64(op), accessHash: 1, type: .user, usernames: ["p\(op)"])], in: any.name)
@@ -199,9 +205,15 @@ struct StoreFileTests {
         defer { reopened.close() }
         let expected = acknowledged.withLock { $0 }
         #expect(expected.count == 8 * 200)
+        let tombstones = revoked.withLock { $0 }
+        #expect(tombstones.count == 8 * 10)
         var missing = 0
-        for (text, apiID) in expected where try reopened.session(named: name(text))?.apiID != apiID {
-            missing += 1
+        for (text, apiID) in expected {
+            let stored = try reopened.session(named: name(text))
+            let isTombstone = tombstones.contains(text)
+            if stored?.apiID != apiID || stored?.isRevoked != isTombstone || (stored?.sealedAuthKey == nil) != isTombstone {
+                missing += 1
+            }
         }
         #expect(missing == 0)
         #expect(try reopened.countSessions().total == expected.count)

@@ -91,14 +91,26 @@ func onThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) async {
     }
 }
 
-/// True when `needle` occurs in `haystack`.
+/// True when `needle` occurs in `haystack` (Foundation's optimised search: debug-build Swift
+/// loops are too slow for megabyte scans).
 func contains(_ haystack: [UInt8], _ needle: ArraySlice<UInt8>) -> Bool {
-    guard let first = needle.first, needle.count <= haystack.count else { return false }
-    var i = 0
-    let last = haystack.count - needle.count
-    while i <= last {
-        if haystack[i] == first && haystack[i..<(i + needle.count)].elementsEqual(needle) { return true }
-        i += 1
+    guard !needle.isEmpty, needle.count <= haystack.count else { return false }
+    return Data(haystack).range(of: Data(needle)) != nil
+}
+
+/// A value shared by test threads behind an `NSLock` (a pthread mutex, which ThreadSanitizer
+/// understands; it does not see the futex inside `Synchronization.Mutex` on Linux).
+///
+/// `@unchecked Sendable`: `value` is only reached inside `withLock`.
+final class Shared<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+
+    init(_ value: Value) { self.value = value }
+
+    func withLock<T>(_ body: (inout Value) throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body(&value)
     }
-    return false
 }

@@ -1,7 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
+#include <sys/socket.h>
+
 /// accept4(2) with SOCK_NONBLOCK | SOCK_CLOEXEC. Glibc's Swift overlay does not expose accept4
 /// (it needs _GNU_SOURCE), so this one-function C target provides it.
 /// Returns the new fd, or -1 with errno set.
 int csocket_accept_nonblocking(int fd);
+
+/// The same as csocket_accept_nonblocking, also filling in the peer address (may be NULL).
+int csocket_accept_nonblocking_address(int fd, struct sockaddr *address, socklen_t *length);
+
+/// gettid(2): the calling thread's kernel id. Also needs _GNU_SOURCE, so Swift's Glibc module
+/// lacks it. Used to look up a worker thread's scheduler state in /proc.
+int csocket_thread_id(void);

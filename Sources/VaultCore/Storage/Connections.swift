@@ -8,7 +8,7 @@
 /// Connections are opened on demand when the stack is empty (there are never more than the
 /// number of threads reading at once); at most `maxIdle` are kept.
 ///
-/// `@unchecked Sendable`: idle connections live only inside `state` (a ``Locked``); a checked-out
+/// `@unchecked Sendable`: idle connections live only inside `state` (a ``PThreadLocked``); a checked-out
 /// connection is used by exactly one thread until it is checked in, and the mutex hand-over
 /// orders every access to it.
 final class ReaderPool: @unchecked Sendable {
@@ -18,7 +18,7 @@ final class ReaderPool: @unchecked Sendable {
         var closed = false
     }
 
-    private let state = Locked(State())
+    private let state = PThreadLocked(State())
     private let path: String
     private let busyTimeout: Int32
     private let maxIdle: Int
@@ -110,13 +110,13 @@ final class ConfinedWriter: WriterAccess, @unchecked Sendable {
 ///
 /// A private `:memory:` database can have only one connection, and the `memdb` VFS that allows
 /// several makes readers poll with SQLite's sleeping busy handler (1 ms steps) while a write
-/// transaction is open. One connection behind a ``Lock`` is simpler and never waits longer than
+/// transaction is open. One connection behind a ``PThreadMutex`` is simpler and never waits longer than
 /// the transaction in progress. The writer still batches (group commit) on its queue, holding
 /// the lock for the batch.
 ///
 /// `@unchecked Sendable`: `connection` is touched only while holding `lock`.
 final class SharedConnection: WriterAccess, @unchecked Sendable {
-    private let lock = Lock()
+    private let lock = PThreadMutex()
     private var connection: SQLiteConnection?
 
     init(_ connection: SQLiteConnection) { self.connection = connection }

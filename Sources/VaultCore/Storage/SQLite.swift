@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 internal import CSQLite
+import Synchronization
 
 /// A failure reported by SQLite. Carries the result codes and SQLite's own message, which names
 /// tables and constraints but never bound values (we never inline values into SQL text).
@@ -49,10 +50,19 @@ final class SQLiteConnection {
 
     private(set) var handle: OpaquePointer?
     private var statementCache: [String: SQLiteStatement] = [:]
+    /// Statements cached under ``SQLiteStatementKey``s, indexed by key.
+    private var keyedCache: [SQLiteStatement?] = []
+
+    /// Process-wide settings applied once, before SQLite initialises (see `shim.h`): memory
+    /// statistics off, which removes a global mutex from every SQLite allocation.
+    private static let processConfiguration: Void = {
+        _ = csqlite_config_memstatus(0)
+    }()
 
     /// Opens `path` (`":memory:"` for a private in-memory database).
     /// - Throws: ``SQLiteError`` if SQLite cannot open it.
     init(path: String, options: OpenOptions = OpenOptions()) throws(SQLiteError) {
+        Self.processConfiguration
         var flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE
         flags |= options.readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE
         if options.create && !options.readOnly { flags |= SQLITE_OPEN_CREATE }
@@ -79,6 +89,7 @@ final class SQLiteConnection {
     /// Finalizes cached statements and closes the connection. Idempotent.
     func close() {
         statementCache.removeAll()
+        keyedCache.removeAll()
         if let handle {
             sqlite3_close_v2(handle)
             self.handle = nil
@@ -132,6 +143,21 @@ final class SQLiteConnection {
     /// (or its directory) is not writable: `SQLITE_OPEN_READWRITE` silently falls back to reading.
     var isReadOnly: Bool { handle.map { sqlite3_db_readonly($0, "main") == 1 } ?? true }
 
+    /// A prepared statement reused across calls, found by its key's index instead of by hashing
+    /// the SQL text (hot paths run one of these per request). Reset and unbound when returned.
+    func cached(_ key: SQLiteStatementKey) throws(SQLiteError) -> SQLiteStatement {
+        if key.index < keyedCache.count, let stmt = keyedCache[key.index] {
+            stmt.reset()
+            return stmt
+        }
+        let stmt = try prepare(key.sql)
+        if key.index >= keyedCache.count {
+            keyedCache.append(contentsOf: repeatElement(nil, count: key.index + 1 - keyedCache.count))
+        }
+        keyedCache[key.index] = stmt
+        return stmt
+    }
+
     /// Rows changed by the last INSERT/UPDATE/DELETE.
     var changes: Int { handle.map { Int(sqlite3_changes64($0)) } ?? 0 }
 
@@ -175,6 +201,22 @@ final class SQLiteConnection {
         defer { stmt.reset() }
         try stmt.bind(values)
         while try stmt.step() {}
+    }
+}
+
+/// SQL text with a process-unique small integer, so that connections can cache its prepared
+/// statement in an array slot. Create each key once (a `static let`) and reuse it.
+struct SQLiteStatementKey: Sendable {
+    private static let counter = Atomic<Int>(0)
+
+    /// Index of the statement in every connection's keyed cache.
+    let index: Int
+    /// The statement's SQL.
+    let sql: String
+
+    init(_ sql: String) {
+        self.sql = sql
+        self.index = Self.counter.wrappingAdd(1, ordering: .relaxed).oldValue
     }
 }
 

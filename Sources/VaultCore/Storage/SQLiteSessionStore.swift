@@ -62,7 +62,7 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
     }
 
     /// Newest schema version this build reads and writes.
-    public static var schemaVersion: Int64 { Schema.currentVersion }
+    public static var schemaVersion: Int64 { VaultSchema.currentVersion }
 
     public let location: StoreLocation
     /// The configuration the store was opened with.
@@ -101,7 +101,7 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
             } catch {
                 throw StorageError(error)
             }
-            try Schema.migrate(connection)
+            try VaultSchema.migrate(connection)
             let shared = SharedConnection(connection)
             readers = .shared(shared)
             coordinator = WriteCoordinator(
@@ -126,7 +126,7 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
         // READWRITE silently falls back to read-only on a write-protected file.
         if connection.isReadOnly { throw .readOnly }
         connection.setBusyTimeout(milliseconds: configuration.busyTimeoutMilliseconds)
-        _ = try Schema.inspect(connection)
+        _ = try VaultSchema.inspect(connection)
         do {
             // WAL: readers never block the writer and see a consistent snapshot per statement.
             let mode = try connection.query("PRAGMA journal_mode = WAL").first?.first
@@ -147,7 +147,7 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
         } catch {
             throw StorageError.wrap(error)
         }
-        try Schema.migrate(connection)
+        try VaultSchema.migrate(connection)
         return connection
     }
 
@@ -181,6 +181,10 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
 
     // MARK: Sessions
 
+    /// Inserts the session and its peers in one write op of the next group commit. A duplicate
+    /// name or id is detected by the unique indexes and classified by a follow-up look-up inside
+    /// the same SAVEPOINT, which is then rolled back: nothing of the op remains.
+    /// - Throws: see ``SessionStore/insert(_:peers:)``.
     @discardableResult
     public func insert(_ session: StoredSession, peers: [Peer]) throws(StorageError) -> StoredSession {
         try Self.validate(session)
@@ -210,6 +214,9 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
         }
     }
 
+    /// One cached statement on a pooled read connection, on the caller's thread: the hot path
+    /// of export (no transaction wrapper, no thread hop).
+    /// - Throws: ``StorageError/closed`` after close; ``StorageError/corrupt`` for a malformed row.
     public func session(named name: SessionName) throws(StorageError) -> StoredSession? {
         try read { connection in
             try connection.first(SQL.sessionByName, [.text(name.rawValue)], Self.decodeSession)
@@ -234,7 +241,7 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
         // and both bounds make an index range scan. The effective lower bound is the larger of
         // the cursor (exclusive) and the prefix (inclusive).
         let upper = prefix + "~"
-        let sql: String
+        let sql: SQLiteStatementKey
         let lower: String
         if let cursor, cursor.rawValue >= prefix {
             sql = SQL.listAfter
@@ -245,7 +252,8 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
         }
         let rows = try read { connection in
             // One row more than asked tells whether another page follows.
-            try connection.all(sql, [.text(lower), .text(upper), .integer(Int64(min(limit, 1 << 30)) + 1)], Self.decodeSession)
+            let values: [SQLiteValue] = [.text(lower), .text(upper), .integer(Int64(min(limit, 1 << 30)) + 1)]
+            return try connection.all(sql, values, Self.decodeSession)
         }
         if rows.count > limit {
             let page = Array(rows.prefix(limit))
@@ -254,6 +262,10 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
         return SessionPage(sessions: rows, nextCursor: nil)
     }
 
+    /// One `UPDATE … WHERE name = ? AND version = ? … RETURNING`, so the check and the write
+    /// are a single step of the single writer; a miss is then classified (gone, revoked, or
+    /// another version).
+    /// - Throws: see ``SessionStore/update(_:expectedVersion:)``.
     public func update(_ session: StoredSession, expectedVersion: Int64) throws(StorageError) -> StoredSession {
         try write { connection in
             var values = Self.mutableValues(session)
@@ -277,6 +289,11 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
         }
     }
 
+    /// Deletes the peers and rewrites the row without its envelope; with `secure_delete=ON`
+    /// SQLite zeroes the freed bytes. The batch holding the revoke is followed by
+    /// `wal_checkpoint(TRUNCATE)` before the caller is answered, so the old page images in the
+    /// `-wal` file are gone too (retried after later commits if a reader held the WAL).
+    /// - Throws: see ``SessionStore/revoke(_:at:)``.
     public func revoke(_ name: SessionName, at time: Int64) throws(StorageError) -> StoredSession {
         try write(purgesWAL: true) { connection in
             guard let seq = try connection.first(SQL.seqByName, [.text(name.rawValue)], { $0.int64(0) }) else {
@@ -503,6 +520,9 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
 
     // MARK: Lifecycle
 
+    /// Appends a ticket nobody waits for to the writer's queue. If no write is in progress, a
+    /// kick on the writer queue commits the queued tickets after
+    /// ``SQLiteStoreConfiguration/deferredWriteDelayMilliseconds``.
     public func enqueue(_ write: DeferredWrite) {
         let ticket: WriteTicket
         switch write {
@@ -517,6 +537,9 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
         coordinator.submitDeferred(ticket)
     }
 
+    /// Submits an empty write and waits for it: the queue is FIFO, so everything before it has
+    /// committed (or failed) when it returns.
+    /// - Throws: ``StorageError/closed`` after close.
     public func flush() throws(StorageError) {
         let ticket = WriteTicket(waits: true) { _ in }
         try coordinator.perform(ticket)
@@ -538,6 +561,9 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
             readerConnections: readerConnections)
     }
 
+    /// Closes idle readers, refuses new work, waits for queued writes, checkpoints with
+    /// `TRUNCATE` and closes the writer (the last connection, so SQLite also removes `-wal` and
+    /// `-shm`). Reads still in flight finish and close their connection. Idempotent.
     public func close() {
         // Readers first, so that the writer is the last connection: closing it checkpoints and
         // removes the WAL and shared-memory files.
@@ -612,7 +638,9 @@ extension SQLiteSessionStore {
 
     /// Runs a peers query (columns: id, access hash, type, phone, name, last update, username;
     /// one row per username, ordered by peer then position) and folds the rows into peers.
-    fileprivate static func decodePeers(_ connection: SQLiteConnection, _ sql: String, _ values: [SQLiteValue])
+    fileprivate static func decodePeers(
+        _ connection: SQLiteConnection, _ sql: SQLiteStatementKey, _ values: [SQLiteValue]
+    )
         throws -> [Peer]
     {
         let statement = try connection.cached(sql)
@@ -684,7 +712,9 @@ extension SQLiteValue {
 
 extension SQLiteConnection {
     /// The first row of a cached statement, decoded; `nil` when there is none.
-    fileprivate func first<T>(_ sql: String, _ values: [SQLiteValue], _ decode: (SQLiteStatement) throws -> T)
+    fileprivate func first<T>(
+        _ sql: SQLiteStatementKey, _ values: [SQLiteValue], _ decode: (SQLiteStatement) throws -> T
+    )
         throws -> T?
     {
         let statement = try cached(sql)
@@ -694,7 +724,7 @@ extension SQLiteConnection {
     }
 
     /// Every row of a cached statement, decoded.
-    fileprivate func all<T>(_ sql: String, _ values: [SQLiteValue], _ decode: (SQLiteStatement) throws -> T)
+    fileprivate func all<T>(_ sql: SQLiteStatementKey, _ values: [SQLiteValue], _ decode: (SQLiteStatement) throws -> T)
         throws -> [T]
     {
         let statement = try cached(sql)
@@ -705,8 +735,16 @@ extension SQLiteConnection {
         return rows
     }
 
+    /// Runs a cached statement that returns no rows.
+    fileprivate func run(_ sql: SQLiteStatementKey, _ values: [SQLiteValue] = []) throws {
+        let statement = try cached(sql)
+        defer { statement.reset() }
+        try statement.bind(values)
+        while try statement.step() {}
+    }
+
     /// True when the cached statement yields a row.
-    fileprivate func exists(_ sql: String, _ values: [SQLiteValue]) throws -> Bool {
+    fileprivate func exists(_ sql: SQLiteStatementKey, _ values: [SQLiteValue]) throws -> Bool {
         try first(sql, values) { _ in true } ?? false
     }
 }
@@ -719,54 +757,57 @@ private enum SQL {
         revoked_at, peer_count
         """
 
-    static let insertSession = """
+    static let insertSession = SQLiteStatementKey("""
         INSERT INTO sessions (id, name, dc_id, api_id, test_mode, user_id, is_bot, server_address, port, date, \
         source_format, updated_at, auth_key_id, sealed_auth_key, sealed_key_term, created_at, last_exported_at, \
         version, peer_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, 1, 0)
-        """
-    static let sessionByName = "SELECT \(sessionColumns) FROM sessions WHERE name = ?1"
-    static let sessionByID = "SELECT \(sessionColumns) FROM sessions WHERE id = ?1"
-    static let sessionBySeq = "SELECT \(sessionColumns) FROM sessions WHERE seq = ?1"
-    static let sessionExistsByName = "SELECT 1 FROM sessions WHERE name = ?1"
-    static let seqByName = "SELECT seq FROM sessions WHERE name = ?1"
-    static let seqAndRevokedByName = "SELECT seq, revoked_at IS NOT NULL FROM sessions WHERE name = ?1"
-    static let versionByName = "SELECT version, revoked_at IS NOT NULL FROM sessions WHERE name = ?1"
-    static let listAfter = """
+        """)
+    static let sessionByName = SQLiteStatementKey("SELECT \(sessionColumns) FROM sessions WHERE name = ?1")
+    static let sessionByID = SQLiteStatementKey("SELECT \(sessionColumns) FROM sessions WHERE id = ?1")
+    static let sessionBySeq = SQLiteStatementKey("SELECT \(sessionColumns) FROM sessions WHERE seq = ?1")
+    static let sessionExistsByName = SQLiteStatementKey("SELECT 1 FROM sessions WHERE name = ?1")
+    static let seqByName = SQLiteStatementKey("SELECT seq FROM sessions WHERE name = ?1")
+    static let seqAndRevokedByName = SQLiteStatementKey(
+        "SELECT seq, revoked_at IS NOT NULL FROM sessions WHERE name = ?1")
+    static let versionByName = SQLiteStatementKey(
+        "SELECT version, revoked_at IS NOT NULL FROM sessions WHERE name = ?1")
+    static let listAfter = SQLiteStatementKey("""
         SELECT \(sessionColumns) FROM sessions WHERE name > ?1 AND name < ?2 ORDER BY name LIMIT ?3
-        """
-    static let listFrom = """
+        """)
+    static let listFrom = SQLiteStatementKey("""
         SELECT \(sessionColumns) FROM sessions WHERE name >= ?1 AND name < ?2 ORDER BY name LIMIT ?3
-        """
-    static let updateSession = """
+        """)
+    static let updateSession = SQLiteStatementKey("""
         UPDATE sessions SET dc_id = ?1, api_id = ?2, test_mode = ?3, user_id = ?4, is_bot = ?5, \
         server_address = ?6, port = ?7, date = ?8, source_format = ?9, updated_at = ?10, version = version + 1 \
         WHERE name = ?11 AND version = ?12 AND revoked_at IS NULL RETURNING \(sessionColumns)
-        """
-    static let markExported = """
+        """)
+    static let markExported = SQLiteStatementKey("""
         UPDATE sessions SET last_exported_at = max(coalesce(last_exported_at, ?1), ?1) WHERE name = ?2
-        """
-    static let revoke = """
+        """)
+    static let revoke = SQLiteStatementKey("""
         UPDATE sessions SET sealed_auth_key = NULL, sealed_key_term = NULL, revoked_at = ?1, updated_at = ?1, \
         version = version + 1, peer_count = 0 WHERE seq = ?2 AND revoked_at IS NULL RETURNING \(sessionColumns)
-        """
-    static let countSessions = "SELECT count(*), count(revoked_at) FROM sessions"
+        """)
+    static let countSessions = SQLiteStatementKey("SELECT count(*), count(revoked_at) FROM sessions")
 
-    static let upsertPeer = """
+    static let upsertPeer = SQLiteStatementKey("""
         INSERT INTO peers (session_seq, peer_id, access_hash, type, phone_number, name, last_update_on) \
         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (session_seq, peer_id) DO UPDATE SET \
         access_hash = excluded.access_hash, type = excluded.type, phone_number = excluded.phone_number, \
         name = excluded.name, last_update_on = excluded.last_update_on
-        """
-    static let deletePeerUsernames = "DELETE FROM peer_usernames WHERE session_seq = ?1 AND peer_id = ?2"
-    static let insertUsername = """
+        """)
+    static let deletePeerUsernames = SQLiteStatementKey(
+        "DELETE FROM peer_usernames WHERE session_seq = ?1 AND peer_id = ?2")
+    static let insertUsername = SQLiteStatementKey("""
         INSERT INTO peer_usernames (session_seq, username, peer_id, position) VALUES (?1, ?2, ?3, ?4)
-        """
-    static let deleteUsernames = "DELETE FROM peer_usernames WHERE session_seq = ?1"
-    static let deletePeers = "DELETE FROM peers WHERE session_seq = ?1"
-    static let refreshPeerCount = """
+        """)
+    static let deleteUsernames = SQLiteStatementKey("DELETE FROM peer_usernames WHERE session_seq = ?1")
+    static let deletePeers = SQLiteStatementKey("DELETE FROM peers WHERE session_seq = ?1")
+    static let refreshPeerCount = SQLiteStatementKey("""
         UPDATE sessions SET peer_count = (SELECT count(*) FROM peers WHERE session_seq = ?1) WHERE seq = ?1
-        """
-    static let peerCount = "SELECT peer_count FROM sessions WHERE seq = ?1"
+        """)
+    static let peerCount = SQLiteStatementKey("SELECT peer_count FROM sessions WHERE seq = ?1")
 
     /// Peers of a target set, one row per username in position order. Each lookup is a single
     /// statement, so a peer and its usernames come from one snapshot.
@@ -779,60 +820,61 @@ private enum SQL {
         ORDER BY p.peer_id, u.position
         """
     }
-    static let peerByID = peersOf("SELECT seq, ?2 FROM sessions WHERE name = ?1")
+    static let peerByID = SQLiteStatementKey(peersOf("SELECT seq, ?2 FROM sessions WHERE name = ?1"))
     /// Stale caches can give one username to several peers: the most recently updated wins.
-    static let peerByUsername = peersOf(
+    static let peerByUsername = SQLiteStatementKey(peersOf(
         """
         SELECT u.session_seq, u.peer_id FROM sessions s \
         JOIN peer_usernames u ON u.session_seq = s.seq AND u.username = ?2 \
         JOIN peers q ON q.session_seq = u.session_seq AND q.peer_id = u.peer_id \
         WHERE s.name = ?1 ORDER BY q.last_update_on DESC NULLS LAST, q.peer_id LIMIT 1
-        """)
-    static let peerByPhone = peersOf(
+        """))
+    static let peerByPhone = SQLiteStatementKey(peersOf(
         """
         SELECT q.session_seq, q.peer_id FROM sessions s \
         JOIN peers q ON q.session_seq = s.seq AND q.phone_number = ?2 \
         WHERE s.name = ?1 ORDER BY q.last_update_on DESC NULLS LAST, q.peer_id LIMIT 1
-        """)
-    static let allPeers = peersOf(
-        "SELECT q.session_seq, q.peer_id FROM sessions s JOIN peers q ON q.session_seq = s.seq WHERE s.name = ?1")
+        """))
+    static let allPeers = SQLiteStatementKey(peersOf(
+        "SELECT q.session_seq, q.peer_id FROM sessions s JOIN peers q ON q.session_seq = s.seq WHERE s.name = ?1"))
 
-    static let keyTerms = "SELECT term, created_at, sealed_key FROM key_terms ORDER BY term"
-    static let insertKeyTerm = "INSERT INTO key_terms (term, created_at, sealed_key) VALUES (?1, ?2, ?3)"
-    static let deleteKeyTerms = "DELETE FROM key_terms"
-    static let needingRewrap = """
+    static let keyTerms = SQLiteStatementKey("SELECT term, created_at, sealed_key FROM key_terms ORDER BY term")
+    static let insertKeyTerm = SQLiteStatementKey(
+        "INSERT INTO key_terms (term, created_at, sealed_key) VALUES (?1, ?2, ?3)")
+    static let deleteKeyTerms = SQLiteStatementKey("DELETE FROM key_terms")
+    static let needingRewrap = SQLiteStatementKey("""
         SELECT id, name, sealed_key_term, sealed_auth_key FROM sessions \
         WHERE sealed_auth_key IS NOT NULL AND sealed_key_term <> ?1 AND id > ?2 ORDER BY id LIMIT ?3
-        """
-    static let replaceEnvelope = """
+        """)
+    static let replaceEnvelope = SQLiteStatementKey("""
         UPDATE sessions SET sealed_auth_key = ?1, sealed_key_term = ?2 \
         WHERE id = ?3 AND sealed_auth_key = ?4 AND revoked_at IS NULL
-        """
+        """)
 
     static let tokenColumns = "accessor, hash, policy, display_name, created_at, expires_at, revoked_at"
-    static let insertToken = """
+    static let insertToken = SQLiteStatementKey("""
         INSERT INTO tokens (\(tokenColumns)) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-        """
-    static let tokenExists = "SELECT 1 FROM tokens WHERE accessor = ?1"
-    static let tokenByAccessor = "SELECT \(tokenColumns) FROM tokens WHERE accessor = ?1"
-    static let tokenByHash = "SELECT \(tokenColumns) FROM tokens WHERE hash = ?1"
-    static let allTokens = "SELECT \(tokenColumns) FROM tokens ORDER BY created_at, accessor"
-    static let revokeToken = """
+        """)
+    static let tokenExists = SQLiteStatementKey("SELECT 1 FROM tokens WHERE accessor = ?1")
+    static let tokenByAccessor = SQLiteStatementKey("SELECT \(tokenColumns) FROM tokens WHERE accessor = ?1")
+    static let tokenByHash = SQLiteStatementKey("SELECT \(tokenColumns) FROM tokens WHERE hash = ?1")
+    static let allTokens = SQLiteStatementKey("SELECT \(tokenColumns) FROM tokens ORDER BY created_at, accessor")
+    static let revokeToken = SQLiteStatementKey("""
         UPDATE tokens SET revoked_at = ?1 WHERE accessor = ?2 AND revoked_at IS NULL RETURNING \(tokenColumns)
-        """
+        """)
 
-    static let getMeta = "SELECT value FROM meta WHERE key = ?1"
-    static let setMeta = """
+    static let getMeta = SQLiteStatementKey("SELECT value FROM meta WHERE key = ?1")
+    static let setMeta = SQLiteStatementKey("""
         INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value
-        """
-    static let deleteMeta = "DELETE FROM meta WHERE key = ?1"
+        """)
+    static let deleteMeta = SQLiteStatementKey("DELETE FROM meta WHERE key = ?1")
 
-    static let insertAudit = """
+    static let insertAudit = SQLiteStatementKey("""
         INSERT INTO audit (time, accessor, action, session_name, remote_address, outcome, detail) \
         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-        """
-    static let auditBefore = """
+        """)
+    static let auditBefore = SQLiteStatementKey("""
         SELECT id, time, accessor, action, session_name, remote_address, outcome, detail FROM audit \
         WHERE id < ?1 ORDER BY id DESC LIMIT ?2
-        """
+        """)
 }

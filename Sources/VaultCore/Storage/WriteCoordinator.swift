@@ -56,7 +56,7 @@ protocol WriterAccess: Sendable {
 /// Because only this queue ever writes, and every write transaction starts with
 /// `BEGIN IMMEDIATE`, writers never meet `SQLITE_BUSY` ("database is locked").
 ///
-/// `@unchecked Sendable`: mutable coordination state lives in `state` (a ``Locked``); counters are
+/// `@unchecked Sendable`: mutable coordination state lives in `state` (a ``PThreadLocked``); counters are
 /// `Atomic`; `walPurgePending` is touched only on `queue` (checked by `dispatchPrecondition` in
 /// debug builds); the connection is reached only through `access`.
 final class WriteCoordinator: @unchecked Sendable {
@@ -67,7 +67,7 @@ final class WriteCoordinator: @unchecked Sendable {
         var closed = false
     }
 
-    private let state = Locked(State())
+    private let state = PThreadLocked(State())
     private let access: any WriterAccess
     private let maxBatch: Int
     private let deferredDelay: DispatchTimeInterval

@@ -14,7 +14,7 @@ import Darwin
 ///
 /// `@unchecked Sendable`: the mutex is heap-allocated once, never moved, and only used through
 /// `pthread_mutex_lock`/`unlock`, which are thread-safe by definition.
-final class Lock: @unchecked Sendable {
+final class PThreadMutex: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
 
     init() {
@@ -37,11 +37,11 @@ final class Lock: @unchecked Sendable {
     }
 }
 
-/// A value guarded by a ``Lock``.
+/// A value guarded by a ``PThreadMutex``.
 ///
 /// `@unchecked Sendable`: `value` is only reachable inside `withLock`, under the mutex.
-final class Locked<Value>: @unchecked Sendable {
-    private let lock = Lock()
+final class PThreadLocked<Value>: @unchecked Sendable {
+    private let lock = PThreadMutex()
     private var value: Value
 
     init(_ value: Value) { self.value = value }

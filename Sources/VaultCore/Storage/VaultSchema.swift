@@ -6,7 +6,7 @@
 /// `.session` file or any other SQLite file is refused untouched instead of being "migrated".
 /// Migration `n` (1-based) brings `user_version` from `n − 1` to `n`; every migration of one
 /// open runs in a single `BEGIN IMMEDIATE` transaction together with the version bump.
-enum Schema {
+enum VaultSchema {
     /// `application_id` of every vault database: ASCII "SVLT".
     static let applicationID: Int64 = 0x5356_4C54
 
@@ -133,7 +133,7 @@ enum Schema {
         } catch {
             throw StorageError(error)
         }
-        if applicationID == Schema.applicationID {
+        if applicationID == VaultSchema.applicationID {
             if userVersion > currentVersion {
                 throw .newerSchema(found: userVersion, supported: currentVersion)
             }

@@ -1,0 +1,729 @@
+// SPDX-License-Identifier: Apache-2.0
+import Dispatch
+import Glibc
+import Synchronization
+
+/// One accepted client socket: reads, parses, runs the handler, writes, times out and closes.
+///
+/// **Confinement (`@unchecked Sendable`).** Every `var` below is read and written only on `queue`,
+/// a serial queue: the read/write sources and the timer deliver their handlers there, and the
+/// server reaches a connection only through `queue.async`. The two exceptions are explicitly
+/// synchronised: `handlerStartedAt` (an `Atomic`) and `lateResponse` (a `Mutex`), both shared with
+/// the server's handler watchdog, and the immutable `let`s. Debug builds check the queue with
+/// `dispatchPrecondition` at every entry point.
+///
+/// **File descriptor.** `fd` is closed exactly once, after the cancel handlers of every source that
+/// watches it have run (HTTP.md, DispatchSource rules); a suspended source is resumed before it is
+/// cancelled, because releasing a suspended source traps.
+final class Connection: @unchecked Sendable {
+    /// What the connection is doing; decides which events are acted upon.
+    private enum Phase {
+        /// Between requests (or fresh): no byte of the next request yet.
+        case idle
+        /// Part of a request (head or body) has arrived.
+        case reading
+        /// A handler runs on the overcommit handler queue; reading is paused.
+        case handling
+        /// A final response is being written; reading is paused.
+        case writing
+        /// Write side shut down after an error; reading and discarding until EOF or a limit.
+        case lingering
+        /// `close()` was called; waiting for the sources to be cancelled.
+        case closed
+    }
+
+    /// What happens once the outbound buffer is empty.
+    private enum AfterFlush {
+        /// An interim `100 Continue` went out; keep reading the body.
+        case interim
+        /// Ready for the next request.
+        case nextRequest
+        /// Close now (nothing more can arrive that matters).
+        case close
+        /// Shut down the write side and linger (RFC 9112 §9.6).
+        case linger
+    }
+
+    /// Which deadline the timer currently guards.
+    private enum DeadlineKind {
+        /// No deadline: a handler runs inline (the watchdog guards it) or the connection is closed.
+        case none
+        /// Waiting for the first request head since accept (408 if nothing arrived).
+        case firstHeader
+        /// A later request's head must be complete; not extended by trickling bytes.
+        case header
+        /// The body must make progress; extended by every read.
+        case body
+        /// Keep-alive wait for the next request; silent close.
+        case idle
+        /// Pending output must make progress; extended by every write.
+        case write
+        /// End of the lingering close.
+        case linger
+        /// An offloaded handler must finish (the inline case is watched by the server's watchdog).
+        case handler
+    }
+
+    /// The client socket (non-blocking, close-on-exec). Closed only in `sourceCancelled()`.
+    let fd: Int32
+    /// The serial queue every mutable property is confined to.
+    let queue: DispatchQueue
+    /// The owning server: configuration, handler, counters, prebuilt errors.
+    private let server: HTTPServer
+    /// The peer's address, formatted lazily into `remoteAddressText`.
+    private let peer: SocketAddress
+    /// Monotonic start time of the running handler, 0 when none, `.max` once the watchdog answered 503.
+    let handlerStartedAt = Atomic<UInt64>(0)
+    /// Bytes of the watchdog's 503 that are still unsent (shared with the watchdog thread).
+    let lateResponse = Mutex<[UInt8]?>(nil)
+
+    /// Fires when `fd` is readable (level-triggered); suspended while output is stuck.
+    private var readSource: (any DispatchSourceRead)?
+    /// Created on the first EAGAIN from `send`; resumed only while output is pending.
+    private var writeSource: (any DispatchSourceWrite)?
+    /// The one timer guarding `deadline`.
+    private var timer: (any DispatchSourceTimer)?
+    /// Whether `readSource` is currently suspended (it must be resumed before cancel).
+    private var readSuspended = false
+    /// Whether `writeSource` is currently suspended (it must be resumed before cancel).
+    private var writeSuspended = false
+    /// Sources watching `fd` whose cancel handler has not run yet; the fd closes at zero.
+    private var pendingCancellations = 0
+
+    /// Incremental parser holding any bytes received but not yet consumed (pipelining).
+    private var parser: HTTPRequestParser
+    /// Current phase; see ``Phase``.
+    private var phase: Phase = .idle
+    /// What to do once `outHead` and `outBody` are fully sent.
+    private var afterFlush: AfterFlush = .nextRequest
+    /// Pending status line and headers (plus any unsent `100 Continue`); capacity is reused.
+    private var outHead: [UInt8] = []
+    /// Bytes of `outHead` already sent.
+    private var outHeadSent = 0
+    /// Pending response body, sent after `outHead` in the same `sendmsg`.
+    private var outBody: [UInt8] = []
+    /// Bytes of `outBody` already sent.
+    private var outBodySent = 0
+
+    /// Requests handled on this connection (for ``HTTPServerConfiguration/maxRequestsPerConnection``).
+    private var requestsServed = 0
+    /// Whether any byte arrived since accept (408 is only for silent clients).
+    private var receivedAnyByte = false
+    /// Set by graceful shutdown: close when idle, add `Connection: close` to the next response.
+    private var drainRequested = false
+    /// Bytes discarded so far during the lingering close.
+    private var lingerDiscarded = 0
+    /// `peer` formatted as `ip:port`, computed at the first request.
+    private var remoteAddressText: String?
+    /// This connection's cached `Date` value.
+    private var dateCache = HTTPDateCache()
+    /// Serial queue on Dispatch's overcommit pool for handlers that cannot run inline (lazy).
+    private var handlerQueue: DispatchQueue?
+    /// The offloaded handler missed its deadline and a 503 was sent in its place.
+    private var offloadedHandlerTimedOut = false
+
+    /// Monotonic time at which `deadlineKind` expires; 0 when there is none.
+    private var deadline: UInt64 = 0
+    /// What expires at `deadline`.
+    private var deadlineKind: DeadlineKind = .none
+    /// Fire time the timer is armed for (0 = not armed). Deadlines usually move later, so the
+    /// timer is re-armed only when a deadline moves *earlier*; when it fires early it re-arms for
+    /// the real deadline. This keeps timer syscalls off the per-request path.
+    private var armedFor: UInt64 = 0
+
+    /// The configured timeouts, in nanoseconds.
+    private let timeouts: Timeouts
+
+    /// Monotonic nanosecond values of the configured timeouts.
+    struct Timeouts: Sendable {
+        /// ``HTTPServerConfiguration/headerTimeout``.
+        var header: UInt64
+        /// ``HTTPServerConfiguration/idleTimeout``.
+        var idle: UInt64
+        /// ``HTTPServerConfiguration/bodyInactivityTimeout``.
+        var body: UInt64
+        /// ``HTTPServerConfiguration/writeStallTimeout``.
+        var write: UInt64
+        /// ``HTTPServerConfiguration/lingerTimeout``.
+        var linger: UInt64
+        /// ``HTTPServerConfiguration/handlerTimeout``.
+        var handler: UInt64
+        /// ``HTTPServerConfiguration/lingerMaxBytes``.
+        var lingerMaxBytes: Int
+        /// ``HTTPServerConfiguration/maxRequestsPerConnection`` (at least 1).
+        var maxRequests: Int
+
+        /// Converts the durations of `c` once, so connections never touch `Duration` arithmetic.
+        init(_ c: HTTPServerConfiguration) {
+            header = c.headerTimeout.clampedNanoseconds
+            idle = c.idleTimeout.clampedNanoseconds
+            body = c.bodyInactivityTimeout.clampedNanoseconds
+            write = c.writeStallTimeout.clampedNanoseconds
+            linger = c.lingerTimeout.clampedNanoseconds
+            handler = c.handlerTimeout.clampedNanoseconds
+            lingerMaxBytes = c.lingerMaxBytes
+            maxRequests = max(1, c.maxRequestsPerConnection)
+        }
+    }
+
+    /// Wraps an accepted socket; nothing happens until ``start()`` runs on `queue`.
+    init(fd: Int32, peer: SocketAddress, server: HTTPServer, queue: DispatchQueue) {
+        self.fd = fd
+        self.peer = peer
+        self.server = server
+        self.queue = queue
+        self.parser = HTTPRequestParser(configuration: server.configuration)
+        self.timeouts = server.timeouts
+    }
+
+    /// Debug-build check that the caller is on `queue` (GRDB-style confinement watchdog).
+    @inline(__always)
+    private func assertOnQueue() {
+        #if DEBUG
+            dispatchPrecondition(condition: .onQueue(queue))
+        #endif
+    }
+
+    /// Monotonic time in nanoseconds (the clock Dispatch timers use).
+    @inline(__always)
+    static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+    // MARK: - Lifecycle
+
+    /// Creates the sources and starts reading. Called once, on `queue`.
+    func start() {
+        assertOnQueue()
+        let read = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
+        read.setEventHandler { [self] in readable() }
+        read.setCancelHandler { [self] in sourceCancelled() }
+        readSource = read
+        pendingCancellations += 1
+
+        let timer = DispatchSource.makeTimerSource(queue: queue)
+        timer.setEventHandler { [self] in timerFired() }
+        self.timer = timer
+        // HTTP.md item 11(a): the first head must be complete within the header timeout from accept.
+        setDeadline(.firstHeader, at: Connection.now() &+ timeouts.header)
+        timer.activate()
+        read.activate()
+    }
+
+    /// Closes immediately: cancels the sources; the fd is closed once they are all cancelled.
+    func close() {
+        assertOnQueue()
+        if phase == .closed { return }
+        phase = .closed
+        deadline = 0
+        deadlineKind = .none
+        if let timer {
+            timer.cancel()
+            self.timer = nil
+        }
+        if let writeSource {
+            if writeSuspended {
+                writeSource.resume()
+                writeSuspended = false
+            }
+            writeSource.cancel()
+        }
+        if let readSource {
+            if readSuspended {
+                readSource.resume()
+                readSuspended = false
+            }
+            readSource.cancel()
+        }
+    }
+
+    /// Cancel handler of the read and write sources: the last one closes `fd` and tells the server.
+    private func sourceCancelled() {
+        assertOnQueue()
+        pendingCancellations -= 1
+        guard pendingCancellations == 0 else { return }
+        // Every source watching fd is gone: now the descriptor can be released safely.
+        SocketIO.close(fd)
+        readSource = nil
+        writeSource = nil
+        outHead = []
+        outBody = []
+        server.connectionClosed(self)
+    }
+
+    /// Graceful shutdown, step 2/3 (HTTP.md item 16): close if idle, otherwise finish the current
+    /// request and answer it with `Connection: close`.
+    func beginDrain() {
+        assertOnQueue()
+        drainRequested = true
+        if phase == .idle && outHeadSent == outHead.count && parser.isAtRequestBoundary { close() }
+    }
+
+    // MARK: - Reading
+
+    /// Read-source handler: receives into the thread's buffer, feeds the parser and processes
+    /// whatever became complete. EOF or a receive error closes the connection.
+    private func readable() {
+        assertOnQueue()
+        switch phase {
+        case .closed, .writing, .handling: return
+        case .lingering:
+            discardLingering()
+            return
+        case .idle, .reading: break
+        }
+        let buffer = ReadBuffer.current()
+        guard let base = buffer.baseAddress else { return }
+        var rounds = 0
+        while phase == .idle || phase == .reading {
+            let n = SocketIO.receive(fd, base, buffer.count)
+            if n > 0 {
+                receivedAnyByte = true
+                if phase == .idle {
+                    phase = .reading
+                    // A later request's head must arrive within the header timeout from its first byte;
+                    // the first request keeps its deadline from accept. Trickling does not extend it.
+                    if deadlineKind == .firstHeader {
+                        deadlineKind = .header
+                    } else {
+                        setDeadline(.header, at: Connection.now() &+ timeouts.header)
+                    }
+                }
+                parser.append(UnsafeRawBufferPointer(start: base, count: n))
+                if deadlineKind == .body { setDeadline(.body, at: Connection.now() &+ timeouts.body) }
+                processBuffered()
+                rounds += 1
+                // A short read means the socket is (almost certainly) drained; the level-triggered
+                // source fires again if more arrives. Bound the work per wake-up for fairness.
+                if n < buffer.count || rounds >= 4 { return }
+            } else if n == 0 {
+                // Peer closed its write side. Complete requests were already answered above; what is
+                // left is an incomplete message (RFC 9112 §6.3 item 6) or nothing: close.
+                close()
+                return
+            } else {
+                let code = errno
+                if code == EAGAIN || code == EWOULDBLOCK { return }
+                server.configuration.logger.log(.debug, "recv failed on connection: errno \(code)")
+                close()
+                return
+            }
+        }
+    }
+
+    /// Parses and handles everything buffered, in order, until more bytes are needed or the
+    /// connection stops accepting requests (pipelining, RFC 9112 §9.3.2).
+    private func processBuffered() {
+        while phase == .idle || phase == .reading {
+            switch parser.next() {
+            case .needMoreData:
+                return
+            case .head(let head):
+                if head.framing.hasBody {
+                    setDeadline(.body, at: Connection.now() &+ timeouts.body)
+                    // RFC 9110 §10.1.1: send 100 only if none of the body has arrived yet, and
+                    // only after the handler had a chance to refuse the body (HTTP.md item 8).
+                    if head.expectsContinue && parser.bufferedByteCount == 0 {
+                        if let refusal = server.handler.responseBeforeBody(head) {
+                            requestsServed += 1
+                            clearDeadline()
+                            respond(refusal, method: head.method, version: head.version, keepAlive: false, bodyUnread: true)
+                            return
+                        }
+                        sendContinue()
+                    }
+                } else {
+                    clearDeadline()
+                }
+            case .request(var request):
+                clearDeadline()
+                if remoteAddressText == nil { remoteAddressText = peer.description }
+                request.remoteAddress = remoteAddressText ?? ""
+                handle(request)
+            case .error(let error):
+                server.configuration.logger.log(.debug, "rejecting request: \(error) (\(error.status.code))")
+                sendError(code: error.status.code)
+                return
+            }
+        }
+    }
+
+    // MARK: - Handling
+
+    /// Runs the handler for one complete request (inline when possible, see ``InlineHandlerSlots``),
+    /// enforcing the in-flight cap, then queues its response.
+    private func handle(_ request: HTTPRequest) {
+        requestsServed += 1
+        let inFlight = server.inFlightHandlers.wrappingAdd(1, ordering: .relaxed).newValue
+        if inFlight > server.configuration.maxInFlightHandlers {
+            server.inFlightHandlers.wrappingSubtract(1, ordering: .relaxed)
+            server.configuration.logger.log(.warning, "handler capacity reached; answering 503")
+            sendError(code: 503)
+            return
+        }
+        let started = max(1, Connection.now())
+        guard let slot = server.inlineSlots.acquire(now: started) else {
+            offload(request)
+            return
+        }
+        handlerStartedAt.store(started, ordering: .sequentiallyConsistent)
+        let response = server.handler.handle(request)
+        server.inlineSlots.release(slot)
+        server.inFlightHandlers.wrappingSubtract(1, ordering: .relaxed)
+        let (finishedInTime, _) = handlerStartedAt.compareExchange(
+            expected: started, desired: 0, ordering: .sequentiallyConsistent)
+        guard finishedInTime else {
+            // The watchdog already answered 503 for this request: drop the late result and send
+            // whatever part of that 503 the watchdog could not write.
+            handlerStartedAt.store(0, ordering: .sequentiallyConsistent)
+            let rest = lateResponse.withLock { pending -> [UInt8] in
+                defer { pending = nil }
+                return pending ?? []
+            }
+            phase = .writing
+            afterFlush = .linger
+            compactOutHead()
+            outHead.append(contentsOf: rest)
+            flush()
+            return
+        }
+        respond(response, to: request)
+    }
+
+    /// Runs the handler on this connection's overcommit queue, with reading paused and the
+    /// connection timer guarding the deadline; the response hops back to `queue`.
+    private func offload(_ request: HTTPRequest) {
+        phase = .handling
+        pauseReading()
+        setDeadline(.handler, at: Connection.now() &+ timeouts.handler)
+        let handlerQueue = self.handlerQueue ?? DispatchQueue(label: "HTTPServer.handler")
+        self.handlerQueue = handlerQueue
+        handlerQueue.async { [self] in
+            let response = server.handler.handle(request)
+            server.inFlightHandlers.wrappingSubtract(1, ordering: .relaxed)
+            queue.async { [self] in offloadFinished(response, request) }
+        }
+    }
+
+    /// Back on `queue` after an offloaded handler: send its response unless the deadline passed or
+    /// the connection closed meanwhile, then continue with pipelined requests.
+    private func offloadFinished(_ response: HTTPResponse, _ request: HTTPRequest) {
+        assertOnQueue()
+        if offloadedHandlerTimedOut {
+            offloadedHandlerTimedOut = false
+            return  // A 503 went out at the deadline; the connection is closing.
+        }
+        guard phase == .handling else { return }  // Closed meanwhile (drain deadline, reset).
+        clearDeadline()
+        respond(response, to: request)
+        if phase == .idle || phase == .reading { processBuffered() }
+    }
+
+    /// Queues the handler's response and writes as much as possible now.
+    private func respond(_ response: HTTPResponse, to request: HTTPRequest) {
+        respond(
+            response, method: request.method, version: request.version, keepAlive: request.keepAlive,
+            bodyUnread: false)
+    }
+
+    /// Queues a handler response. `bodyUnread` means the request body was refused before it was
+    /// read (``HTTPHandler/responseBeforeBody(_:)``): the connection must close, after lingering.
+    private func respond(
+        _ response: HTTPResponse, method: HTTPMethod, version: HTTPVersion, keepAlive: Bool, bodyUnread: Bool
+    ) {
+        if let rejection = ResponseEncoder.validate(response) {
+            server.configuration.logger.log(.error, "handler returned an invalid response (\(rejection)); sending 500")
+            sendError(code: 500)
+            return
+        }
+        let close =
+            !keepAlive || bodyUnread || drainRequested || server.state.isDraining
+            || requestsServed >= timeouts.maxRequests || ResponseEncoder.handlerRequestsClose(response.headers)
+        let framing = ResponseEncoder.Framing(
+            isHead: method == .head, close: close, keepAliveHeader: !close && version == .http1_0)
+        compactOutHead()
+        let sendBody = ResponseEncoder.appendHead(response, framing: framing, date: dateCache.current(), to: &outHead)
+        if sendBody { outBody = response.body }
+        phase = .writing
+        if close {
+            // Linger when the client may still be sending (it expected to keep the connection, or
+            // more bytes are already buffered); otherwise a plain close cannot cause a reset.
+            afterFlush = (keepAlive || bodyUnread || parser.bufferedByteCount > 0) ? .linger : .close
+        } else {
+            afterFlush = .nextRequest
+        }
+        flush()
+    }
+
+    /// Sends `HTTP/1.1 100 Continue` (interim; the body keeps arriving meanwhile).
+    private func sendContinue() {
+        compactOutHead()
+        let wasEmpty = outHead.isEmpty
+        outHead.append(contentsOf: "HTTP/1.1 100 Continue\r\n\r\n".utf8)
+        if wasEmpty {
+            afterFlush = .interim
+            flush()
+        }
+    }
+
+    /// Sends a prebuilt error response with `Connection: close`, then lingers (HTTP.md items 17, 18).
+    /// Only called when no final response has started on this connection.
+    private func sendError(code: Int) {
+        compactOutHead()
+        server.errorResponses.append(code: code, date: dateCache.current(), to: &outHead)
+        outBody = []
+        outBodySent = 0
+        phase = .writing
+        afterFlush = .linger
+        flush()
+    }
+
+    /// Drops already-sent bytes of `outHead` (for example a written `100 Continue`).
+    private func compactOutHead() {
+        if outHeadSent == 0 { return }
+        if outHeadSent >= outHead.count {
+            outHead.removeAll(keepingCapacity: true)
+        } else {
+            outHead.removeSubrange(0..<outHeadSent)
+        }
+        outHeadSent = 0
+    }
+
+    // MARK: - Writing
+
+    /// Writes pending bytes (head and body in one `sendmsg`); on EAGAIN waits for writability with
+    /// reading paused and the write-stall deadline armed (HTTP.md item 13).
+    private func flush() {
+        while outHeadSent < outHead.count || outBodySent < outBody.count {
+            let n = outHead.withUnsafeBytes { head in
+                outBody.withUnsafeBytes { body in
+                    SocketIO.send(
+                        fd, UnsafeRawBufferPointer(rebasing: head[outHeadSent...]),
+                        UnsafeRawBufferPointer(rebasing: body[outBodySent...]))
+                }
+            }
+            if n > 0 {
+                let fromHead = min(n, outHead.count - outHeadSent)
+                outHeadSent += fromHead
+                outBodySent += n - fromHead
+                if deadlineKind == .write { setDeadline(.write, at: Connection.now() &+ timeouts.write) }
+                continue
+            }
+            let code = errno
+            if n < 0 && (code == EAGAIN || code == EWOULDBLOCK) {
+                waitForWritable()
+                return
+            }
+            // EPIPE / ECONNRESET: the peer is gone (HTTP.md item 13, logged at debug level).
+            server.configuration.logger.log(.debug, "send failed on connection: errno \(code)")
+            close()
+            return
+        }
+        outHead.removeAll(keepingCapacity: outHead.capacity <= 4096)
+        outHeadSent = 0
+        outBody = []
+        outBodySent = 0
+        if let writeSource, !writeSuspended {
+            writeSource.suspend()
+            writeSuspended = true
+        }
+        flushed()
+    }
+
+    /// Arms the write source (creating it on first use) and, for final responses, pauses reading
+    /// and arms the write-stall deadline.
+    private func waitForWritable() {
+        if afterFlush != .interim {
+            // Backpressure: no reading while a final response is stuck (HTTP.md item 10).
+            pauseReading()
+            if deadlineKind != .write { setDeadline(.write, at: Connection.now() &+ timeouts.write) }
+        }
+        if let writeSource {
+            if writeSuspended {
+                writeSource.resume()
+                writeSuspended = false
+            }
+        } else {
+            let source = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
+            source.setEventHandler { [self] in writable() }
+            source.setCancelHandler { [self] in sourceCancelled() }
+            writeSource = source
+            pendingCancellations += 1
+            source.activate()
+        }
+    }
+
+    /// Write-source handler: continue flushing, then resume request processing if it finished.
+    private func writable() {
+        assertOnQueue()
+        if phase == .closed { return }
+        flush()
+        if phase == .idle || phase == .reading { processBuffered() }
+    }
+
+    /// The outbound buffer just became empty.
+    private func flushed() {
+        switch afterFlush {
+        case .interim:
+            break
+        case .nextRequest:
+            if drainRequested && parser.isAtRequestBoundary {
+                close()
+                return
+            }
+            if parser.isAtRequestBoundary {
+                phase = .idle
+                setDeadline(.idle, at: Connection.now() &+ timeouts.idle)
+            } else {
+                // Pipelined bytes are waiting: they are the start of the next head.
+                phase = .reading
+                setDeadline(.header, at: Connection.now() &+ timeouts.header)
+            }
+            resumeReading()
+        case .close:
+            close()
+        case .linger:
+            startLingering()
+        }
+    }
+
+    // MARK: - Lingering close (RFC 9112 §9.6, HTTP.md item 17)
+
+    /// `shutdown(SHUT_WR)`, then read and discard for up to ``HTTPServerConfiguration/lingerTimeout``
+    /// or ``HTTPServerConfiguration/lingerMaxBytes``, so the client reads our response before any RST.
+    private func startLingering() {
+        _ = shutdown(fd, Int32(SHUT_WR))
+        phase = .lingering
+        lingerDiscarded = 0
+        setDeadline(.linger, at: Connection.now() &+ timeouts.linger)
+        resumeReading()
+        discardLingering()
+    }
+
+    /// Reads and drops input until EOF, an error, the byte cap, or (via the timer) the time cap.
+    private func discardLingering() {
+        let buffer = ReadBuffer.current()
+        guard let base = buffer.baseAddress else { return }
+        while phase == .lingering {
+            let n = SocketIO.receive(fd, base, buffer.count)
+            if n > 0 {
+                lingerDiscarded += n
+                if lingerDiscarded >= timeouts.lingerMaxBytes { close() }
+            } else if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                return
+            } else {
+                close()
+            }
+        }
+    }
+
+    // MARK: - Read source suspension
+
+    /// Suspends the read source (idempotent).
+    private func pauseReading() {
+        if let readSource, !readSuspended {
+            readSource.suspend()
+            readSuspended = true
+        }
+    }
+
+    /// Resumes the read source if it is suspended (idempotent).
+    private func resumeReading() {
+        if let readSource, readSuspended {
+            readSource.resume()
+            readSuspended = false
+        }
+    }
+
+    // MARK: - Timers (HTTP.md item 11)
+
+    /// Sets the single pending deadline; re-arms the timer only if it must fire earlier.
+    private func setDeadline(_ kind: DeadlineKind, at time: UInt64) {
+        deadlineKind = kind
+        deadline = time
+        if armedFor == 0 || time < armedFor, let timer {
+            armedFor = time
+            timer.schedule(deadline: DispatchTime(uptimeNanoseconds: time), repeating: .never, leeway: .milliseconds(10))
+        }
+    }
+
+    /// Removes the deadline; an armed timer will fire once, find nothing, and stay idle.
+    private func clearDeadline() {
+        deadline = 0
+        deadlineKind = .none
+    }
+
+    /// Timer handler: re-arm if fired early, otherwise act on the expired deadline.
+    private func timerFired() {
+        assertOnQueue()
+        armedFor = 0
+        guard phase != .closed, deadline != 0 else { return }
+        let now = Connection.now()
+        if now < deadline {
+            setDeadline(deadlineKind, at: deadline)
+            return
+        }
+        let kind = deadlineKind
+        clearDeadline()
+        switch kind {
+        case .firstHeader:
+            // 408 only when nothing at all was received (HTTP.md item 18); otherwise just close.
+            if phase == .idle && !receivedAnyByte {
+                server.configuration.logger.log(.debug, "header deadline: nothing received, sending 408")
+                sendError(code: 408)
+            } else {
+                close()
+            }
+        case .handler:
+            guard phase == .handling else { return }
+            server.configuration.logger.log(.warning, "handler exceeded its deadline; answered 503")
+            offloadedHandlerTimedOut = true
+            sendError(code: 503)
+        case .header, .body, .idle, .write, .linger:
+            server.configuration.logger.log(.debug, "connection deadline reached; closing")
+            close()
+        case .none:
+            break
+        }
+    }
+
+    // MARK: - Handler watchdog (runs on the server's watchdog queue, not on `queue`)
+
+    /// Answers 503 if the running handler has exceeded `timeout`. Safe off-queue: `queue` is blocked
+    /// inside the handler, so nothing else writes to `fd`, and `fd` cannot be closed meanwhile
+    /// (closing happens on `queue`). The 503 carries `Connection: close`; the handler's result is
+    /// discarded when it returns (see `handle(_:)`).
+    func checkHandlerDeadline(now: UInt64, timeout: UInt64, errorResponses: ErrorResponses) {
+        let started = handlerStartedAt.load(ordering: .sequentiallyConsistent)
+        guard started != 0, started != .max, now >= started, now - started >= timeout else { return }
+        guard handlerStartedAt.compareExchange(expected: started, desired: .max, ordering: .sequentiallyConsistent).exchanged
+        else { return }
+        server.configuration.logger.log(.warning, "handler exceeded its deadline; answered 503")
+        let bytes = errorResponses.bytes(code: 503, date: HTTPDate.format(HTTPDate.nowSeconds()))
+        let sent = bytes.withUnsafeBytes { SocketIO.send(fd, UnsafeRawBufferPointer(start: nil, count: 0), $0) }
+        let rest = sent > 0 ? Array(bytes[sent...]) : (sent == 0 ? bytes : (errno == EAGAIN ? bytes : []))
+        lateResponse.withLock { $0 = rest }
+    }
+}
+
+/// A per-thread receive buffer: reads land here and are copied into the connection's parser, so
+/// idle connections hold no read buffer (HTTP.md item 10 memory bound, and lower RSS).
+enum ReadBuffer {
+    /// Bytes per thread: large enough for a 64 KiB body chunk per `recv`.
+    static let size = 64 * 1024
+
+    /// Thread-local slot; its destructor frees the buffer when a Dispatch worker exits.
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        _ = pthread_key_create(&key) { pointer in free(pointer) }
+        return key
+    }()
+
+    /// This thread's buffer, allocated on first use and freed when the thread exits.
+    static func current() -> UnsafeMutableRawBufferPointer {
+        if let existing = pthread_getspecific(key) {
+            return UnsafeMutableRawBufferPointer(start: existing, count: size)
+        }
+        guard let fresh = malloc(size) else { return UnsafeMutableRawBufferPointer(start: nil, count: 0) }
+        _ = pthread_setspecific(key, fresh)
+        return UnsafeMutableRawBufferPointer(start: fresh, count: size)
+    }
+}

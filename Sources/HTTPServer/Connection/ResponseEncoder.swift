@@ -1,0 +1,178 @@
+// SPDX-License-Identifier: Apache-2.0
+
+/// Serialises response heads into a reusable byte buffer, enforcing response hygiene
+/// (HTTP.md item 19): header names must be tokens, values and reason phrases must not contain
+/// CR, LF or NUL (response splitting), and framing fields belong to the server.
+enum ResponseEncoder {
+    /// Why a handler's response could not be sent as is.
+    enum Rejection: Error {
+        /// The code is outside 200...999 or the reason phrase holds CR, LF or NUL.
+        case invalidStatus
+        /// A header name is not a token or its value holds CR, LF or NUL (name shown only if printable).
+        case invalidHeader(name: String)
+    }
+
+    /// Options decided by the connection, not the handler.
+    struct Framing {
+        /// The request was `HEAD`: describe the body but do not send it.
+        var isHead: Bool
+        /// Add `Connection: close`.
+        var close: Bool
+        /// Add `Connection: keep-alive` (an HTTP/1.0 client asked for it).
+        var keepAliveHeader: Bool
+    }
+
+    /// True when the handler's `Connection` header asks to close.
+    static func handlerRequestsClose(_ headers: HTTPHeaders) -> Bool {
+        headers.containsToken("close", in: "Connection")
+    }
+
+    /// Checks the parts of `response` that the handler controls.
+    static func validate(_ response: HTTPResponse) -> Rejection? {
+        let code = response.status.code
+        guard (200...999).contains(code),
+            HTTPSyntax.isSafeOutgoingValue(response.status.reasonPhrase.utf8)
+        else { return .invalidStatus }
+        for field in response.headers {
+            guard HTTPSyntax.isToken(field.name.utf8), HTTPSyntax.isSafeOutgoingValue(field.value.utf8) else {
+                return .invalidHeader(name: HTTPSyntax.isSafeOutgoingValue(field.name.utf8) ? field.name : "?")
+            }
+        }
+        return nil
+    }
+
+    /// Appends the status line and header section of `response` to `out`. The caller validated it.
+    /// Returns whether the body is to be sent.
+    static func appendHead(
+        _ response: HTTPResponse, framing: Framing, date: [UInt8], to out: inout [UInt8]
+    ) -> Bool {
+        let status = response.status
+        out.append(contentsOf: "HTTP/1.1 ".utf8)
+        appendDecimal(status.code, to: &out)
+        out.append(0x20)
+        out.append(contentsOf: status.reasonPhrase.utf8)
+        out.append(contentsOf: crlf)
+        for field in response.headers {
+            // The server owns framing and Date (RFC 9112 §6; RFC 9110 §6.6.1).
+            if isServerOwned(field.name) { continue }
+            out.append(contentsOf: field.name.utf8)
+            out.append(contentsOf: ": ".utf8)
+            out.append(contentsOf: field.value.utf8)
+            out.append(contentsOf: crlf)
+        }
+        // RFC 9110 §8.6: no Content-Length in 1xx/204 responses; for 304 it is optional and we omit it.
+        if !status.forbidsBody {
+            out.append(contentsOf: "Content-Length: ".utf8)
+            appendDecimal(response.body.count, to: &out)
+            out.append(contentsOf: crlf)
+        }
+        out.append(contentsOf: "Date: ".utf8)
+        out.append(contentsOf: date)
+        out.append(contentsOf: crlf)
+        if framing.close {
+            out.append(contentsOf: "Connection: close\r\n".utf8)
+        } else if framing.keepAliveHeader {
+            out.append(contentsOf: "Connection: keep-alive\r\n".utf8)
+        }
+        out.append(contentsOf: crlf)
+        return !framing.isHead && !status.forbidsBody && !response.body.isEmpty
+    }
+
+    /// `Content-Length`, `Transfer-Encoding`, `Date` and `Connection` are written by the server.
+    private static func isServerOwned(_ name: String) -> Bool {
+        switch name.utf8.count {
+        case 4: HTTPHeaders.namesEqual(name, "Date")
+        case 10: HTTPHeaders.namesEqual(name, "Connection")
+        case 14: HTTPHeaders.namesEqual(name, "Content-Length")
+        case 17: HTTPHeaders.namesEqual(name, "Transfer-Encoding")
+        default: false
+        }
+    }
+
+    /// The line terminator.
+    static let crlf: [UInt8] = [0x0D, 0x0A]
+
+    /// Appends the decimal digits of a non-negative integer.
+    static func appendDecimal(_ value: Int, to out: inout [UInt8]) {
+        if value < 10 {
+            out.append(UInt8(truncatingIfNeeded: 0x30 + max(0, value)))
+            return
+        }
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+            UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var v = value
+        var count = 0
+        withUnsafeMutableBytes(of: &digits) { d in
+            while v > 0 && count < 20 {
+                d[19 - count] = UInt8(truncatingIfNeeded: 0x30 + v % 10)
+                v /= 10
+                count += 1
+            }
+            out.append(contentsOf: d[(20 - count)...])
+        }
+    }
+}
+
+/// Prebuilt server-generated error responses (HTTP.md item 18): a fixed problem+json body,
+/// `Content-Length`, `Connection: close`, `Cache-Control: no-store`, and nothing from the request.
+/// Only the `Date` line is added per use.
+struct ErrorResponses: Sendable {
+    /// One prebuilt response, split around the `Date` line.
+    private struct Template: Sendable {
+        /// Status line and fixed headers.
+        var prefix: [UInt8]
+        /// The problem+json body.
+        var body: [UInt8]
+    }
+
+    /// Templates by status code.
+    private let templates: [Int: Template]
+    /// `Retry-After` seconds for 503.
+    private let retryAfterSeconds: Int
+
+    /// The statuses the server itself generates.
+    static let codes = [400, 404, 408, 413, 414, 417, 431, 500, 501, 503, 505]
+
+    /// Builds every template once, at server creation.
+    init(retryAfterSeconds: Int) {
+        self.retryAfterSeconds = retryAfterSeconds
+        var templates: [Int: Template] = [:]
+        for code in ErrorResponses.codes {
+            templates[code] = ErrorResponses.makeTemplate(code: code, retryAfterSeconds: retryAfterSeconds)
+        }
+        self.templates = templates
+    }
+
+    /// The template for `code`: problem body, length, no-store, close (and Retry-After for 503).
+    private static func makeTemplate(code: Int, retryAfterSeconds: Int) -> Template {
+        let status = HTTPStatus(code: code)
+        let body = HTTPResponse.problemBody(status: code, title: status.reasonPhrase, detail: nil)
+        var prefix: [UInt8] = []
+        prefix.append(contentsOf: "HTTP/1.1 \(code) \(status.reasonPhrase)\r\n".utf8)
+        prefix.append(contentsOf: "Content-Type: application/problem+json\r\n".utf8)
+        prefix.append(contentsOf: "Content-Length: \(body.count)\r\n".utf8)
+        prefix.append(contentsOf: "Cache-Control: no-store\r\n".utf8)
+        if code == 503 { prefix.append(contentsOf: "Retry-After: \(max(0, retryAfterSeconds))\r\n".utf8) }
+        prefix.append(contentsOf: "Connection: close\r\n".utf8)
+        return Template(prefix: prefix, body: body)
+    }
+
+    /// Appends the complete response (head and body) for `code` to `out`.
+    func append(code: Int, date: [UInt8], to out: inout [UInt8]) {
+        let template = templates[code] ?? ErrorResponses.makeTemplate(code: code, retryAfterSeconds: retryAfterSeconds)
+        out.append(contentsOf: template.prefix)
+        out.append(contentsOf: "Date: ".utf8)
+        out.append(contentsOf: date)
+        out.append(contentsOf: "\r\n\r\n".utf8)
+        out.append(contentsOf: template.body)
+    }
+
+    /// The complete response bytes for `code`.
+    func bytes(code: Int, date: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(256)
+        append(code: code, date: date, to: &out)
+        return out
+    }
+}

@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: Apache-2.0
+import Synchronization
+
+/// Answers one complete request with one complete response.
+///
+/// **Where handlers run.** Normally `handle(_:)` is called synchronously on the connection's own
+/// serial `DispatchQueue`, with no thread hop per request. Connection queues share Dispatch's
+/// CPU-sized worker pool, which blocking handlers could starve (Dispatch on Linux adds threads for
+/// blocked workers only about once a second). So once
+/// ``HTTPServerConfiguration/inlineHandlerLimit`` inline handlers (default: CPUs − 1) are blocked
+/// (running over 1 ms with their thread asleep), further handler calls run on a per-connection serial queue of
+/// Dispatch's overcommit pool (which starts a thread when none is free) and their responses hop
+/// back to the connection queue. Either way blocking work (SQLite, OpenSSL) is fine: it blocks a
+/// Dispatch worker thread, never the Swift cooperative pool. Requests on one connection are
+/// handled one at a time, in order (RFC 9112 §9.3.2).
+///
+/// **Bounds.** At most ``HTTPServerConfiguration/maxInFlightHandlers`` calls run at once; a request
+/// beyond that gets 503 with `Retry-After` without calling the handler. A call that runs longer than
+/// ``HTTPServerConfiguration/handlerTimeout`` makes the server answer 503 (`Retry-After`,
+/// `Connection: close`) at the deadline: for an inline call a watchdog queue writes the prebuilt
+/// 503 itself (the connection queue is blocked inside the handler, so nothing else touches the
+/// socket), for an offloaded call the connection's own timer does. When the call finally returns,
+/// an atomic compare-and-exchange (inline) or a flag on the connection queue (offloaded) tells the
+/// server the deadline passed; the late response is dropped and the connection closed. A handler
+/// cannot be interrupted, so it should still bound its own blocking work.
+///
+/// Implementations must be `Sendable`: the same instance serves every connection concurrently.
+public protocol HTTPHandler: Sendable {
+    /// Produces the response for `request`. Must not block indefinitely.
+    func handle(_ request: HTTPRequest) -> HTTPResponse
+
+    /// Lets the handler refuse a request body before the client sends it.
+    ///
+    /// Called on the connection queue for an HTTP/1.1 request with `Expect: 100-continue` whose
+    /// head is valid and whose body has not started to arrive, just before the server would send
+    /// `100 Continue` (RFC 9110 §10.1.1). Return a final response (say 401, 404, 415) to send it
+    /// instead, with `Connection: close` and without reading the body; return nil to continue.
+    /// It must be cheap and non-blocking (look at the method, target and headers only). The default
+    /// implementation returns nil.
+    func responseBeforeBody(_ head: HTTPRequestHead) -> HTTPResponse?
+}
+
+extension HTTPHandler {
+    /// Accepts every body (sends `100 Continue` when asked).
+    public func responseBeforeBody(_ head: HTTPRequestHead) -> HTTPResponse? { nil }
+}
+
+/// An ``HTTPHandler`` backed by a closure; handy in tests and small tools.
+public struct HTTPClosureHandler: HTTPHandler {
+    /// The wrapped closure.
+    private let body: @Sendable (HTTPRequest) -> HTTPResponse
+    /// The optional early check for `Expect: 100-continue` requests.
+    private let beforeBody: @Sendable (HTTPRequestHead) -> HTTPResponse?
+
+    /// Wraps `body` as a handler; `beforeBody` implements ``HTTPHandler/responseBeforeBody(_:)``.
+    public init(
+        beforeBody: @escaping @Sendable (HTTPRequestHead) -> HTTPResponse? = { _ in nil },
+        _ body: @escaping @Sendable (HTTPRequest) -> HTTPResponse
+    ) {
+        self.body = body
+        self.beforeBody = beforeBody
+    }
+
+    /// Calls the closure.
+    public func handle(_ request: HTTPRequest) -> HTTPResponse { body(request) }
+
+    /// Calls `beforeBody`.
+    public func responseBeforeBody(_ head: HTTPRequestHead) -> HTTPResponse? { beforeBody(head) }
+}
+
+/// The part of a server's lifecycle that handlers may observe, shared by reference.
+///
+/// Create it first, give it to your handler, then pass it to ``HTTPServer/init(configuration:state:handler:)``
+/// so a health endpoint can answer 503 while the server drains.
+public final class HTTPServerState: Sendable {
+    /// Set once by the server when shutdown begins; never cleared.
+    private let draining = Atomic<Bool>(false)
+
+    /// Creates a state that is not draining.
+    public init() {}
+
+    /// True once ``HTTPServer/shutdown(deadline:completion:)`` has been called.
+    public var isDraining: Bool { draining.load(ordering: .acquiring) }
+
+    /// Marks the server as draining (called by ``HTTPServer/shutdown(deadline:completion:)``).
+    func beginDraining() { draining.store(true, ordering: .releasing) }
+}

@@ -1,0 +1,486 @@
+// SPDX-License-Identifier: Apache-2.0
+public import Dispatch
+import CSocketShims
+import Glibc
+import Synchronization
+
+/// A general HTTP/1.1 server on BSD sockets and Dispatch.
+///
+/// ```swift
+/// let state = HTTPServerState()
+/// let server = HTTPServer(configuration: .init(host: "127.0.0.1", port: 8080),
+///                         state: state, handler: MyHandler(state: state))
+/// try server.start()                       // binds, listens, accepts; returns immediately
+/// print(server.port)                       // the bound port (useful with port 0)
+/// server.shutdown(deadline: .now() + .seconds(8)) { exit(0) }
+/// dispatchMain()
+/// ```
+///
+/// **Threading.** The listener runs on its own serial queue. Each connection is confined to its
+/// own serial queue; all of them target Dispatch's default global queue (a worker pool sized to
+/// the CPUs), and handlers usually run inline on the connection's queue (see ``HTTPHandler``).
+/// A watchdog queue enforces the deadline of inline handlers.
+///
+/// **Connection cap.** At ``HTTPServerConfiguration/maxConnections`` the listener's read source is
+/// suspended, so further clients wait in the kernel backlog; it resumes when a connection closes.
+/// `EMFILE`/`ENFILE`/`ENOBUFS`/`ENOMEM` from `accept` pause accepting for 100 ms; the listener never
+/// stops on its own (HTTP.md item 12).
+public final class HTTPServer: Sendable {
+    /// The configuration the server was created with.
+    public let configuration: HTTPServerConfiguration
+    /// Lifecycle flags shared with handlers (``HTTPServerState/isDraining``).
+    public let state: HTTPServerState
+
+    /// The application's request handler.
+    let handler: any HTTPHandler
+    /// The configured timeouts in nanoseconds, shared by all connections.
+    let timeouts: Connection.Timeouts
+    /// Prebuilt bytes of the server-generated error responses.
+    let errorResponses: ErrorResponses
+    /// Handlers currently running, across all connections.
+    let inFlightHandlers = Atomic<Int>(0)
+    /// Start times of the handlers running inline on connection queues (see ``HTTPHandler``).
+    let inlineSlots: InlineHandlerSlots
+    /// Open client connections (accepted and not yet fully closed).
+    let connectionCount = Atomic<Int>(0)
+    /// Set by the listener when it paused at the connection cap; closers then wake it.
+    let listenerWaitingForCapacity = Atomic<Bool>(false)
+
+    /// Every open connection, for shutdown and the handler watchdog.
+    private let connections = Mutex<[ObjectIdentifier: Connection]>([:])
+    /// Start/stop state, bound address, listener, watchdog and pending shutdown completions.
+    private let lifecycle = Mutex<Lifecycle>(Lifecycle())
+    /// Set once shutdown completions have run (they run exactly once).
+    private let shutdownFinished = Atomic<Bool>(false)
+
+    /// Serial queue of the listener (an overcommit-pool queue, so blocked handlers never starve it).
+    let listenerQueue = DispatchQueue(label: "HTTPServer.listener")
+    /// Serial queue of the handler watchdog (overcommit pool for the same reason).
+    private let watchdogQueue = DispatchQueue(label: "HTTPServer.watchdog")
+
+    /// Mutable lifecycle state, guarded by `lifecycle`.
+    private struct Lifecycle {
+        /// created → running → draining → stopped (or created → stopped).
+        enum Phase { case created, running, draining, stopped }
+        /// Where the server is in its lifecycle.
+        var phase = Phase.created
+        /// The bound address, once listening.
+        var address: SocketAddress?
+        /// The accept loop, once listening.
+        var listener: Listener?
+        /// The handler-deadline timer, once listening.
+        var watchdog: Watchdog?
+        /// Callers of `shutdown` waiting for the drain to finish.
+        var completions: [@Sendable () -> Void] = []
+    }
+
+    /// Creates a server. Nothing is bound until ``start()``.
+    ///
+    /// The handler and state are retained for the server's lifetime; the server itself must be
+    /// kept alive (for example in a local of the function that calls `dispatchMain()`).
+    ///
+    /// - Parameters:
+    ///   - configuration: limits, timeouts and the listen address.
+    ///   - state: shared lifecycle flags; pass the instance your handler reads.
+    ///   - handler: answers every request (see ``HTTPHandler`` for where it runs).
+    public init(
+        configuration: HTTPServerConfiguration = HTTPServerConfiguration(),
+        state: HTTPServerState = HTTPServerState(),
+        handler: any HTTPHandler
+    ) {
+        self.configuration = configuration
+        self.state = state
+        self.handler = handler
+        self.timeouts = Connection.Timeouts(configuration)
+        self.errorResponses = ErrorResponses(retryAfterSeconds: configuration.retryAfterSeconds)
+        // Keep at least one worker of Dispatch's CPU-sized pool free of blocked handlers.
+        let cpus = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        let limit = max(0, configuration.inlineHandlerLimit ?? max(1, cpus - 1))
+        self.inlineSlots = InlineHandlerSlots(blockedLimit: limit, slotCount: limit + cpus)
+    }
+
+    /// True once ``shutdown(deadline:completion:)`` has been called.
+    public var isDraining: Bool { state.isDraining }
+
+    /// The bound TCP port (the kernel's choice when the configuration asked for port 0), or 0
+    /// before ``start()``.
+    public var port: Int { lifecycle.withLock { $0.address?.port ?? 0 } }
+
+    /// The bound address as `host:port` (`[host]:port` for IPv6), or nil before ``start()``.
+    public var localAddress: String? { lifecycle.withLock { $0.address?.description } }
+
+    /// Number of open client connections.
+    public var activeConnections: Int { connectionCount.load(ordering: .relaxed) }
+
+    // MARK: - Start
+
+    /// Binds, listens and starts accepting connections; returns as soon as the socket listens.
+    ///
+    /// Also raises the soft `RLIMIT_NOFILE` to the hard limit when it is below what
+    /// ``HTTPServerConfiguration/maxConnections`` needs.
+    ///
+    /// - Throws: ``HTTPServerError`` naming the failing step (`invalidHost`, `bind` with
+    ///   `EADDRINUSE`, …) or `alreadyStarted`.
+    public func start() throws(HTTPServerError) {
+        try lifecycle.withLock { (life: inout Lifecycle) throws(HTTPServerError) in
+            guard life.phase == .created else { throw .alreadyStarted }
+            life.phase = .running
+        }
+        checkFileDescriptorLimit()
+        let fd: Int32
+        let address: SocketAddress
+        do throws(HTTPServerError) {
+            guard (0...65535).contains(configuration.port) else { throw HTTPServerError.invalidPort(configuration.port) }
+            guard let parsed = SocketAddress(host: configuration.host, port: configuration.port) else {
+                throw HTTPServerError.invalidHost(configuration.host)
+            }
+            address = parsed
+            fd = try HTTPServer.makeListeningSocket(address: address, backlog: configuration.backlog)
+        } catch {
+            // A server that failed to start is finished: shutdown() completes at once.
+            lifecycle.withLock { $0.phase = .stopped }
+            throw error
+        }
+        var bound = address
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let named = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        if named == 0 { bound = SocketAddress(storage: storage, length: length) }
+
+        let listener = Listener(fd: fd, server: self)
+        let watchdog = makeWatchdog()
+        lifecycle.withLock {
+            $0.address = bound
+            $0.listener = listener
+            $0.watchdog = watchdog
+        }
+        listenerQueue.async { listener.start() }
+        watchdog.timer.activate()
+        configuration.logger.log(.info, "listening on \(bound.description)")
+    }
+
+    /// `socket` + `SO_REUSEADDR` + `bind` + `listen(backlog)`, non-blocking and close-on-exec.
+    private static func makeListeningSocket(address: SocketAddress, backlog: Int32) throws(HTTPServerError) -> Int32 {
+        let fd = socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw .systemCall(call: "socket", errno: errno) }
+        // SO_REUSEADDR: restart while old connections sit in TIME_WAIT.
+        guard SocketIO.setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1) else {
+            let code = errno
+            SocketIO.close(fd)
+            throw .systemCall(call: "setsockopt(SO_REUSEADDR)", errno: code)
+        }
+        var storage = address.storage
+        let bound = withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, address.length) }
+        }
+        guard bound == 0 else {
+            let code = errno
+            SocketIO.close(fd)  // No DispatchSource watches this fd yet.
+            throw .systemCall(call: "bind", errno: code)
+        }
+        guard listen(fd, backlog) == 0 else {
+            let code = errno
+            SocketIO.close(fd)
+            throw .systemCall(call: "listen", errno: code)
+        }
+        return fd
+    }
+
+    /// HTTP.md item 12: the process needs at least maxConnections + 64 descriptors (listener, DB,
+    /// logs, slack). Raise the soft limit to the hard limit if it is lower; warn if still short.
+    private func checkFileDescriptorLimit() {
+        let needed = rlim_t(max(0, configuration.maxConnections) + 64)
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+        if limit.rlim_cur < needed && limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        if limit.rlim_cur < needed {
+            configuration.logger.log(
+                .warning,
+                "RLIMIT_NOFILE is \(limit.rlim_cur), below the \(needed) needed for \(configuration.maxConnections) connections")
+        }
+    }
+
+    // MARK: - Connections
+
+    /// Takes ownership of an accepted socket. Called on the listener queue.
+    func adopt(fd: Int32, peer: SocketAddress) {
+        if state.isDraining {
+            SocketIO.close(fd)  // Accepted during shutdown: no source watches it yet.
+            return
+        }
+        _ = SocketIO.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
+        connectionCount.wrappingAdd(1, ordering: .sequentiallyConsistent)
+        // Connection queues target the default global queue: Dispatch's CPU-sized (non-overcommit)
+        // pool, so thread count stays bounded under load. Blocking handlers beyond
+        // `inlineHandlerLimit` move to an overcommit queue (see Connection.handle).
+        let queue = DispatchQueue(label: "HTTPServer.connection", target: .global())
+        let connection = Connection(fd: fd, peer: peer, server: self, queue: queue)
+        connections.withLock { $0[ObjectIdentifier(connection)] = connection }
+        queue.async { connection.start() }
+    }
+
+    /// Called on the connection's queue once its fd is closed.
+    func connectionClosed(_ connection: Connection) {
+        connections.withLock { $0[ObjectIdentifier(connection)] = nil }
+        let remaining = connectionCount.wrappingSubtract(1, ordering: .sequentiallyConsistent).newValue
+        if listenerWaitingForCapacity.load(ordering: .sequentiallyConsistent) {
+            let listener = lifecycle.withLock { $0.listener }
+            listenerQueue.async { listener?.capacityFreed() }
+        }
+        if remaining == 0 && state.isDraining { finishShutdown() }
+    }
+
+    // MARK: - Handler watchdog
+
+    /// A repeating timer that answers 503 for inline handlers past their deadline.
+    private func makeWatchdog() -> Watchdog {
+        let timeout = configuration.handlerTimeout.clampedNanoseconds
+        // Tick at a tenth of the deadline, between 10 ms and 250 ms: deadlines are honoured to
+        // within one tick, at a negligible idle cost.
+        let tick = max(10_000_000, min(250_000_000, timeout / 10))
+        let timer = DispatchSource.makeTimerSource(queue: watchdogQueue)
+        timer.schedule(
+            deadline: .now() + .nanoseconds(Int(tick)), repeating: .nanoseconds(Int(tick)),
+            leeway: .nanoseconds(Int(tick / 10)))
+        let errorResponses = self.errorResponses
+        timer.setEventHandler { [weak self] in
+            guard let self, self.inFlightHandlers.load(ordering: .relaxed) > 0 else { return }
+            let now = Connection.now()
+            self.connections.withLock { all in
+                for connection in all.values {
+                    connection.checkHandlerDeadline(now: now, timeout: timeout, errorResponses: errorResponses)
+                }
+            }
+        }
+        return Watchdog(timer: timer)
+    }
+
+    // MARK: - Shutdown (HTTP.md item 16)
+
+    /// Drains the server gracefully, then calls `completion` exactly once.
+    ///
+    /// - Parameters:
+    ///   - deadline: when remaining connections are force-closed; typically
+    ///     `.now() + configuration.drainTimeout` (keep it below the orchestrator's kill timeout).
+    ///   - completion: runs once the server is drained, e.g. to close the store and `exit(0)`.
+    ///
+    /// 1. ``isDraining`` becomes true (health checks can answer 503).
+    /// 2. The listener is cancelled: its fd is closed and new connections are refused.
+    /// 3. Idle connections are closed now; busy ones finish their current request, answer it with
+    ///    `Connection: close`, and close.
+    /// 4. When no connection is left, or at `deadline`, remaining connections are force-closed and
+    ///    `completion` runs (on an arbitrary thread). A handler still blocked at the deadline cannot
+    ///    be interrupted; its connection closes when it returns.
+    ///
+    /// Calling it again only adds another completion. Calling it before ``start()`` completes at once.
+    public func shutdown(deadline: DispatchTime, completion: @escaping @Sendable () -> Void) {
+        state.beginDraining()
+        let (first, alreadyDone) = lifecycle.withLock { life -> (Bool, Bool) in
+            if life.phase == .stopped { return (false, true) }
+            life.completions.append(completion)
+            if life.phase == .created {
+                life.phase = .stopped
+                return (false, true)
+            }
+            let first = life.phase == .running
+            life.phase = .draining
+            return (first, false)
+        }
+        if alreadyDone {
+            let pending = lifecycle.withLock { life -> [@Sendable () -> Void] in
+                defer { life.completions = [] }
+                return life.completions
+            }
+            pending.forEach { $0() }
+            if pending.isEmpty { completion() }
+            return
+        }
+        guard first else { return }
+        configuration.logger.log(.info, "draining: no longer accepting connections")
+        let listener = lifecycle.withLock { $0.listener }
+        listenerQueue.async { [self] in
+            listener?.cancel()
+            let open = connections.withLock { Array($0.values) }
+            for connection in open { connection.queue.async { connection.beginDrain() } }
+            if connectionCount.load(ordering: .sequentiallyConsistent) == 0 { finishShutdown() }
+        }
+        listenerQueue.asyncAfter(deadline: deadline) { [self] in
+            guard !shutdownFinished.load(ordering: .sequentiallyConsistent) else { return }
+            let open = connections.withLock { Array($0.values) }
+            if !open.isEmpty {
+                configuration.logger.log(.warning, "drain deadline reached; closing \(open.count) connection(s)")
+            }
+            for connection in open { connection.queue.async { connection.close() } }
+            finishShutdown()
+        }
+    }
+
+    /// ``shutdown(deadline:completion:)`` with ``HTTPServerConfiguration/drainTimeout``, awaited.
+    ///
+    /// Convenient in tests: `defer`-style cleanup after `try server.start()`.
+    public func shutdown() async {
+        let deadline = DispatchTime.now() + .nanoseconds(Int(min(configuration.drainTimeout.clampedNanoseconds, UInt64(Int.max))))
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            shutdown(deadline: deadline) { continuation.resume() }
+        }
+    }
+
+    /// Runs the shutdown completions exactly once and stops the watchdog.
+    private func finishShutdown() {
+        guard shutdownFinished.compareExchange(expected: false, desired: true, ordering: .sequentiallyConsistent).exchanged
+        else { return }
+        let (completions, watchdog) = lifecycle.withLock { life -> ([@Sendable () -> Void], Watchdog?) in
+            life.phase = .stopped
+            defer {
+                life.completions = []
+                life.watchdog = nil
+                life.listener = nil
+            }
+            return (life.completions, life.watchdog)
+        }
+        watchdog?.timer.cancel()
+        configuration.logger.log(.info, "drained")
+        for completion in completions { completion() }
+    }
+}
+
+/// Holds the handler-watchdog timer. `@unchecked Sendable`: the timer is set up before it is
+/// shared, and afterwards only `activate()`/`cancel()` are called, which libdispatch allows from
+/// any thread.
+final class Watchdog: @unchecked Sendable {
+    /// The repeating watchdog timer.
+    let timer: any DispatchSourceTimer
+    /// Wraps a configured, not yet activated timer.
+    init(timer: any DispatchSourceTimer) { self.timer = timer }
+}
+
+/// The listening socket and its accept loop, confined to the server's listener queue.
+///
+/// `@unchecked Sendable`: all mutable state is touched only on `server.listenerQueue` (the source
+/// delivers there and every other entry point is reached with `listenerQueue.async`).
+final class Listener: @unchecked Sendable {
+    /// The listening socket; closed only in the source's cancel handler.
+    private let fd: Int32
+    /// The server that adopts accepted sockets.
+    private let server: HTTPServer
+    /// Fires when connections are pending; nil once cancelled.
+    private var source: (any DispatchSourceRead)?
+    /// Paused because ``HTTPServerConfiguration/maxConnections`` are open.
+    private var pausedForCapacity = false
+    /// Paused for 100 ms after a resource error from `accept`.
+    private var pausedForBackoff = false
+    /// Whether `source` is currently suspended.
+    private var suspended = false
+
+    /// Wraps a listening socket; ``start()`` begins accepting.
+    init(fd: Int32, server: HTTPServer) {
+        self.fd = fd
+        self.server = server
+    }
+
+    /// Creates and activates the read source. Runs on the listener queue.
+    func start() {
+        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: server.listenerQueue)
+        let fd = self.fd
+        source.setEventHandler { [self] in acceptBatch() }
+        // The listening fd is closed only here, after the source has stopped watching it.
+        source.setCancelHandler { SocketIO.close(fd) }
+        self.source = source
+        source.activate()
+    }
+
+    /// Accepts up to 64 connections per wake-up, until EAGAIN (HTTP.md item 12).
+    private func acceptBatch() {
+        guard source != nil else { return }
+        let max = server.configuration.maxConnections
+        for _ in 0..<64 {
+            if server.connectionCount.load(ordering: .sequentiallyConsistent) >= max {
+                pauseForCapacity()
+                return
+            }
+            var peer = SocketAddress(storage: sockaddr_storage(), length: 0)
+            let client = SocketIO.accept(fd, &peer)
+            if client >= 0 {
+                server.adopt(fd: client, peer: peer)
+                continue
+            }
+            let code = errno
+            switch code {
+            case EAGAIN, EWOULDBLOCK:
+                return
+            case EINTR, ECONNABORTED, EPROTO, EPERM:
+                continue  // The pending connection vanished or a signal arrived; keep going.
+            case EMFILE, ENFILE, ENOBUFS, ENOMEM:
+                server.configuration.logger.log(.error, "accept failed: errno \(code); pausing accepts for 100 ms")
+                backOff()
+                return
+            default:
+                server.configuration.logger.log(.error, "accept failed: errno \(code); pausing accepts for 100 ms")
+                backOff()
+                return
+            }
+        }
+    }
+
+    /// Stops accepting until a connection closes; the kernel backlog holds new clients meanwhile.
+    private func pauseForCapacity() {
+        pausedForCapacity = true
+        server.listenerWaitingForCapacity.store(true, ordering: .sequentiallyConsistent)
+        updateSuspension()
+        // A connection may have closed between the count check and the flag store: re-check so the
+        // wake-up cannot be lost.
+        if server.connectionCount.load(ordering: .sequentiallyConsistent) < server.configuration.maxConnections {
+            capacityFreed()
+        }
+    }
+
+    /// A connection closed: resume accepting if the cap was the reason for pausing.
+    func capacityFreed() {
+        guard pausedForCapacity,
+            server.connectionCount.load(ordering: .sequentiallyConsistent) < server.configuration.maxConnections
+        else { return }
+        pausedForCapacity = false
+        server.listenerWaitingForCapacity.store(false, ordering: .sequentiallyConsistent)
+        updateSuspension()
+    }
+
+    /// Pauses accepting for 100 ms after `EMFILE`/`ENFILE`/`ENOBUFS`/`ENOMEM` (never gives up).
+    private func backOff() {
+        pausedForBackoff = true
+        updateSuspension()
+        server.listenerQueue.asyncAfter(deadline: .now() + .milliseconds(100)) { [self] in
+            pausedForBackoff = false
+            updateSuspension()
+        }
+    }
+
+    /// Suspends or resumes the source so that it is suspended exactly while a pause reason holds.
+    private func updateSuspension() {
+        guard let source else { return }
+        let shouldSuspend = pausedForCapacity || pausedForBackoff
+        if shouldSuspend && !suspended {
+            source.suspend()
+            suspended = true
+        } else if !shouldSuspend && suspended {
+            source.resume()
+            suspended = false
+        }
+    }
+
+    /// Stops accepting for good; the cancel handler closes the fd.
+    func cancel() {
+        guard let source else { return }
+        if suspended {
+            source.resume()  // Cancelling (and releasing) a suspended source traps.
+            suspended = false
+        }
+        source.cancel()
+        self.source = nil
+    }
+}

@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: Apache-2.0
+
+/// Every limit, timeout and address setting of an ``HTTPServer``, in one place.
+///
+/// The defaults follow the project's HTTP robustness checklist (RFC 9110/9112). Limits are enforced
+/// *while reading*, before bytes are buffered, and each maps to one status code:
+///
+/// | Field | Default | Exceeded → |
+/// |---|---|---|
+/// | ``maxRequestLineBytes`` | 8 KiB | 414 |
+/// | ``maxFieldLineBytes`` | 8 KiB | 431 |
+/// | ``maxHeaderSectionBytes`` | 32 KiB | 431 |
+/// | ``maxFieldCount`` | 100 | 431 |
+/// | ``maxBodyBytes`` | 256 KiB | 413 |
+/// | ``headerTimeout`` | 10 s | 408 (if nothing was received) or close |
+/// | ``idleTimeout`` | 30 s | silent close |
+/// | ``bodyInactivityTimeout`` | 10 s | close |
+/// | ``writeStallTimeout`` | 10 s | close |
+/// | ``handlerTimeout`` | 10 s | 503 with `Retry-After` |
+/// | ``maxConnections`` | 512 | kernel backlog absorbs the excess |
+/// | ``maxInFlightHandlers`` | 64 | 503 with `Retry-After` |
+/// | ``maxRequestsPerConnection`` | 1000 | `Connection: close` on the last one |
+/// | ``drainTimeout`` | 8 s | remaining connections are force-closed |
+///
+/// All durations are `Duration` values; the server converts them to monotonic nanoseconds once.
+///
+/// ```swift
+/// var configuration = HTTPServerConfiguration(host: "::", port: 8080)
+/// configuration.maxBodyBytes = 512 * 1024
+/// configuration.headerTimeout = .seconds(5)
+/// ```
+///
+/// Values are not validated beyond clamping: zero or negative limits make every request fail
+/// with the corresponding status, zero timeouts close connections at once.
+public struct HTTPServerConfiguration: Sendable {
+    /// Address to bind: a numeric IPv4 (`"127.0.0.1"`, `"0.0.0.0"`) or IPv6 (`"::1"`, `"::"`) literal.
+    /// `"localhost"` is accepted as an alias for `127.0.0.1`. Brackets around IPv6 literals are tolerated.
+    public var host: String
+    /// TCP port to bind; `0` lets the kernel choose (read it back from ``HTTPServer/port``).
+    public var port: Int
+    /// `listen(2)` backlog; the default is glibc's `SOMAXCONN` (4096). The kernel caps it at
+    /// `net.core.somaxconn`.
+    public var backlog: Int32
+
+    /// Longest accepted request line (`method SP target SP version`), CRLF excluded. Longer → 414.
+    /// RFC 9112 §3 asks servers to support at least 8000 octets.
+    public var maxRequestLineBytes: Int
+    /// Longest accepted single header (or trailer) field line, CRLF excluded. Longer → 431.
+    public var maxFieldLineBytes: Int
+    /// Largest accepted header section: the sum of all field lines including their CRLFs, trailers
+    /// included. Larger → 431.
+    public var maxHeaderSectionBytes: Int
+    /// Most header plus trailer field lines accepted in one request. More → 431.
+    public var maxFieldCount: Int
+    /// Largest accepted request body after chunked decoding. Larger → 413, sent before the body is
+    /// read when `Content-Length` announces it.
+    public var maxBodyBytes: Int
+    /// Longest accepted chunk-size line including chunk extensions (RFC 9112 §7.1.1). Longer → 400.
+    public var maxChunkLineBytes: Int
+
+    /// Time allowed from accept until the first request head is complete, and from the first byte of
+    /// a later request until its head is complete. Trickling bytes do not extend it (slowloris).
+    public var headerTimeout: Duration
+    /// Time a keep-alive connection may sit between requests before it is closed silently.
+    public var idleTimeout: Duration
+    /// Time the body of a request may make no progress before the connection is closed.
+    public var bodyInactivityTimeout: Duration
+    /// Time pending response bytes may make no progress before the connection is closed.
+    public var writeStallTimeout: Duration
+    /// Time a handler may run; after it the client gets 503 and the handler's late result is dropped.
+    public var handlerTimeout: Duration
+    /// How long a closing connection keeps reading and discarding after an error response
+    /// (RFC 9112 §9.6 lingering close), and ``lingerMaxBytes`` how much it discards at most.
+    public var lingerTimeout: Duration
+    /// Most bytes discarded during a lingering close.
+    public var lingerMaxBytes: Int
+
+    /// Most simultaneously open client connections. At the cap the listener stops accepting and the
+    /// kernel backlog holds further clients until a connection closes.
+    public var maxConnections: Int
+    /// Most handlers running at once across all connections; one more gets 503 with `Retry-After`.
+    public var maxInFlightHandlers: Int
+    /// How many *blocked* handlers (running over 1 ms with their thread asleep) may occupy the
+    /// connection queues' shared, CPU-sized Dispatch worker pool before further handlers run on a
+    /// per-connection thread of the overcommit pool instead (one thread hop each). Cheap handlers always run
+    /// inline, with no hop. `nil` means "active CPUs − 1" (at least 1); `0` offloads every handler.
+    public var inlineHandlerLimit: Int?
+    /// Requests served on one connection before it is closed with `Connection: close`.
+    public var maxRequestsPerConnection: Int
+    /// Default grace period for ``HTTPServer/shutdown(deadline:completion:)`` callers.
+    public var drainTimeout: Duration
+    /// Value of `Retry-After` (seconds) on 503 responses generated by the server.
+    public var retryAfterSeconds: Int
+
+    /// Receives the server's log lines. The default writes warnings and errors to standard error.
+    public var logger: HTTPServerLogger
+
+    /// Creates a configuration; every parameter defaults to the documented value.
+    public init(
+        host: String = "127.0.0.1",
+        port: Int = 8080,
+        backlog: Int32 = 4096,
+        maxRequestLineBytes: Int = 8 * 1024,
+        maxFieldLineBytes: Int = 8 * 1024,
+        maxHeaderSectionBytes: Int = 32 * 1024,
+        maxFieldCount: Int = 100,
+        maxBodyBytes: Int = 256 * 1024,
+        maxChunkLineBytes: Int = 1024,
+        headerTimeout: Duration = .seconds(10),
+        idleTimeout: Duration = .seconds(30),
+        bodyInactivityTimeout: Duration = .seconds(10),
+        writeStallTimeout: Duration = .seconds(10),
+        handlerTimeout: Duration = .seconds(10),
+        lingerTimeout: Duration = .seconds(2),
+        lingerMaxBytes: Int = 64 * 1024,
+        maxConnections: Int = 512,
+        maxInFlightHandlers: Int = 64,
+        inlineHandlerLimit: Int? = nil,
+        maxRequestsPerConnection: Int = 1000,
+        drainTimeout: Duration = .seconds(8),
+        retryAfterSeconds: Int = 1,
+        logger: HTTPServerLogger = .standardError(minimumLevel: .warning)
+    ) {
+        self.host = host
+        self.port = port
+        self.backlog = backlog
+        self.maxRequestLineBytes = maxRequestLineBytes
+        self.maxFieldLineBytes = maxFieldLineBytes
+        self.maxHeaderSectionBytes = maxHeaderSectionBytes
+        self.maxFieldCount = maxFieldCount
+        self.maxBodyBytes = maxBodyBytes
+        self.maxChunkLineBytes = maxChunkLineBytes
+        self.headerTimeout = headerTimeout
+        self.idleTimeout = idleTimeout
+        self.bodyInactivityTimeout = bodyInactivityTimeout
+        self.writeStallTimeout = writeStallTimeout
+        self.handlerTimeout = handlerTimeout
+        self.lingerTimeout = lingerTimeout
+        self.lingerMaxBytes = lingerMaxBytes
+        self.maxConnections = maxConnections
+        self.maxInFlightHandlers = maxInFlightHandlers
+        self.inlineHandlerLimit = inlineHandlerLimit
+        self.maxRequestsPerConnection = maxRequestsPerConnection
+        self.drainTimeout = drainTimeout
+        self.retryAfterSeconds = retryAfterSeconds
+        self.logger = logger
+    }
+}
+
+extension Duration {
+    /// The duration in whole nanoseconds, clamped to `0...UInt64.max / 2` (so it can be added to a
+    /// monotonic timestamp without overflow).
+    var clampedNanoseconds: UInt64 {
+        let (seconds, attoseconds) = components
+        if seconds < 0 { return 0 }
+        let cap = UInt64.max / 4
+        if UInt64(seconds) >= cap / 1_000_000_000 { return cap }
+        return UInt64(seconds) * 1_000_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000)
+    }
+}

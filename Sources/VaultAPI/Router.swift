@@ -1,0 +1,431 @@
+// SPDX-License-Identifier: Apache-2.0
+public import HTTPServer
+public import VaultCore
+import Dispatch
+
+/// Facts about the running service that `/readyz`, `/metrics` and `/v1/sys/status` report.
+public struct ServiceInfo: Sendable {
+    /// `file` or `memory`.
+    public var engine: String
+    /// The database path for the file engine.
+    public var path: String?
+    /// Why the vault runs on memory although a file was asked for (nil when it is not a fallback).
+    public var fallbackReason: String?
+    /// `full` or `normal`.
+    public var synchronous: String
+    /// The service version.
+    public var version: String
+    /// Start time, Unix milliseconds.
+    public var startedAt: Int64
+
+    public init(engine: String, path: String?, fallbackReason: String?, synchronous: String, version: String, startedAt: Int64) {
+        self.engine = engine
+        self.path = path
+        self.fallbackReason = fallbackReason
+        self.synchronous = synchronous
+        self.version = version
+        self.startedAt = startedAt
+    }
+}
+
+/// The session-vault HTTP API: routes every request to ``VaultService``, authenticates and
+/// authorises `/v1`, maps every domain error to a status in one place, and records metrics.
+///
+/// Synchronous (it runs on the server's handler threads, where SQLite and OpenSSL may block).
+public final class VaultRouter: HTTPHandler {
+    /// Largest JSON body accepted (the server's own limit is larger, for `.session` uploads).
+    public static let maxJSONBodyBytes = 256 * 1024
+
+    let vault: VaultService
+    let metrics: Metrics
+    let throttle: AuthThrottle
+    let log: Log
+    let serverState: HTTPServerState
+    let info: ServiceInfo
+
+    public init(vault: VaultService, info: ServiceInfo, serverState: HTTPServerState, log: Log,
+                metrics: Metrics = Metrics(), throttle: AuthThrottle = AuthThrottle()) {
+        self.vault = vault
+        self.info = info
+        self.serverState = serverState
+        self.log = log
+        self.metrics = metrics
+        self.throttle = throttle
+    }
+
+    /// One request in, one response out. Never throws, never traps on input.
+    public func handle(_ request: HTTPRequest) -> HTTPResponse {
+        let started = Self.monotonicNanoseconds()
+        var route = "unmatched"
+        var response: HTTPResponse
+        do {
+            response = try dispatch(request, route: &route)
+        } catch {
+            response = problemResponse(error)
+        }
+        let seconds = Double(Self.monotonicNanoseconds() - started) / 1e9
+        metrics.observe(route: route, method: request.method.rawValue, status: response.status.code, seconds: seconds)
+        if response.status.code >= 500 {
+            log.error("request failed", [("method", request.method.rawValue), ("route", route), ("status", String(response.status.code))])
+        } else if log.enabled(.debug) {
+            log.debug("request", [("method", request.method.rawValue), ("route", route), ("status", String(response.status.code)),
+                                  ("remote", request.remoteAddress)])
+        }
+        return response
+    }
+
+    /// Answers an `Expect: 100-continue` request before its body is sent (HTTP.md item 8): an
+    /// unknown route (404), a missing or invalid token (401), a sealed vault (503) or a JSON body
+    /// over its limit (413) is refused at once, so the client never uploads for nothing. Cheap:
+    /// one keyed hash and at most one indexed read; nothing is recorded (the full request, if it
+    /// comes, goes through ``handle(_:)``).
+    public func responseBeforeBody(_ head: HTTPRequestHead) -> HTTPResponse? {
+        let request = HTTPRequest(head: head, body: [])
+        do {
+            try preflight(request, head: head)
+            return nil
+        } catch {
+            metrics.observe(route: "preflight", method: request.method.rawValue, status: error.status, seconds: 0)
+            return problemResponse(error)
+        }
+    }
+
+    private func preflight(_ request: HTTPRequest, head: HTTPRequestHead) throws(Problem) {
+        let path = request.path
+        if path == "/healthz" || path == "/readyz" || path == "/metrics" {
+            try allow(request.method == .head ? .get : request.method, [.get])
+            return
+        }
+        guard path.hasPrefix("/v1/") else { throw Problem.notFound("no such resource") }
+        if let reason = vault.sealedReason {
+            throw Problem(status: 503, title: "Service Unavailable", detail: "the vault is sealed: \(reason)",
+                          headers: [("Retry-After", "30")])
+        }
+        let unauthorized = Problem(status: 401, title: "Unauthorized", detail: "authorization: a valid Bearer token is required",
+                                   field: "authorization", headers: [("WWW-Authenticate", "Bearer realm=\"session-vault\"")])
+        guard let header = request.headers["Authorization"], let token = Self.bearerToken(header) else { throw unauthorized }
+        let principal: Principal?
+        do { principal = try vault.authenticate(token) } catch { throw problem(for: error, name: nil) }
+        guard principal != nil else { throw unauthorized }
+        if Self.mediaType(request) == "application/json", case .contentLength(let n) = head.framing, n > Self.maxJSONBodyBytes {
+            throw Problem(status: 413, title: "Content Too Large",
+                          detail: "body: JSON bodies are limited to \(Self.maxJSONBodyBytes) bytes", field: "body")
+        }
+    }
+
+    // MARK: Dispatch
+
+    private func dispatch(_ request: HTTPRequest, route: inout String) throws(Problem) -> HTTPResponse {
+        let path = request.path
+        var segments: [Substring] = path.split(separator: "/", omittingEmptySubsequences: false)
+        // "/a/b" splits into ["", "a", "b"]; a trailing slash leaves an empty last segment.
+        guard segments.first == "" else { throw Problem.notFound("no such resource") }
+        segments.removeFirst()
+        let method = request.method == .head ? HTTPMethod.get : request.method
+
+        switch (segments.first ?? "", segments.count) {
+        case ("healthz", 1):
+            route = "/healthz"
+            try allow(method, [.get])
+            return health()
+        case ("readyz", 1):
+            route = "/readyz"
+            try allow(method, [.get])
+            return readiness()
+        case ("metrics", 1):
+            route = "/metrics"
+            try allow(method, [.get])
+            return metricsResponse()
+        case ("v1", _):
+            break
+        default:
+            throw Problem.notFound("no such resource")
+        }
+
+        let rest = Array(segments.dropFirst())
+        guard let top = rest.first else { throw Problem.notFound("no such resource") }
+        switch (top, rest.count) {
+        case ("sessions", 1):
+            route = "/v1/sessions"
+            try allow(method, [.get, .post])
+            let principal = try authenticate(request)
+            return method == .post ? try createSession(request, principal) : try listSessions(request, principal)
+        case ("sessions", 2), ("sessions", 3):
+            let name = try pathName(rest[1])
+            if rest.count == 2 {
+                route = "/v1/sessions/{name}"
+                try allow(method, [.get, .patch, .delete])
+                let principal = try authenticate(request)
+                switch method {
+                case .get: return try getSession(name, principal)
+                case .patch: return try patchSession(request, name, principal)
+                default: return try revokeSession(request, name, principal)
+                }
+            }
+            switch rest[2] {
+            case "export":
+                route = "/v1/sessions/{name}/export"
+                try allow(method, [.get])
+                return try exportSession(request, name, try authenticate(request))
+            case "peers":
+                route = "/v1/sessions/{name}/peers"
+                try allow(method, [.get, .put])
+                let principal = try authenticate(request)
+                return method == .put ? try putPeers(request, name, principal) : try getPeers(request, name, principal)
+            default:
+                throw Problem.notFound("no such resource")
+            }
+        case ("tokens", 1):
+            route = "/v1/tokens"
+            try allow(method, [.get, .post])
+            let principal = try authenticate(request)
+            return method == .post ? try createToken(request, principal) : try listTokens(principal)
+        case ("tokens", 2):
+            route = "/v1/tokens/{accessor}"
+            try allow(method, [.get, .delete])
+            let principal = try authenticate(request)
+            let accessor = String(rest[1])
+            return method == .get ? try getToken(accessor, principal) : try revokeToken(request, accessor, principal)
+        case ("audit", 1):
+            route = "/v1/audit"
+            try allow(method, [.get])
+            return try auditLog(request, try authenticate(request))
+        case ("sys", 2):
+            switch rest[1] {
+            case "status":
+                route = "/v1/sys/status"
+                try allow(method, [.get])
+                return try status(try authenticate(request))
+            case "rotate":
+                route = "/v1/sys/rotate"
+                try allow(method, [.post])
+                return try rotate(request, try authenticate(request))
+            case "rewrap":
+                route = "/v1/sys/rewrap"
+                try allow(method, [.post])
+                return try rewrap(request, try authenticate(request))
+            default:
+                throw Problem.notFound("no such resource")
+            }
+        default:
+            throw Problem.notFound("no such resource")
+        }
+    }
+
+    private func allow(_ method: HTTPMethod, _ allowed: [HTTPMethod]) throws(Problem) {
+        guard allowed.contains(method) else {
+            var names = allowed.map(\.rawValue)
+            if allowed.contains(.get) { names.append("HEAD") }
+            throw Problem(status: 405, title: "Method Not Allowed", detail: "method \(method.rawValue) is not allowed here",
+                          headers: [("Allow", names.joined(separator: ", "))])
+        }
+    }
+
+    private func pathName(_ segment: Substring) throws(Problem) -> SessionName {
+        do {
+            return try SessionName(String(segment))
+        } catch {
+            throw Problem(status: 400, title: "Bad Request", detail: "name: \(error.description.dropFirst("name: ".count))", field: "name")
+        }
+    }
+
+    // MARK: Authentication and authorisation
+
+    /// Resolves the bearer token; 401 for a missing, malformed or unknown token, 429 when the
+    /// address has failed too often, 503 when sealed.
+    func authenticate(_ request: HTTPRequest) throws(Problem) -> Principal {
+        let address = request.remoteAddress
+        let now = Timestamp.nowSeconds()
+        if let wait = throttle.retryAfter(address, now: now) {
+            throw Problem(status: 429, title: "Too Many Requests",
+                          detail: "too many failed authentication attempts from this address; retry later",
+                          headers: [("Retry-After", String(wait))])
+        }
+        if let reason = vault.sealedReason {
+            throw Problem(status: 503, title: "Service Unavailable", detail: "the vault is sealed: \(reason)",
+                          headers: [("Retry-After", "30")])
+        }
+        guard let header = request.headers["Authorization"], let token = Self.bearerToken(header) else {
+            return try denied(request, "authorization: a Bearer token is required")
+        }
+        let principal: Principal?
+        do { principal = try vault.authenticate(token) } catch { throw problem(for: error, name: nil) }
+        guard let principal else {
+            return try denied(request, "authorization: the token is not valid (unknown, expired or revoked)")
+        }
+        return principal
+    }
+
+    private func denied(_ request: HTTPRequest, _ detail: String) throws(Problem) -> Principal {
+        throttle.recordFailure(request.remoteAddress, now: Timestamp.nowSeconds())
+        metrics.increment("sv_auth_failures_total")
+        vault.audit("auth.denied", nil, RequestContext(accessor: nil, remoteAddress: request.remoteAddress), outcome: "unauthenticated")
+        throw Problem(status: 401, title: "Unauthorized", detail: detail, field: "authorization",
+                      headers: [("WWW-Authenticate", "Bearer realm=\"session-vault\"")])
+    }
+
+    /// `Bearer <token>`, scheme case-insensitive (RFC 9110 §11.1), exactly one space.
+    static func bearerToken(_ header: String) -> String? {
+        let utf8 = Array(header.utf8)
+        guard utf8.count > 7 else { return nil }
+        let scheme = String(decoding: utf8[0..<6], as: UTF8.self).lowercased()
+        guard scheme == "bearer", utf8[6] == UInt8(ascii: " ") else { return nil }
+        let token = utf8[7...]
+        guard !token.isEmpty, token.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { return nil }
+        return String(decoding: token, as: UTF8.self)
+    }
+
+    /// 403 unless `principal` may do `operation` on `name`. Checked before any look-up, so an
+    /// out-of-scope name gets the same answer whether the session exists or not.
+    func authorize(_ principal: Principal, _ operation: AccessPolicy.Operation, session name: String?, _ request: HTTPRequest) throws(Problem) {
+        let allowed = name.map { principal.policy.allows(operation, session: $0) } ?? principal.policy.allows(operation)
+        guard allowed else {
+            vault.audit("access.denied", name, context(principal, request), outcome: "forbidden", detail: operation.rawValue)
+            throw Problem(status: 403, title: "Forbidden",
+                          detail: "authorization: the token does not allow '\(operation.rawValue)' on this resource",
+                          field: "authorization")
+        }
+    }
+
+    func requireRoot(_ principal: Principal, _ request: HTTPRequest) throws(Problem) {
+        guard principal.policy.isRoot else {
+            vault.audit("access.denied", nil, context(principal, request), outcome: "forbidden", detail: "root")
+            throw Problem(status: 403, title: "Forbidden", detail: "authorization: only the root token manages tokens",
+                          field: "authorization")
+        }
+    }
+
+    func context(_ principal: Principal, _ request: HTTPRequest) -> RequestContext {
+        RequestContext(accessor: principal.accessor, remoteAddress: request.remoteAddress)
+    }
+
+    // MARK: Error mapping (the one switch from domain errors to HTTP)
+
+    func problem(for error: VaultError, name: SessionName?) -> Problem {
+        let subject = name.map { "session '\($0.rawValue)'" } ?? "resource"
+        switch error {
+        case .notFound:
+            return Problem(status: 404, title: "Not Found", detail: "\(subject) does not exist", field: name == nil ? nil : "name")
+        case .revoked:
+            return Problem(status: 410, title: "Gone", detail: "\(subject) was revoked; its auth key no longer exists", field: "name")
+        case .conflict:
+            return Problem(status: 409, title: "Conflict", detail: "name: \(subject) already exists", field: "name")
+        case .versionMismatch(let current):
+            return Problem(status: 412, title: "Precondition Failed",
+                           detail: "If-Match: the session changed; its current ETag is \"\(current)\"", field: "If-Match")
+        case .sealed(let reason):
+            return Problem(status: 503, title: "Service Unavailable", detail: "the vault is sealed: \(reason)",
+                           headers: [("Retry-After", "30")])
+        case .invalid(let field, let reason):
+            let text = reason.hasPrefix(field + ":") ? reason : "\(field): \(reason)"
+            return Problem(status: 422, title: "Unprocessable Content", detail: text, field: field)
+        case .missingFields(let fields):
+            return Problem(status: 422, title: "Unprocessable Content",
+                           detail: "the conversion needs fields the session lacks: \(fields.joined(separator: ", ")); set them with PATCH",
+                           field: fields.first, missingFields: fields)
+        case .storage(let e):
+            switch e {
+            case .diskFull, .readOnly:
+                return Problem(status: 503, title: "Service Unavailable", detail: "storage is not writable right now",
+                               headers: [("Retry-After", "30")])
+            default:
+                log.error("storage failure", [("error", e.description)])
+                return Problem(status: 500, title: "Internal Server Error", detail: "storage failure")
+            }
+        case .integrity:
+            log.error("integrity failure on stored data")
+            return Problem(status: 500, title: "Internal Server Error", detail: "stored data failed its integrity check")
+        }
+    }
+
+    private func problemResponse(_ p: Problem) -> HTTPResponse {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "application/problem+json")
+        headers.add(name: "Cache-Control", value: "no-store")
+        for (k, v) in p.headers { headers.add(name: k, value: v) }
+        return HTTPResponse(status: HTTPStatus(code: p.status), headers: headers, body: p.body)
+    }
+
+    // MARK: Response helpers
+
+    func json(_ value: JSONValue, status: Int = 200, headers extra: [(String, String)] = []) -> HTTPResponse {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "application/json")
+        headers.add(name: "Cache-Control", value: "no-store")
+        for (k, v) in extra { headers.add(name: k, value: v) }
+        return HTTPResponse(status: HTTPStatus(code: status), headers: headers, body: JSONWriter.encode(value))
+    }
+
+    func noContent() -> HTTPResponse {
+        HTTPResponse(status: HTTPStatus(code: 204), headers: ["Cache-Control": "no-store"], body: [])
+    }
+
+    /// The parsed JSON body, enforcing the media type and the JSON size limit.
+    func jsonBody(_ request: HTTPRequest) throws(Problem) -> JSONValue {
+        guard Self.mediaType(request) == "application/json" else {
+            throw Problem(status: 415, title: "Unsupported Media Type", detail: "Content-Type: must be application/json",
+                          field: "Content-Type")
+        }
+        guard request.body.count <= Self.maxJSONBodyBytes else {
+            throw Problem(status: 413, title: "Content Too Large",
+                          detail: "body: JSON bodies are limited to \(Self.maxJSONBodyBytes) bytes", field: "body")
+        }
+        do {
+            return try JSONParser.parse(request.body)
+        } catch {
+            throw Problem.badRequest("body: \(error.description)", field: "body")
+        }
+    }
+
+    /// The media type of the request (lower-cased, without parameters), or nil.
+    static func mediaType(_ request: HTTPRequest) -> String? {
+        guard let ct = request.headers["Content-Type"] else { return nil }
+        let type = ct.split(separator: ";", maxSplits: 1).first.map { $0.trimmingSpaces() } ?? ""
+        return type.lowercased()
+    }
+
+    /// The single value of query parameter `name`; 400 when it is given twice.
+    func query(_ request: HTTPRequest, _ name: String) throws(Problem) -> String? {
+        let items = request.queryItems.filter { $0.name == name }
+        guard items.count <= 1 else { throw Problem.badRequest("\(name): given more than once", field: name) }
+        return items.first?.value
+    }
+
+    /// A decimal integer query parameter within `range`.
+    func intQuery(_ request: HTTPRequest, _ name: String, in range: ClosedRange<Int64>) throws(Problem) -> Int64? {
+        guard let text = try query(request, name) else { return nil }
+        guard let n = Self.parseInt64(text), range.contains(n) else {
+            throw Problem.badRequest("\(name): must be an integer between \(range.lowerBound) and \(range.upperBound)", field: name)
+        }
+        return n
+    }
+
+    /// Strict decimal: optional `-`, 1–19 digits, overflow-checked.
+    static func parseInt64(_ s: String) -> Int64? {
+        var utf8 = Substring(s).utf8[...]
+        var negative = false
+        if utf8.first == UInt8(ascii: "-") { negative = true; utf8 = utf8.dropFirst() }
+        guard !utf8.isEmpty, utf8.count <= 19 else { return nil }
+        var v: Int64 = 0
+        for b in utf8 {
+            guard b >= UInt8(ascii: "0"), b <= UInt8(ascii: "9") else { return nil }
+            let (m, o1) = v.multipliedReportingOverflow(by: 10)
+            let (a, o2) = m.addingReportingOverflow(Int64(b - UInt8(ascii: "0")))
+            guard !o1, !o2 else { return nil }
+            v = a
+        }
+        return negative ? -v : v
+    }
+
+    static func monotonicNanoseconds() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+}
+
+extension Substring {
+    /// Drops leading and trailing spaces and tabs.
+    func trimmingSpaces() -> String {
+        var s = self[...]
+        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
+        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,401 @@
+// SPDX-License-Identifier: Apache-2.0
+import HTTPServer
+import VaultCore
+
+extension VaultRouter {
+    /// Fields a create body may carry.
+    static let createFields: Set<String> = [
+        "name", "session_string", "dc_id", "auth_key", "api_id", "test_mode", "user_id", "is_bot", "server_address", "port",
+    ]
+    /// Fields a PATCH body may carry.
+    static let patchFields: Set<String> = ["dc_id", "api_id", "test_mode", "user_id", "is_bot", "server_address", "port"]
+
+    /// Media types accepted for a `.session` upload.
+    static let sqliteMediaTypes: Set<String> = ["application/vnd.sqlite3", "application/x-sqlite3"]
+
+    // MARK: Create
+
+    func createSession(_ request: HTTPRequest, _ principal: Principal) throws(Problem) -> HTTPResponse {
+        let name: SessionName
+        let imported: ImportedSession
+        if let type = Self.mediaType(request), Self.sqliteMediaTypes.contains(type) {
+            guard let raw = try query(request, "name") else { throw Problem.missing("name") }
+            name = try validName(raw)
+            try authorize(principal, .write, session: name.rawValue, request)
+            guard !request.body.isEmpty else { throw Problem.invalid("file", "the body is empty; send the .session file") }
+            do {
+                imported = try SessionFileReader.read(bytes: request.body)
+            } catch {
+                throw problem(for: VaultError(error), name: nil)
+            }
+        } else {
+            let body = try jsonBody(request)
+            let reader = try JSONObjectReader(body, allowed: Self.createFields)
+            name = try validName(try reader.required("name", reader.string))
+            try authorize(principal, .write, session: name.rawValue, request)
+            imported = try Self.importedSession(from: reader)
+        }
+        let stored: StoredSession
+        do {
+            stored = try vault.create(name: name, imported: imported, context: context(principal, request))
+        } catch {
+            throw problem(for: error, name: name)
+        }
+        log.info("session created", [("name", name.rawValue), ("format", imported.format.rawValue), ("accessor", principal.accessor)])
+        return json(Self.metadata(stored), status: 201, headers: [
+            ("Location", "/v1/sessions/\(name.rawValue)"), ("ETag", Self.etag(stored)),
+        ])
+    }
+
+    func validName(_ text: String) throws(Problem) -> SessionName {
+        do { return try SessionName(text) } catch { throw Problem.invalid("name", String(error.description.dropFirst("name: ".count))) }
+    }
+
+    /// Builds the session from a JSON create body: a session string (any format) completed by
+    /// the optional fields, or the fields alone.
+    static func importedSession(from reader: JSONObjectReader) throws(Problem) -> ImportedSession {
+        let apiID = try reader.int("api_id", in: 1...Int64(UInt32.max))
+        let testMode = try reader.bool("test_mode")
+        let userID = try reader.int("user_id", in: 0...Int64.max)
+        let isBot = try reader.bool("is_bot")
+        let serverAddress = try reader.string("server_address")
+        let port = try reader.int("port", in: 1...65535)
+        if let serverAddress, IPAddressText.canonical(serverAddress) == nil {
+            throw Problem.invalid("server_address", "must be an IPv4 or IPv6 address")
+        }
+
+        if let text = try reader.string("session_string") {
+            for f in ["dc_id", "auth_key"] where reader.has(f) {
+                throw Problem.invalid(f, "cannot be combined with session_string")
+            }
+            var imported: ImportedSession
+            do {
+                imported = try SessionStringCodec.decode(text)
+            } catch {
+                throw Problem(status: 422, title: "Unprocessable Content", detail: "session_string: \(error.description)",
+                              field: "session_string")
+            }
+            // Optional fields fill what the format lacks and must agree with what it carries.
+            func merge<T: Equatable>(_ field: String, _ given: T?, _ slot: inout T?) throws(Problem) {
+                guard let given else { return }
+                if let carried = slot, carried != given {
+                    throw Problem.invalid(field, "conflicts with the value in session_string")
+                }
+                slot = given
+            }
+            try merge("api_id", apiID, &imported.session.apiID)
+            try merge("test_mode", testMode, &imported.session.testMode)
+            try merge("user_id", userID, &imported.session.userID)
+            try merge("is_bot", isBot, &imported.session.isBot)
+            try merge("server_address", serverAddress.flatMap { IPAddressText.canonical($0) }, &imported.session.serverAddress)
+            var importedPort = imported.session.port.map { Int64($0) }
+            try merge("port", port, &importedPort)
+            imported.session.port = importedPort.map { Int($0) }
+            if imported.session.apiID == 0 { imported.session.apiID = nil }
+            return imported
+        }
+
+        let dcID = try reader.required("dc_id") { (k) throws(Problem) in try reader.int(k, in: 1...255) }
+        let keyText = try reader.required("auth_key", reader.string)
+        let keyBytes: [UInt8]
+        do {
+            keyBytes = try Base64.decode(keyText, maxLength: 1024)
+        } catch {
+            throw Problem.invalid("auth_key", "must be base64 of exactly 256 bytes (\(error.description))")
+        }
+        guard keyBytes.count == AuthKey.byteCount else {
+            throw Problem.invalid("auth_key", "must be base64 of exactly 256 bytes, got \(keyBytes.count) bytes")
+        }
+        var copy = keyBytes
+        defer { SecretBytes.wipe(&copy) }
+        let key: AuthKey
+        do { key = try AuthKey(copy) } catch { throw Problem.invalid("auth_key", "must be exactly 256 bytes") }
+        let session = TelegramSession(
+            dcID: Int(dcID), apiID: apiID, testMode: testMode, authKey: key, userID: userID, isBot: isBot,
+            serverAddress: serverAddress.flatMap { IPAddressText.canonical($0) }, port: port.map { Int($0) })
+        return ImportedSession(session: session, peers: [], format: .pyrogramString)
+    }
+
+    // MARK: Read
+
+    func listSessions(_ request: HTTPRequest, _ principal: Principal) throws(Problem) -> HTTPResponse {
+        guard principal.policy.allows(.read) else { try authorize(principal, .read, session: nil, request); return noContent() }
+        let limit = Int(try intQuery(request, "limit", in: 1...1000) ?? 100)
+        let after: SessionName? = try query(request, "after").map { (t) throws(Problem) in try validQueryName(t, "after") }
+        let prefix = try query(request, "prefix")
+        if let prefix, prefix.isEmpty || prefix.utf8.count > 64 || !prefix.utf8.allSatisfy(SessionName.isAllowed) {
+            throw Problem.badRequest("prefix: must be 1-64 characters of letters, digits, '.', '_' and '-'", field: "prefix")
+        }
+        let page: SessionPage
+        do { page = try vault.list(after: after, limit: limit, prefix: prefix) } catch { throw problem(for: error, name: nil) }
+        // Scoped tokens see only their own sessions (the cursor still advances over the rest).
+        let visible = page.sessions.filter { principal.policy.covers($0.name.rawValue) }
+        return json(.object([
+            ("items", .array(visible.map(Self.metadata))),
+            ("next_after", page.nextCursor.map { .string($0.rawValue) } ?? .null),
+        ]))
+    }
+
+    func validQueryName(_ text: String, _ field: String) throws(Problem) -> SessionName {
+        do { return try SessionName(text) } catch {
+            throw Problem.badRequest("\(field): \(error.description.dropFirst("name: ".count))", field: field)
+        }
+    }
+
+    func getSession(_ name: SessionName, _ principal: Principal) throws(Problem) -> HTTPResponse {
+        guard principal.policy.allows(.read, session: name.rawValue) else {
+            throw Problem(status: 403, title: "Forbidden", detail: "authorization: the token does not allow 'read' on this resource",
+                          field: "authorization")
+        }
+        let s: StoredSession
+        do { s = try vault.session(name) } catch { throw problem(for: error, name: name) }
+        return json(Self.metadata(s), headers: [("ETag", Self.etag(s))])
+    }
+
+    // MARK: Change
+
+    func patchSession(_ request: HTTPRequest, _ name: SessionName, _ principal: Principal) throws(Problem) -> HTTPResponse {
+        try authorize(principal, .write, session: name.rawValue, request)
+        let body = try jsonBody(request)
+        let reader = try JSONObjectReader(body, allowed: Self.patchFields)
+        for f in Self.patchFields where reader.has(f) && reader.value(f) == nil {
+            throw Problem.invalid(f, "cannot be null")
+        }
+        var changes = SessionChanges()
+        changes.dcID = try reader.int("dc_id", in: 1...255).map { Int($0) }
+        changes.apiID = try reader.int("api_id", in: 1...Int64(UInt32.max))
+        changes.testMode = try reader.bool("test_mode")
+        changes.userID = try reader.int("user_id", in: 0...Int64.max)
+        changes.isBot = try reader.bool("is_bot")
+        if let address = try reader.string("server_address") {
+            guard let canonical = IPAddressText.canonical(address) else {
+                throw Problem.invalid("server_address", "must be an IPv4 or IPv6 address")
+            }
+            changes.serverAddress = canonical
+        }
+        changes.port = try reader.int("port", in: 1...65535).map { Int($0) }
+        guard !changes.isEmpty else {
+            throw Problem(status: 422, title: "Unprocessable Content", detail: "body: give at least one field to change", field: "body")
+        }
+        let expected = try ifMatchVersion(request)
+        let updated: StoredSession
+        do {
+            updated = try vault.patch(name, changes: changes, expectedVersion: expected, context: context(principal, request))
+        } catch {
+            throw problem(for: error, name: name)
+        }
+        return json(Self.metadata(updated), headers: [("ETag", Self.etag(updated))])
+    }
+
+    /// The version an `If-Match` header names; nil when absent or `*`. A value that cannot match
+    /// any version (malformed, weak) fails the precondition (RFC 9110 §13.1.1 uses strong comparison).
+    func ifMatchVersion(_ request: HTTPRequest) throws(Problem) -> Int64? {
+        guard let value = request.headers["If-Match"] else { return nil }
+        let v = Substring(value).trimmingSpaces()
+        if v == "*" { return nil }
+        let utf8 = Array(v.utf8)
+        guard utf8.count >= 3, utf8.first == UInt8(ascii: "\""), utf8.last == UInt8(ascii: "\""),
+            let n = Self.parseInt64(String(decoding: utf8[1..<(utf8.count - 1)], as: UTF8.self)), n >= 1
+        else {
+            throw Problem(status: 412, title: "Precondition Failed", detail: "If-Match: does not match the session's ETag",
+                          field: "If-Match")
+        }
+        return n
+    }
+
+    func revokeSession(_ request: HTTPRequest, _ name: SessionName, _ principal: Principal) throws(Problem) -> HTTPResponse {
+        try authorize(principal, .write, session: name.rawValue, request)
+        do {
+            _ = try vault.revoke(name, context: context(principal, request))
+        } catch {
+            throw problem(for: error, name: name)
+        }
+        log.info("session revoked", [("name", name.rawValue), ("accessor", principal.accessor)])
+        return noContent()
+    }
+
+    // MARK: Export
+
+    func exportSession(_ request: HTTPRequest, _ name: SessionName, _ principal: Principal) throws(Problem) -> HTTPResponse {
+        try authorize(principal, .export, session: name.rawValue, request)
+        let format: ExportFormat
+        if let text = try query(request, "format") {
+            guard let f = ExportFormat(rawValue: text) else {
+                throw Problem.badRequest(
+                    "format: must be one of \(ExportFormat.allCases.map(\.rawValue).joined(separator: ", "))", field: "format")
+            }
+            format = f
+        } else {
+            format = .pyrogram
+        }
+        let exported: ExportedSession
+        do {
+            exported = try vault.export(name, as: format, context: context(principal, request))
+        } catch {
+            throw problem(for: error, name: name)
+        }
+        switch exported {
+        case .string(let text):
+            if Self.wantsJSON(request) {
+                return json(.object([("name", .string(name.rawValue)), ("format", .string(format.rawValue)),
+                                     ("session_string", .string(text))]))
+            }
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
+            headers.add(name: "Cache-Control", value: "no-store")
+            return HTTPResponse(status: .ok, headers: headers, body: Array(text.utf8))
+        case .file(let bytes):
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Type", value: "application/vnd.sqlite3")
+            headers.add(name: "Cache-Control", value: "no-store")
+            headers.add(name: "Content-Disposition", value: "attachment; filename=\"\(name.rawValue).session\"")
+            return HTTPResponse(status: .ok, headers: headers, body: bytes)
+        }
+    }
+
+    /// True when the client prefers JSON over text (`Accept: application/json`).
+    static func wantsJSON(_ request: HTTPRequest) -> Bool {
+        guard let accept = request.headers["Accept"] else { return false }
+        for part in accept.split(separator: ",") {
+            let type = part.split(separator: ";", maxSplits: 1).first.map { $0.trimmingSpaces().lowercased() } ?? ""
+            if type == "application/json" { return true }
+            if type == "text/plain" || type == "text/*" { return false }
+        }
+        return false
+    }
+
+    // MARK: Peers
+
+    func putPeers(_ request: HTTPRequest, _ name: SessionName, _ principal: Principal) throws(Problem) -> HTTPResponse {
+        try authorize(principal, .write, session: name.rawValue, request)
+        let body = try jsonBody(request)
+        let reader = try JSONObjectReader(body, allowed: ["peers"])
+        guard let list = reader.value("peers") else { throw Problem.missing("peers") }
+        guard case .array(let items) = list else { throw Problem.invalid("peers", "must be an array") }
+        guard items.count <= 1000 else { throw Problem.invalid("peers", "at most 1000 peers per request") }
+        var peers: [Peer] = []
+        var seen = Set<Int64>()
+        for (i, item) in items.enumerated() {
+            let peer = try Self.peer(from: item, index: i)
+            guard seen.insert(peer.id).inserted else { throw Problem.invalid("peers[\(i)].id", "duplicate id in this request") }
+            peers.append(peer)
+        }
+        let updated: StoredSession
+        do {
+            updated = try vault.upsertPeers(peers, in: name, context: context(principal, request))
+        } catch {
+            throw problem(for: error, name: name)
+        }
+        return json(.object([("upserted", .int(Int64(peers.count))), ("peer_count", .int(Int64(updated.peerCount)))]))
+    }
+
+    static func peer(from value: JSONValue, index: Int) throws(Problem) -> Peer {
+        let prefix = "peers[\(index)]"
+        let r: JSONObjectReader
+        do {
+            r = try JSONObjectReader(value, allowed: ["id", "access_hash", "type", "usernames", "phone_number", "name"])
+        } catch {
+            throw Problem.invalid(error.field.map { "\(prefix).\($0)" } ?? prefix, error.field == "body" ? "must be an object" : "unknown field")
+        }
+        func scoped<T>(_ body: () throws(Problem) -> T) throws(Problem) -> T {
+            do { return try body() } catch {
+                let field = error.field.map { "\(prefix).\($0)" } ?? prefix
+                throw Problem(status: error.status, title: error.title, detail: "\(prefix).\(error.detail)", field: field,
+                              missingFields: error.missingFields.map { "\(prefix).\($0)" })
+            }
+        }
+        let id = try scoped { () throws(Problem) in try r.required("id") { (k) throws(Problem) in try r.int(k, in: Int64.min...Int64.max) } }
+        let hash = try scoped { () throws(Problem) in
+            try r.required("access_hash") { (k) throws(Problem) in try r.int(k, in: Int64.min...Int64.max) }
+        }
+        var type: PeerType?
+        if let t = try scoped({ () throws(Problem) in try r.string("type") }) {
+            guard let pt = PeerType(rawValue: t) else {
+                throw Problem.invalid("\(prefix).type", "must be one of \(PeerType.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            type = pt
+        }
+        let usernames = try scoped { () throws(Problem) in try r.strings("usernames", maxCount: 64) } ?? []
+        for u in usernames {
+            guard (1...64).contains(u.utf8.count), u.utf8.allSatisfy({ SessionName.isAllowed($0) && $0 != UInt8(ascii: "-") && $0 != UInt8(ascii: ".") }) else {
+                throw Problem.invalid("\(prefix).usernames", "usernames are 1-64 letters, digits and underscores")
+            }
+        }
+        let phone = try scoped { () throws(Problem) in try r.string("phone_number") }
+        if let phone, !(1...20).contains(phone.utf8.count) || !phone.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) {
+            throw Problem.invalid("\(prefix).phone_number", "must be 1-20 digits")
+        }
+        let displayName = try scoped { () throws(Problem) in try r.string("name") }
+        if let displayName, displayName.utf8.count > 256 { throw Problem.invalid("\(prefix).name", "at most 256 bytes") }
+        return Peer(id: id, accessHash: hash, type: type, usernames: usernames.map { $0.lowercased() }, phoneNumber: phone,
+                    name: displayName)
+    }
+
+    func getPeers(_ request: HTTPRequest, _ name: SessionName, _ principal: Principal) throws(Problem) -> HTTPResponse {
+        try authorize(principal, .read, session: name.rawValue, request)
+        let id = try intQuery(request, "id", in: Int64.min...Int64.max)
+        let username = try query(request, "username")
+        let phone = try query(request, "phone")
+        if [id != nil, username != nil, phone != nil].filter({ $0 }).count > 1 {
+            throw Problem.badRequest("give at most one of id, username and phone", field: "id")
+        }
+        if let username, !(1...64).contains(username.utf8.count) {
+            throw Problem.badRequest("username: must be 1-64 characters", field: "username")
+        }
+        if let phone, !(1...20).contains(phone.utf8.count) || !phone.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) {
+            throw Problem.badRequest("phone: must be 1-20 digits", field: "phone")
+        }
+        let limit = Int(try intQuery(request, "limit", in: 1...10_000) ?? 1000)
+        let after = try intQuery(request, "after", in: Int64.min...Int64.max)
+        do {
+            if id != nil || username != nil || phone != nil {
+                let found = try vault.peer(in: name, id: id, username: username, phone: phone)
+                return json(.object([("items", .array(found.map { [Self.peerJSON($0)] } ?? [])), ("next_after", .null)]))
+            }
+            let all = try vault.peers(in: name).sorted { $0.id < $1.id }
+            let tail = after.map { a in all.filter { $0.id > a } } ?? all
+            let page = Array(tail.prefix(limit))
+            let next: JSONValue = tail.count > limit ? (page.last.map { .int($0.id) } ?? .null) : .null
+            return json(.object([("items", .array(page.map(Self.peerJSON))), ("next_after", next)]))
+        } catch {
+            throw problem(for: error, name: name)
+        }
+    }
+
+    static func peerJSON(_ p: Peer) -> JSONValue {
+        .object([
+            ("id", .int(p.id)), ("access_hash", .int(p.accessHash)), ("type", p.type.map { .string($0.rawValue) } ?? .null),
+            ("usernames", .array(p.usernames.map { .string($0) })), ("phone_number", p.phoneNumber.map { .string($0) } ?? .null),
+            ("name", p.name.map { .string($0) } ?? .null),
+        ])
+    }
+
+    // MARK: Encoding
+
+    /// Metadata JSON (never the key).
+    static func metadata(_ s: StoredSession) -> JSONValue {
+        func opt<T>(_ v: T?, _ f: (T) -> JSONValue) -> JSONValue { v.map(f) ?? .null }
+        return .object([
+            ("name", .string(s.name.rawValue)),
+            ("dc_id", .int(Int64(s.dcID))),
+            ("api_id", opt(s.apiID) { .int($0) }),
+            ("test_mode", opt(s.testMode) { .bool($0) }),
+            ("user_id", opt(s.userID) { .int($0) }),
+            ("is_bot", opt(s.isBot) { .bool($0) }),
+            ("server_address", opt(s.serverAddress) { .string($0) }),
+            ("port", opt(s.port) { .int(Int64($0)) }),
+            ("auth_key_id", opt(s.authKeyID) { .string($0) }),
+            ("source_format", .string(s.sourceFormat)),
+            ("peer_count", .int(Int64(s.peerCount))),
+            ("version", .int(s.version)),
+            ("created_at", .string(Timestamp.rfc3339(milliseconds: s.createdAt))),
+            ("updated_at", .string(Timestamp.rfc3339(milliseconds: s.updatedAt))),
+            ("last_exported_at", opt(s.lastExportedAt) { .string(Timestamp.rfc3339(milliseconds: $0)) }),
+            ("revoked", .bool(s.isRevoked)),
+            ("revoked_at", opt(s.revokedAt) { .string(Timestamp.rfc3339(milliseconds: $0)) }),
+        ])
+    }
+
+    /// A strong entity tag of the session's version.
+    static func etag(_ s: StoredSession) -> String { "\"\(s.version)\"" }
+}

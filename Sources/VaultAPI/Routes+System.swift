@@ -1,0 +1,238 @@
+// SPDX-License-Identifier: Apache-2.0
+import HTTPServer
+import VaultCore
+
+extension VaultRouter {
+    // MARK: Health, readiness, metrics (no auth, no secrets, no session names)
+
+    func health() -> HTTPResponse {
+        if serverState.isDraining {
+            return HTTPResponse(status: HTTPStatus(code: 503), text: "draining")
+        }
+        return HTTPResponse(status: .ok, text: "ok")
+    }
+
+    func readiness() -> HTTPResponse {
+        let sealed = vault.sealedReason != nil
+        let draining = serverState.isDraining
+        var storageOK = true
+        do { _ = try vault.store.countSessions() } catch { storageOK = false }
+        let ready = !sealed && !draining && storageOK
+        var members: [(String, JSONValue)] = [
+            ("ready", .bool(ready)), ("engine", .string(info.engine)), ("fallback", .bool(info.fallbackReason != nil)),
+            ("fallback_reason", info.fallbackReason.map { .string($0) } ?? .null), ("sealed", .bool(sealed)),
+            ("draining", .bool(draining)),
+        ]
+        if let reason = vault.sealedReason { members.append(("sealed_reason", .string(reason))) }
+        if !storageOK { members.append(("storage", .string("unavailable"))) }
+        return json(.object(members), status: ready ? 200 : 503)
+    }
+
+    func metricsResponse() -> HTTPResponse {
+        var gauges: [(name: String, help: String, labels: String, value: Double)] = []
+        if let counts = try? vault.store.countSessions() {
+            gauges.append((name: "sv_sessions", help: "Vaulted sessions by state.", labels: "state=\"active\"", value: Double(counts.active)))
+            gauges.append((name: "sv_sessions", help: "Vaulted sessions by state.", labels: "state=\"revoked\"", value: Double(counts.revoked)))
+        }
+        gauges.append((name: "sv_storage_engine", help: "Storage engine in use (1 for the active one).",
+                       labels: "engine=\"\(info.engine)\"", value: 1))
+        gauges.append((name: "sv_storage_fallback", help: "1 when the vault fell back to memory storage.", labels: "",
+                       value: info.fallbackReason == nil ? 0 : 1))
+        gauges.append((name: "sv_sealed", help: "1 when the vault is sealed.", labels: "", value: vault.sealedReason == nil ? 0 : 1))
+        if let terms = try? vault.keyTerms() {
+            gauges.append((name: "sv_key_term", help: "Current data-key term.", labels: "", value: Double(terms.current)))
+        }
+        gauges.append((name: "sv_uptime_seconds", help: "Seconds since start.", labels: "",
+                       value: Double((Timestamp.nowMilliseconds() - info.startedAt) / 1000)))
+        let text = metrics.render(gauges: gauges)
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "text/plain; version=0.0.4; charset=utf-8")
+        headers.add(name: "Cache-Control", value: "no-store")
+        return HTTPResponse(status: .ok, headers: headers, body: Array(text.utf8))
+    }
+
+    // MARK: System (root or admin)
+
+    func status(_ principal: Principal) throws(Problem) -> HTTPResponse {
+        guard principal.policy.allows(.admin) else {
+            throw Problem(status: 403, title: "Forbidden", detail: "authorization: the token does not allow 'admin'", field: "authorization")
+        }
+        let counts: SessionCounts
+        let tokens: [TokenRecord]
+        do { counts = try vault.store.countSessions() } catch { throw problem(for: VaultError(error), name: nil) }
+        do { tokens = try vault.tokens() } catch { throw problem(for: error, name: nil) }
+        let keys: JSONValue = (try? vault.keyTerms()).map(Self.keyJSON) ?? .null
+        return json(.object([
+            ("version", .string(info.version)),
+            ("sealed", .bool(vault.sealedReason != nil)),
+            ("storage", .object([
+                ("engine", .string(info.engine)), ("path", info.path.map { .string($0) } ?? .null),
+                ("fallback", .bool(info.fallbackReason != nil)),
+                ("fallback_reason", info.fallbackReason.map { .string($0) } ?? .null),
+                ("synchronous", .string(info.synchronous)),
+            ])),
+            ("keys", keys),
+            ("counts", .object([
+                ("sessions", .int(Int64(counts.active))), ("revoked", .int(Int64(counts.revoked))),
+                ("tokens", .int(Int64(tokens.filter { $0.revokedAt == nil }.count))),
+            ])),
+            ("uptime_seconds", .int((Timestamp.nowMilliseconds() - info.startedAt) / 1000)),
+        ]))
+    }
+
+    static func keyJSON(_ k: (current: UInt32, terms: [KeyTerm])) -> JSONValue {
+        .object([
+            ("current_term", .int(Int64(k.current))),
+            ("terms", .array(k.terms.map { .object([("term", .int(Int64($0.term))), ("created_at", .string(Timestamp.rfc3339(milliseconds: $0.createdAt)))]) })),
+        ])
+    }
+
+    func rotate(_ request: HTTPRequest, _ principal: Principal) throws(Problem) -> HTTPResponse {
+        try authorize(principal, .admin, session: nil, request)
+        do {
+            _ = try vault.rotate(context: context(principal, request))
+            log.info("key term rotated", [("accessor", principal.accessor)])
+            return json(Self.keyJSON(try vault.keyTerms()))
+        } catch {
+            throw problem(for: error, name: nil)
+        }
+    }
+
+    func rewrap(_ request: HTTPRequest, _ principal: Principal) throws(Problem) -> HTTPResponse {
+        try authorize(principal, .admin, session: nil, request)
+        do {
+            let n = try vault.rewrap(context: context(principal, request))
+            log.info("secrets rewrapped", [("count", String(n)), ("accessor", principal.accessor)])
+            return json(.object([("rewrapped", .int(Int64(n))), ("current_term", .int(Int64(try vault.keyTerms().current)))]))
+        } catch {
+            throw problem(for: error, name: nil)
+        }
+    }
+
+    func auditLog(_ request: HTTPRequest, _ principal: Principal) throws(Problem) -> HTTPResponse {
+        try authorize(principal, .admin, session: nil, request)
+        let limit = Int(try intQuery(request, "limit", in: 1...1000) ?? 100)
+        let before = try intQuery(request, "before", in: 1...Int64.max)
+        let events: [AuditRecord]
+        do { events = try vault.auditEvents(before: before, limit: limit) } catch { throw problem(for: error, name: nil) }
+        let items: [JSONValue] = events.map { r in
+            let e = r.event
+            return .object([
+                ("id", .int(r.id)), ("time", .string(Timestamp.rfc3339(milliseconds: e.time))),
+                ("accessor", e.accessor.map { .string($0) } ?? .null), ("action", .string(e.action)),
+                ("session", e.sessionName.map { .string($0) } ?? .null),
+                ("remote_address", e.remoteAddress.map { .string($0) } ?? .null),
+                ("outcome", .string(e.outcome)), ("detail", e.detail.map { .string($0) } ?? .null),
+            ])
+        }
+        let next: JSONValue = events.count == limit ? (events.last.map { .int($0.id) } ?? .null) : .null
+        return json(.object([("items", .array(items)), ("next_before", next)]))
+    }
+
+    // MARK: Tokens (root only)
+
+    static let tokenFields: Set<String> = ["display_name", "operations", "sessions", "prefixes", "ttl_seconds"]
+
+    func createToken(_ request: HTTPRequest, _ principal: Principal) throws(Problem) -> HTTPResponse {
+        try requireRoot(principal, request)
+        let body = try jsonBody(request)
+        let r = try JSONObjectReader(body, allowed: Self.tokenFields)
+        let opNames = try r.required("operations") { (k) throws(Problem) in try r.strings(k, maxCount: 4) }
+        guard !opNames.isEmpty else { throw Problem.invalid("operations", "give at least one of read, export, write, admin") }
+        var ops = Set<AccessPolicy.Operation>()
+        for n in opNames {
+            guard let op = AccessPolicy.Operation(rawValue: n) else {
+                throw Problem.invalid("operations", "each must be one of read, export, write, admin")
+            }
+            ops.insert(op)
+        }
+        let sessions = try r.strings("sessions", maxCount: 256) ?? []
+        for s in sessions {
+            do { _ = try SessionName(s) } catch { throw Problem.invalid("sessions", "each must be a valid session name") }
+        }
+        let prefixes = try r.strings("prefixes", maxCount: 64) ?? []
+        for p in prefixes where p.isEmpty || p.utf8.count > 64 || !p.utf8.allSatisfy(SessionName.isAllowed) {
+            throw Problem.invalid("prefixes", "each must be 1-64 characters of letters, digits, '.', '_' and '-'")
+        }
+        let onlyAdmin = ops == [.admin]
+        if sessions.isEmpty && prefixes.isEmpty && !onlyAdmin {
+            throw Problem.invalid("sessions", "give the sessions or prefixes the token covers")
+        }
+        let ttl = try r.int("ttl_seconds", in: 1...31_536_000)
+        let displayName = try r.string("display_name")
+        if let displayName, displayName.utf8.count > 128 || displayName.unicodeScalars.contains(where: { $0.value < 0x20 }) {
+            throw Problem.invalid("display_name", "at most 128 printable characters")
+        }
+        let issued: IssuedToken
+        do {
+            issued = try vault.createToken(policy: AccessPolicy(operations: ops, sessions: Set(sessions), prefixes: prefixes),
+                                           displayName: displayName, ttlSeconds: ttl, context: context(principal, request))
+        } catch {
+            throw problem(for: error, name: nil)
+        }
+        log.info("token created", [("accessor", issued.record.accessor)])
+        var value = Self.tokenJSON(issued.record)
+        if case .object(var members) = value {
+            members.insert(("token", .string(issued.token)), at: 1)
+            value = .object(members)
+        }
+        return json(value, status: 201, headers: [("Location", "/v1/tokens/\(issued.record.accessor)")])
+    }
+
+    func listTokens(_ principal: Principal) throws(Problem) -> HTTPResponse {
+        guard principal.policy.isRoot else {
+            throw Problem(status: 403, title: "Forbidden", detail: "authorization: only the root token manages tokens", field: "authorization")
+        }
+        do {
+            return json(.object([("items", .array(try vault.tokens().map(Self.tokenJSON)))]))
+        } catch {
+            throw problem(for: error, name: nil)
+        }
+    }
+
+    func getToken(_ accessor: String, _ principal: Principal) throws(Problem) -> HTTPResponse {
+        guard principal.policy.isRoot else {
+            throw Problem(status: 403, title: "Forbidden", detail: "authorization: only the root token manages tokens", field: "authorization")
+        }
+        try validAccessor(accessor)
+        do {
+            return json(Self.tokenJSON(try vault.token(accessor: accessor)))
+        } catch {
+            throw error == .notFound ? Problem.notFound("token '\(accessor)' does not exist") : problem(for: error, name: nil)
+        }
+    }
+
+    func revokeToken(_ request: HTTPRequest, _ accessor: String, _ principal: Principal) throws(Problem) -> HTTPResponse {
+        try requireRoot(principal, request)
+        try validAccessor(accessor)
+        do {
+            _ = try vault.revokeToken(accessor: accessor, context: context(principal, request))
+            log.info("token revoked", [("accessor", accessor)])
+            return noContent()
+        } catch {
+            throw error == .notFound ? Problem.notFound("token '\(accessor)' does not exist") : problem(for: error, name: nil)
+        }
+    }
+
+    func validAccessor(_ accessor: String) throws(Problem) {
+        guard (1...64).contains(accessor.utf8.count),
+            accessor.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == UInt8(ascii: "_") })
+        else {
+            throw Problem.badRequest("accessor: must be 1-64 lower-case letters, digits and '_'", field: "accessor")
+        }
+    }
+
+    static func tokenJSON(_ t: TokenRecord) -> JSONValue {
+        let policy = VaultService.policy(of: t) ?? AccessPolicy(operations: [])
+        return .object([
+            ("accessor", .string(t.accessor)),
+            ("display_name", t.displayName.map { .string($0) } ?? .null),
+            ("operations", .array(policy.operations.sorted().map { .string($0.rawValue) })),
+            ("sessions", .array(policy.sessions.sorted().map { .string($0) })),
+            ("prefixes", .array(policy.prefixes.map { .string($0) })),
+            ("created_at", .string(Timestamp.rfc3339(milliseconds: t.createdAt))),
+            ("expires_at", t.expiresAt.map { .string(Timestamp.rfc3339(milliseconds: $0)) } ?? .null),
+            ("revoked", .bool(t.revokedAt != nil)),
+        ])
+    }
+}

@@ -1,0 +1,624 @@
+// SPDX-License-Identifier: Apache-2.0
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Who is asking, for authorisation and audit. Never holds the token itself.
+public struct Principal: Sendable, Equatable {
+    /// Non-secret token id (`root` for the root token).
+    public var accessor: String
+    public var policy: AccessPolicy
+
+    public init(accessor: String, policy: AccessPolicy) {
+        self.accessor = accessor
+        self.policy = policy
+    }
+
+    /// The root principal.
+    public static let root = Principal(accessor: "root", policy: .root)
+}
+
+/// Audit context of one request.
+public struct RequestContext: Sendable {
+    public var accessor: String?
+    public var remoteAddress: String?
+
+    public init(accessor: String?, remoteAddress: String?) {
+        self.accessor = accessor
+        self.remoteAddress = remoteAddress
+    }
+}
+
+/// An export result: a session string or the bytes of a `.session` file.
+public enum ExportedSession: Sendable, Equatable {
+    case string(String)
+    case file([UInt8])
+}
+
+/// Field changes for ``VaultService/patch(_:changes:expectedVersion:context:)``; nil = unchanged.
+public struct SessionChanges: Sendable, Equatable {
+    public var dcID: Int?
+    public var apiID: Int64?
+    public var testMode: Bool?
+    public var userID: Int64?
+    public var isBot: Bool?
+    public var serverAddress: String?
+    public var port: Int?
+
+    public init(dcID: Int? = nil, apiID: Int64? = nil, testMode: Bool? = nil, userID: Int64? = nil,
+                isBot: Bool? = nil, serverAddress: String? = nil, port: Int? = nil) {
+        self.dcID = dcID
+        self.apiID = apiID
+        self.testMode = testMode
+        self.userID = userID
+        self.isBot = isBot
+        self.serverAddress = serverAddress
+        self.port = port
+    }
+
+    public var isEmpty: Bool { self == SessionChanges() }
+}
+
+/// A freshly created token: the secret is here exactly once.
+public struct IssuedToken: Sendable {
+    public var token: String
+    public var record: TokenRecord
+}
+
+/// The vault's use cases: the one façade VaultAPI (and the CLI) call.
+///
+/// Secrets flow only through here: auth keys are sealed with the keyring before they reach the
+/// store and opened only for an export. The service is `Sendable`; its methods block (SQLite,
+/// OpenSSL) and are meant for worker threads, never the Swift cooperative pool.
+public final class VaultService: Sendable {
+    /// The storage engine.
+    public let store: any SessionStore
+    private let state: Mutex<KeyState>
+    private let tokenCache = Mutex([[UInt8]: CachedToken]())
+    private let clock: @Sendable () -> Int64
+
+    private enum KeyState {
+        case unsealed(Keyring)
+        case sealed(String)
+    }
+
+    private struct CachedToken {
+        var record: TokenRecord
+        var policy: AccessPolicy
+    }
+
+    /// Meta key under which the root token's hash is kept.
+    static let rootTokenMetaKey = "root_token_hash"
+
+    /// Opens the vault on `store`. With no keyring yet and a master key, creates and persists one.
+    /// With a keyring that `master` cannot open, or no master key, the vault is *sealed*: it
+    /// serves no secrets and never writes key material (nothing is overwritten).
+    /// - Parameter clock: Unix time in milliseconds (injectable for tests).
+    /// - Throws: ``VaultError/storage(_:)`` when the store fails.
+    public init(store: any SessionStore, master: MasterKey?, clock: (@Sendable () -> Int64)? = nil) throws(VaultError) {
+        self.store = store
+        let clock = clock ?? { VaultService.nowMilliseconds() }
+        self.clock = clock
+        let terms: [KeyTermRecord]
+        do { terms = try store.loadKeyTerms() } catch { throw VaultError(error) }
+        let keyState: KeyState
+        if terms.isEmpty {
+            if let master {
+                let sessionCount: Int
+                do { sessionCount = try store.countSessions().total } catch { throw VaultError(error) }
+                if sessionCount > 0 {
+                    // Sessions without a keyring: never invent keys over existing data.
+                    keyState = .sealed("the database has sessions but no keyring")
+                } else {
+                    do {
+                        let (keyring, sealed) = try Keyring.create(master: master, createdAt: clock())
+                        for term in sealed {
+                            try store.appendKeyTerm(KeyTermRecord(term: term.term, createdAt: term.createdAt, sealedKey: term.sealedKey))
+                        }
+                        keyState = .unsealed(keyring)
+                    } catch let error as StorageError {
+                        throw VaultError(error)
+                    } catch {
+                        throw VaultError.integrity
+                    }
+                }
+            } else {
+                keyState = .sealed("no master key was configured")
+            }
+        } else if let master {
+            let sealed = terms.map { SealedTerm(term: $0.term, createdAt: $0.createdAt, sealedKey: $0.sealedKey) }
+            do {
+                keyState = .unsealed(try Keyring.unseal(sealed, master: master))
+            } catch {
+                keyState = .sealed("the master key does not open this vault's keyring")
+            }
+        } else {
+            keyState = .sealed("no master key was configured")
+        }
+        state = Mutex(keyState)
+    }
+
+    /// Unix time in milliseconds.
+    public static func nowMilliseconds() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    }
+
+    // MARK: Seal state
+
+    /// Why the vault is sealed, or nil when it is not.
+    public var sealedReason: String? {
+        state.withLock { s in
+            if case .sealed(let reason) = s { return reason }
+            return nil
+        }
+    }
+
+    private func keyring() throws(VaultError) -> Keyring {
+        let s = state.withLock { $0 }
+        switch s {
+        case .unsealed(let k): return k
+        case .sealed(let reason): throw .sealed(reason: reason)
+        }
+    }
+
+    // MARK: Authentication
+
+    /// Installs the root token: from configuration (`configured`), else the stored hash, else a
+    /// new token that is returned so the caller can print it once.
+    /// - Returns: a newly generated token, or nil.
+    /// - Throws: ``VaultError/sealed(reason:)`` when sealed (tokens are keyed by the keyring).
+    public func installRootToken(configured: String?) throws(VaultError) -> String? {
+        let hasher = try keyring().tokenHasher
+        if let configured {
+            guard !configured.isEmpty else { throw .invalid(field: "root_token", reason: "must not be empty") }
+            rootHash.withLock { $0 = hasher.hash(configured) }
+            return nil
+        }
+        let stored: [UInt8]?
+        do { stored = try store.meta(Self.rootTokenMetaKey) } catch { throw VaultError(error) }
+        if let stored {
+            rootHash.withLock { $0 = stored }
+            return nil
+        }
+        let token: String
+        do { token = try TokenHasher.generateToken() } catch { throw .integrity }
+        let hash = hasher.hash(token)
+        do { try store.setMeta(Self.rootTokenMetaKey, value: hash) } catch { throw VaultError(error) }
+        rootHash.withLock { $0 = hash }
+        return token
+    }
+
+    private let rootHash = Mutex<[UInt8]?>(nil)
+
+    /// Resolves a bearer token to a principal, or nil when it is unknown, expired or revoked.
+    /// Comparisons are constant-time over the token's keyed hash.
+    /// - Throws: ``VaultError/sealed(reason:)`` when sealed.
+    public func authenticate(_ token: String) throws(VaultError) -> Principal? {
+        guard !token.isEmpty, token.utf8.count <= 512 else { return nil }
+        let hasher = try keyring().tokenHasher
+        let hash = hasher.hash(token)
+        if let root = rootHash.withLock({ $0 }), ConstantTime.equals(root, hash) {
+            return .root
+        }
+        let now = clock()
+        if let cached = tokenCache.withLock({ $0[hash] }) {
+            return Self.valid(cached.record, now: now) ? Principal(accessor: cached.record.accessor, policy: cached.policy) : nil
+        }
+        let record: TokenRecord?
+        do { record = try store.token(hash: hash) } catch { throw VaultError(error) }
+        guard let record, ConstantTime.equals(record.hash, hash), let policy = TokenPolicyCoding.decode(record.policy) else {
+            return nil
+        }
+        tokenCache.withLock { cache in
+            if cache.count > 10_000 { cache.removeAll() }
+            cache[hash] = CachedToken(record: record, policy: policy)
+        }
+        return Self.valid(record, now: now) ? Principal(accessor: record.accessor, policy: policy) : nil
+    }
+
+    private static func valid(_ record: TokenRecord, now: Int64) -> Bool {
+        if record.revokedAt != nil { return false }
+        if let expires = record.expiresAt, expires <= now { return false }
+        return true
+    }
+
+    // MARK: Sessions
+
+    /// Stores a new session, sealing its auth key. Peers are stored in the same transaction.
+    /// - Throws: ``VaultError/conflict`` if the name exists; ``VaultError/invalid(field:reason:)``
+    ///   for unusable values; ``VaultError/sealed(reason:)`` when sealed.
+    public func create(name: SessionName, imported: ImportedSession, context: RequestContext) throws(VaultError) -> StoredSession {
+        let keyring = try keyring()
+        let s = imported.session
+        guard let authKey = s.authKey else {
+            throw .invalid(field: "auth_key", reason: "the session has no auth key")
+        }
+        guard !authKey.isAllZero else {
+            throw .invalid(field: "auth_key", reason: "an all-zero key is not a usable auth key")
+        }
+        try Self.validate(dcID: s.dcID, apiID: s.apiID, userID: s.userID, port: s.port, serverAddress: s.serverAddress)
+        let id = SessionID.random()
+        let sealed: [UInt8]
+        do {
+            sealed = try keyring.seal(authKey.bytes, context: Self.authKeyContext(id))
+        } catch {
+            throw .integrity
+        }
+        let now = clock()
+        let record = StoredSession(
+            id: id, name: name, dcID: s.dcID, apiID: s.apiID, testMode: s.testMode, userID: s.userID,
+            isBot: s.isBot, serverAddress: s.serverAddress, port: s.port, date: s.date, authKeyID: authKey.id,
+            sealedAuthKey: sealed, sealedKeyTerm: keyring.currentTerm, sourceFormat: imported.format.rawValue,
+            createdAt: now)
+        let stored: StoredSession
+        do {
+            stored = try store.insert(record, peers: imported.peers)
+        } catch {
+            audit("session.create", name.rawValue, context, outcome: error == .conflict(field: "name") ? "conflict" : "error")
+            throw VaultError(error)
+        }
+        audit("session.create", name.rawValue, context, outcome: "ok", detail: imported.format.rawValue)
+        return stored
+    }
+
+    /// Metadata of one session (tombstones included).
+    /// - Throws: ``VaultError/notFound``.
+    public func session(_ name: SessionName) throws(VaultError) -> StoredSession {
+        let found: StoredSession?
+        do { found = try store.session(named: name) } catch { throw VaultError(error) }
+        guard let found else { throw .notFound }
+        return found
+    }
+
+    /// A page of sessions ordered by name.
+    public func list(after: SessionName?, limit: Int, prefix: String?) throws(VaultError) -> SessionPage {
+        do { return try store.listSessions(after: after, limit: limit, prefix: prefix) } catch { throw VaultError(error) }
+    }
+
+    /// Changes fields, compare-and-set on `expectedVersion` (the current version when nil).
+    /// - Throws: ``VaultError/versionMismatch(current:)``, ``VaultError/revoked``, ``VaultError/notFound``.
+    public func patch(_ name: SessionName, changes: SessionChanges, expectedVersion: Int64?, context: RequestContext) throws(VaultError) -> StoredSession {
+        var current = try session(name)
+        if current.isRevoked { throw .revoked }
+        if let expectedVersion, expectedVersion != current.version {
+            throw .versionMismatch(current: current.version)
+        }
+        let expected = current.version
+        if let v = changes.dcID { current.dcID = v }
+        if let v = changes.apiID { current.apiID = v }
+        if let v = changes.testMode { current.testMode = v }
+        if let v = changes.userID { current.userID = v }
+        if let v = changes.isBot { current.isBot = v }
+        if let v = changes.serverAddress { current.serverAddress = v }
+        if let v = changes.port { current.port = v }
+        try Self.validate(dcID: current.dcID, apiID: current.apiID, userID: current.userID, port: current.port,
+                          serverAddress: current.serverAddress)
+        current.updatedAt = clock()
+        do {
+            let updated = try store.update(current, expectedVersion: expected)
+            audit("session.update", name.rawValue, context, outcome: "ok")
+            return updated
+        } catch {
+            throw VaultError(error)
+        }
+    }
+
+    /// Exports the session in `format`, opening its auth key.
+    /// - Throws: ``VaultError/revoked`` (410), ``VaultError/missingFields(_:)`` naming every field
+    ///   a conversion lacks, ``VaultError/notFound``, ``VaultError/sealed(reason:)``.
+    public func export(_ name: SessionName, as format: ExportFormat, context: RequestContext) throws(VaultError) -> ExportedSession {
+        let keyring = try keyring()
+        let stored = try session(name)
+        guard !stored.isRevoked, let sealed = stored.sealedAuthKey else {
+            audit("session.export", name.rawValue, context, outcome: "gone")
+            throw .revoked
+        }
+        let secret: SecretBytes
+        do {
+            secret = try keyring.open(sealed, context: Self.authKeyContext(stored.id))
+        } catch {
+            audit("session.export", name.rawValue, context, outcome: "integrity-failure")
+            throw .integrity
+        }
+        let authKey: AuthKey
+        do { authKey = try AuthKey(secret: secret) } catch { throw .integrity }
+        let session = TelegramSession(
+            dcID: stored.dcID, apiID: stored.apiID, testMode: stored.testMode, authKey: authKey,
+            userID: stored.userID, isBot: stored.isBot, serverAddress: stored.serverAddress, port: stored.port,
+            date: stored.date)
+        let result: ExportedSession
+        do {
+            switch format {
+            case .pyrogram, .telethon:
+                result = .string(try SessionStringCodec.encode(session, as: format))
+            case .pyrogramFile, .kurigramFile, .telethonFile:
+                let missing = Self.missingForFile(session, format)
+                guard missing.isEmpty else { throw VaultError.missingFields(missing) }
+                let peers: [Peer]
+                do { peers = try store.peers(in: name) } catch { throw VaultError(error) }
+                do {
+                    result = .file(try SessionFileWriter.write(session, peers: peers, as: format, now: clock() / 1000))
+                } catch {
+                    throw VaultError(error)
+                }
+            }
+        } catch let error as CodecError {
+            audit("session.export", name.rawValue, context, outcome: "refused", detail: format.rawValue)
+            throw VaultError(error)
+        } catch let error as VaultError {
+            audit("session.export", name.rawValue, context, outcome: "refused", detail: format.rawValue)
+            throw error
+        } catch {
+            throw .integrity
+        }
+        let now = clock()
+        store.enqueue(.markExported(name, at: now))
+        audit("session.export", name.rawValue, context, outcome: "ok", detail: format.rawValue)
+        return result
+    }
+
+    /// The fields a `.session` file of `format` needs that `session` lacks (every one of them).
+    static func missingForFile(_ s: TelegramSession, _ format: ExportFormat) -> [String] {
+        var missing: [String] = []
+        switch format {
+        case .pyrogramFile, .kurigramFile:
+            if s.apiID == nil || s.apiID == 0 { missing.append("api_id") }
+            if s.userID == nil { missing.append("user_id") }
+            if s.isBot == nil { missing.append("is_bot") }
+            if s.testMode == nil { missing.append("test_mode") }
+        case .telethonFile:
+            if s.serverAddress == nil && s.testMode == nil { missing.append("test_mode") }
+        case .pyrogram, .telethon:
+            break
+        }
+        return missing
+    }
+
+    /// Revokes: the sealed key is destroyed, peers deleted, metadata kept as a tombstone.
+    /// - Throws: ``VaultError/revoked`` when already revoked, ``VaultError/notFound``.
+    public func revoke(_ name: SessionName, context: RequestContext) throws(VaultError) -> StoredSession {
+        if try session(name).isRevoked {
+            audit("session.revoke", name.rawValue, context, outcome: "gone")
+            throw .revoked
+        }
+        do {
+            let s = try store.revoke(name, at: clock())
+            tokenCacheInvalidate()
+            audit("session.revoke", name.rawValue, context, outcome: "ok")
+            return s
+        } catch {
+            audit("session.revoke", name.rawValue, context, outcome: error == .revoked ? "gone" : "error")
+            throw VaultError(error)
+        }
+    }
+
+    // MARK: Peers
+
+    /// Upserts peers (by marked id) into a live session's cache.
+    public func upsertPeers(_ peers: [Peer], in name: SessionName, context: RequestContext) throws(VaultError) -> StoredSession {
+        let s = try session(name)
+        if s.isRevoked { throw .revoked }
+        do {
+            try store.upsertPeers(peers, in: name)
+            audit("peers.upsert", name.rawValue, context, outcome: "ok", detail: String(peers.count))
+            return try session(name)
+        } catch let e as StorageError {
+            throw VaultError(e)
+        } catch let e as VaultError {
+            throw e
+        } catch {
+            throw .integrity
+        }
+    }
+
+    /// Looks a peer up by marked id, username (case-insensitive) or phone.
+    public func peer(in name: SessionName, id: Int64? = nil, username: String? = nil, phone: String? = nil) throws(VaultError) -> Peer? {
+        _ = try session(name)
+        do {
+            if let id { return try store.peer(id: id, in: name) }
+            if let username { return try store.peer(username: username.lowercased(), in: name) }
+            if let phone { return try store.peer(phoneNumber: phone, in: name) }
+            return nil
+        } catch {
+            throw VaultError(error)
+        }
+    }
+
+    /// Every cached peer of a session.
+    public func peers(in name: SessionName) throws(VaultError) -> [Peer] {
+        _ = try session(name)
+        do { return try store.peers(in: name) } catch { throw VaultError(error) }
+    }
+
+    // MARK: Tokens
+
+    /// Creates a scoped token; the secret is returned once and only its keyed hash is stored.
+    public func createToken(policy: AccessPolicy, displayName: String?, ttlSeconds: Int64?, context: RequestContext) throws(VaultError) -> IssuedToken {
+        let hasher = try keyring().tokenHasher
+        let token: String
+        let accessor: String
+        do {
+            token = try TokenHasher.generateToken()
+            accessor = try TokenHasher.generateAccessor()
+        } catch {
+            throw .integrity
+        }
+        let now = clock()
+        let record = TokenRecord(
+            accessor: accessor, hash: hasher.hash(token), policy: TokenPolicyCoding.encode(policy),
+            displayName: displayName, createdAt: now, expiresAt: ttlSeconds.map { now + $0 * 1000 })
+        do { try store.insertToken(record) } catch { throw VaultError(error) }
+        audit("token.create", nil, context, outcome: "ok", detail: record.accessor)
+        return IssuedToken(token: token, record: record)
+    }
+
+    /// Every token's metadata.
+    public func tokens() throws(VaultError) -> [TokenRecord] {
+        do { return try store.listTokens() } catch { throw VaultError(error) }
+    }
+
+    /// One token's metadata.
+    public func token(accessor: String) throws(VaultError) -> TokenRecord {
+        let found: TokenRecord?
+        do { found = try store.token(accessor: accessor) } catch { throw VaultError(error) }
+        guard let found else { throw .notFound }
+        return found
+    }
+
+    /// Revokes a token; it stops working at once.
+    public func revokeToken(accessor: String, context: RequestContext) throws(VaultError) -> TokenRecord {
+        do {
+            let r = try store.revokeToken(accessor: accessor, at: clock())
+            tokenCacheInvalidate()
+            audit("token.revoke", nil, context, outcome: "ok", detail: accessor)
+            return r
+        } catch {
+            throw VaultError(error)
+        }
+    }
+
+    private func tokenCacheInvalidate() { tokenCache.withLock { $0.removeAll() } }
+
+    /// Decodes a stored token's policy.
+    public static func policy(of record: TokenRecord) -> AccessPolicy? { TokenPolicyCoding.decode(record.policy) }
+
+    // MARK: Audit
+
+    /// Records an event without blocking the request (committed by the writer within milliseconds,
+    /// and before the store closes).
+    public func audit(_ action: String, _ session: String?, _ context: RequestContext, outcome: String, detail: String? = nil) {
+        store.enqueue(.audit(AuditEvent(
+            time: clock(), accessor: context.accessor, action: action, sessionName: session,
+            remoteAddress: context.remoteAddress, outcome: outcome, detail: detail)))
+    }
+
+    /// Audit events, newest first.
+    public func auditEvents(before: Int64?, limit: Int) throws(VaultError) -> [AuditRecord] {
+        do {
+            try store.flush()
+            return try store.auditEvents(before: before, limit: limit)
+        } catch {
+            throw VaultError(error)
+        }
+    }
+
+    // MARK: Keys
+
+    /// Current key terms (metadata only).
+    public func keyTerms() throws(VaultError) -> (current: UInt32, terms: [KeyTerm]) {
+        let k = try keyring()
+        return (k.currentTerm, k.terms)
+    }
+
+    /// Adds a new data-key term; persisted before it is used.
+    public func rotate(context: RequestContext) throws(VaultError) -> UInt32 {
+        let k = try keyring()
+        let prepared: SealedTerm
+        do { prepared = try k.prepareRotation(createdAt: clock()) } catch { throw .integrity }
+        do {
+            try store.appendKeyTerm(KeyTermRecord(term: prepared.term, createdAt: prepared.createdAt, sealedKey: prepared.sealedKey))
+        } catch {
+            throw VaultError(error)
+        }
+        do { try k.activate(prepared) } catch { throw .integrity }
+        audit("keys.rotate", nil, context, outcome: "ok", detail: String(prepared.term))
+        return prepared.term
+    }
+
+    /// Re-seals every stored auth key under the current term.
+    /// - Returns: how many were re-sealed.
+    public func rewrap(context: RequestContext) throws(VaultError) -> Int {
+        let k = try keyring()
+        var cursor: SessionID?
+        var count = 0
+        while true {
+            let batch: [RewrapCandidate]
+            do { batch = try store.sessionsNeedingRewrap(currentTerm: k.currentTerm, after: cursor, limit: 256) } catch {
+                throw VaultError(error)
+            }
+            if batch.isEmpty { break }
+            for c in batch {
+                cursor = c.id
+                let fresh: [UInt8]
+                do { fresh = try k.rewrap(c.sealedAuthKey, context: Self.authKeyContext(c.id)) } catch { throw .integrity }
+                do {
+                    if try store.replaceSealedAuthKey(id: c.id, expected: c.sealedAuthKey, new: fresh, term: k.currentTerm) {
+                        count += 1
+                    }
+                } catch {
+                    throw VaultError(error)
+                }
+            }
+        }
+        audit("keys.rewrap", nil, context, outcome: "ok", detail: String(count))
+        return count
+    }
+
+    /// Re-seals the keyring under `newMaster` (the data keys do not change).
+    public func rekey(to newMaster: MasterKey) throws(VaultError) {
+        let k = try keyring()
+        let sealed: [SealedTerm]
+        do { sealed = try k.rekey(newMaster: newMaster) } catch { throw .integrity }
+        do {
+            try store.replaceKeyTerms(sealed.map { KeyTermRecord(term: $0.term, createdAt: $0.createdAt, sealedKey: $0.sealedKey) }, meta: [:])
+        } catch {
+            throw VaultError(error)
+        }
+    }
+
+    // MARK: Helpers
+
+    /// Associated data binding an auth key ciphertext to its row and column.
+    static func authKeyContext(_ id: SessionID) -> CipherContext {
+        CipherContext(table: "sessions", row: id.hex, column: "auth_key")
+    }
+
+    static func validate(dcID: Int, apiID: Int64?, userID: Int64?, port: Int?, serverAddress: String?) throws(VaultError) {
+        guard (1...255).contains(dcID) else { throw .invalid(field: "dc_id", reason: "must be between 1 and 255") }
+        if let apiID, !(0...Int64(UInt32.max)).contains(apiID) {
+            throw .invalid(field: "api_id", reason: "must be between 1 and 4294967295")
+        }
+        if let userID, userID < 0 { throw .invalid(field: "user_id", reason: "must be between 0 and 9223372036854775807") }
+        if let port, !(1...65535).contains(port) { throw .invalid(field: "port", reason: "must be between 1 and 65535") }
+        if let serverAddress, IPAddressText.canonical(serverAddress) == nil {
+            throw .invalid(field: "server_address", reason: "must be an IPv4 or IPv6 address")
+        }
+    }
+}
+
+/// The stored text form of an ``AccessPolicy``: `ops=read,export;sessions=a,b;prefixes=p`.
+/// Unambiguous because names and prefixes are `[A-Za-z0-9._-]` only.
+enum TokenPolicyCoding {
+    static func encode(_ p: AccessPolicy) -> String {
+        "ops=" + p.operations.sorted().map(\.rawValue).joined(separator: ",")
+            + ";sessions=" + p.sessions.sorted().joined(separator: ",")
+            + ";prefixes=" + p.prefixes.joined(separator: ",")
+    }
+
+    static func decode(_ text: String) -> AccessPolicy? {
+        var ops: Set<AccessPolicy.Operation> = []
+        var sessions: Set<String> = []
+        var prefixes: [String] = []
+        for part in text.split(separator: ";", omittingEmptySubsequences: false) {
+            let kv = part.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard kv.count == 2 else { return nil }
+            let values = kv[1].isEmpty ? [] : kv[1].split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            switch kv[0] {
+            case "ops":
+                for v in values {
+                    guard let op = AccessPolicy.Operation(rawValue: v) else { return nil }
+                    ops.insert(op)
+                }
+            case "sessions": sessions = Set(values)
+            case "prefixes": prefixes = values
+            default: return nil
+            }
+        }
+        return AccessPolicy(operations: ops, sessions: sessions, prefixes: prefixes)
+    }
+}

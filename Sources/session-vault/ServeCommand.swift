@@ -1,0 +1,204 @@
+// SPDX-License-Identifier: Apache-2.0
+import ArgumentParser
+import Dispatch
+import Glibc
+import HTTPServer
+import VaultAPI
+
+/// `session-vault serve`: runs the HTTP server until SIGTERM/SIGINT, then drains and exits 0.
+///
+/// Listen address, in order of precedence:
+/// 1. `--listen HOST:PORT`;
+/// 2. `SESSION_VAULT_LISTEN=HOST:PORT` (IPv6 as `[::1]:8080`);
+/// 3. `PORT=N` (platform convention) → `0.0.0.0:N`, only when `SESSION_VAULT_LISTEN` is unset;
+/// 4. `127.0.0.1:8080`.
+///
+/// Limits and timeouts default to ``HTTPServerConfiguration``'s values and can be tuned through
+/// the environment variables listed in `discussion` (integers; durations in milliseconds).
+struct ServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the vault's HTTP API (the default subcommand).",
+        discussion: """
+            Configuration comes from the environment; flags override it. Secrets are \
+            never taken from the command line: give the master key and the root token \
+            through the environment or through files.
+
+            Environment:
+            - SESSION_VAULT_LISTEN: HOST:PORT, or [::1]:PORT (default 127.0.0.1:8080).
+            - PORT: when SESSION_VAULT_LISTEN is unset, listen on 0.0.0.0:PORT.
+            - SESSION_VAULT_STORAGE: file:PATH or memory (default file:DATA_DIR/vault.db).
+            - SESSION_VAULT_DATA_DIR: folder of the embedded default (default ./data).
+            - SESSION_VAULT_MASTER_KEY / _MASTER_KEY_FILE: base64 of 32 bytes.
+            - SESSION_VAULT_ROOT_TOKEN / _ROOT_TOKEN_FILE: the root token; without one, \
+            a token is generated on first start and printed once on stdout.
+            - SESSION_VAULT_REQUIRE_PERSISTENCE=true: no memory fallback.
+            - SESSION_VAULT_IMPORT_FILE: "NAME SESSION_STRING" lines to load at start.
+            - SESSION_VAULT_SYNCHRONOUS: full (default, loses nothing acknowledged) \
+            or normal.
+            - SESSION_VAULT_LOG_FORMAT (text, json), SESSION_VAULT_LOG_LEVEL.
+            - HTTP limits: SESSION_VAULT_HEADER_TIMEOUT_MS, _IDLE_TIMEOUT_MS, \
+            _BODY_TIMEOUT_MS, _WRITE_TIMEOUT_MS, _HANDLER_TIMEOUT_MS, _DRAIN_TIMEOUT_MS, \
+            _MAX_CONNECTIONS, _MAX_INFLIGHT, _MAX_BODY_BYTES, _MAX_REQUESTS_PER_CONNECTION.
+
+            Exit codes: 0 clean shutdown after SIGTERM/SIGINT, 64 usage, 65 unusable \
+            data (not a vault database, bad import file), 69 cannot listen, 73 \
+            persistence required but impossible, 78 configuration error.
+            """
+    )
+
+    @Option(name: .long, help: "Listen address HOST:PORT (overrides SESSION_VAULT_LISTEN).")
+    var listen: String?
+
+    @Option(name: .long, help: "Storage: file:PATH or memory (overrides SESSION_VAULT_STORAGE).")
+    var storage: String?
+
+    @Option(name: .long, help: "Data folder of the embedded default (overrides SESSION_VAULT_DATA_DIR).")
+    var dataDir: String?
+
+    @Option(name: .long, help: "File holding the base64 master key (overrides SESSION_VAULT_MASTER_KEY_FILE).")
+    var masterKeyFile: String?
+
+    @Option(name: .long, help: "File holding the root token (overrides SESSION_VAULT_ROOT_TOKEN_FILE).")
+    var rootTokenFile: String?
+
+    @Option(name: .long, help: "File of NAME SESSION_STRING lines to import at start.")
+    var importFile: String?
+
+    @Option(name: .long, help: "Log format: text or json.")
+    var logFormat: String?
+
+    @Option(name: .long, help: "Log level: debug, info, warning or error.")
+    var logLevel: String?
+
+    @Flag(name: .long, help: "Development mode: memory storage, throwaway keys, root token printed.")
+    var dev = false
+
+    @Flag(name: .long, help: "Refuse to start when the data folder cannot be written (no memory fallback).")
+    var requirePersistence = false
+
+    func run() throws {
+        // HTTP.md item 14: a write to a closed socket must not kill the process.
+        signal(SIGPIPE, SIG_IGN)
+        // Every file the vault creates (database, WAL, key file) is private to its user.
+        umask(0o077)
+        var flags = ServiceConfiguration.Flags()
+        flags.listen = listen
+        flags.storage = storage
+        flags.dataDirectory = dataDir
+        flags.masterKeyFile = masterKeyFile
+        flags.rootTokenFile = rootTokenFile
+        flags.importFile = importFile
+        flags.logFormat = logFormat
+        flags.logLevel = logLevel
+        flags.dev = dev
+        flags.requirePersistence = requirePersistence
+        let service = try ServiceRunner.start(flags: flags, testRoutes: ServeCommand.environment("SESSION_VAULT_TEST_ROUTES") == "1")
+        withExtendedLifetime(service) { dispatchMain() }
+    }
+
+    // MARK: - Configuration
+
+    static func environment(_ name: String) -> String? {
+        guard let value = getenv(name) else { return nil }
+        return String(cString: value)
+    }
+
+    static func applyEnvironment(to configuration: inout HTTPServerConfiguration) throws {
+        func integer(_ name: String) throws -> Int? {
+            guard let text = environment(name), !text.isEmpty else { return nil }
+            guard text.allSatisfy({ $0.isASCII && $0.isNumber }), let value = Int(text) else {
+                throw ValidationError("\(name) must be a non-negative integer")
+            }
+            return value
+        }
+        func milliseconds(_ name: String) throws -> Duration? {
+            try integer(name).map { Duration.milliseconds($0) }
+        }
+        if let v = try milliseconds("SESSION_VAULT_HEADER_TIMEOUT_MS") { configuration.headerTimeout = v }
+        if let v = try milliseconds("SESSION_VAULT_IDLE_TIMEOUT_MS") { configuration.idleTimeout = v }
+        if let v = try milliseconds("SESSION_VAULT_BODY_TIMEOUT_MS") { configuration.bodyInactivityTimeout = v }
+        if let v = try milliseconds("SESSION_VAULT_WRITE_TIMEOUT_MS") { configuration.writeStallTimeout = v }
+        if let v = try milliseconds("SESSION_VAULT_HANDLER_TIMEOUT_MS") { configuration.handlerTimeout = v }
+        if let v = try milliseconds("SESSION_VAULT_DRAIN_TIMEOUT_MS") { configuration.drainTimeout = v }
+        if let v = try integer("SESSION_VAULT_MAX_CONNECTIONS") { configuration.maxConnections = max(1, v) }
+        if let v = try integer("SESSION_VAULT_MAX_INFLIGHT") { configuration.maxInFlightHandlers = max(1, v) }
+        if let v = try integer("SESSION_VAULT_MAX_BODY_BYTES") { configuration.maxBodyBytes = v }
+        if let v = try integer("SESSION_VAULT_MAX_REQUESTS_PER_CONNECTION") {
+            configuration.maxRequestsPerConnection = max(1, v)
+        }
+        if let level = environment("SESSION_VAULT_LOG_LEVEL") {
+            let levels: [String: HTTPLogLevel] = ["debug": .debug, "info": .info, "warning": .warning, "error": .error]
+            guard let parsed = levels[level] else {
+                throw ValidationError("SESSION_VAULT_LOG_LEVEL must be debug, info, warning or error")
+            }
+            configuration.logger = .standardError(minimumLevel: parsed)
+        }
+    }
+
+    static func printError(_ line: String) {
+        let bytes = Array((line + "\n").utf8)
+        bytes.withUnsafeBytes { raw in
+            guard let base = raw.baseAddress else { return }
+            var written = 0
+            while written < raw.count {
+                let n = write(2, base + written, raw.count - written)
+                if n > 0 { written += n } else if n < 0 && errno == EINTR { continue } else { return }
+            }
+        }
+    }
+}
+
+/// The placeholder routes served until the VaultAPI module takes over:
+///
+/// - `GET|HEAD /healthz` → 200 `ok` (`text/plain`), or 503 problem+json while draining.
+/// - With `SESSION_VAULT_TEST_ROUTES=1` only (black-box tests):
+///   - `GET /_test/slow?ms=N` sleeps N ms (0...10000) on the connection's thread, then 200 `ok`;
+///   - `GET /_test/big?bytes=N` answers N bytes (0...8 MiB) of `abc…z` repeated, `application/octet-stream`;
+///   - `POST /_test/echo-length` answers the received body length as decimal text.
+/// - Anything else → 404 problem+json (bad test-route parameters → 400).
+struct ServeHandler: HTTPHandler {
+    let state: HTTPServerState
+    let testRoutes: Bool
+
+    static let maxSleepMilliseconds = 10_000
+    static let maxBigBytes = 8 * 1024 * 1024
+
+    func handle(_ request: HTTPRequest) -> HTTPResponse {
+        let path = request.path
+        if path == "/healthz" && (request.method == .get || request.method == .head) {
+            if state.isDraining { return .problem(.serviceUnavailable, detail: "draining") }
+            return HTTPResponse(status: .ok, text: "ok")
+        }
+        if testRoutes && path.hasPrefix("/_test/") {
+            if let response = testRoute(request, path: path) { return response }
+        }
+        return .problem(.notFound)
+    }
+
+    private func testRoute(_ request: HTTPRequest, path: Substring) -> HTTPResponse? {
+        switch (request.method, path) {
+        case (.get, "/_test/slow"):
+            guard let ms = request.queryValue("ms").flatMap({ Int($0) }), (0...ServeHandler.maxSleepMilliseconds).contains(ms)
+            else { return .problem(.badRequest, detail: "ms must be an integer in 0...10000") }
+            var remaining = timespec(tv_sec: ms / 1000, tv_nsec: (ms % 1000) * 1_000_000)
+            var left = timespec()
+            while nanosleep(&remaining, &left) != 0 && errno == EINTR { remaining = left }
+            return HTTPResponse(status: .ok, text: "ok")
+        case (.get, "/_test/big"), (.head, "/_test/big"):
+            guard let count = request.queryValue("bytes").flatMap({ Int($0) }),
+                (0...ServeHandler.maxBigBytes).contains(count)
+            else { return .problem(.badRequest, detail: "bytes must be an integer in 0...8388608") }
+            let alphabet = Array("abcdefghijklmnopqrstuvwxyz".utf8)
+            let body = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+                for i in 0..<count { buffer[i] = alphabet[i % 26] }
+                initialized = count
+            }
+            return HTTPResponse(status: .ok, headers: ["Content-Type": "application/octet-stream"], body: body)
+        case (.post, "/_test/echo-length"):
+            return HTTPResponse(status: .ok, text: String(request.body.count))
+        default:
+            return nil
+        }
+    }
+}

@@ -1,0 +1,514 @@
+// SPDX-License-Identifier: Apache-2.0
+import Dispatch
+import Glibc
+import HTTPServer
+import Synchronization
+import Testing
+
+/// Live-server tests over real sockets on 127.0.0.1 port 0. Deadlines are configured short
+/// (a few hundred ms); assertions check what happened (status, EOF), never how long it took.
+@Suite("HTTPServer over sockets")
+struct ConnectionTests {
+    @Test func bindsAnEphemeralPortAndServes() async throws {
+        try await withServer(handler: echoTargetHandler) { server in
+            #expect(server.port > 0)
+            #expect(server.localAddress == "127.0.0.1:\(server.port)")
+            let client = try TestClient(port: server.port)
+            client.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            let response = try client.readResponse()
+            #expect(response.status == 200)
+            #expect(response.text == "/hello")
+            #expect(response.header("Date")?.hasSuffix(" GMT") == true)
+            #expect(response.header("Content-Length") == "6")
+            #expect(response.header("Connection") == nil)
+        }
+    }
+
+    /// Handler placement under test: always offloaded (0) or always inline (64).
+    static let inlineLimits = [0, 64]
+
+    static func configuration(inline: Int) -> HTTPServerConfiguration {
+        var configuration = HTTPServerConfiguration()
+        configuration.inlineHandlerLimit = inline
+        return configuration
+    }
+
+    @Test(arguments: inlineLimits)
+    func pipelinedRequestsInOneSendAreAnsweredInOrder(inline: Int) async throws {
+        try await withServer(Self.configuration(inline: inline), handler: echoTargetHandler) { server in
+            let client = try TestClient(port: server.port)
+            client.send(
+                "GET /first HTTP/1.1\r\nHost: x\r\n\r\nPOST /second HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+                    + "GET /third HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(try client.readResponse().text == "/first")
+            let second = try client.readResponse()
+            #expect(second.text == "/second")
+            #expect(second.header("X-Body-Length") == "3")
+            #expect(try client.readResponse().text == "/third")
+        }
+    }
+
+    @Test(arguments: inlineLimits)
+    func pipelinedRequestsFollowedByHalfCloseAreAllAnswered(inline: Int) async throws {
+        try await withServer(Self.configuration(inline: inline), handler: echoTargetHandler) { server in
+            let client = try TestClient(port: server.port)
+            client.send("GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+            client.shutdownWrite()
+            #expect(try client.readResponse().text == "/a")
+            #expect(try client.readResponse().text == "/b")
+            #expect(client.waitForEOF())
+        }
+    }
+
+    @Test(arguments: inlineLimits)
+    func keepAliveServesThreeRequestsOnOneSocket(inline: Int) async throws {
+        try await withServer(Self.configuration(inline: inline), handler: echoTargetHandler) { server in
+            let client = try TestClient(port: server.port)
+            for i in 1...3 {
+                client.send("GET /\(i) HTTP/1.1\r\nHost: x\r\n\r\n")
+                let response = try client.readResponse()
+                #expect(response.text == "/\(i)")
+                #expect(response.header("Connection") == nil)
+            }
+            client.send("GET /last HTTP/1.1\r\nHost: x\r\nConnection: Close\r\n\r\n")
+            let last = try client.readResponse()
+            #expect(last.header("Connection") == "close")
+            #expect(client.waitForEOF())
+        }
+    }
+
+    @Test func http10ClosesUnlessKeepAliveIsRequested() async throws {
+        try await withServer(handler: echoTargetHandler) { server in
+            let plain = try TestClient(port: server.port)
+            plain.send("GET /old HTTP/1.0\r\n\r\n")
+            let response = try plain.readResponse()
+            #expect(response.status == 200)
+            #expect(response.header("Connection") == "close")
+            #expect(plain.waitForEOF())
+
+            let kept = try TestClient(port: server.port)
+            kept.send("GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            #expect(try kept.readResponse().header("Connection") == "keep-alive")
+            kept.send("GET /b HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            #expect(try kept.readResponse().text == "/b")
+        }
+    }
+
+    @Test(arguments: inlineLimits)
+    func expectContinueGets100ThenTheFinalResponse(inline: Int) async throws {
+        try await withServer(Self.configuration(inline: inline), handler: echoTargetHandler) { server in
+            let client = try TestClient(port: server.port)
+            client.send("POST /upload HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+            let interim = client.readBytes("HTTP/1.1 100 Continue\r\n\r\n".utf8.count)
+            #expect(String(decoding: interim, as: UTF8.self) == "HTTP/1.1 100 Continue\r\n\r\n")
+            client.send("hello")
+            let final = try client.readResponse()
+            #expect(final.status == 200)
+            #expect(final.header("X-Body-Length") == "5")
+        }
+    }
+
+    @Test func handlerCanRefuseTheBodyBefore100Continue() async throws {
+        let handler = HTTPClosureHandler(beforeBody: { head in
+            head.headers["Authorization"] == nil ? .problem(.unauthorized) : nil
+        }) { request in
+            HTTPResponse(text: String(request.body.count))
+        }
+        try await withServer(handler: handler) { server in
+            let refused = try TestClient(port: server.port)
+            refused.send("PUT /s HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+            let response = try refused.readResponse()  // a final status, not 100
+            #expect(response.status == 401)
+            #expect(response.header("Connection") == "close")
+            #expect(refused.waitForEOF())
+
+            let allowed = try TestClient(port: server.port)
+            allowed.send("PUT /s HTTP/1.1\r\nHost: x\r\nAuthorization: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+            #expect(String(decoding: allowed.readBytes(25), as: UTF8.self) == "HTTP/1.1 100 Continue\r\n\r\n")
+            allowed.send("12345")
+            #expect(try allowed.readResponse().text == "5")
+        }
+    }
+
+    @Test func expectContinueIsSkippedWhenTheBodyAlreadyArrived() async throws {
+        try await withServer(handler: echoTargetHandler) { server in
+            let client = try TestClient(port: server.port)
+            client.send("POST /u HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok")
+            let response = try client.readResponse()
+            #expect(response.status == 200)  // not 100
+        }
+    }
+
+    @Test func oversizedContentLengthGets413BeforeTheBodyWithout100() async throws {
+        var configuration = HTTPServerConfiguration()
+        configuration.maxBodyBytes = 1024
+        try await withServer(configuration, handler: echoTargetHandler) { server in
+            let client = try TestClient(port: server.port)
+            // The body is never sent: the 413 must arrive anyway (HTTP.md item 7).
+            client.send("POST /big HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1025\r\n\r\n")
+            let response = try client.readResponse()
+            #expect(response.status == 413)
+            #expect(response.header("Connection") == "close")
+            #expect(response.header("Cache-Control") == "no-store")
+            #expect(response.header("Content-Type") == "application/problem+json")
+            #expect(response.text == #"{"type":"about:blank","title":"Content Too Large","status":413}"#)
+            #expect(client.waitForEOF())
+        }
+    }
+
+    @Test func framingErrorGets400WithConnectionCloseAndNoEcho() async throws {
+        try await withServer(handler: echoTargetHandler) { server in
+            let client = try TestClient(port: server.port)
+            client.send("POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+            let response = try client.readResponse()
+            #expect(response.status == 400)
+            #expect(response.header("Connection") == "close")
+            #expect(!response.text.contains("/x"))
+            #expect(client.waitForEOF())
+        }
+    }
+
+    @Test func chunkedRequestBodyIsDecoded() async throws {
+        try await withServer(handler: echoTargetHandler) { server in
+            let client = try TestClient(port: server.port)
+            client.send("POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n")
+            client.send("3\r\nefg\r\n0\r\n\r\n")
+            #expect(try client.readResponse().header("X-Body-Length") == "7")
+        }
+    }
+
+    @Test func headResponseHasContentLengthButNoBody() async throws {
+        try await withServer(handler: echoTargetHandler) { server in
+            let client = try TestClient(port: server.port)
+            client.send("HEAD /abc HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+            let head = try client.readResponse(isHead: true)
+            #expect(head.header("Content-Length") == "4")
+            // If the HEAD body had been sent, this would read "/abc" instead.
+            #expect(try client.readResponse().text == "/next")
+        }
+    }
+
+    @Test func noContentHasNoContentLength() async throws {
+        let handler = HTTPClosureHandler { _ in HTTPResponse(status: .noContent, body: [UInt8]("ignored".utf8)) }
+        try await withServer(handler: handler) { server in
+            let client = try TestClient(port: server.port)
+            client.send("DELETE /x HTTP/1.1\r\nHost: x\r\n\r\nGET /y HTTP/1.1\r\nHost: x\r\n\r\n")
+            let first = try client.readResponse()
+            #expect(first.status == 204)
+            #expect(first.header("Content-Length") == nil)
+            #expect(try client.readResponse().status == 204)
+        }
+    }
+
+    @Test func responseSplittingIsReplacedBy500() async throws {
+        let handler = HTTPClosureHandler { _ in
+            HTTPResponse(status: .ok, headers: ["X-Evil": "a\r\nSet-Cookie: pwned=1"], body: [])
+        }
+        try await withServer(handler: handler) { server in
+            let client = try TestClient(port: server.port)
+            client.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            let response = try client.readResponse()
+            #expect(response.status == 500)
+            #expect(response.header("Set-Cookie") == nil)
+        }
+    }
+
+    @Test func serverOwnedHeadersFromTheHandlerAreReplaced() async throws {
+        let handler = HTTPClosureHandler { _ in
+            HTTPResponse(status: .ok, headers: ["Content-Length": "999", "Transfer-Encoding": "chunked"], body: [UInt8]("hi".utf8))
+        }
+        try await withServer(handler: handler) { server in
+            let client = try TestClient(port: server.port)
+            client.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            let response = try client.readResponse()
+            #expect(response.header("Content-Length") == "2")
+            #expect(response.header("Transfer-Encoding") == nil)
+            #expect(response.text == "hi")
+        }
+    }
+
+    @Test func largeResponseSurvivesPartialWrites() async throws {
+        let size = 8 * 1024 * 1024
+        let handler = HTTPClosureHandler { _ in
+            HTTPResponse(status: .ok, body: [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+                for i in 0..<size { buffer[i] = UInt8(truncatingIfNeeded: i % 251) }
+                count = size
+            })
+        }
+        try await withServer(handler: handler) { server in
+            let client = try TestClient(port: server.port)
+            client.send("GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            let response = try client.readResponse()
+            #expect(response.body.count == size)
+            #expect(response.body.enumerated().allSatisfy { $0.element == UInt8(truncatingIfNeeded: $0.offset % 251) })
+            client.send("GET /again HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(try client.readResponse().body.count == size)
+        }
+    }
+
+    @Test func clientResettingMidResponseDoesNotHurtTheServer() async throws {
+        let handler = HTTPClosureHandler { request in
+            request.target == "/big" ? HTTPResponse(body: [UInt8](repeating: 7, count: 8 * 1024 * 1024)) : HTTPResponse(text: "alive")
+        }
+        try await withServer(handler: handler) { server in
+            for _ in 0..<3 {
+                let rude = try TestClient(port: server.port)
+                rude.send("GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+                var linger = linger(l_onoff: 1, l_linger: 0)  // close() sends RST
+                setsockopt(rude.fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<linger>.size))
+            }
+            let client = try TestClient(port: server.port)
+            client.send("GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(try client.readResponse().text == "alive")
+        }
+    }
+
+    @Test func requestCapPerConnectionClosesAfterTheLastOne() async throws {
+        var configuration = HTTPServerConfiguration()
+        configuration.maxRequestsPerConnection = 2
+        try await withServer(configuration, handler: echoTargetHandler) { server in
+            let client = try TestClient(port: server.port)
+            client.send("GET /1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(try client.readResponse().header("Connection") == nil)
+            client.send("GET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(try client.readResponse().header("Connection") == "close")
+            #expect(client.waitForEOF())
+        }
+    }
+
+    // MARK: - Timeouts (HTTP.md item 11)
+
+    static let shortTimeouts = HTTPServerConfiguration(
+        headerTimeout: .milliseconds(300), idleTimeout: .milliseconds(300), bodyInactivityTimeout: .milliseconds(300),
+        writeStallTimeout: .milliseconds(300), handlerTimeout: .milliseconds(300), lingerTimeout: .milliseconds(300))
+
+    @Test func silentClientGets408AtTheHeaderDeadline() async throws {
+        try await withServer(Self.shortTimeouts, handler: echoTargetHandler) { server in
+            let client = try TestClient(port: server.port)
+            let response = try client.readResponse()
+            #expect(response.status == 408)
+            #expect(response.header("Connection") == "close")
+            #expect(client.waitForEOF())
+        }
+    }
+
+    @Test func stalledHeadIsClosedWithoutAResponse() async throws {
+        try await withServer(Self.shortTimeouts, handler: echoTargetHandler) { server in
+            let client = try TestClient(port: server.port)
+            client.send("GET / HTTP/1.1\r\n")
+            #expect(client.readBytes(1).isEmpty)
+            #expect(client.sawEOF)
+        }
+    }
+
+    @Test func tricklingBytesDoNotExtendTheHeaderDeadline() async throws {
+        try await withServer(Self.shortTimeouts, handler: echoTargetHandler) { server in
+            let client = try TestClient(port: server.port)
+            // Keep sending one header byte every 50 ms for up to 3 s: the server must cut us off.
+            let line = [UInt8]("GET / HTTP/1.1\r\nX-Slow: " + String(repeating: "a", count: 60))
+            var closed = false
+            for byte in line {
+                client.send([byte])
+                try await Task.sleep(for: .milliseconds(50))
+                var probe = pollfd(fd: client.fd, events: Int16(POLLIN), revents: 0)
+                if poll(&probe, 1, 0) > 0 {
+                    closed = client.readBytes(1).isEmpty
+                    break
+                }
+            }
+            #expect(closed)
+        }
+    }
+
+    @Test func idleKeepAliveConnectionIsClosedSilently() async throws {
+        try await withServer(Self.shortTimeouts, handler: echoTargetHandler) { server in
+            let client = try TestClient(port: server.port)
+            client.send("GET /1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(try client.readResponse().status == 200)
+            #expect(client.readBytes(1).isEmpty)  // no 408, just EOF
+            #expect(client.sawEOF)
+        }
+    }
+
+    @Test func stalledBodyIsClosed() async throws {
+        try await withServer(Self.shortTimeouts, handler: echoTargetHandler) { server in
+            let client = try TestClient(port: server.port)
+            client.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+            #expect(client.readBytes(1).isEmpty)
+            #expect(client.sawEOF)
+        }
+    }
+
+    @Test(arguments: inlineLimits)
+    func slowHandlerGets503AtItsDeadlineAndItsResultIsDiscarded(inline: Int) async throws {
+        let gate = Gate()
+        let handler = HTTPClosureHandler { request in
+            if request.target == "/slow" { gate.pass() }
+            return HTTPResponse(text: "late")
+        }
+        var configuration = Self.shortTimeouts
+        configuration.inlineHandlerLimit = inline
+        try await withServer(configuration, handler: handler) { server in
+            let client = try TestClient(port: server.port)
+            client.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            let response = try client.readResponse()  // arrives while the handler is still blocked
+            #expect(response.status == 503)
+            #expect(response.header("Retry-After") == "1")
+            #expect(response.header("Connection") == "close")
+            gate.open()
+            #expect(client.waitForEOF())  // and "late" is never sent
+        }
+    }
+
+    @Test(arguments: inlineLimits)
+    func inFlightHandlerCapAnswers503(inline: Int) async throws {
+        let gate = Gate()
+        let handler = HTTPClosureHandler { request in
+            if request.target == "/block" { gate.pass() }
+            return HTTPResponse(text: "done")
+        }
+        var configuration = Self.configuration(inline: inline)
+        configuration.maxInFlightHandlers = 1
+        try await withServer(configuration, handler: handler) { server in
+            let first = try TestClient(port: server.port)
+            first.send("GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(await gate.waitForEntries(1))
+            let second = try TestClient(port: server.port)
+            second.send("GET /other HTTP/1.1\r\nHost: x\r\n\r\n")
+            let rejected = try second.readResponse()
+            #expect(rejected.status == 503)
+            #expect(rejected.header("Retry-After") == "1")
+            gate.open()
+            #expect(try first.readResponse().text == "done")
+        }
+    }
+
+    // MARK: - Connection cap (HTTP.md item 12)
+
+    @Test(arguments: inlineLimits)
+    func connectionCapQueuesExtraClientsInTheBacklog(inline: Int) async throws {
+        let gate = Gate()
+        let serverBox = Mutex<HTTPServer?>(nil)
+        let peak = Atomic<Int>(0)
+        let handler = HTTPClosureHandler { request in
+            let open = serverBox.withLock { $0?.activeConnections ?? 0 }
+            var current = peak.load(ordering: .relaxed)
+            while open > current {
+                let (exchanged, original) = peak.compareExchange(expected: current, desired: open, ordering: .relaxed)
+                if exchanged { break }
+                current = original
+            }
+            gate.pass()
+            return HTTPResponse(text: request.target)
+        }
+        var configuration = Self.configuration(inline: inline)
+        configuration.maxConnections = 4
+        try await withServer(configuration, handler: handler) { server in
+            serverBox.withLock { $0 = server }
+            var clients: [TestClient] = []
+            for i in 0..<6 {
+                let client = try TestClient(port: server.port)  // connect succeeds: the backlog holds it
+                client.send("GET /\(i) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                clients.append(client)
+            }
+            #expect(await gate.waitForEntries(4))
+            #expect(server.activeConnections == 4)
+            gate.open()
+            for (i, client) in clients.enumerated() {
+                #expect(try client.readResponse().text == "/\(i)")
+            }
+            let peakConnections = peak.load(ordering: .relaxed)
+            let served = gate.entered.load(ordering: .relaxed)
+            #expect(peakConnections <= 4)
+            #expect(served == 6)
+        }
+    }
+
+    // MARK: - Graceful shutdown (HTTP.md item 16)
+
+    @Test(arguments: inlineLimits)
+    func shutdownLetsTheInFlightRequestFinishWithConnectionClose(inline: Int) async throws {
+        let gate = Gate()
+        let state = HTTPServerState()
+        let handler = HTTPClosureHandler { request in
+            if request.target == "/slow" { gate.pass() }
+            return HTTPResponse(text: state.isDraining ? "draining" : "serving")
+        }
+        var configuration = Self.configuration(inline: inline)
+        configuration.host = "127.0.0.1"
+        configuration.port = 0
+        configuration.logger = .disabled
+        let server = HTTPServer(configuration: configuration, state: state, handler: handler)
+        try server.start()
+        let port = server.port
+
+        let idle = try TestClient(port: port)
+        idle.send("GET /warm HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(try idle.readResponse().text == "serving")
+
+        let busy = try TestClient(port: port)
+        busy.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(await gate.waitForEntries(1))
+
+        let finished = Atomic<Bool>(false)
+        server.shutdown(deadline: .now() + .seconds(10)) { finished.store(true, ordering: .sequentiallyConsistent) }
+        #expect(server.isDraining)
+        #expect(idle.waitForEOF())  // idle keep-alive connection closed right away
+        #expect(await eventually { (try? TestClient(port: port)) == nil })  // new connects refused
+        let finishedEarly = finished.load(ordering: .sequentiallyConsistent)
+        #expect(!finishedEarly)
+
+        gate.open()
+        let response = try busy.readResponse()
+        #expect(response.status == 200)
+        #expect(response.text == "draining")
+        #expect(response.header("Connection") == "close")
+        #expect(busy.waitForEOF())
+        #expect(await eventually { finished.load(ordering: .sequentiallyConsistent) })
+        #expect(server.activeConnections == 0)
+    }
+
+    @Test func shutdownForceClosesAtTheDeadline() async throws {
+        var configuration = HTTPServerConfiguration()
+        configuration.host = "127.0.0.1"
+        configuration.port = 0
+        configuration.logger = .disabled
+        let server = HTTPServer(configuration: configuration, handler: echoTargetHandler)
+        try server.start()
+        let client = try TestClient(port: server.port)
+        client.send("GET / HTTP/1.1\r\nHost: x\r\n")  // a head that never completes keeps it busy
+        #expect(await eventually { server.activeConnections == 1 })
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            server.shutdown(deadline: .now() + .milliseconds(200)) { done.resume() }
+        }
+        #expect(client.waitForEOF())
+    }
+
+    @Test func startFailsWithAddressInUse() async throws {
+        try await withServer(handler: echoTargetHandler) { server in
+            var configuration = HTTPServerConfiguration()
+            configuration.host = "127.0.0.1"
+            configuration.port = server.port
+            configuration.logger = .disabled
+            let second = HTTPServer(configuration: configuration, handler: echoTargetHandler)
+            #expect(throws: HTTPServerError.systemCall(call: "bind", errno: EADDRINUSE)) { try second.start() }
+            #expect(throws: HTTPServerError.alreadyStarted) { try second.start() }
+            #expect(throws: HTTPServerError.invalidHost("nope")) {
+                try HTTPServer(configuration: HTTPServerConfiguration(host: "nope", port: 0), handler: echoTargetHandler).start()
+            }
+        }
+    }
+
+    @Test func servesOverIPv6Loopback() async throws {
+        var configuration = HTTPServerConfiguration(host: "::1", port: 0)
+        configuration.logger = .disabled
+        let server = HTTPServer(configuration: configuration, handler: echoTargetHandler)
+        do {
+            try server.start()
+        } catch {
+            return  // No IPv6 loopback in this environment; nothing to test.
+        }
+        #expect(server.localAddress == "[::1]:\(server.port)")
+        await server.shutdown()
+    }
+}

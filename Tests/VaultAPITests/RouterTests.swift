@@ -1,0 +1,167 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+import HTTPServer
+import Testing
+@testable import VaultAPI
+import VaultCore
+
+/// Router-level tests: requests go straight into `VaultRouter.handle` (no sockets), against a
+/// real in-memory SQLite store and a real keyring.
+@Suite struct RouterTests {
+    static let root = "root-token-for-tests"
+
+    struct Harness {
+        let router: VaultRouter
+        let vault: VaultService
+        let store: SQLiteSessionStore
+        let logs: LogCapture
+
+        init() throws {
+            store = try SQLiteSessionStore(.memory)
+            vault = try VaultService(store: store, master: try MasterKey.generate())
+            _ = try vault.installRootToken(configured: RouterTests.root)
+            logs = LogCapture()
+            let capture = logs
+            router = VaultRouter(
+                vault: vault,
+                info: ServiceInfo(engine: "memory", path: nil, fallbackReason: nil, synchronous: "full", version: "test", startedAt: 0),
+                serverState: HTTPServerState(), log: Log(level: .debug, format: .json, sink: { capture.append($0) }),
+                throttle: AuthThrottle(maxFailures: 3, windowSeconds: 60))
+        }
+
+        func call(_ method: HTTPMethod, _ target: String, token: String? = RouterTests.root, json: String? = nil,
+                  headers: [(String, String)] = [], body: [UInt8]? = nil, remote: String = "127.0.0.1") -> HTTPResponse {
+            var h = HTTPHeaders()
+            if let token { h.add(name: "Authorization", value: "Bearer \(token)") }
+            if json != nil { h.add(name: "Content-Type", value: "application/json") }
+            for (k, v) in headers { h.add(name: k, value: v) }
+            return router.handle(HTTPRequest(method: method, target: target, headers: h,
+                                             body: body ?? Array((json ?? "").utf8), remoteAddress: remote))
+        }
+    }
+
+    static func body(_ r: HTTPResponse) throws -> JSONValue { try JSONParser.parse(r.body) }
+    static func text(_ r: HTTPResponse) -> String { String(decoding: r.body, as: UTF8.self) }
+
+    static let pyrogramString: String = {
+        // dc 2, api_id 12345, user 42, not a bot, key bytes 1…255,0 — built with the codec itself.
+        let key = (try? AuthKey((0..<256).map { UInt8(($0 + 1) & 0xFF) }))
+        let s = TelegramSession(dcID: 2, apiID: 12345, testMode: false, authKey: key, userID: 42, isBot: false)
+        return (try? SessionStringCodec.encode(s, as: .pyrogram)) ?? ""
+    }()
+
+    @Test func createReadExportRevoke() throws {
+        let h = try Harness()
+        let created = h.call(.post, "/v1/sessions", json: #"{"name":"bot","session_string":"\#(Self.pyrogramString)"}"#)
+        #expect(created.status.code == 201)
+        #expect(created.headers["Location"] == "/v1/sessions/bot")
+        #expect(created.headers["ETag"] == "\"1\"")
+        let meta = try Self.body(h.call(.get, "/v1/sessions/bot"))
+        #expect(meta["user_id"] == .int(42) && meta["api_id"] == .int(12345) && meta["revoked"] == .bool(false))
+        let exported = h.call(.get, "/v1/sessions/bot/export")
+        #expect(exported.status.code == 200 && Self.text(exported) == Self.pyrogramString)
+        #expect(exported.headers["Cache-Control"] == "no-store")
+        let asJSON = h.call(.get, "/v1/sessions/bot/export?format=telethon", headers: [("Accept", "application/json")])
+        #expect(try Self.body(asJSON)["format"] == .string("telethon"))
+        let file = h.call(.get, "/v1/sessions/bot/export?format=pyrogram-file")
+        #expect(file.headers["Content-Type"] == "application/vnd.sqlite3")
+        #expect(try SessionFileReader.read(bytes: file.body).session.userID == 42)
+        #expect(h.call(.delete, "/v1/sessions/bot").status.code == 204)
+        #expect(h.call(.get, "/v1/sessions/bot/export").status.code == 410)
+        #expect(h.call(.delete, "/v1/sessions/bot").status.code == 410)
+        #expect(try Self.body(h.call(.get, "/v1/sessions/bot"))["revoked"] == .bool(true))
+    }
+
+    @Test func problemsNameTheField() throws {
+        let h = try Harness()
+        let cases: [(String, Int, String)] = [
+            (#"{"name":"a","session_string":"xyz"}"#, 422, "session_string"),
+            (#"{"name":"a b","session_string":"x"}"#, 422, "name"),
+            (#"{"name":"a","dc_id":2}"#, 422, "auth_key"),
+            (#"{"name":"a","dc_id":"2","auth_key":"AA=="}"#, 422, "dc_id"),
+            (#"{"name":"a","dc_id":2,"auth_key":"AAAA"}"#, 422, "auth_key"),
+            (#"{"name":"a","colour":1}"#, 422, "colour"),
+            (#"{"session_string":"x"}"#, 422, "name"),
+            (#"{"name":"a","#, 400, "body"),
+            (#"[1]"#, 422, "body"),
+        ]
+        for (json, status, field) in cases {
+            let r = h.call(.post, "/v1/sessions", json: json)
+            #expect(r.status.code == status, "\(json)")
+            #expect(r.headers["Content-Type"] == "application/problem+json")
+            #expect(try Self.body(r)["field"] == .string(field), "\(json)")
+        }
+        let wrongType = h.call(.post, "/v1/sessions", headers: [("Content-Type", "text/plain")], body: Array("x".utf8))
+        #expect(wrongType.status.code == 415)
+        let big = h.call(.post, "/v1/sessions", json: String(repeating: " ", count: VaultRouter.maxJSONBodyBytes + 1))
+        #expect(big.status.code == 413)
+        #expect(try Self.body(h.call(.get, "/v1/sessions"))["items"] == .array([]))
+    }
+
+    @Test func authenticationScopesAndThrottle() throws {
+        let h = try Harness()
+        #expect(h.call(.post, "/v1/sessions", json: #"{"name":"a","session_string":"\#(Self.pyrogramString)"}"#).status.code == 201)
+        let tokenReply = try Self.body(h.call(.post, "/v1/tokens", json: #"{"operations":["export"],"sessions":["a"]}"#))
+        guard case .string(let scoped) = tokenReply["token"] else { Issue.record("no token"); return }
+        #expect(h.call(.get, "/v1/sessions/a/export", token: scoped).status.code == 200)
+        // Out of scope: the same 403 whether the session exists or not.
+        let read = h.call(.get, "/v1/sessions/a", token: scoped)
+        let missing = h.call(.get, "/v1/sessions/zzz/export", token: scoped)
+        let other = h.call(.get, "/v1/sessions/b/export", token: scoped)
+        #expect(read.status.code == 403 && missing.status.code == 403 && other.status.code == 403)
+        #expect(missing.body == other.body)
+        #expect(h.call(.get, "/v1/tokens", token: scoped).status.code == 403)
+        #expect(h.call(.get, "/v1/sessions", token: nil).headers["WWW-Authenticate"] != nil)
+        // Three failures from one address, then 429 for that address only.
+        for _ in 0..<3 { #expect(h.call(.get, "/v1/sessions", token: "nope", remote: "10.9.9.9").status.code == 401) }
+        let throttled = h.call(.get, "/v1/sessions", token: Self.root, remote: "10.9.9.9")
+        #expect(throttled.status.code == 429 && throttled.headers["Retry-After"] != nil)
+        #expect(h.call(.get, "/v1/sessions", remote: "10.9.9.8").status.code == 200)
+    }
+
+    @Test func patchHonoursIfMatch() throws {
+        let h = try Harness()
+        _ = h.call(.post, "/v1/sessions", json: #"{"name":"a","session_string":"\#(Self.pyrogramString)"}"#)
+        #expect(h.call(.patch, "/v1/sessions/a", json: #"{"api_id":7}"#, headers: [("If-Match", "\"9\"")]).status.code == 412)
+        let ok = h.call(.patch, "/v1/sessions/a", json: #"{"api_id":7}"#, headers: [("If-Match", "\"1\"")])
+        #expect(ok.status.code == 200 && ok.headers["ETag"] == "\"2\"")
+        #expect(h.call(.patch, "/v1/sessions/a", json: #"{"api_id":null}"#).status.code == 422)
+        #expect(h.call(.patch, "/v1/sessions/a", json: #"{}"#).status.code == 422)
+        #expect(h.call(.put, "/v1/sessions/a").status.code == 405)
+        #expect(h.call(.put, "/v1/sessions/a").headers["Allow"] == "GET, PATCH, DELETE, HEAD")
+    }
+
+    @Test func secretsNeverReachLogsMetricsOrErrors() throws {
+        let h = try Harness()
+        var bodies: [[UInt8]] = []
+        bodies.append(h.call(.post, "/v1/sessions", json: #"{"name":"a","session_string":"\#(Self.pyrogramString)"}"#).body)
+        bodies.append(h.call(.post, "/v1/sessions", json: #"{"name":"a","session_string":"\#(Self.pyrogramString)"}"#).body)
+        bodies.append(h.call(.post, "/v1/sessions", json: #"{"name":"b","session_string":"\#(Self.pyrogramString.dropLast())"}"#).body)
+        bodies.append(h.call(.get, "/v1/sessions", token: Self.root + "x").body)
+        bodies.append(h.call(.get, "/metrics", token: nil).body)
+        bodies.append(h.call(.get, "/v1/audit").body)
+        let haystack = bodies.map { String(decoding: $0, as: UTF8.self) }.joined() + h.logs.text
+        #expect(!haystack.contains(Self.pyrogramString.prefix(40)))
+        #expect(!haystack.contains(Self.root))
+        #expect(!haystack.contains("0102030405060708090a0b0c"))
+        #expect(haystack.contains("sv_http_requests_total"))
+    }
+
+    @Test func healthReadinessMetrics() throws {
+        let h = try Harness()
+        #expect(Self.text(h.call(.get, "/healthz", token: nil)) == "ok")
+        #expect(try Self.body(h.call(.get, "/readyz", token: nil))["ready"] == .bool(true))
+        _ = h.call(.get, "/v1/sessions/x")
+        let metrics = Self.text(h.call(.get, "/metrics", token: nil))
+        #expect(metrics.contains(#"route="/v1/sessions/{name}""#))
+        #expect(!metrics.contains("/v1/sessions/x\""))
+        #expect(h.call(.get, "/nope", token: nil).status.code == 404)
+    }
+}
+
+final class LogCapture: @unchecked Sendable {
+    private let lock = NSLock()
+    private var lines: [String] = []
+    func append(_ s: String) { lock.lock(); lines.append(s); lock.unlock() }
+    var text: String { lock.lock(); defer { lock.unlock() }; return lines.joined() }
+}
