@@ -36,5 +36,15 @@ let package = Package(
             dependencies: [.product(name: "VaultCore", package: "session-vault")],
             swiftSettings: strict
         ),
+        .executableTarget(
+            name: "FuzzSessionString",
+            dependencies: [.product(name: "VaultCore", package: "session-vault")],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "FuzzHTTPParser",
+            dependencies: [.product(name: "HTTPServer", package: "session-vault")],
+            swiftSettings: strict
+        ),
     ]
 )
