@@ -5,6 +5,7 @@ import Glibc
 import Darwin
 #endif
 import Synchronization
+import VaultCore
 
 /// A small structured logger writing one line per event to stderr, as text or JSON lines.
 ///
@@ -38,7 +39,7 @@ public final class Log: Sendable {
 
     private let level: Level
     private let format: Format
-    private let lock = Mutex(())
+    private let lock = PThreadLocked(())
     private let sink: @Sendable (String) -> Void
 
     /// - Parameter sink: where lines go (tests capture them); defaults to stderr.

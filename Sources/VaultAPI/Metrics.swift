@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Synchronization
+import VaultCore
 
 /// Prometheus metrics for the service, rendered in text exposition format 0.0.4.
 ///
@@ -27,7 +28,7 @@ public final class Metrics: Sendable {
         var counters: [String: UInt64] = [:]
     }
 
-    private let state = Mutex(State())
+    private let state = PThreadLocked(State())
 
     public init() {}
 
@@ -95,7 +96,7 @@ public final class AuthThrottle: Sendable {
     private let maxFailures: Int
     private let window: Int64
     private let capacity: Int
-    private let entries = Mutex([String: Entry]())
+    private let entries = PThreadLocked([String: Entry]())
 
     /// - Parameters:
     ///   - maxFailures: failures tolerated per window.

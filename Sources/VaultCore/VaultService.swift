@@ -76,8 +76,8 @@ public struct IssuedToken: Sendable {
 public final class VaultService: Sendable {
     /// The storage engine.
     public let store: any SessionStore
-    private let state: Mutex<KeyState>
-    private let tokenCache = Mutex([[UInt8]: CachedToken]())
+    private let state: PThreadLocked<KeyState>
+    private let tokenCache = PThreadLocked([[UInt8]: CachedToken]())
     private let clock: @Sendable () -> Int64
 
     private enum KeyState {
@@ -138,7 +138,7 @@ public final class VaultService: Sendable {
         } else {
             keyState = .sealed("no master key was configured")
         }
-        state = Mutex(keyState)
+        state = PThreadLocked(keyState)
     }
 
     /// Unix time in milliseconds.
@@ -193,7 +193,7 @@ public final class VaultService: Sendable {
         return token
     }
 
-    private let rootHash = Mutex<[UInt8]?>(nil)
+    private let rootHash = PThreadLocked<[UInt8]?>(nil)
 
     /// Resolves a bearer token to a principal, or nil when it is unknown, expired or revoked.
     /// Comparisons are constant-time over the token's keyed hash.

@@ -133,6 +133,13 @@ private func checkRoundTrip(_ original: ImportedSession, as format: ExportFormat
         fail("\(what): \(back.peers.count) peers != \(want.peers.count)")
     }
     for (g, e) in zip(back.peers, want.peers) where g != e {
+        // Documented lossy mapping: Telethon's INTEGER `phone` column may drop a phone that SQLite
+        // would rewrite ("07…", "1e3"), but must never carry a different one.
+        if format == .telethonFile, g.phoneNumber == nil {
+            var relaxed = e
+            relaxed.phoneNumber = nil
+            if g == relaxed { continue }
+        }
         fail("\(what): peer differs:\n  got      \(describe(g))\n  expected \(describe(e))")
     }
 }

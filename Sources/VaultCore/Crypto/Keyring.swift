@@ -61,7 +61,7 @@ public struct KeyTerm: Sendable, Hashable, CustomStringConvertible {
 /// (see ``prepareRotation(createdAt:)``), and if writing fails, reload the keyring from storage
 /// with ``unseal(_:master:)``.
 ///
-/// Thread safety: all state sits in one `Mutex`; sealing and opening hold it only long enough
+/// Thread safety: all state sits in one `PThreadLocked`; sealing and opening hold it only long enough
 /// to pick a key (a reference to immutable ``SecretBytes``), then run AES-GCM outside it.
 public final class Keyring: Sendable, CustomStringConvertible {
     private struct State {
@@ -73,7 +73,7 @@ public final class Keyring: Sendable, CustomStringConvertible {
         var currentKey: SecretBytes
     }
 
-    private let state: Mutex<State>
+    private let state: PThreadLocked<State>
 
     /// Hashes API tokens; keyed from the keyring (see ``TokenHasher``).
     public let tokenHasher: TokenHasher
@@ -91,7 +91,7 @@ public final class Keyring: Sendable, CustomStringConvertible {
             key: rootKey, salt: Array("session-vault".utf8), info: Array("api-token-hash/v1".utf8),
             count: 32)
         tokenHasher = try TokenHasher(key: tokenKey)
-        state = Mutex(
+        state = PThreadLocked(
             State(master: master, keys: keys, createdAt: createdAt, current: current, currentKey: currentKey))
     }
 

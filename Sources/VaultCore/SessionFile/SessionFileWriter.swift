@@ -112,11 +112,17 @@ public enum SessionFileWriter {
                         [.integer(userID), .integer(now)])
                 }
                 for peer in peers {
+                    let phone = telethonPhone(peer.phoneNumber)
                     try db.run(
                         "INSERT INTO entities (id, hash, username, phone, name, date) VALUES (?, ?, ?, ?, ?, ?)",
                         [.integer(peer.id), .integer(peer.accessHash), peer.usernames.first.map { .text($0) } ?? .null,
-                         telethonPhone(peer.phoneNumber), peer.name.map { .text($0) } ?? .null,
-                         .integer(peer.lastUpdateOn ?? now)])
+                         phone, peer.name.map { .text($0) } ?? .null, .integer(peer.lastUpdateOn ?? now)])
+                    if case .text(let text) = phone {
+                        // SQLite's INTEGER affinity may have rewritten it ("07…", "1e3", "1.5"):
+                        // then it is no longer the same phone, so drop it (see telethonPhone).
+                        try db.run("UPDATE entities SET phone = NULL WHERE id = ? AND (typeof(phone) <> 'text' OR phone <> ?)",
+                                   [.integer(peer.id), .text(text)])
+                    }
                 }
             }
             try db.execute("COMMIT")
@@ -251,6 +257,11 @@ public enum SessionFileWriter {
     /// Telethon declares `phone integer`, so the digit string it binds is stored as an INTEGER
     /// (FORMATS §4.2). Anything that is not a plain decimal fitting Int64 stays TEXT, as the
     /// column affinity would leave it.
+    /// Telethon declares `entities.phone` INTEGER and stores digit strings as integers (FORMATS
+    /// §4.2): a canonical decimal phone is written as an integer. Anything else is written as text;
+    /// where SQLite's INTEGER affinity would rewrite it ("07…" → 7…, "+1…", "1e3" → 1000, "1.5" →
+    /// REAL) the writer replaces it with NULL after the insert (the peer still resolves by id and
+    /// username): a Telethon file never carries a different phone number than the one given.
     private static func telethonPhone(_ phone: String?) -> SQLiteValue {
         guard let phone else { return .null }
         let digits = phone.utf8

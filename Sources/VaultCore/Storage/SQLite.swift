@@ -260,7 +260,17 @@ final class SQLiteStatement {
         case .null: rc = sqlite3_bind_null(stmt, index)
         case .integer(let v): rc = sqlite3_bind_int64(stmt, index, v)
         case .real(let v): rc = sqlite3_bind_double(stmt, index, v)
-        case .text(let v): rc = sqlite3_bind_text(stmt, index, v, -1, csqlite_transient())
+        case .text(let v):
+            // Bind by byte length, never as a C string: an embedded NUL must not cut the value short.
+            var text = v
+            rc = text.withUTF8 { utf8 in
+                guard let base = utf8.baseAddress, !utf8.isEmpty else {
+                    return sqlite3_bind_text(stmt, index, "", 0, csqlite_transient())
+                }
+                return base.withMemoryRebound(to: CChar.self, capacity: utf8.count) {
+                    sqlite3_bind_text64(stmt, index, $0, sqlite3_uint64(utf8.count), csqlite_transient(), UInt8(SQLITE_UTF8))
+                }
+            }
         case .blob(let v):
             rc = v.withUnsafeBytes { raw in
                 // A zero-length blob must still be a blob, not NULL: use zeroblob(0).
