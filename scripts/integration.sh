@@ -29,10 +29,10 @@ if [ -z "${SESSION_VAULT_BIN:-}" ]; then
     swift build --product session-vault
     export SESSION_VAULT_BIN="$PWD/.build/debug/session-vault"
 fi
-echo "== integration tests against $SESSION_VAULT_BIN"
+echo "== integration and CLI tests against $SESSION_VAULT_BIN"
 
 if [ "$#" -eq 0 ]; then
-    set -- -q Tests/integration
+    set -- -q Tests/integration Tests/cli
 fi
 status=0
 "$VENV/bin/python" -m pytest -p no:cacheprovider "$@" || status=$?

@@ -47,8 +47,7 @@ stage lint lint
 stage "swift test" swift test
 [ -n "${SKIP_SANITIZERS:-}" ] || { [ -x scripts/sanitizers.sh ] && stage sanitizers scripts/sanitizers.sh; }
 [ -n "${SKIP_FUZZ:-}" ] || { [ -x scripts/fuzz.sh ] && stage fuzz scripts/fuzz.sh; }
-[ -x scripts/integration.sh ] && stage "integration (real binary)" scripts/integration.sh
-[ -x scripts/cli-tests.sh ] && stage "cli (real binary)" scripts/cli-tests.sh
+[ -x scripts/integration.sh ] && stage "integration + cli (real binary)" scripts/integration.sh
 [ -n "${SKIP_INTEROP:-}" ] || { [ -x scripts/interop.sh ] && stage "interop (real client libraries)" scripts/interop.sh; }
 
 echo
