@@ -1,124 +1,91 @@
 // SPDX-License-Identifier: Apache-2.0
-import CSocketShims
 import Glibc
 import Synchronization
 
-/// Decides whether a handler may run inline on a connection queue (no thread hop) or must move to
-/// Dispatch's overcommit pool, so that *blocking* handlers cannot occupy every worker of the
-/// CPU-sized pool that socket I/O runs on (Dispatch on Linux adds a thread for blocked workers only
-/// about once a second).
+/// Decides whether a handler may run inline on its connection queue (no thread hop) or must move to
+/// a per-connection queue of Dispatch's overcommit pool.
 ///
-/// Each inline handler holds a slot with its start time and thread id. A new handler runs inline
-/// if a slot is free and fewer than `blockedLimit` other inline handlers are *blocked*: running for
-/// more than ``blockedAfterNanoseconds`` while their thread sleeps (state `S` or `D` in
-/// `/proc/self/task/<tid>/stat`). Checking the thread state keeps a handler that was merely
-/// preempted on a busy machine from being mistaken for a blocked one, which would otherwise feed
-/// back into more threads and more preemption. Cheap handlers never reach the check at all.
-/// `blockedLimit == 0` offloads every handler.
+/// **Why.** Connection queues share Dispatch's default-QoS worker pool, which is sized to the CPUs.
+/// On Linux, libdispatch adds a worker when all of them are blocked only about once a second, so a
+/// few handlers sleeping inline (SQLite waiting for a group commit, a stuck call) would stall the
+/// socket I/O of every connection in the process.
+///
+/// **Rule.** The pool is process-wide, so this accounting is too (``shared``; several servers in one
+/// process, as in tests, share it). There is one slot per CPU; an inline handler holds a slot with
+/// its start time. A new handler runs inline if a slot is free and fewer than `longRunningLimit`
+/// inline handlers have been running for over ``longRunningAfterNanoseconds``; otherwise it is
+/// offloaded. So:
+/// - cheap handlers (tens of µs) never look long-running: they always run inline while a slot is
+///   free, with no thread hop and no system call (two or three atomic operations per CPU slot);
+/// - long-running handlers occupy at most `longRunningLimit` (≤ CPUs − 1) workers before further
+///   handlers move off the pool, so at least one worker stays free for socket I/O;
+/// - at most one inline handler per CPU exists at any time.
+///
+/// Residual window: handlers that start within ``longRunningAfterNanoseconds`` of each other all
+/// look young and may all block afterwards, occupying every slot (at most one per CPU). That stalls
+/// I/O only until one of them returns (milliseconds for a group commit) or libdispatch adds a worker.
+///
+/// Age alone decides; the thread's scheduler state is deliberately not consulted: reading `/proc`
+/// costs system calls, and a handler burning CPU for over a millisecond occupies its worker just
+/// as much as a sleeping one. A handler that only looks old because it was preempted on a busy
+/// machine causes at most some extra offloading, bounded by
+/// ``HTTPServerConfiguration/maxInFlightHandlers``.
 final class InlineHandlerSlots: Sendable {
-    /// A handler younger than this is never considered blocked (1 ms).
-    static let blockedAfterNanoseconds: UInt64 = 1_000_000
-    /// Without `/proc`, a handler older than this is assumed blocked (10 ms).
-    static let assumedBlockedAfterNanoseconds: UInt64 = 10_000_000
+    /// A handler running longer than this counts as occupying its worker (1 ms: far above a cheap
+    /// handler, about the length of a group-commit wait).
+    static let longRunningAfterNanoseconds: UInt64 = 1_000_000
 
-    /// One inline handler's registration; lock-free so the fast path costs a few atomics.
-    final class Slot: Sendable {
+    /// Online CPUs, the width of Dispatch's default pool (at least 1).
+    static let cpuCount: Int = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+
+    /// The process-wide instance: one slot per CPU of the shared Dispatch pool.
+    static let shared = InlineHandlerSlots(slotCount: cpuCount)
+
+    /// The most long-running inline handlers any configuration may allow: CPUs − 1 (at least 1), so
+    /// that one worker stays free of them.
+    static var maximumLongRunningLimit: Int { max(1, cpuCount - 1) }
+
+    /// One inline handler's registration.
+    private final class Slot: Sendable {
         /// Monotonic start time of the handler in this slot, 0 when free.
         let startedAt = Atomic<UInt64>(0)
-        /// Kernel thread id running the handler.
-        let thread = Atomic<Int32>(0)
-        /// Sticky verdict for the current occupant, so `/proc` is read at most once per blocked call.
-        let blocked = Atomic<Bool>(false)
     }
 
-    /// Fixed set of slots (`blockedLimit` + CPUs): more inline handlers than that are offloaded.
+    /// Fixed set of slots; more inline handlers than slots are never allowed.
     private let slots: [Slot]
-    /// Blocked inline handlers tolerated before offloading (``HTTPServerConfiguration/inlineHandlerLimit``).
-    private let blockedLimit: Int
 
-    /// Creates `slotCount` free slots.
-    init(blockedLimit: Int, slotCount: Int) {
-        self.blockedLimit = blockedLimit
-        self.slots = (0..<max(1, slotCount)).map { _ in Slot() }
+    /// Creates `slotCount` free slots (at least one).
+    init(slotCount: Int) {
+        slots = (0..<max(1, slotCount)).map { _ in Slot() }
     }
 
-    /// Claims a slot for an inline handler starting at `now` on this thread, or returns nil to offload.
-    func acquire(now: UInt64) -> Int? {
-        if blockedLimit == 0 { return nil }
+    /// Claims a slot for an inline handler starting at `now` (monotonic ns, non-zero), or returns
+    /// nil to offload. `longRunningLimit` 0 always offloads.
+    func acquire(now: UInt64, longRunningLimit: Int) -> Int? {
+        if longRunningLimit <= 0 { return nil }
         var mine: Int?
-        var blocked = 0
+        var longRunning = 0
         for index in slots.indices {
             let slot = slots[index]
-            let started = slot.startedAt.load(ordering: .acquiring)
+            let started = slot.startedAt.load(ordering: .relaxed)
             if started == 0 {
-                if mine == nil,
-                    slot.startedAt.compareExchange(expected: 0, desired: now, ordering: .acquiringAndReleasing).exchanged
-                {
-                    slot.blocked.store(false, ordering: .relaxed)
-                    slot.thread.store(ThreadID.current, ordering: .releasing)
+                if mine == nil, slot.startedAt.compareExchange(expected: 0, desired: now, ordering: .relaxed).exchanged {
                     mine = index
                 }
-            } else if now > started && now - started > InlineHandlerSlots.blockedAfterNanoseconds {
-                if slot.blocked.load(ordering: .relaxed) {
-                    blocked += 1
-                } else if isBlocked(thread: slot.thread.load(ordering: .acquiring), age: now - started) {
-                    slot.blocked.store(true, ordering: .relaxed)
-                    blocked += 1
-                }
+            } else if now > started && now - started > InlineHandlerSlots.longRunningAfterNanoseconds {
+                longRunning += 1
             }
         }
         guard let mine else { return nil }
-        if blocked >= blockedLimit {
+        if longRunning >= longRunningLimit {
             release(mine)
             return nil
         }
         return mine
     }
 
-    /// Frees a slot claimed by ``acquire(now:)``.
+    /// Frees a slot claimed by ``acquire(now:longRunningLimit:)``.
     func release(_ index: Int) {
-        slots[index].startedAt.store(0, ordering: .releasing)
-    }
-
-    /// Whether the thread of a handler running for `age` ns is asleep (blocked in a system call).
-    private func isBlocked(thread: Int32, age: UInt64) -> Bool {
-        switch ThreadID.state(of: thread) {
-        case UInt8(ascii: "S"), UInt8(ascii: "D"): true
-        case nil: age > InlineHandlerSlots.assumedBlockedAfterNanoseconds
-        default: false
-        }
-    }
-}
-
-/// Kernel thread ids and states, for ``InlineHandlerSlots``.
-enum ThreadID {
-    /// Thread-local cache of the kernel thread id.
-    private static let key: pthread_key_t = {
-        var key = pthread_key_t()
-        _ = pthread_key_create(&key, nil)
-        return key
-    }()
-
-    /// This thread's kernel id, cached in thread-local storage (one `gettid` per thread).
-    static var current: Int32 {
-        if let cached = pthread_getspecific(key) { return Int32(truncatingIfNeeded: Int(bitPattern: cached)) }
-        let tid = csocket_thread_id()
-        _ = pthread_setspecific(key, UnsafeRawPointer(bitPattern: Int(tid)))
-        return tid
-    }
-
-    /// The scheduler state letter (`R`, `S`, `D`, …) of thread `tid` of this process, or nil if
-    /// `/proc` cannot be read.
-    static func state(of tid: Int32) -> UInt8? {
-        guard tid > 0 else { return nil }
-        let fd = open("/proc/self/task/\(tid)/stat", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { _ = close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 256)
-        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        guard n > 0 else { return nil }
-        // Format: "tid (comm) S ...": the state follows the last ')' and a space (proc(5)).
-        guard let close = buffer[0..<n].lastIndex(of: UInt8(ascii: ")")), close + 2 < n else { return nil }
-        return buffer[close + 2]
+        slots[index].startedAt.store(0, ordering: .relaxed)
     }
 }

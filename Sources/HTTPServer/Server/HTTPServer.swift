@@ -39,8 +39,9 @@ public final class HTTPServer: Sendable {
     let errorResponses: ErrorResponses
     /// Handlers currently running, across all connections.
     let inFlightHandlers = Atomic<Int>(0)
-    /// Start times of the handlers running inline on connection queues (see ``HTTPHandler``).
-    let inlineSlots: InlineHandlerSlots
+    /// Long-running inline handlers tolerated before offloading (see ``InlineHandlerSlots``):
+    /// ``HTTPServerConfiguration/inlineHandlerLimit`` clamped to `0...CPUs − 1` (at least 1 unless 0).
+    let inlineLimit: Int
     /// Open client connections (accepted and not yet fully closed).
     let connectionCount = Atomic<Int>(0)
     /// Set by the listener when it paused at the connection cap; closers then wake it.
@@ -93,10 +94,10 @@ public final class HTTPServer: Sendable {
         self.handler = handler
         self.timeouts = Connection.Timeouts(configuration)
         self.errorResponses = ErrorResponses(retryAfterSeconds: configuration.retryAfterSeconds)
-        // Keep at least one worker of Dispatch's CPU-sized pool free of blocked handlers.
-        let cpus = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-        let limit = max(0, configuration.inlineHandlerLimit ?? max(1, cpus - 1))
-        self.inlineSlots = InlineHandlerSlots(blockedLimit: limit, slotCount: limit + cpus)
+        // Keep at least one worker of Dispatch's CPU-sized pool free of long-running handlers,
+        // whatever the configuration asks for (the pool is shared by the whole process).
+        let ceiling = InlineHandlerSlots.maximumLongRunningLimit
+        self.inlineLimit = min(max(0, configuration.inlineHandlerLimit ?? ceiling), ceiling)
     }
 
     /// True once ``shutdown(deadline:completion:)`` has been called.
@@ -217,8 +218,8 @@ public final class HTTPServer: Sendable {
         _ = SocketIO.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
         connectionCount.wrappingAdd(1, ordering: .sequentiallyConsistent)
         // Connection queues target the default global queue: Dispatch's CPU-sized (non-overcommit)
-        // pool, so thread count stays bounded under load. Blocking handlers beyond
-        // `inlineHandlerLimit` move to an overcommit queue (see Connection.handle).
+        // pool, so thread count stays bounded under load. Handlers beyond what that pool can
+        // absorb move to an overcommit queue (see InlineHandlerSlots and Connection.handle).
         let queue = DispatchQueue(label: "HTTPServer.connection", target: .global())
         let connection = Connection(fd: fd, peer: peer, server: self, queue: queue)
         connections.withLock { $0[ObjectIdentifier(connection)] = connection }
