@@ -193,6 +193,17 @@ final class TestClient: @unchecked Sendable {
     }
 }
 
+/// Byte-wise equality via `memcmp` (fast even in debug and sanitized builds).
+func sameBytes(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    guard a.count == b.count else { return false }
+    return a.withUnsafeBytes { x in
+        b.withUnsafeBytes { y in
+            guard let p = x.baseAddress, let q = y.baseAddress else { return true }  // both empty
+            return memcmp(p, q, x.count) == 0
+        }
+    }
+}
+
 /// A thread-safe gate handlers can block on until a test opens it.
 final class Gate: Sendable {
     private let semaphore = DispatchSemaphore(value: 0)
