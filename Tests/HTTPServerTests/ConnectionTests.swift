@@ -24,8 +24,10 @@ struct ConnectionTests {
         }
     }
 
-    /// Handler placement under test: always offloaded (0), or inline whenever the process-wide
-    /// pool accounting allows it (nil, the default; larger values are clamped to it anyway).
+    /// Handler placement under test: always offloaded (0), or the default rule (nil: inline while
+    /// fewer than CPUs − 1 handlers run inline in the process). Larger limits are deliberately not
+    /// used: tests block handlers on gates, and inline handlers blocked on every worker of the
+    /// shared pool would stall every server in the test process.
     static let inlineLimits: [Int?] = [0, nil]
 
     static func configuration(inline: Int?) -> HTTPServerConfiguration {

@@ -359,18 +359,16 @@ final class Connection: @unchecked Sendable {
             sendError(code: 503)
             return
         }
-        let started = max(1, Connection.now())
         // Inline only with nothing left to send: the watchdog's 503 is written from another thread
         // and must not interleave with an unsent interim `100 Continue`.
-        guard outHeadSent == outHead.count,
-            let slot = InlineHandlerSlots.shared.acquire(now: started, longRunningLimit: server.inlineLimit)
-        else {
+        guard outHeadSent == outHead.count, InlineHandlerSlots.acquire(limit: server.inlineLimit) else {
             offload(request)
             return
         }
+        let started = max(1, Connection.now())
         handlerStartedAt.store(started, ordering: .sequentiallyConsistent)
         let response = server.handler.handle(request)
-        InlineHandlerSlots.shared.release(slot)
+        InlineHandlerSlots.release()
         server.inFlightHandlers.wrappingSubtract(1, ordering: .relaxed)
         let (finishedInTime, _) = handlerStartedAt.compareExchange(
             expected: started, desired: 0, ordering: .sequentiallyConsistent)

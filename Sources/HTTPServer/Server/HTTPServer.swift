@@ -39,8 +39,8 @@ public final class HTTPServer: Sendable {
     let errorResponses: ErrorResponses
     /// Handlers currently running, across all connections.
     let inFlightHandlers = Atomic<Int>(0)
-    /// Long-running inline handlers tolerated before offloading (see ``InlineHandlerSlots``):
-    /// ``HTTPServerConfiguration/inlineHandlerLimit`` clamped to `0...CPUs − 1` (at least 1 unless 0).
+    /// Handlers that may run inline at once, process-wide, before this server offloads (see
+    /// ``InlineHandlerSlots``): ``HTTPServerConfiguration/inlineHandlerLimit`` or CPUs − 1.
     let inlineLimit: Int
     /// Open client connections (accepted and not yet fully closed).
     let connectionCount = Atomic<Int>(0)
@@ -94,10 +94,8 @@ public final class HTTPServer: Sendable {
         self.handler = handler
         self.timeouts = Connection.Timeouts(configuration)
         self.errorResponses = ErrorResponses(retryAfterSeconds: configuration.retryAfterSeconds)
-        // Keep at least one worker of Dispatch's CPU-sized pool free of long-running handlers,
-        // whatever the configuration asks for (the pool is shared by the whole process).
-        let ceiling = InlineHandlerSlots.maximumLongRunningLimit
-        self.inlineLimit = min(max(0, configuration.inlineHandlerLimit ?? ceiling), ceiling)
+        // By default keep at least one worker of Dispatch's CPU-sized pool out of handlers.
+        self.inlineLimit = max(0, configuration.inlineHandlerLimit ?? InlineHandlerSlots.defaultLimit)
     }
 
     /// True once ``shutdown(deadline:completion:)`` has been called.

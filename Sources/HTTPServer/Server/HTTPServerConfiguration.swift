@@ -80,13 +80,13 @@ public struct HTTPServerConfiguration: Sendable {
     public var maxConnections: Int
     /// Most handlers running at once across all connections; one more gets 503 with `Retry-After`.
     public var maxInFlightHandlers: Int
-    /// How many *long-running* handlers (running over 1 ms, asleep or not) may occupy the
-    /// connection queues' shared, CPU-sized Dispatch worker pool before further handlers run on a
-    /// per-connection queue of the overcommit pool instead (one thread hop each). Cheap handlers
-    /// run inline, with no hop, while fewer inline handlers than CPUs are running. `nil` means
-    /// "active CPUs − 1" (at least 1), which is also the maximum: larger values are clamped so that
-    /// one worker always stays free for socket I/O. `0` offloads every handler. The accounting is
-    /// process-wide, because the pool is.
+    /// How many handlers may run inline at once (on the connection queues' shared, CPU-sized
+    /// Dispatch worker pool, with no thread hop), counted across the whole process, before further
+    /// handlers run on a per-connection queue of the overcommit pool instead (one thread hop each).
+    /// `nil` means "active CPUs − 1" (at least 1): one worker then always stays free for socket
+    /// I/O even if every inline handler blocks. Larger values save hops when several cheap handlers
+    /// run at once, at the risk of stalling all I/O while that many handlers block. `0` offloads
+    /// every handler.
     public var inlineHandlerLimit: Int?
     /// Requests served on one connection before it is closed with `Connection: close`.
     public var maxRequestsPerConnection: Int
