@@ -5,8 +5,8 @@ import Synchronization
 /// Decides whether a handler may run inline on its connection queue (no thread hop) or must move to
 /// a per-connection queue of Dispatch's overcommit pool.
 ///
-/// **Why.** Connection queues share Dispatch's default-QoS worker pool, which has one worker per
-/// CPU. On Linux, libdispatch adds a worker when all of them are blocked only about once a second
+/// **Why.** Connection queues share one Dispatch worker pool (``HTTPServer/connectionPool``), which
+/// has one worker per CPU. On Linux, libdispatch adds a worker when all of them are blocked only about once a second
 /// (and not at all while some are runnable), so handlers sleeping inline (SQLite waiting for a group
 /// commit, a stuck call) on every worker would stall the socket I/O of every connection.
 ///

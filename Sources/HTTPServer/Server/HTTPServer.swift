@@ -17,9 +17,10 @@ import Synchronization
 /// ```
 ///
 /// **Threading.** The listener runs on its own serial queue. Each connection is confined to its
-/// own serial queue; all of them target Dispatch's default global queue (a worker pool sized to
-/// the CPUs), and handlers usually run inline on the connection's queue (see ``HTTPHandler``).
-/// A watchdog queue enforces the deadline of inline handlers.
+/// own serial queue; all of them target Dispatch's user-initiated global queue (a worker pool
+/// sized to the CPUs, apart from the default pool that Swift concurrency uses on Linux), and
+/// handlers usually run inline on the connection's queue (see ``HTTPHandler``). A watchdog queue
+/// enforces the deadline of inline handlers.
 ///
 /// **Connection cap.** At ``HTTPServerConfiguration/maxConnections`` the listener's read source is
 /// suspended, so further clients wait in the kernel backlog; it resumes when a connection closes.
@@ -53,6 +54,13 @@ public final class HTTPServer: Sendable {
     private let lifecycle = Mutex<Lifecycle>(Lifecycle())
     /// Set once shutdown completions have run (they run exactly once).
     private let shutdownFinished = Atomic<Bool>(false)
+
+    /// The pool every connection queue targets: the user-initiated QoS global queue, not the default
+    /// one. Each QoS class has its own root queue and CPU-sized worker pool, and on Linux Swift's
+    /// global concurrency executor runs default-priority tasks on the *default* pool; async code
+    /// that blocks there (a synchronous SQLite call or semaphore in a task) would otherwise queue
+    /// the server's socket I/O behind it, for seconds on a small machine.
+    static let connectionPool = DispatchQueue.global(qos: .userInitiated)
 
     /// Serial queue of the listener (an overcommit-pool queue, so blocked handlers never starve it).
     let listenerQueue = DispatchQueue(label: "HTTPServer.listener")
@@ -215,10 +223,10 @@ public final class HTTPServer: Sendable {
         }
         _ = SocketIO.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
         connectionCount.wrappingAdd(1, ordering: .sequentiallyConsistent)
-        // Connection queues target the default global queue: Dispatch's CPU-sized (non-overcommit)
-        // pool, so thread count stays bounded under load. Handlers beyond what that pool can
-        // absorb move to an overcommit queue (see InlineHandlerSlots and Connection.handle).
-        let queue = DispatchQueue(label: "HTTPServer.connection", target: .global())
+        // Connection queues target a global queue: Dispatch's CPU-sized (non-overcommit) pool, so
+        // thread count stays bounded under load. Handlers beyond what that pool can absorb move to
+        // an overcommit queue (see InlineHandlerSlots and Connection.handle).
+        let queue = DispatchQueue(label: "HTTPServer.connection", target: HTTPServer.connectionPool)
         let connection = Connection(fd: fd, peer: peer, server: self, queue: queue)
         connections.withLock { $0[ObjectIdentifier(connection)] = connection }
         queue.async { connection.start() }
