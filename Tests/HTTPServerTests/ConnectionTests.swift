@@ -31,7 +31,7 @@ struct ConnectionTests {
     static let inlineLimits: [Int?] = [0, nil]
 
     static func configuration(inline: Int?) -> HTTPServerConfiguration {
-        var configuration = HTTPServerConfiguration()
+        var configuration = HTTPServerConfiguration.forTests
         configuration.inlineHandlerLimit = inline
         return configuration
     }
@@ -144,7 +144,7 @@ struct ConnectionTests {
     }
 
     @Test func oversizedContentLengthGets413BeforeTheBodyWithout100() async throws {
-        var configuration = HTTPServerConfiguration()
+        var configuration = HTTPServerConfiguration.forTests
         configuration.maxBodyBytes = 1024
         try await withServer(configuration, handler: echoTargetHandler) { server in
             let client = try TestClient(port: server.port)
@@ -243,7 +243,7 @@ struct ConnectionTests {
         let handler = HTTPClosureHandler { _ in HTTPResponse(status: .ok, body: expected) }
         // Only partial writes are under test: the client's checks between the two requests must
         // not race the idle deadline on a slow machine.
-        var configuration = HTTPServerConfiguration()
+        var configuration = HTTPServerConfiguration.forTests
         configuration.idleTimeout = .seconds(600)
         configuration.writeStallTimeout = .seconds(600)
         try await withServer(configuration, handler: handler) { server in
@@ -277,7 +277,7 @@ struct ConnectionTests {
     }
 
     @Test func requestCapPerConnectionClosesAfterTheLastOne() async throws {
-        var configuration = HTTPServerConfiguration()
+        var configuration = HTTPServerConfiguration.forTests
         configuration.maxRequestsPerConnection = 2
         try await withServer(configuration, handler: echoTargetHandler) { server in
             let client = try TestClient(port: server.port)
@@ -292,14 +292,12 @@ struct ConnectionTests {
     // MARK: - Timeouts (HTTP.md item 11)
 
     /// A configuration where only the timeout under test is short (300 ms) and every other one is
-    /// a minute, so the observed outcome can only come from the deadline under test, and no other
+    /// ten minutes (``HTTPServerConfiguration/forTests``), so the observed outcome can only come from the deadline under test, and no other
     /// deadline can fire first when a loaded or sanitized machine runs the server late.
     static func shortTimeout(
         _ field: WritableKeyPath<HTTPServerConfiguration, Duration>, _ value: Duration = .milliseconds(300)
     ) -> HTTPServerConfiguration {
-        var configuration = HTTPServerConfiguration(
-            headerTimeout: .seconds(60), idleTimeout: .seconds(60), bodyInactivityTimeout: .seconds(60),
-            writeStallTimeout: .seconds(60), handlerTimeout: .seconds(60), lingerTimeout: .seconds(2))
+        var configuration = HTTPServerConfiguration.forTests
         configuration[keyPath: field] = value
         return configuration
     }
@@ -496,7 +494,7 @@ struct ConnectionTests {
     }
 
     @Test func shutdownForceClosesAtTheDeadline() async throws {
-        var configuration = HTTPServerConfiguration()
+        var configuration = HTTPServerConfiguration.forTests
         // No connection deadline may close the client before the test gives up waiting (30 s):
         // the EOF can only come from the drain deadline.
         configuration.headerTimeout = .seconds(600)
@@ -516,7 +514,7 @@ struct ConnectionTests {
 
     @Test func startFailsWithAddressInUse() async throws {
         try await withServer(handler: echoTargetHandler) { server in
-            var configuration = HTTPServerConfiguration()
+            var configuration = HTTPServerConfiguration.forTests
             configuration.host = "127.0.0.1"
             configuration.port = server.port
             configuration.logger = .disabled

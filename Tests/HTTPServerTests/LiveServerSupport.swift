@@ -5,9 +5,22 @@ import HTTPServer
 import Synchronization
 import Testing
 
+extension HTTPServerConfiguration {
+    /// The base configuration of the live tests: every connection and handler deadline is ten
+    /// minutes, so none fires unless a test shortens it on purpose. With the whole suite running
+    /// in parallel on two loaded CPUs, a test task can wait tens of seconds for a cooperative
+    /// thread between two steps, while the server (on its own pool) keeps time; default deadlines
+    /// (10 s, 30 s) would then close connections the test is about to use.
+    static var forTests: HTTPServerConfiguration {
+        HTTPServerConfiguration(
+            headerTimeout: .seconds(600), idleTimeout: .seconds(600), bodyInactivityTimeout: .seconds(600),
+            writeStallTimeout: .seconds(600), handlerTimeout: .seconds(600), lingerTimeout: .seconds(2))
+    }
+}
+
 /// Starts a server on 127.0.0.1 port 0, runs `body` with it, then drains it (always).
 func withServer<T>(
-    _ configuration: HTTPServerConfiguration = HTTPServerConfiguration(),
+    _ configuration: HTTPServerConfiguration = .forTests,
     state: HTTPServerState = HTTPServerState(),
     handler: any HTTPHandler,
     _ body: (HTTPServer) async throws -> T
