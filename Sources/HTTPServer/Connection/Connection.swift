@@ -8,7 +8,7 @@ import Synchronization
 /// **Confinement (`@unchecked Sendable`).** Every `var` below is read and written only on `queue`,
 /// a serial queue: the read/write sources and the timer deliver their handlers there, and the
 /// server reaches a connection only through `queue.async`. The two exceptions are explicitly
-/// synchronised: `handlerStartedAt` (an `Atomic`) and `lateResponse` (a `Mutex`), both shared with
+/// synchronised: `handlerStartedAt` (an `Atomic`) and `lateResponse` (a `Locked`), both shared with
 /// the server's handler watchdog, and the immutable `let`s. Debug builds check the queue with
 /// `dispatchPrecondition` at every entry point.
 ///
@@ -75,7 +75,7 @@ final class Connection: @unchecked Sendable {
     /// Monotonic start time of the running handler, 0 when none, `.max` once the watchdog answered 503.
     let handlerStartedAt = Atomic<UInt64>(0)
     /// Bytes of the watchdog's 503 that are still unsent (shared with the watchdog thread).
-    let lateResponse = Mutex<[UInt8]?>(nil)
+    let lateResponse = Locked<[UInt8]?>(nil)
 
     /// Fires when `fd` is readable (level-triggered); suspended while output is stuck.
     private var readSource: (any DispatchSourceRead)?

@@ -49,9 +49,9 @@ public final class HTTPServer: Sendable {
     let listenerWaitingForCapacity = Atomic<Bool>(false)
 
     /// Every open connection, for shutdown and the handler watchdog.
-    private let connections = Mutex<[ObjectIdentifier: Connection]>([:])
+    private let connections = Locked<[ObjectIdentifier: Connection]>([:])
     /// Start/stop state, bound address, listener, watchdog and pending shutdown completions.
-    private let lifecycle = Mutex<Lifecycle>(Lifecycle())
+    private let lifecycle = Locked<Lifecycle>(Lifecycle())
     /// Set once shutdown completions have run (they run exactly once).
     private let shutdownFinished = Atomic<Bool>(false)
 
