@@ -5,9 +5,22 @@ import HTTPServer
 import Synchronization
 import Testing
 
+extension HTTPServerConfiguration {
+    /// The base configuration of the live tests: every connection and handler deadline is ten
+    /// minutes, so none fires unless a test shortens it on purpose. With the whole suite running
+    /// in parallel on two loaded CPUs, a test task can wait tens of seconds for a cooperative
+    /// thread between two steps, while the server (on its own pool) keeps time; default deadlines
+    /// (10 s, 30 s) would then close connections the test is about to use.
+    static var forTests: HTTPServerConfiguration {
+        HTTPServerConfiguration(
+            headerTimeout: .seconds(600), idleTimeout: .seconds(600), bodyInactivityTimeout: .seconds(600),
+            writeStallTimeout: .seconds(600), handlerTimeout: .seconds(600), lingerTimeout: .seconds(2))
+    }
+}
+
 /// Starts a server on 127.0.0.1 port 0, runs `body` with it, then drains it (always).
 func withServer<T>(
-    _ configuration: HTTPServerConfiguration = HTTPServerConfiguration(),
+    _ configuration: HTTPServerConfiguration = .forTests,
     state: HTTPServerState = HTTPServerState(),
     handler: any HTTPHandler,
     _ body: (HTTPServer) async throws -> T
@@ -34,7 +47,7 @@ let echoTargetHandler = HTTPClosureHandler { request in
 }
 
 /// A parsed response as seen on the wire.
-struct WireResponse {
+struct WireResponse: Sendable {
     var status: Int
     var headers: [(String, String)]
     var body: [UInt8]
@@ -51,14 +64,29 @@ enum TestClientError: Error {
     case malformedResponse(String)
 }
 
-/// A minimal blocking HTTP client over a raw socket, with a receive timeout so a broken server
-/// fails the test instead of hanging it.
-final class TestClient {
+/// Runs blocking socket work on a thread of its own (a fresh serial queue of Dispatch's overcommit
+/// pool), never on Swift's cooperative pool: that pool has one thread per CPU and is shared by every
+/// test running in parallel, so two tests blocked in `recv` on a 2-CPU machine would stall all the
+/// others, including the ones whose progress (opening a gate) the blocked ones wait for.
+func offCooperativePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue(label: "TestClient.blocking").async {
+            continuation.resume(with: Result { try work() })
+        }
+    }
+}
+
+/// A minimal blocking HTTP client over a raw socket, with a generous receive timeout so a broken
+/// server fails the test instead of hanging it, while a slow (loaded, sanitized) one still passes.
+/// Reads are `async` and run off the cooperative pool (``offCooperativePool(_:)``).
+///
+/// `@unchecked Sendable`: each client is used by one test at a time, one call at a time.
+final class TestClient: @unchecked Sendable {
     let fd: Int32
     private var buffer: [UInt8] = []
     private(set) var sawEOF = false
 
-    init(port: Int, receiveTimeoutSeconds: Int = 10) throws {
+    init(port: Int, receiveTimeoutSeconds: Int = 30) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -107,15 +135,29 @@ final class TestClient {
     }
 
     /// Reads exactly `count` raw bytes (or fewer on EOF/timeout).
-    func readBytes(_ count: Int) -> [UInt8] {
+    func readBytes(_ count: Int) async -> [UInt8] {
+        (try? await offCooperativePool { self.blockingReadBytes(count) }) ?? []
+    }
+
+    /// Reads one response; `isHead` means the request was HEAD (no body despite Content-Length).
+    func readResponse(isHead: Bool = false) async throws -> WireResponse {
+        try await offCooperativePool { try self.blockingReadResponse(isHead: isHead) }
+    }
+
+    /// True once the server has closed the connection (EOF; pending bytes are discarded); false if
+    /// the receive timeout passes first or the connection is reset.
+    func waitForEOF() async -> Bool {
+        (try? await offCooperativePool { self.blockingWaitForEOF() }) ?? false
+    }
+
+    private func blockingReadBytes(_ count: Int) -> [UInt8] {
         while buffer.count < count && fill() {}
         let n = min(count, buffer.count)
         defer { buffer.removeFirst(n) }
         return Array(buffer[0..<n])
     }
 
-    /// Reads one response; `isHead` means the request was HEAD (no body despite Content-Length).
-    func readResponse(isHead: Bool = false) throws -> WireResponse {
+    private func blockingReadResponse(isHead: Bool) throws -> WireResponse {
         let terminator: [UInt8] = [13, 10, 13, 10]
         var headEnd: Int?
         while headEnd == nil {
@@ -142,15 +184,14 @@ final class TestClient {
         var response = WireResponse(status: status, headers: headers, body: [])
         if isHead || status == 204 || status == 304 || (100..<200).contains(status) { return response }
         let length = Int(response.header("Content-Length") ?? "0") ?? 0
-        response.body = readBytes(length)
+        response.body = blockingReadBytes(length)
         guard response.body.count == length else {
             throw TestClientError.malformedResponse("body \(response.body.count) of \(length)")
         }
         return response
     }
 
-    /// True once the server has closed the connection (EOF; pending bytes are discarded).
-    func waitForEOF() -> Bool {
+    private func blockingWaitForEOF() -> Bool {
         buffer.removeAll()
         while fill() { buffer.removeAll() }
         return sawEOF
@@ -162,6 +203,17 @@ final class TestClient {
             if Array(buffer[i..<(i + needle.count)]) == needle { return i }
         }
         return nil
+    }
+}
+
+/// Byte-wise equality via `memcmp` (fast even in debug and sanitized builds).
+func sameBytes(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    guard a.count == b.count else { return false }
+    return a.withUnsafeBytes { x in
+        b.withUnsafeBytes { y in
+            guard let p = x.baseAddress, let q = y.baseAddress else { return true }  // both empty
+            return memcmp(p, q, x.count) == 0
+        }
     }
 }
 
@@ -185,7 +237,7 @@ final class Gate: Sendable {
     }
 
     /// Waits (polling, bounded) until at least `count` handlers entered.
-    func waitForEntries(_ count: Int, timeoutSeconds: Double = 10) async -> Bool {
+    func waitForEntries(_ count: Int, timeoutSeconds: Double = 30) async -> Bool {
         let deadline = ContinuousClock.now + .seconds(timeoutSeconds)
         while entered.load(ordering: .sequentiallyConsistent) < count {
             if ContinuousClock.now > deadline { return false }
@@ -196,7 +248,7 @@ final class Gate: Sendable {
 }
 
 /// Polls `condition` until it holds or the bound passes (for conditions with no event to wait on).
-func eventually(timeoutSeconds: Double = 10, _ condition: () -> Bool) async -> Bool {
+func eventually(timeoutSeconds: Double = 30, _ condition: () -> Bool) async -> Bool {
     let deadline = ContinuousClock.now + .seconds(timeoutSeconds)
     while !condition() {
         if ContinuousClock.now > deadline { return false }

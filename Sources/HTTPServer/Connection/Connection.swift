@@ -8,7 +8,7 @@ import Synchronization
 /// **Confinement (`@unchecked Sendable`).** Every `var` below is read and written only on `queue`,
 /// a serial queue: the read/write sources and the timer deliver their handlers there, and the
 /// server reaches a connection only through `queue.async`. The two exceptions are explicitly
-/// synchronised: `handlerStartedAt` (an `Atomic`) and `lateResponse` (a `Mutex`), both shared with
+/// synchronised: `handlerStartedAt` (an `Atomic`) and `lateResponse` (a `Locked`), both shared with
 /// the server's handler watchdog, and the immutable `let`s. Debug builds check the queue with
 /// `dispatchPrecondition` at every entry point.
 ///
@@ -75,7 +75,7 @@ final class Connection: @unchecked Sendable {
     /// Monotonic start time of the running handler, 0 when none, `.max` once the watchdog answered 503.
     let handlerStartedAt = Atomic<UInt64>(0)
     /// Bytes of the watchdog's 503 that are still unsent (shared with the watchdog thread).
-    let lateResponse = Mutex<[UInt8]?>(nil)
+    let lateResponse = Locked<[UInt8]?>(nil)
 
     /// Fires when `fd` is readable (level-triggered); suspended while output is stuck.
     private var readSource: (any DispatchSourceRead)?
@@ -359,25 +359,29 @@ final class Connection: @unchecked Sendable {
             sendError(code: 503)
             return
         }
-        let started = max(1, Connection.now())
-        guard let slot = server.inlineSlots.acquire(now: started) else {
+        // Inline only with nothing left to send: the watchdog's 503 is written from another thread
+        // and must not interleave with an unsent interim `100 Continue`.
+        guard outHeadSent == outHead.count, InlineHandlerSlots.acquire(limit: server.inlineLimit) else {
             offload(request)
             return
         }
+        let started = max(1, Connection.now())
         handlerStartedAt.store(started, ordering: .sequentiallyConsistent)
         let response = server.handler.handle(request)
-        server.inlineSlots.release(slot)
+        InlineHandlerSlots.release()
         server.inFlightHandlers.wrappingSubtract(1, ordering: .relaxed)
         let (finishedInTime, _) = handlerStartedAt.compareExchange(
             expected: started, desired: 0, ordering: .sequentiallyConsistent)
         guard finishedInTime else {
             // The watchdog already answered 503 for this request: drop the late result and send
-            // whatever part of that 503 the watchdog could not write.
-            handlerStartedAt.store(0, ordering: .sequentiallyConsistent)
+            // whatever part of that 503 the watchdog could not write. The watchdog swaps the start
+            // time and fills `lateResponse` under the same lock, so taking the lock here waits for
+            // it to finish writing.
             let rest = lateResponse.withLock { pending -> [UInt8] in
                 defer { pending = nil }
                 return pending ?? []
             }
+            handlerStartedAt.store(0, ordering: .sequentiallyConsistent)
             phase = .writing
             afterFlush = .linger
             compactOutHead()
@@ -666,7 +670,9 @@ final class Connection: @unchecked Sendable {
         switch kind {
         case .firstHeader:
             // 408 only when nothing at all was received (HTTP.md item 18); otherwise just close.
-            if phase == .idle && !receivedAnyByte {
+            // Bytes already waiting in the socket count as received: this queue may simply have
+            // run late on a loaded machine, and a 408 must never be mistaken for their answer.
+            if phase == .idle && !receivedAnyByte && !SocketIO.hasPendingInput(fd) {
                 server.configuration.logger.log(.debug, "header deadline: nothing received, sending 408")
                 sendError(code: 408)
             } else {
@@ -694,13 +700,24 @@ final class Connection: @unchecked Sendable {
     func checkHandlerDeadline(now: UInt64, timeout: UInt64, errorResponses: ErrorResponses) {
         let started = handlerStartedAt.load(ordering: .sequentiallyConsistent)
         guard started != 0, started != .max, now >= started, now - started >= timeout else { return }
-        guard handlerStartedAt.compareExchange(expected: started, desired: .max, ordering: .sequentiallyConsistent).exchanged
-        else { return }
-        server.configuration.logger.log(.warning, "handler exceeded its deadline; answered 503")
-        let bytes = errorResponses.bytes(code: 503, date: HTTPDate.format(HTTPDate.nowSeconds()))
-        let sent = bytes.withUnsafeBytes { SocketIO.send(fd, UnsafeRawBufferPointer(start: nil, count: 0), $0) }
-        let rest = sent > 0 ? Array(bytes[sent...]) : (sent == 0 ? bytes : (errno == EAGAIN ? bytes : []))
-        lateResponse.withLock { $0 = rest }
+        // Claim the request and record the unsent rest under one lock: the handler, on return,
+        // sees `.max` and then takes this lock, so it never reads `lateResponse` half-written
+        // (it would otherwise shut the socket down before the 503 went out).
+        lateResponse.withLock { pending in
+            guard
+                handlerStartedAt.compareExchange(expected: started, desired: .max, ordering: .sequentiallyConsistent)
+                    .exchanged
+            else { return }
+            server.configuration.logger.log(.warning, "handler exceeded its deadline; answered 503")
+            let bytes = errorResponses.bytes(code: 503, date: HTTPDate.format(HTTPDate.nowSeconds()))
+            let sent = bytes.withUnsafeBytes { SocketIO.send(fd, UnsafeRawBufferPointer(start: nil, count: 0), $0) }
+            let code = errno
+            if sent >= 0 {
+                pending = Array(bytes[sent...])
+            } else {
+                pending = (code == EAGAIN || code == EWOULDBLOCK) ? bytes : []
+            }
+        }
     }
 }
 

@@ -6,13 +6,15 @@ import Synchronization
 /// **Where handlers run.** Normally `handle(_:)` is called synchronously on the connection's own
 /// serial `DispatchQueue`, with no thread hop per request. Connection queues share Dispatch's
 /// CPU-sized worker pool, which blocking handlers could starve (Dispatch on Linux adds threads for
-/// blocked workers only about once a second). So once
-/// ``HTTPServerConfiguration/inlineHandlerLimit`` inline handlers (default: CPUs − 1) are blocked
-/// (running over 1 ms with their thread asleep), further handler calls run on a per-connection serial queue of
-/// Dispatch's overcommit pool (which starts a thread when none is free) and their responses hop
-/// back to the connection queue. Either way blocking work (SQLite, OpenSSL) is fine: it blocks a
-/// Dispatch worker thread, never the Swift cooperative pool. Requests on one connection are
-/// handled one at a time, in order (RFC 9112 §9.3.2).
+/// blocked workers only about once a second). So when
+/// ``HTTPServerConfiguration/inlineHandlerLimit`` handlers (default: CPUs − 1, so one worker always
+/// stays free) are already running inline in the process, further handler calls run on a
+/// per-connection serial queue of Dispatch's overcommit pool (which starts a thread when none is
+/// free; at most ``HTTPServerConfiguration/maxInFlightHandlers`` of them are busy) and their
+/// responses hop back to the connection queue. The check costs two atomic operations. Either
+/// way blocking work (SQLite, OpenSSL) is fine: it blocks a Dispatch worker thread, never the
+/// Swift cooperative pool. Requests on one connection are handled one at a time, in order
+/// (RFC 9112 §9.3.2).
 ///
 /// **Bounds.** At most ``HTTPServerConfiguration/maxInFlightHandlers`` calls run at once; a request
 /// beyond that gets 503 with `Retry-After` without calling the handler. A call that runs longer than

@@ -17,9 +17,10 @@ import Synchronization
 /// ```
 ///
 /// **Threading.** The listener runs on its own serial queue. Each connection is confined to its
-/// own serial queue; all of them target Dispatch's default global queue (a worker pool sized to
-/// the CPUs), and handlers usually run inline on the connection's queue (see ``HTTPHandler``).
-/// A watchdog queue enforces the deadline of inline handlers.
+/// own serial queue; all of them target Dispatch's user-initiated global queue (a worker pool
+/// sized to the CPUs, apart from the default pool that Swift concurrency uses on Linux), and
+/// handlers usually run inline on the connection's queue (see ``HTTPHandler``). A watchdog queue
+/// enforces the deadline of inline handlers.
 ///
 /// **Connection cap.** At ``HTTPServerConfiguration/maxConnections`` the listener's read source is
 /// suspended, so further clients wait in the kernel backlog; it resumes when a connection closes.
@@ -39,19 +40,27 @@ public final class HTTPServer: Sendable {
     let errorResponses: ErrorResponses
     /// Handlers currently running, across all connections.
     let inFlightHandlers = Atomic<Int>(0)
-    /// Start times of the handlers running inline on connection queues (see ``HTTPHandler``).
-    let inlineSlots: InlineHandlerSlots
+    /// Handlers that may run inline at once, process-wide, before this server offloads (see
+    /// ``InlineHandlerSlots``): ``HTTPServerConfiguration/inlineHandlerLimit`` or CPUs − 1.
+    let inlineLimit: Int
     /// Open client connections (accepted and not yet fully closed).
     let connectionCount = Atomic<Int>(0)
     /// Set by the listener when it paused at the connection cap; closers then wake it.
     let listenerWaitingForCapacity = Atomic<Bool>(false)
 
     /// Every open connection, for shutdown and the handler watchdog.
-    private let connections = Mutex<[ObjectIdentifier: Connection]>([:])
+    private let connections = Locked<[ObjectIdentifier: Connection]>([:])
     /// Start/stop state, bound address, listener, watchdog and pending shutdown completions.
-    private let lifecycle = Mutex<Lifecycle>(Lifecycle())
+    private let lifecycle = Locked<Lifecycle>(Lifecycle())
     /// Set once shutdown completions have run (they run exactly once).
     private let shutdownFinished = Atomic<Bool>(false)
+
+    /// The pool every connection queue targets: the user-initiated QoS global queue, not the default
+    /// one. Each QoS class has its own root queue and CPU-sized worker pool, and on Linux Swift's
+    /// global concurrency executor runs default-priority tasks on the *default* pool; async code
+    /// that blocks there (a synchronous SQLite call or semaphore in a task) would otherwise queue
+    /// the server's socket I/O behind it, for seconds on a small machine.
+    static let connectionPool = DispatchQueue.global(qos: .userInitiated)
 
     /// Serial queue of the listener (an overcommit-pool queue, so blocked handlers never starve it).
     let listenerQueue = DispatchQueue(label: "HTTPServer.listener")
@@ -93,10 +102,8 @@ public final class HTTPServer: Sendable {
         self.handler = handler
         self.timeouts = Connection.Timeouts(configuration)
         self.errorResponses = ErrorResponses(retryAfterSeconds: configuration.retryAfterSeconds)
-        // Keep at least one worker of Dispatch's CPU-sized pool free of blocked handlers.
-        let cpus = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-        let limit = max(0, configuration.inlineHandlerLimit ?? max(1, cpus - 1))
-        self.inlineSlots = InlineHandlerSlots(blockedLimit: limit, slotCount: limit + cpus)
+        // By default keep at least one worker of Dispatch's CPU-sized pool out of handlers.
+        self.inlineLimit = max(0, configuration.inlineHandlerLimit ?? InlineHandlerSlots.defaultLimit)
     }
 
     /// True once ``shutdown(deadline:completion:)`` has been called.
@@ -216,10 +223,10 @@ public final class HTTPServer: Sendable {
         }
         _ = SocketIO.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
         connectionCount.wrappingAdd(1, ordering: .sequentiallyConsistent)
-        // Connection queues target the default global queue: Dispatch's CPU-sized (non-overcommit)
-        // pool, so thread count stays bounded under load. Blocking handlers beyond
-        // `inlineHandlerLimit` move to an overcommit queue (see Connection.handle).
-        let queue = DispatchQueue(label: "HTTPServer.connection", target: .global())
+        // Connection queues target a global queue: Dispatch's CPU-sized (non-overcommit) pool, so
+        // thread count stays bounded under load. Handlers beyond what that pool can absorb move to
+        // an overcommit queue (see InlineHandlerSlots and Connection.handle).
+        let queue = DispatchQueue(label: "HTTPServer.connection", target: HTTPServer.connectionPool)
         let connection = Connection(fd: fd, peer: peer, server: self, queue: queue)
         connections.withLock { $0[ObjectIdentifier(connection)] = connection }
         queue.async { connection.start() }

@@ -80,10 +80,13 @@ public struct HTTPServerConfiguration: Sendable {
     public var maxConnections: Int
     /// Most handlers running at once across all connections; one more gets 503 with `Retry-After`.
     public var maxInFlightHandlers: Int
-    /// How many *blocked* handlers (running over 1 ms with their thread asleep) may occupy the
-    /// connection queues' shared, CPU-sized Dispatch worker pool before further handlers run on a
-    /// per-connection thread of the overcommit pool instead (one thread hop each). Cheap handlers always run
-    /// inline, with no hop. `nil` means "active CPUs − 1" (at least 1); `0` offloads every handler.
+    /// How many handlers may run inline at once (on the connection queues' shared, CPU-sized
+    /// Dispatch worker pool, with no thread hop), counted across the whole process, before further
+    /// handlers run on a per-connection queue of the overcommit pool instead (one thread hop each).
+    /// `nil` means "active CPUs − 1" (at least 1): one worker then always stays free for socket
+    /// I/O even if every inline handler blocks. Larger values save hops when several cheap handlers
+    /// run at once, at the risk of stalling all I/O while that many handlers block. `0` offloads
+    /// every handler.
     public var inlineHandlerLimit: Int?
     /// Requests served on one connection before it is closed with `Connection: close`.
     public var maxRequestsPerConnection: Int

@@ -121,6 +121,17 @@ enum SocketIO {
         }
     }
 
+    /// Whether at least one byte is waiting to be read (`recv` with `MSG_PEEK | MSG_DONTWAIT`;
+    /// consumes nothing). Used only when a deadline expires, never per request.
+    static func hasPendingInput(_ fd: Int32) -> Bool {
+        var byte: UInt8 = 0
+        while true {
+            let n = recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+            if n < 0 && errno == EINTR { continue }
+            return n > 0
+        }
+    }
+
     /// `sendmsg(2)` of up to two buffers with `MSG_NOSIGNAL` (never SIGPIPE, HTTP.md item 14),
     /// retried on EINTR.
     static func send(
