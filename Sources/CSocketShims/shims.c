@@ -13,6 +13,3 @@ int csocket_accept_nonblocking_address(int fd, struct sockaddr *address, socklen
     return accept4(fd, address, length, SOCK_NONBLOCK | SOCK_CLOEXEC);
 }
 
-int csocket_thread_id(void) {
-    return (int)gettid();
-}

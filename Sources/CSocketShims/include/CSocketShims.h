@@ -11,6 +11,3 @@ int csocket_accept_nonblocking(int fd);
 /// The same as csocket_accept_nonblocking, also filling in the peer address (may be NULL).
 int csocket_accept_nonblocking_address(int fd, struct sockaddr *address, socklen_t *length);
 
-/// gettid(2): the calling thread's kernel id. Also needs _GNU_SOURCE, so Swift's Glibc module
-/// lacks it. Used to look up a worker thread's scheduler state in /proc.
-int csocket_thread_id(void);
