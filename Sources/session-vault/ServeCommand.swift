@@ -149,10 +149,8 @@ struct ServeCommand: ParsableCommand {
     }
 }
 
-/// The placeholder routes served until the VaultAPI module takes over:
-///
-/// - `GET|HEAD /healthz` → 200 `ok` (`text/plain`), or 503 problem+json while draining.
-/// - With `SESSION_VAULT_TEST_ROUTES=1` only (black-box tests):
+/// Routes for the black-box HTTP tests, served only with `SESSION_VAULT_TEST_ROUTES=1` and only
+/// under `/_test/` (every other path goes to the API; see `TestRouteHandler`):
 ///   - `GET /_test/slow?ms=N` sleeps N ms (0...10000) on the connection's thread, then 200 `ok`;
 ///   - `GET /_test/big?bytes=N` answers N bytes (0...8 MiB) of `abc…z` repeated, `application/octet-stream`;
 ///   - `POST /_test/echo-length` answers the received body length as decimal text.
@@ -166,10 +164,6 @@ struct ServeHandler: HTTPHandler {
 
     func handle(_ request: HTTPRequest) -> HTTPResponse {
         let path = request.path
-        if path == "/healthz" && (request.method == .get || request.method == .head) {
-            if state.isDraining { return .problem(.serviceUnavailable, detail: "draining") }
-            return HTTPResponse(status: .ok, text: "ok")
-        }
         if testRoutes && path.hasPrefix("/_test/") {
             if let response = testRoute(request, path: path) { return response }
         }
