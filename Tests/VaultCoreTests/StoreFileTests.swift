@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
+import Synchronization
 import Testing
-import VaultCore
+@testable import VaultCore
 
 /// What only the file engine has: persistence, migrations, refusing foreign files, WAL,
 /// concurrency across connections, and zeroing destroyed secrets on disk.
@@ -218,5 +219,29 @@ struct StoreFileTests {
         #expect(missing == 0)
         #expect(try reopened.countSessions().total == expected.count)
         #expect(try reopened.auditEvents(before: nil, limit: 10_000).count == 8 * 100)
+    }
+}
+
+/// The deferred-write backlog is bounded by backpressure and loses nothing.
+@Suite struct StoreBacklogTests {
+    @Test func aBurstOfDeferredWritesIsBoundedAndComplete() throws {
+        try withStore(.file) { store, _ in
+            let total = 3 * SQLiteSessionStore.maxDeferredBacklog
+            for i in 0..<total {
+                store.enqueue(.audit(AuditEvent(time: Int64(i), accessor: nil, action: "burst", sessionName: nil,
+                                                remoteAddress: nil, outcome: "ok", detail: nil)))
+            }
+            try store.flush()
+            #expect(store.backpressureWaits.load(ordering: .relaxed) > 0)
+            var seen = 0
+            var before: Int64?
+            while true {
+                let page = try store.auditEvents(before: before, limit: 1000)
+                if page.isEmpty { break }
+                seen += page.count
+                before = page.last?.id
+            }
+            #expect(seen == total)
+        }
     }
 }

@@ -524,18 +524,33 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
     /// kick on the writer queue commits the queued tickets after
     /// ``SQLiteStoreConfiguration/deferredWriteDelayMilliseconds``.
     public func enqueue(_ write: DeferredWrite) {
+        // Backpressure: past `maxDeferredBacklog` queued writes, the caller waits for its own
+        // write to commit instead of queueing more. Nothing is dropped (audit rows are never
+        // lost), and a sustained export load cannot grow memory or starve creates without bound.
+        let waits = coordinator.pendingCount >= Self.maxDeferredBacklog
         let ticket: WriteTicket
         switch write {
         case .markExported(let name, let time):
-            ticket = WriteTicket(waits: false) { connection in
+            ticket = WriteTicket(waits: waits) { connection in
                 try connection.run(SQL.markExported, [.integer(time), .text(name.rawValue)])
             }
         case .audit(let event):
             let values = Self.auditValues(event)
-            ticket = WriteTicket(waits: false) { connection in try connection.run(SQL.insertAudit, values) }
+            ticket = WriteTicket(waits: waits) { connection in try connection.run(SQL.insertAudit, values) }
         }
-        coordinator.submitDeferred(ticket)
+        if waits {
+            backpressureWaits.add(1, ordering: .relaxed)
+            do { try coordinator.perform(ticket) } catch { coordinator.deferredFailures.add(1, ordering: .relaxed) }
+        } else {
+            coordinator.submitDeferred(ticket)
+        }
     }
+
+    /// Queued deferred writes beyond which ``enqueue(_:)`` waits for its write to commit.
+    static let maxDeferredBacklog = 4096
+
+    /// How often ``enqueue(_:)`` had to wait because the backlog was full (for statistics).
+    let backpressureWaits = Atomic<Int>(0)
 
     /// Submits an empty write and waits for it: the queue is FIFO, so everything before it has
     /// committed (or failed) when it returns.

@@ -121,6 +121,9 @@ final class WriteCoordinator: @unchecked Sendable {
         handOff()
     }
 
+    /// Tickets queued and not yet taken into a batch.
+    var pendingCount: Int { state.withLock { $0.pending.count } }
+
     /// Queues a deferred ticket. Never blocks.
     func submitDeferred(_ ticket: WriteTicket) {
         let kick = state.withLock { s -> Bool? in
