@@ -35,13 +35,14 @@ for w in $WORKLOADS; do
     stop_target
     { echo "# $w: perf record -e cpu-clock $cg, ${PROF_SECS}s, wrk -t1 -c$CONNS: $(grep WRK "$WORK/wrk.out")"
       echo "## top symbols (self)"
-      perf report -i "$WORK/perf.data" --stdio --no-children --sort dso,symbol -g none --percent-limit 0.7 2>/dev/null | grep -v '^$'
+      perf report -i "$WORK/perf.data" --stdio --no-children --sort dso,symbol -g none --percent-limit 0.7 2>/dev/null \
+        | grep -v '^$' | sed -e 's/[ -]*$//' | cut -c1-170
       echo "## by library (self)"
-      perf report -i "$WORK/perf.data" --stdio --no-children --sort dso -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -15
+      perf report -i "$WORK/perf.data" --stdio --no-children --sort dso -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | sed -e 's/[ -]*$//' | head -15
     } > "$out"
     if [ "${CALLGRAPH:-fp}" = dwarf ]; then
       perf report -i "$WORK/perf.data" --stdio --children --sort symbol -g none --percent-limit 3 2>/dev/null \
-        | grep -v '^$' > "${out%.txt}-inclusive.txt" || true
+        | grep -v '^$' | sed -e 's/[ -]*$//' | cut -c1-170 > "${out%.txt}-inclusive.txt" || true
     fi
   else
     target_cmd "$WORK/run.db"
