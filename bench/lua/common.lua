@@ -3,10 +3,21 @@
 -- setup() runs in the main state and hands every thread a number; init() then runs inside the thread.
 local M = {}
 local threads = 0
+local thread_list = {}
 
 function setup(thread)
   threads = threads + 1
   thread:set("thread_no", threads)
+  thread_list[threads] = thread
+end
+
+-- COUNT_STATUS=1: count responses per status code (a response() callback makes wrk parse every
+-- response into Lua, which costs wrk CPU, so it is off for measured runs).
+if os.getenv("COUNT_STATUS") == "1" then
+  status_counts = {}
+  function response(status, headers, body)
+    status_counts[status] = (status_counts[status] or 0) + 1
+  end
 end
 
 -- Authorization header from SV_BENCH_TOKEN (bench/bench.env).
@@ -40,6 +51,16 @@ function done(summary, latency, requests)
     summary.requests / secs, latency:percentile(50) / 1000, latency:percentile(90) / 1000,
     latency:percentile(99) / 1000, latency.max / 1000, summary.requests, e.status,
     e.connect + e.read + e.write + e.timeout))
+  if os.getenv("COUNT_STATUS") == "1" then
+    local total = {}
+    for _, t in ipairs(thread_list) do
+      for code, n in pairs(t:get("status_counts") or {}) do total[code] = (total[code] or 0) + n end
+    end
+    local parts = {}
+    for code, n in pairs(total) do parts[#parts + 1] = code .. ":" .. n end
+    table.sort(parts)
+    io.write("STATUS " .. table.concat(parts, " ") .. "\n")
+  end
 end
 
 return M
