@@ -87,10 +87,15 @@ final class ServiceRunner {
         // HTTP.md item 16: drain on SIGTERM/SIGINT, close the database cleanly, exit 0.
         let drain = http.drainTimeout
         var sources: [any DispatchSourceSignal] = []
+        // Handlers run on the main queue, one at a time: a second signal during the drain
+        // (a supervisor repeating SIGTERM, or SIGINT after SIGTERM) must not start another.
+        nonisolated(unsafe) var shuttingDown = false
         for signo in [SIGTERM, SIGINT] {
             signal(signo, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signo, queue: .main)
             source.setEventHandler {
+                guard !shuttingDown else { return }
+                shuttingDown = true
                 log.info("shutting down: draining in-flight requests")
                 let nanos = drain.components.seconds * 1_000_000_000 + drain.components.attoseconds / 1_000_000_000
                 server.shutdown(deadline: .now() + .nanoseconds(Int(max(0, nanos)))) {
