@@ -123,17 +123,11 @@ struct ServeCommand: ParsableCommand {
         if let v = try milliseconds("SESSION_VAULT_DRAIN_TIMEOUT_MS") { configuration.drainTimeout = v }
         if let v = try integer("SESSION_VAULT_MAX_CONNECTIONS") { configuration.maxConnections = max(1, v) }
         if let v = try integer("SESSION_VAULT_MAX_INFLIGHT") { configuration.maxInFlightHandlers = max(1, v) }
-        if let v = try integer("SESSION_VAULT_MAX_BODY_BYTES") { configuration.maxBodyBytes = v }
         if let v = try integer("SESSION_VAULT_MAX_REQUESTS_PER_CONNECTION") {
             configuration.maxRequestsPerConnection = max(1, v)
         }
-        if let level = environment("SESSION_VAULT_LOG_LEVEL") {
-            let levels: [String: HTTPLogLevel] = ["debug": .debug, "info": .info, "warning": .warning, "error": .error]
-            guard let parsed = levels[level] else {
-                throw ValidationError("SESSION_VAULT_LOG_LEVEL must be debug, info, warning or error")
-            }
-            configuration.logger = .standardError(minimumLevel: parsed)
-        }
+        // SESSION_VAULT_MAX_BODY_BYTES and SESSION_VAULT_LOG_LEVEL belong to ServiceConfiguration
+        // (validated there; the HTTP logger writes through the service's Log).
     }
 
     static func printError(_ line: String) {

@@ -46,6 +46,11 @@ final class ServiceRunner {
 
         var http = HTTPServerConfiguration(host: config.host, port: config.port)
         http.maxBodyBytes = config.maxBodyBytes
+        // The server's own messages (accept back-off, EMFILE, resets at debug) go through the
+        // service's log, so a JSON log stream stays JSON.
+        http.logger = HTTPServerLogger(minimumLevel: httpLevel(config.logLevel)) { level, message in
+            log.log(logLevel(level), message, [("component", "http")])
+        }
         do { try ServeCommand.applyEnvironment(to: &http) } catch {
             throw fail(log, Exit.config, "configuration error: \(error)")
         }
@@ -80,8 +85,8 @@ final class ServiceRunner {
             throw fail(log, Exit.unavailable, "cannot listen on \(config.host):\(config.port): \(error)")
         }
         let address = server.localAddress ?? "\(config.host):\(config.port)"
-        // A plain line that scripts (and the tests) wait for, then the structured one.
-        ServeCommand.printError("listening on \(address)")
+        // The server itself has logged "listening on ADDRESS" (scripts and tests wait for it),
+        // through `log`, so JSON logs stay one JSON object per line.
         log.info("session-vault started", [("listen", address), ("storage", info.engine), ("version", VaultVersion.current)])
 
         // HTTP.md item 16: drain on SIGTERM/SIGINT, close the database cleanly, exit 0.
@@ -108,6 +113,24 @@ final class ServiceRunner {
             sources.append(source)
         }
         return ServiceRunner(server: server, store: store, signalSources: sources)
+    }
+
+    static func httpLevel(_ level: Log.Level) -> HTTPLogLevel {
+        switch level {
+        case .debug: return .debug
+        case .info: return .info
+        case .warning: return .warning
+        case .error: return .error
+        }
+    }
+
+    static func logLevel(_ level: HTTPLogLevel) -> Log.Level {
+        switch level {
+        case .debug: return .debug
+        case .info: return .info
+        case .warning: return .warning
+        case .error: return .error
+        }
     }
 
     // MARK: Storage
