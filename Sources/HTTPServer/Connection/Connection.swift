@@ -6,11 +6,19 @@ import Synchronization
 /// One accepted client socket: reads, parses, runs the handler, writes, times out and closes.
 ///
 /// **Confinement (`@unchecked Sendable`).** Every `var` below is read and written only on `queue`,
-/// a serial queue: the read/write sources and the timer deliver their handlers there, and the
-/// server reaches a connection only through `queue.async`. The two exceptions are explicitly
-/// synchronised: `handlerStartedAt` (an `Atomic`) and `lateResponse` (a `Locked`), both shared with
-/// the server's handler watchdog, and the immutable `let`s. Debug builds check the queue with
-/// `dispatchPrecondition` at every entry point.
+/// a serial queue: the read and write sources deliver their handlers there, and the
+/// server reaches a connection only through `queue.async`. The exceptions are explicitly
+/// synchronised: `handlerStartedAt` and `publishedDeadline` (`Atomic`s) and `lateResponse` (a
+/// `Locked`), shared with the server's watchdog, and the immutable `let`s. Debug builds check the
+/// queue with `dispatchPrecondition` at every entry point.
+///
+/// **Deadlines without a timer per connection.** The connection publishes its one pending deadline
+/// in `publishedDeadline`; the server's single watchdog tick (``HTTPServer``) compares it with the
+/// clock and, when it has passed, queues ``deadlineReached()`` on `queue`, where the decision is
+/// taken again against the confined state. A per-connection `DispatchSourceTimer` costs a
+/// manager-thread round trip for every re-arm and cancel; on Linux that churn (re-arming from the
+/// timer's own handler, cancelling right after a re-arm) is where libdispatch's source
+/// bookkeeping is most intricate, and one server-wide tick removes it entirely.
 ///
 /// **File descriptor.** `fd` is closed exactly once, after the cancel handlers of every source that
 /// watches it have run (HTTP.md, DispatchSource rules); a suspended source is resumed before it is
@@ -44,7 +52,7 @@ final class Connection: @unchecked Sendable {
         case linger
     }
 
-    /// Which deadline the timer currently guards.
+    /// Which deadline is currently pending.
     private enum DeadlineKind {
         /// No deadline: a handler runs inline (the watchdog guards it) or the connection is closed.
         case none
@@ -77,12 +85,15 @@ final class Connection: @unchecked Sendable {
     /// Bytes of the watchdog's 503 that are still unsent (shared with the watchdog thread).
     let lateResponse = Locked<[UInt8]?>(nil)
 
+    /// `deadline` as seen by the server's watchdog tick: 0 when there is none.
+    let publishedDeadline = Atomic<UInt64>(0)
+    /// True while a ``deadlineReached()`` is queued, so a busy queue gets one check, not one a tick.
+    let deadlineCheckQueued = Atomic<Bool>(false)
+
     /// Fires when `fd` is readable (level-triggered); suspended while output is stuck.
     private var readSource: (any DispatchSourceRead)?
     /// Created on the first EAGAIN from `send`; resumed only while output is pending.
     private var writeSource: (any DispatchSourceWrite)?
-    /// The one timer guarding `deadline`.
-    private var timer: (any DispatchSourceTimer)?
     /// Whether `readSource` is currently suspended (it must be resumed before cancel).
     private var readSuspended = false
     /// Whether `writeSource` is currently suspended (it must be resumed before cancel).
@@ -126,10 +137,6 @@ final class Connection: @unchecked Sendable {
     private var deadline: UInt64 = 0
     /// What expires at `deadline`.
     private var deadlineKind: DeadlineKind = .none
-    /// Fire time the timer is armed for (0 = not armed). Deadlines usually move later, so the
-    /// timer is re-armed only when a deadline moves *earlier*; when it fires early it re-arms for
-    /// the real deadline. This keeps timer syscalls off the per-request path.
-    private var armedFor: UInt64 = 0
 
     /// The configured timeouts, in nanoseconds.
     private let timeouts: Timeouts
@@ -198,13 +205,8 @@ final class Connection: @unchecked Sendable {
         read.setCancelHandler { [self] in sourceCancelled() }
         readSource = read
         pendingCancellations += 1
-
-        let timer = DispatchSource.makeTimerSource(queue: queue)
-        timer.setEventHandler { [self] in timerFired() }
-        self.timer = timer
         // HTTP.md item 11(a): the first head must be complete within the header timeout from accept.
         setDeadline(.firstHeader, at: Connection.now() &+ timeouts.header)
-        timer.activate()
         read.activate()
     }
 
@@ -213,12 +215,7 @@ final class Connection: @unchecked Sendable {
         assertOnQueue()
         if phase == .closed { return }
         phase = .closed
-        deadline = 0
-        deadlineKind = .none
-        if let timer {
-            timer.cancel()
-            self.timer = nil
-        }
+        clearDeadline()
         if let writeSource {
             if writeSuspended {
                 writeSource.resume()
@@ -393,7 +390,7 @@ final class Connection: @unchecked Sendable {
     }
 
     /// Runs the handler on this connection's overcommit queue, with reading paused and the
-    /// connection timer guarding the deadline; the response hops back to `queue`.
+    /// connection deadline guarding the deadline; the response hops back to `queue`.
     private func offload(_ request: HTTPRequest) {
         phase = .handling
         pauseReading()
@@ -602,7 +599,7 @@ final class Connection: @unchecked Sendable {
         discardLingering()
     }
 
-    /// Reads and drops input until EOF, an error, the byte cap, or (via the timer) the time cap.
+    /// Reads and drops input until EOF, an error, the byte cap, or (via the deadline) the time cap.
     private func discardLingering() {
         let buffer = ReadBuffer.current()
         guard let base = buffer.baseAddress else { return }
@@ -637,34 +634,41 @@ final class Connection: @unchecked Sendable {
         }
     }
 
-    // MARK: - Timers (HTTP.md item 11)
+    // MARK: - Deadlines (HTTP.md item 11)
 
-    /// Sets the single pending deadline; re-arms the timer only if it must fire earlier.
+    /// Sets the single pending deadline and publishes it to the watchdog tick.
     private func setDeadline(_ kind: DeadlineKind, at time: UInt64) {
         deadlineKind = kind
-        deadline = time
-        if armedFor == 0 || time < armedFor, let timer {
-            armedFor = time
-            timer.schedule(deadline: DispatchTime(uptimeNanoseconds: time), repeating: .never, leeway: .milliseconds(10))
-        }
+        deadline = max(1, time)
+        publishedDeadline.store(deadline, ordering: .relaxed)
     }
 
-    /// Removes the deadline; an armed timer will fire once, find nothing, and stay idle.
+    /// Removes the deadline.
     private func clearDeadline() {
         deadline = 0
         deadlineKind = .none
+        publishedDeadline.store(0, ordering: .relaxed)
     }
 
-    /// Timer handler: re-arm if fired early, otherwise act on the expired deadline.
-    private func timerFired() {
-        assertOnQueue()
-        armedFor = 0
-        guard phase != .closed, deadline != 0 else { return }
-        let now = Connection.now()
-        if now < deadline {
-            setDeadline(deadlineKind, at: deadline)
+    /// Watchdog side (any thread): queues ``deadlineReached()`` once the published deadline has
+    /// passed, at most one at a time.
+    func checkDeadline(now: UInt64) {
+        let published = publishedDeadline.load(ordering: .relaxed)
+        guard published != 0, now >= published else { return }
+        guard deadlineCheckQueued.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else {
             return
         }
+        queue.async { [self] in
+            deadlineCheckQueued.store(false, ordering: .relaxed)
+            deadlineReached()
+        }
+    }
+
+    /// On `queue`: acts on the deadline if it has really expired (it may have moved or been
+    /// cleared since the watchdog looked).
+    private func deadlineReached() {
+        assertOnQueue()
+        guard phase != .closed, deadline != 0, Connection.now() >= deadline else { return }
         let kind = deadlineKind
         clearDeadline()
         switch kind {

@@ -21,7 +21,7 @@ import Synchronization
 /// ``HTTPServerConfiguration/handlerTimeout`` makes the server answer 503 (`Retry-After`,
 /// `Connection: close`) at the deadline: for an inline call a watchdog queue writes the prebuilt
 /// 503 itself (the connection queue is blocked inside the handler, so nothing else touches the
-/// socket), for an offloaded call the connection's own timer does. When the call finally returns,
+/// socket), for an offloaded call the connection does so when the watchdog reports its deadline. When the call finally returns,
 /// an atomic compare-and-exchange (inline) or a flag on the connection queue (offloaded) tells the
 /// server the deadline passed; the late response is dropped and the connection closed. A handler
 /// cannot be interrupted, so it should still bound its own blocking work.

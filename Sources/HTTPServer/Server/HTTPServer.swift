@@ -243,25 +243,36 @@ public final class HTTPServer: Sendable {
         if remaining == 0 && state.isDraining { finishShutdown() }
     }
 
-    // MARK: - Handler watchdog
+    // MARK: - Watchdog: connection deadlines and the handler deadline
 
-    /// A repeating timer that answers 503 for inline handlers past their deadline.
+    /// A tenth of the shortest timeout, between 10 ms and 100 ms: every deadline is honoured to
+    /// within one tick, and an idle server wakes at most ten times a second.
+    static func watchdogTick(_ t: Connection.Timeouts) -> UInt64 {
+        let shortest = [t.header, t.idle, t.body, t.write, t.linger, t.handler].min() ?? 0
+        return max(10_000_000, min(100_000_000, shortest / 10))
+    }
+
+    /// The server's one repeating timer. Every tick it (1) queues a deadline check on each
+    /// connection whose published deadline has passed (HTTP.md item 11; connections have no timer
+    /// of their own, see ``Connection``) and (2) answers 503 for inline handlers past their deadline.
     private func makeWatchdog() -> Watchdog {
         let timeout = configuration.handlerTimeout.clampedNanoseconds
-        // Tick at a tenth of the deadline, between 10 ms and 250 ms: deadlines are honoured to
-        // within one tick, at a negligible idle cost.
-        let tick = max(10_000_000, min(250_000_000, timeout / 10))
+        let tick = HTTPServer.watchdogTick(timeouts)
         let timer = DispatchSource.makeTimerSource(queue: watchdogQueue)
         timer.schedule(
             deadline: .now() + .nanoseconds(Int(tick)), repeating: .nanoseconds(Int(tick)),
             leeway: .nanoseconds(Int(tick / 10)))
         let errorResponses = self.errorResponses
         timer.setEventHandler { [weak self] in
-            guard let self, self.inFlightHandlers.load(ordering: .relaxed) > 0 else { return }
+            guard let self else { return }
+            let handlersRunning = self.inFlightHandlers.load(ordering: .relaxed) > 0
             let now = Connection.now()
             self.connections.withLock { all in
                 for connection in all.values {
-                    connection.checkHandlerDeadline(now: now, timeout: timeout, errorResponses: errorResponses)
+                    connection.checkDeadline(now: now)
+                    if handlersRunning {
+                        connection.checkHandlerDeadline(now: now, timeout: timeout, errorResponses: errorResponses)
+                    }
                 }
             }
         }
