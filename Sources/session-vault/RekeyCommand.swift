@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import ArgumentParser
-import Foundation
+import Glibc
 import VaultAPI
 import VaultCore
 
@@ -34,7 +34,7 @@ struct RekeyCommand: ParsableCommand {
     var newMasterKeyFile: String?
 
     func run() throws {
-        let env = ProcessInfo.processInfo.environment
+        let env = FileSystem.environment()
         let log = Log()
         var flags = ServiceConfiguration.Flags()
         flags.storage = storage
@@ -47,7 +47,7 @@ struct RekeyCommand: ParsableCommand {
         guard case .file(let path) = config.storage else {
             throw ServiceRunner.fail(log, Exit.usage, "rekey needs file storage (SESSION_VAULT_STORAGE=file:PATH)")
         }
-        guard FileManager.default.fileExists(atPath: path) else {
+        guard FileSystem.exists(path) else {
             throw ServiceRunner.fail(log, Exit.dataError, "no vault database at \(path)")
         }
         let store: SQLiteSessionStore

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import ArgumentParser
 import Dispatch
-import Foundation
+import Glibc
 import HTTPServer
 import VaultAPI
 import VaultCore
@@ -35,7 +35,7 @@ final class ServiceRunner {
     /// Starts everything or throws an `ExitCode` after logging why.
     static func start(flags: ServiceConfiguration.Flags, testRoutes: Bool) throws -> ServiceRunner {
         let startedAt = Timestamp.nowMilliseconds()
-        let env = ProcessInfo.processInfo.environment
+        let env = FileSystem.environment()
         let config: ServiceConfiguration
         do {
             config = try ServiceConfiguration.resolve(environment: env, flags: flags)
@@ -154,15 +154,10 @@ final class ServiceRunner {
             }
             return try memory(nil)
         case .file(let path):
-            let dir = (path as NSString).deletingLastPathComponent
+            let dir = FileSystem.parentDirectory(of: path)
             var reason: String?
-            if !dir.isEmpty && !FileManager.default.fileExists(atPath: dir) {
-                do {
-                    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
-                                                            attributes: [.posixPermissions: 0o700])
-                } catch {
-                    reason = "cannot create the data folder \(dir)"
-                }
+            if !dir.isEmpty && !FileSystem.exists(dir) && !FileSystem.makeDirectories(dir, mode: 0o700) {
+                reason = "cannot create the data folder \(dir)"
             }
             if reason == nil {
                 do {
@@ -203,7 +198,7 @@ final class ServiceRunner {
             if !config.dev { log.warning("using a throwaway master key: memory storage keeps nothing anyway") }
             do { return try MasterKey.generate() } catch { throw fail(log, Exit.unavailable, "cannot generate a key: \(error)") }
         case .generatedFile(let path):
-            if FileManager.default.fileExists(atPath: path) {
+            if FileSystem.exists(path) {
                 return try readKeyFile(path, store: store, log: log, source: path)
             }
             let hasKeyring = ((try? store.loadKeyTerms()) ?? []).isEmpty == false
@@ -224,14 +219,12 @@ final class ServiceRunner {
     }
 
     static func readKeyFile(_ path: String, store: any SessionStore, log: Log, source: String) throws -> MasterKey {
-        guard let data = FileManager.default.contents(atPath: path) else {
+        guard var bytes = try? CLI.readFile(path) else {
             store.close()
             throw fail(log, Exit.config, "configuration error: cannot read the master key file \(path)")
         }
-        var bytes = [UInt8](data)
         defer { SecretBytes.wipe(&bytes) }
-        if let attrs = try? FileManager.default.attributesOfItem(atPath: path),
-            let mode = attrs[.posixPermissions] as? Int, mode & 0o077 != 0 {
+        if let mode = FileSystem.permissions(path), mode & 0o077 != 0 {
             log.warning("the master key file is readable by other users; chmod 600 it", [("path", path)])
         }
         do { return try MasterKey(base64UTF8: bytes, source: source) } catch {
@@ -243,7 +236,7 @@ final class ServiceRunner {
     /// Creates `path` exclusively with mode 0600 and writes `contents`, fsynced.
     static func writeSecretFile(_ path: String, contents: String) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        guard fd >= 0 else { throw FileSystem.Failure(errno: errno) }
         defer { close(fd) }
         var bytes = Array(contents.utf8)
         defer { SecretBytes.wipe(&bytes) }
@@ -251,10 +244,10 @@ final class ServiceRunner {
         while written < bytes.count {
             let n = bytes.withUnsafeBytes { raw in write(fd, raw.baseAddress.map { $0 + written }, raw.count - written) }
             if n > 0 { written += n } else if n < 0 && errno == EINTR { continue } else {
-                throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
+                throw FileSystem.Failure(errno: errno)
             }
         }
-        guard fsync(fd) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        guard fsync(fd) == 0 else { throw FileSystem.Failure(errno: errno) }
     }
 
     // MARK: Root token
@@ -264,8 +257,11 @@ final class ServiceRunner {
         switch config.rootToken {
         case .environment(let t): configured = t
         case .file(let path):
-            guard let data = FileManager.default.contents(atPath: path),
-                var text = String(data: data, encoding: .utf8) else {
+            guard var bytes = try? CLI.readFile(path) else {
+                throw fail(log, Exit.config, "configuration error: cannot read the root token file \(path)")
+            }
+            defer { SecretBytes.wipe(&bytes) }
+            guard var text = String(validating: bytes, as: UTF8.self) else {
                 throw fail(log, Exit.config, "configuration error: cannot read the root token file \(path)")
             }
             if text.hasSuffix("\n") { text.removeLast() }
@@ -283,7 +279,7 @@ final class ServiceRunner {
                     ================================================================
 
                     """
-                FileHandle.standardOutput.write(Data(banner.utf8))
+                FileSystem.writeAll(STDOUT_FILENO, banner)
                 log.warning("a new root token was generated and printed once on standard output")
             }
         } catch {
@@ -296,8 +292,8 @@ final class ServiceRunner {
     /// Imports `NAME SESSION_STRING` lines (blank lines and `#` comments ignored). Every line is
     /// checked before anything is stored; names that already exist are skipped (restarts).
     static func importSessions(from path: String, into vault: VaultService, log: Log) throws {
-        guard let data = FileManager.default.contents(atPath: path), data.count <= 64 << 20,
-            let text = String(data: data, encoding: .utf8) else {
+        guard let bytes = try? CLI.readFile(path), bytes.count <= 64 << 20,
+            let text = String(validating: bytes, as: UTF8.self) else {
             throw fail(log, Exit.dataError, "cannot read the import file \(path)")
         }
         var parsed: [(SessionName, ImportedSession)] = []
