@@ -74,6 +74,24 @@ public final class VaultRouter: HTTPHandler {
         return response
     }
 
+    /// Every request that can block is flagged by ``mayBlock(_:)``, so the server may run the
+    /// others inline on all of its I/O workers.
+    public var classifiesBlocking: Bool { true }
+
+    /// Requests that can block run on the server's bounded handler pool, never inline: every
+    /// write (it waits for its group commit, an fsync with `synchronous=full`) and the listings
+    /// that can be long (a page of 1,000 sessions, 10,000 peers, the audit log). Single reads,
+    /// exports and the health routes are a few microseconds of SQLite and AES and run inline.
+    public func mayBlock(_ request: HTTPRequest) -> Bool {
+        switch request.method {
+        case .get, .head:
+            let path = request.path
+            return path == "/v1/sessions" || path == "/v1/tokens" || path == "/v1/audit" || path.hasSuffix("/peers")
+        default:
+            return true
+        }
+    }
+
     /// Answers an `Expect: 100-continue` request before its body is sent (HTTP.md item 8): an
     /// unknown route (404), a missing or invalid token (401), a sealed vault (503) or a JSON body
     /// over its limit (413) is refused at once, so the client never uploads for nothing. Cheap:

@@ -39,7 +39,7 @@ struct ServeCommand: ParsableCommand {
             - SESSION_VAULT_LOG_FORMAT (text, json), SESSION_VAULT_LOG_LEVEL.
             - HTTP limits: SESSION_VAULT_HEADER_TIMEOUT_MS, _IDLE_TIMEOUT_MS, \
             _BODY_TIMEOUT_MS, _WRITE_TIMEOUT_MS, _HANDLER_TIMEOUT_MS, _DRAIN_TIMEOUT_MS, \
-            _MAX_CONNECTIONS, _MAX_INFLIGHT, _MAX_BODY_BYTES, _MAX_REQUESTS_PER_CONNECTION.
+            _MAX_CONNECTIONS, _MAX_INFLIGHT, _HANDLER_THREADS, _MAX_BODY_BYTES, _MAX_REQUESTS_PER_CONNECTION.
 
             Exit codes: 0 clean shutdown after SIGTERM/SIGINT, 64 usage, 65 unusable \
             data (not a vault database, bad import file), 69 cannot listen, 73 \
@@ -123,6 +123,7 @@ struct ServeCommand: ParsableCommand {
         if let v = try milliseconds("SESSION_VAULT_DRAIN_TIMEOUT_MS") { configuration.drainTimeout = v }
         if let v = try integer("SESSION_VAULT_MAX_CONNECTIONS") { configuration.maxConnections = max(1, v) }
         if let v = try integer("SESSION_VAULT_MAX_INFLIGHT") { configuration.maxInFlightHandlers = max(1, v) }
+        if let v = try integer("SESSION_VAULT_HANDLER_THREADS") { configuration.handlerThreads = max(1, v) }
         if let v = try integer("SESSION_VAULT_MAX_REQUESTS_PER_CONNECTION") {
             configuration.maxRequestsPerConnection = max(1, v)
         }

@@ -345,6 +345,15 @@ struct TestRouteHandler: HTTPHandler {
     func responseBeforeBody(_ head: HTTPRequestHead) -> HTTPResponse? {
         HTTPRequest(head: head, body: []).path.hasPrefix("/_test/") ? nil : main.responseBeforeBody(head)
     }
+
+    /// `/_test/slow` sleeps, so it is declared blocking like the API's writes; the API decides the rest.
+    func mayBlock(_ request: HTTPRequest) -> Bool {
+        let path = request.path
+        return path.hasPrefix("/_test/") ? path == "/_test/slow" : main.mayBlock(request)
+    }
+
+    /// As the API: its blocking requests are all flagged.
+    var classifiesBlocking: Bool { main.classifiesBlocking }
 }
 
 /// The service version.

@@ -165,3 +165,30 @@ final class LogCapture: @unchecked Sendable {
     func append(_ s: String) { lock.lock(); lines.append(s); lock.unlock() }
     var text: String { lock.lock(); defer { lock.unlock() }; return lines.joined() }
 }
+
+/// Which requests the router sends to the server's bounded handler pool instead of running
+/// them inline on an I/O worker.
+@Suite struct RouterPlacementTests {
+    @Test func writesAndLongListingsMayBlockSingleReadsDoNot() throws {
+        let h = try RouterTests.Harness()
+        func blocks(_ method: HTTPMethod, _ target: String) -> Bool {
+            h.router.mayBlock(HTTPRequest(method: method, target: target, headers: HTTPHeaders(), body: [], remoteAddress: ""))
+        }
+        #expect(h.router.classifiesBlocking)
+        for method in [HTTPMethod.post, .put, .patch, .delete] {
+            #expect(blocks(method, "/v1/sessions/a"), "\(method) waits for its commit")
+        }
+        #expect(blocks(.post, "/v1/sessions"))
+        #expect(blocks(.get, "/v1/sessions"))
+        #expect(blocks(.get, "/v1/sessions?limit=1000"))
+        #expect(blocks(.get, "/v1/sessions/a/peers"))
+        #expect(blocks(.get, "/v1/audit"))
+        #expect(blocks(.get, "/v1/tokens"))
+        #expect(!blocks(.get, "/healthz"))
+        #expect(!blocks(.get, "/metrics"))
+        #expect(!blocks(.get, "/v1/sessions/a"))
+        #expect(!blocks(.get, "/v1/sessions/a/export"))
+        #expect(!blocks(.get, "/v1/sessions/a/export?format=telethon"))
+        #expect(!blocks(.head, "/healthz"))
+    }
+}

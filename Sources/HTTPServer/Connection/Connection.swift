@@ -128,8 +128,6 @@ final class Connection: @unchecked Sendable {
     private var remoteAddressText: String?
     /// This connection's cached `Date` value.
     private var dateCache = HTTPDateCache()
-    /// Serial queue on Dispatch's overcommit pool for handlers that cannot run inline (lazy).
-    private var handlerQueue: DispatchQueue?
     /// The offloaded handler missed its deadline and a 503 was sent in its place.
     private var offloadedHandlerTimedOut = false
 
@@ -358,7 +356,9 @@ final class Connection: @unchecked Sendable {
         }
         // Inline only with nothing left to send: the watchdog's 503 is written from another thread
         // and must not interleave with an unsent interim `100 Continue`.
-        guard outHeadSent == outHead.count, InlineHandlerSlots.acquire(limit: server.inlineLimit) else {
+        guard outHeadSent == outHead.count, !server.handler.mayBlock(request),
+            InlineHandlerSlots.acquire(limit: server.inlineLimit)
+        else {
             offload(request)
             return
         }
@@ -389,15 +389,13 @@ final class Connection: @unchecked Sendable {
         respond(response, to: request)
     }
 
-    /// Runs the handler on this connection's overcommit queue, with reading paused and the
-    /// connection deadline guarding the deadline; the response hops back to `queue`.
+    /// Runs the handler on the server's bounded handler pool, with reading paused and the
+    /// connection's handler deadline armed; the response hops back to `queue`.
     private func offload(_ request: HTTPRequest) {
         phase = .handling
         pauseReading()
         setDeadline(.handler, at: Connection.now() &+ timeouts.handler)
-        let handlerQueue = self.handlerQueue ?? DispatchQueue(label: "HTTPServer.handler")
-        self.handlerQueue = handlerQueue
-        handlerQueue.async { [self] in
+        server.handlerPool.submit { [self] in
             let response = server.handler.handle(request)
             server.inFlightHandlers.wrappingSubtract(1, ordering: .relaxed)
             queue.async { [self] in offloadFinished(response, request) }

@@ -40,11 +40,27 @@ public protocol HTTPHandler: Sendable {
     /// It must be cheap and non-blocking (look at the method, target and headers only). The default
     /// implementation returns nil.
     func responseBeforeBody(_ head: HTTPRequestHead) -> HTTPResponse?
+
+    /// Whether handling `request` may block for long (waiting on a storage commit, a large
+    /// import). Such requests always run on the bounded handler pool; the others run inline on
+    /// the connection queue when an inline slot is free (``HTTPServerConfiguration/inlineHandlerLimit``).
+    /// Called on the connection queue; must be cheap. The default says false (decide by slots only).
+    func mayBlock(_ request: HTTPRequest) -> Bool
+
+    /// True if this handler's ``mayBlock(_:)`` flags every request that can block, so the server
+    /// may let as many handlers run inline as there are I/O workers. Default false.
+    var classifiesBlocking: Bool { get }
 }
 
 extension HTTPHandler {
     /// Accepts every body (sends `100 Continue` when asked).
     public func responseBeforeBody(_ head: HTTPRequestHead) -> HTTPResponse? { nil }
+
+    /// Unknown: placement by inline slots only.
+    public func mayBlock(_ request: HTTPRequest) -> Bool { false }
+
+    /// The default handler does not classify its requests.
+    public var classifiesBlocking: Bool { false }
 }
 
 /// An ``HTTPHandler`` backed by a closure; handy in tests and small tools.

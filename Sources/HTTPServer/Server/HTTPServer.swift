@@ -41,8 +41,11 @@ public final class HTTPServer: Sendable {
     /// Handlers currently running, across all connections.
     let inFlightHandlers = Atomic<Int>(0)
     /// Handlers that may run inline at once, process-wide, before this server offloads (see
-    /// ``InlineHandlerSlots``): ``HTTPServerConfiguration/inlineHandlerLimit`` or CPUs − 1.
+    /// ``InlineHandlerSlots``): ``HTTPServerConfiguration/inlineHandlerLimit``, or CPUs − 1 (CPUs
+    /// for a handler that ``HTTPHandler/classifiesBlocking``).
     let inlineLimit: Int
+    /// Runs the handlers that do not run inline (bounded, see ``HandlerPool``).
+    let handlerPool: HandlerPool
     /// Open client connections (accepted and not yet fully closed).
     let connectionCount = Atomic<Int>(0)
     /// Set by the listener when it paused at the connection cap; closers then wake it.
@@ -103,7 +106,11 @@ public final class HTTPServer: Sendable {
         self.timeouts = Connection.Timeouts(configuration)
         self.errorResponses = ErrorResponses(retryAfterSeconds: configuration.retryAfterSeconds)
         // By default keep at least one worker of Dispatch's CPU-sized pool out of handlers.
-        self.inlineLimit = max(0, configuration.inlineHandlerLimit ?? InlineHandlerSlots.defaultLimit)
+        self.inlineLimit = max(
+            0,
+            configuration.inlineHandlerLimit
+                ?? (handler.classifiesBlocking ? InlineHandlerSlots.cpuCount : InlineHandlerSlots.defaultLimit))
+        self.handlerPool = HandlerPool(maxThreads: configuration.handlerThreads)
     }
 
     /// True once ``shutdown(deadline:completion:)`` has been called.
@@ -224,8 +231,8 @@ public final class HTTPServer: Sendable {
         _ = SocketIO.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
         connectionCount.wrappingAdd(1, ordering: .sequentiallyConsistent)
         // Connection queues target a global queue: Dispatch's CPU-sized (non-overcommit) pool, so
-        // thread count stays bounded under load. Handlers beyond what that pool can absorb move to
-        // an overcommit queue (see InlineHandlerSlots and Connection.handle).
+        // thread count stays bounded under load. Handlers that may block, or beyond what that pool
+        // can absorb, move to the bounded handler pool (see InlineHandlerSlots, Connection.handle).
         let queue = DispatchQueue(label: "HTTPServer.connection", target: HTTPServer.connectionPool)
         let connection = Connection(fd: fd, peer: peer, server: self, queue: queue)
         connections.withLock { $0[ObjectIdentifier(connection)] = connection }

@@ -19,6 +19,7 @@
 /// | ``handlerTimeout`` | 10 s | 503 with `Retry-After` |
 /// | ``maxConnections`` | 512 | kernel backlog absorbs the excess |
 /// | ``maxInFlightHandlers`` | 64 | 503 with `Retry-After` |
+/// | ``handlerThreads`` | 32 | further offloaded handlers wait for a pool thread |
 /// | ``maxRequestsPerConnection`` | 1000 | `Connection: close` on the last one |
 /// | ``drainTimeout`` | 8 s | remaining connections are force-closed |
 ///
@@ -82,12 +83,17 @@ public struct HTTPServerConfiguration: Sendable {
     public var maxInFlightHandlers: Int
     /// How many handlers may run inline at once (on the connection queues' shared, CPU-sized
     /// Dispatch worker pool, with no thread hop), counted across the whole process, before further
-    /// handlers run on a per-connection queue of the overcommit pool instead (one thread hop each).
-    /// `nil` means "active CPUs − 1" (at least 1): one worker then always stays free for socket
-    /// I/O even if every inline handler blocks. Larger values save hops when several cheap handlers
-    /// run at once, at the risk of stalling all I/O while that many handlers block. `0` offloads
-    /// every handler.
+    /// handlers move to the bounded handler pool instead (one thread hop each). Only handlers that
+    /// do not declare they may block (``HTTPHandler/mayBlock(_:)``) run inline. `nil` means "active
+    /// CPUs − 1" (at least 1) for handlers that never say, and "active CPUs" when the handler
+    /// routes its blocking requests to the pool itself (``HTTPHandler/classifiesBlocking``).
+    /// `0` offloads every handler.
     public var inlineHandlerLimit: Int?
+    /// Most threads of the handler pool, which runs the handlers that do not run inline. Threads
+    /// start lazily and are never more than this, whatever the load; queued handlers wait for one.
+    /// It bounds memory (every thread has a stack) and also how many handlers can wait on a
+    /// storage commit together, so keep it at least as large as the writes you want batched.
+    public var handlerThreads: Int
     /// Requests served on one connection before it is closed with `Connection: close`.
     public var maxRequestsPerConnection: Int
     /// Default grace period for ``HTTPServer/shutdown(deadline:completion:)`` callers.
@@ -119,6 +125,7 @@ public struct HTTPServerConfiguration: Sendable {
         maxConnections: Int = 512,
         maxInFlightHandlers: Int = 64,
         inlineHandlerLimit: Int? = nil,
+        handlerThreads: Int = 32,
         maxRequestsPerConnection: Int = 1000,
         drainTimeout: Duration = .seconds(8),
         retryAfterSeconds: Int = 1,
@@ -143,6 +150,7 @@ public struct HTTPServerConfiguration: Sendable {
         self.maxConnections = maxConnections
         self.maxInFlightHandlers = maxInFlightHandlers
         self.inlineHandlerLimit = inlineHandlerLimit
+        self.handlerThreads = max(1, handlerThreads)
         self.maxRequestsPerConnection = maxRequestsPerConnection
         self.drainTimeout = drainTimeout
         self.retryAfterSeconds = retryAfterSeconds
