@@ -129,6 +129,8 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
         _ = try VaultSchema.inspect(connection)
         do {
             // WAL: readers never block the writer and see a consistent snapshot per statement.
+            // The writer touches the right edge of the audit table and a few index paths; 1 MiB of
+            // private page cache (half SQLite's default) holds them, the kernel caches the rest.
             let mode = try connection.query("PRAGMA journal_mode = WAL").first?.first
             guard mode == .text("wal") else { throw StorageError.cannotOpen(path: path) }
             try connection.execute(
@@ -138,6 +140,7 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
                 PRAGMA secure_delete = ON;
                 PRAGMA temp_store = MEMORY;
                 PRAGMA journal_size_limit = 16777216;
+                PRAGMA cache_size = -1024;
                 """)
         } catch let error as SQLiteError {
             switch error.code {
