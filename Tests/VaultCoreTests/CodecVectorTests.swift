@@ -234,7 +234,7 @@ import VaultCore
         // Stricter: the libraries pack None as False.
         "is-bot-none": .refused(.missingFields(["is_bot"])),
         "user-id-negative": .refused(.fieldOutOfRange(field: "user_id", reason: "must be 1…2^63−1")),
-        "dc-id-256": .refused(.fieldOutOfRange(field: "dc_id", reason: "not a known production data center")),
+        "dc-id-256": .refused(.fieldOutOfRange(field: "dc_id", reason: "must fit one byte (1…255)")),
         "api-id-2p32": .refused(.fieldOutOfRange(field: "api_id", reason: "must be 1…4294967295")),
         "auth-key-128-bytes": .keyRejected,
         "auth-key-300-bytes": .keyRejected,

@@ -152,9 +152,12 @@ public enum SessionStringCodec {
             throw .fieldOutOfRange(field: "api_id", reason: "must be 1…4294967295")
         }
         guard userID > 0 else { throw .fieldOutOfRange(field: "user_id", reason: "must be 1…2^63−1") }
-        guard DataCenters.lookup(id: session.dcID, testMode: testMode) != nil else {
-            let environment = testMode ? "test" : "production"
-            throw .fieldOutOfRange(field: "dc_id", reason: "not a known \(environment) data center")
+        // The string carries dc_id and test_mode, never an address, and pyrogram, hydrogram and
+        // pyrofork accept any DC byte (FORMATS.md §1.4): give back what was stored, as the
+        // libraries would. (kurigram alone maps the DC through its table on import and refuses
+        // test DC 4/5; that is its documented behaviour, not a reason to refuse everyone.)
+        guard (1...255).contains(session.dcID) else {
+            throw .fieldOutOfRange(field: "dc_id", reason: "must fit one byte (1…255)")
         }
         return try PyrogramSessionString.encode(
             dcID: session.dcID, apiID: apiID, testMode: testMode, authKey: authKey, userID: userID,
