@@ -30,7 +30,7 @@ final class Connection: @unchecked Sendable {
         case idle
         /// Part of a request (head or body) has arrived.
         case reading
-        /// A handler runs on the overcommit handler queue; reading is paused.
+        /// A handler runs on the server's handler pool; reading is paused.
         case handling
         /// A final response is being written; reading is paused.
         case writing

@@ -3,7 +3,7 @@ import Glibc
 import Synchronization
 
 /// Decides whether a handler may run inline on its connection queue (no thread hop) or must move to
-/// a per-connection queue of Dispatch's overcommit pool.
+/// the server's bounded handler pool (``HandlerPool``).
 ///
 /// **Why.** Connection queues share one Dispatch worker pool (``HTTPServer/connectionPool``), which
 /// has one worker per CPU. On Linux, libdispatch adds a worker when all of them are blocked only about once a second
@@ -20,8 +20,9 @@ import Synchronization
 ///   the limit is 1, and a blocked inline handler holds the only worker until it returns.)
 /// - Cheap handlers run inline, with no hop, unless the limit is reached at that instant.
 /// - The check costs two uncontended atomic operations: no clock, no system call, no `/proc`.
-/// - Offloaded handlers run one per connection on overcommit threads; at most
-///   ``HTTPServerConfiguration/maxInFlightHandlers`` are busy, which bounds the thread count.
+/// - Offloaded handlers run on the handler pool, at most
+///   ``HTTPServerConfiguration/handlerThreads`` threads; requests the handler flags as blocking
+///   (``HTTPHandler/mayBlock(_:)``) always go there.
 ///
 /// Age-based or thread-state-based guesses ("this one looks blocked") were rejected: a handler can
 /// start cheap and then block, so any rule that lets every worker enter a handler can wedge the

@@ -6,12 +6,12 @@ import Synchronization
 /// **Where handlers run.** Normally `handle(_:)` is called synchronously on the connection's own
 /// serial `DispatchQueue`, with no thread hop per request. Connection queues share Dispatch's
 /// CPU-sized worker pool, which blocking handlers could starve (Dispatch on Linux adds threads for
-/// blocked workers only about once a second). So when
-/// ``HTTPServerConfiguration/inlineHandlerLimit`` handlers (default: CPUs − 1, so one worker always
-/// stays free) are already running inline in the process, further handler calls run on a
-/// per-connection serial queue of Dispatch's overcommit pool (which starts a thread when none is
-/// free; at most ``HTTPServerConfiguration/maxInFlightHandlers`` of them are busy) and their
-/// responses hop back to the connection queue. The check costs two atomic operations. Either
+/// blocked workers only about once a second). So a request the handler flags with
+/// ``mayBlock(_:)``, or any request once ``HTTPServerConfiguration/inlineHandlerLimit`` handlers
+/// are already running inline in the process (default CPUs − 1, so one worker always stays free;
+/// CPUs for a handler that ``classifiesBlocking``), runs on the server's bounded handler pool
+/// (``HTTPServerConfiguration/handlerThreads`` threads at most) and its response hops back to
+/// the connection queue. The check costs two atomic operations. Either
 /// way blocking work (SQLite, OpenSSL) is fine: it blocks a Dispatch worker thread, never the
 /// Swift cooperative pool. Requests on one connection are handled one at a time, in order
 /// (RFC 9112 §9.3.2).
