@@ -21,12 +21,28 @@ final class WriteTicket: @unchecked Sendable {
     var error: StorageError?
     /// True once the ticket's transaction has finished (committed or not).
     var isDone = false
+    /// The same write as data, when the writer may merge it with neighbouring mergeable tickets
+    /// (see ``MergeableWrite``); `body` remains the fallback that runs it alone.
+    let mergeable: MergeableWrite?
 
-    init(waits: Bool, purgesWAL: Bool = false, body: @escaping @Sendable (SQLiteConnection) throws -> Void) {
+    init(
+        waits: Bool, purgesWAL: Bool = false, mergeable: MergeableWrite? = nil,
+        body: @escaping @Sendable (SQLiteConnection) throws -> Void
+    ) {
         self.body = body
         self.waiter = waits ? DispatchSemaphore(value: 0) : nil
         self.purgesWAL = purgesWAL
+        self.mergeable = mergeable
     }
+}
+
+/// Bookkeeping writes of the read paths, as data, so that a run of them in one batch can be
+/// written with a few multi-row statements instead of one statement (and one SAVEPOINT) each.
+enum MergeableWrite: Sendable {
+    /// `last_exported_at = max(last_exported_at, time)` of the session `name` (missing: ignored).
+    case markExported(name: String, time: Int64)
+    /// One audit row, its values in the column order of the store's audit INSERT.
+    case audit([SQLiteValue])
 }
 
 /// Gives the writer its connection. The file engine's writer connection is confined to the
@@ -85,8 +101,18 @@ final class WriteCoordinator: @unchecked Sendable {
     let deferredFailures = Atomic<Int>(0)
     let largestBatch = Atomic<Int>(0)
 
-    init(access: any WriterAccess, label: String, maxBatch: Int, deferredDelay: DispatchTimeInterval, hasWAL: Bool) {
+    /// Writes a run of two or more consecutive mergeable tickets (in submission order) in one
+    /// go; `nil`: every ticket runs its own body.
+    private let merge: (@Sendable ([MergeableWrite], SQLiteConnection) throws -> Void)?
+    /// Runs of mergeable tickets written through `merge` (statistics and tests).
+    let mergedRuns = Atomic<Int>(0)
+
+    init(
+        access: any WriterAccess, label: String, maxBatch: Int, deferredDelay: DispatchTimeInterval, hasWAL: Bool,
+        merge: (@Sendable ([MergeableWrite], SQLiteConnection) throws -> Void)? = nil
+    ) {
         self.access = access
+        self.merge = merge
         self.maxBatch = max(1, maxBatch)
         self.deferredDelay = deferredDelay
         self.hasWAL = hasWAL
@@ -238,26 +264,50 @@ final class WriteCoordinator: @unchecked Sendable {
                 return
             }
         } else {
-            for (index, ticket) in batch.enumerated() {
-                do {
-                    try connection.run("SAVEPOINT op")
-                    try ticket.body(connection)
-                    try connection.run("RELEASE op")
-                    committed.append(ticket)
-                } catch {
-                    let failure = StorageError.wrap(error)
-                    ticket.error = failure
-                    if connection.inTransaction {
-                        try? connection.run("ROLLBACK TO op")
-                        try? connection.run("RELEASE op")
-                    } else {
-                        // SQLite rolled back the whole transaction (I/O error, disk full, out of
-                        // memory): what was done before is lost too, and the rest is not tried.
-                        for done in committed { done.error = failure }
-                        for rest in batch[(index + 1)...] { rest.error = failure }
+            var index = 0
+            while index < batch.count {
+                // A run of consecutive mergeable tickets is written as one unit at its place in
+                // the batch, so audit ids stay in submission order relative to every other write.
+                var end = index
+                while end < batch.count, batch[end].mergeable != nil { end += 1 }
+                if let merge, end - index >= 2 {
+                    let run = batch[index..<end]
+                    guard let failure = runMerged(run, merge, on: connection) else {
+                        committed.append(contentsOf: run)
+                        index = end
+                        continue
+                    }
+                    if !connection.inTransaction {
+                        fail(committed: committed, rest: batch[index...], failure)
                         return
                     }
+                    // The merged run failed as a whole: run its tickets one by one below, so
+                    // that only the failing ones fail (and are counted).
                 }
+                let stop = max(end, index + 1)
+                for position in index..<stop {
+                    let ticket = batch[position]
+                    do {
+                        try connection.run("SAVEPOINT op")
+                        try ticket.body(connection)
+                        try connection.run("RELEASE op")
+                        committed.append(ticket)
+                    } catch {
+                        let failure = StorageError.wrap(error)
+                        ticket.error = failure
+                        if connection.inTransaction {
+                            try? connection.run("ROLLBACK TO op")
+                            try? connection.run("RELEASE op")
+                        } else {
+                            // SQLite rolled back the whole transaction (I/O error, disk full, out
+                            // of memory): what was done before is lost too, and the rest is not
+                            // tried.
+                            fail(committed: committed, rest: batch[(position + 1)...], failure)
+                            return
+                        }
+                    }
+                }
+                index = stop
             }
         }
         do {
@@ -274,6 +324,36 @@ final class WriteCoordinator: @unchecked Sendable {
         if hasWAL && (walPurgePending || committed.contains(where: \.purgesWAL)) {
             walPurgePending = !checkpointTruncate(connection)
         }
+    }
+
+    /// Writes `run` through `merge` inside one SAVEPOINT. Returns the failure (after rolling
+    /// back the savepoint, or with the whole transaction gone if SQLite aborted it), or `nil`.
+    private func runMerged(
+        _ run: ArraySlice<WriteTicket>, _ merge: ([MergeableWrite], SQLiteConnection) throws -> Void,
+        on connection: SQLiteConnection
+    ) -> StorageError? {
+        var writes: [MergeableWrite] = []
+        writes.reserveCapacity(run.count)
+        for ticket in run { if let write = ticket.mergeable { writes.append(write) } }
+        do {
+            try connection.run("SAVEPOINT run")
+            try merge(writes, connection)
+            try connection.run("RELEASE run")
+            mergedRuns.add(1, ordering: .relaxed)
+            return nil
+        } catch {
+            if connection.inTransaction {
+                try? connection.run("ROLLBACK TO run")
+                try? connection.run("RELEASE run")
+            }
+            return StorageError.wrap(error)
+        }
+    }
+
+    /// Marks the already committed tickets and every remaining one as failed with `failure`.
+    private func fail(committed: [WriteTicket], rest: ArraySlice<WriteTicket>, _ failure: StorageError) {
+        for done in committed { done.error = failure }
+        for ticket in rest { ticket.error = failure }
     }
 
     /// `wal_checkpoint(TRUNCATE)`: copies every WAL frame into the database and truncates the
