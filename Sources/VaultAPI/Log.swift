@@ -40,21 +40,14 @@ public final class Log: Sendable {
     private let level: Level
     private let format: Format
     private let lock = PThreadLocked(())
-    private let sink: @Sendable (String) -> Void
+    /// A caller's sink (tests); `nil`: lines go to stderr as bytes, without a `String` copy.
+    private let sink: (@Sendable (String) -> Void)?
 
     /// - Parameter sink: where lines go (tests capture them); defaults to stderr.
     public init(level: Level = .info, format: Format = .text, sink: (@Sendable (String) -> Void)? = nil) {
         self.level = level
         self.format = format
-        self.sink = sink ?? { line in
-            // write(2) on fd 2 directly: the C `stderr` FILE* is global mutable state to Swift.
-            let bytes = Array(line.utf8)
-            var offset = 0
-            while offset < bytes.count {
-                let n = bytes.withUnsafeBytes { raw in write(2, raw.baseAddress.map { $0 + offset }, raw.count - offset) }
-                if n > 0 { offset += n } else if n < 0 && errno == EINTR { continue } else { break }
-            }
-        }
+        self.sink = sink
     }
 
     /// True when events at `level` are written.
@@ -63,19 +56,46 @@ public final class Log: Sendable {
     /// Writes one event. `fields` must hold only non-secret values.
     public func log(_ level: Level, _ message: String, _ fields: [(String, String)] = []) {
         guard enabled(level) else { return }
-        let line: String
         let time = Timestamp.rfc3339(milliseconds: Timestamp.nowMilliseconds())
+        var line: [UInt8]
         switch format {
         case .text:
-            var s = "\(time) \(level.name) \(Self.escapeText(message))"
-            for (k, v) in fields { s += " \(k)=\(Self.quoteIfNeeded(v))" }
-            line = s + "\n"
+            // Built as bytes in one buffer: this runs on every create and revoke.
+            line = []
+            line.reserveCapacity(96 + message.utf8.count + fields.reduce(0) { $0 + $1.0.utf8.count + $1.1.utf8.count + 4 })
+            line.append(contentsOf: time.utf8)
+            line.append(UInt8(ascii: " "))
+            line.append(contentsOf: level.name.utf8)
+            line.append(UInt8(ascii: " "))
+            Self.appendEscaped(message, to: &line)
+            for (k, v) in fields {
+                line.append(UInt8(ascii: " "))
+                line.append(contentsOf: k.utf8)
+                line.append(UInt8(ascii: "="))
+                Self.appendQuotedIfNeeded(v, to: &line)
+            }
         case .json:
             var members: [(String, JSONValue)] = [("time", .string(time)), ("level", .string(level.name)), ("msg", .string(message))]
             for (k, v) in fields { members.append((k, .string(v))) }
-            line = String(decoding: JSONWriter.encode(.object(members)), as: UTF8.self) + "\n"
+            line = JSONWriter.encode(.object(members))
         }
-        lock.withLock { _ in sink(line) }
+        line.append(UInt8(ascii: "\n"))
+        lock.withLock { _ in
+            if let sink {
+                sink(String(decoding: line, as: UTF8.self))
+            } else {
+                Self.writeToStderr(line)
+            }
+        }
+    }
+
+    /// write(2) on fd 2 directly: the C `stderr` FILE* is global mutable state to Swift.
+    private static func writeToStderr(_ bytes: [UInt8]) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { raw in write(2, raw.baseAddress.map { $0 + offset }, raw.count - offset) }
+            if n > 0 { offset += n } else if n < 0 && errno == EINTR { continue } else { break }
+        }
     }
 
     public func debug(_ m: String, _ f: [(String, String)] = []) { log(.debug, m, f) }
@@ -83,28 +103,48 @@ public final class Log: Sendable {
     public func warning(_ m: String, _ f: [(String, String)] = []) { log(.warning, m, f) }
     public func error(_ m: String, _ f: [(String, String)] = []) { log(.error, m, f) }
 
-    static func escapeText(_ s: String) -> String {
-        var out = ""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 || u.value == 0x7F { out += "?" } else { out.unicodeScalars.append(u) }
+    /// Appends `s` with line breaks and tabs escaped and other control characters replaced by
+    /// `?`, so a value cannot forge a log line. Bytes from 0x80 up (the rest of UTF-8) pass
+    /// through unchanged, as the scalars they encode are never control characters below 0x80.
+    static func appendEscaped(_ s: String, to out: inout [UInt8]) {
+        for b in s.utf8 {
+            switch b {
+            case UInt8(ascii: "\n"): out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "n"))
+            case UInt8(ascii: "\r"): out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "r"))
+            case UInt8(ascii: "\t"): out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "t"))
+            case 0..<0x20, 0x7F: out.append(UInt8(ascii: "?"))
+            default: out.append(b)
             }
         }
-        return out
+    }
+
+    /// Appends the escaped `s`, in double quotes (with `"` as `\"`) when it is empty or holds a
+    /// space, a quote or `=`.
+    static func appendQuotedIfNeeded(_ s: String, to out: inout [UInt8]) {
+        let start = out.count
+        appendEscaped(s, to: &out)
+        let escaped = out[start...]
+        guard escaped.isEmpty || escaped.contains(where: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "=") })
+        else { return }
+        var quoted: [UInt8] = [UInt8(ascii: "\"")]
+        for b in escaped {
+            if b == UInt8(ascii: "\"") { quoted.append(UInt8(ascii: "\\")) }
+            quoted.append(b)
+        }
+        quoted.append(UInt8(ascii: "\""))
+        out.replaceSubrange(start..., with: quoted)
+    }
+
+    static func escapeText(_ s: String) -> String {
+        var out: [UInt8] = []
+        appendEscaped(s, to: &out)
+        return String(decoding: out, as: UTF8.self)
     }
 
     static func quoteIfNeeded(_ s: String) -> String {
-        let escaped = escapeText(s)
-        if escaped.isEmpty || escaped.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" }) {
-            var quoted = "\""
-            for c in escaped { if c == "\"" { quoted += "\\\"" } else { quoted.append(c) } }
-            return quoted + "\""
-        }
-        return escaped
+        var out: [UInt8] = []
+        appendQuotedIfNeeded(s, to: &out)
+        return String(decoding: out, as: UTF8.self)
     }
 }
 
@@ -122,16 +162,51 @@ public enum Timestamp {
 
     /// `YYYY-MM-DDTHH:MM:SSZ` for Unix seconds.
     public static func rfc3339(seconds: Int64) -> String {
-        let (y, mo, d, h, mi, s) = civil(seconds)
-        return "\(pad(y, 4))-\(pad(mo, 2))-\(pad(d, 2))T\(pad(h, 2)):\(pad(mi, 2)):\(pad(s, 2))Z"
+        format(seconds, milliseconds: nil)
     }
 
     /// `YYYY-MM-DDTHH:MM:SS.mmmZ` for Unix milliseconds.
     public static func rfc3339(milliseconds: Int64) -> String {
         let secs = milliseconds >= 0 ? milliseconds / 1000 : (milliseconds - 999) / 1000
-        let ms = milliseconds - secs * 1000
+        return format(secs, milliseconds: milliseconds - secs * 1000)
+    }
+
+    /// Writes the digits into one fixed-size buffer: three timestamps per listed session and one
+    /// per log line made String interpolation of padded integers a hot spot.
+    private static func format(_ secs: Int64, milliseconds ms: Int64?) -> String {
         let (y, mo, d, h, mi, s) = civil(secs)
-        return "\(pad(y, 4))-\(pad(mo, 2))-\(pad(d, 2))T\(pad(h, 2)):\(pad(mi, 2)):\(pad(s, 2)).\(pad(ms, 3))Z"
+        guard (0...9999).contains(y) else {
+            // Outside four-digit years: the general (slow) form.
+            let base = "\(pad(y, 4))-\(pad(mo, 2))-\(pad(d, 2))T\(pad(h, 2)):\(pad(mi, 2)):\(pad(s, 2))"
+            return base + (ms.map { ".\(pad($0, 3))" } ?? "") + "Z"
+        }
+        let length = ms == nil ? 20 : 24
+        return String(unsafeUninitializedCapacity: length) { buffer in
+            func put(_ value: Int64, _ width: Int, at index: Int) {
+                var v = value
+                for i in stride(from: index + width - 1, through: index, by: -1) {
+                    buffer[i] = UInt8(ascii: "0") + UInt8(truncatingIfNeeded: v % 10)
+                    v /= 10
+                }
+            }
+            put(y, 4, at: 0)
+            buffer[4] = UInt8(ascii: "-")
+            put(mo, 2, at: 5)
+            buffer[7] = UInt8(ascii: "-")
+            put(d, 2, at: 8)
+            buffer[10] = UInt8(ascii: "T")
+            put(h, 2, at: 11)
+            buffer[13] = UInt8(ascii: ":")
+            put(mi, 2, at: 14)
+            buffer[16] = UInt8(ascii: ":")
+            put(s, 2, at: 17)
+            if let ms {
+                buffer[19] = UInt8(ascii: ".")
+                put(ms, 3, at: 20)
+            }
+            buffer[length - 1] = UInt8(ascii: "Z")
+            return length
+        }
     }
 
     /// Days-from-civil inverse (Howard Hinnant's algorithm), valid for the proleptic Gregorian calendar.

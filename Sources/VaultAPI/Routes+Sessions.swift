@@ -97,19 +97,20 @@ extension VaultRouter {
 
         let dcID = try reader.required("dc_id") { (k) throws(Problem) in try reader.int(k, in: 1...255) }
         let keyText = try reader.required("auth_key", reader.string)
-        let keyBytes: [UInt8]
+        var keyBytes: [UInt8]
         do {
             keyBytes = try Base64.decode(keyText, maxLength: 1024)
         } catch {
             throw Problem.invalid("auth_key", "must be base64 of exactly 256 bytes (\(error.description))")
         }
+        // The decoded array itself is wiped (a `var` copy of it would be a second buffer once
+        // written to, leaving this one intact).
+        defer { SecretBytes.wipe(&keyBytes) }
         guard keyBytes.count == AuthKey.byteCount else {
             throw Problem.invalid("auth_key", "must be base64 of exactly 256 bytes, got \(keyBytes.count) bytes")
         }
-        var copy = keyBytes
-        defer { SecretBytes.wipe(&copy) }
         let key: AuthKey
-        do { key = try AuthKey(copy) } catch { throw Problem.invalid("auth_key", "must be exactly 256 bytes") }
+        do { key = try AuthKey(keyBytes) } catch { throw Problem.invalid("auth_key", "must be exactly 256 bytes") }
         let session = TelegramSession(
             dcID: Int(dcID), apiID: apiID, testMode: testMode, authKey: key, userID: userID, isBot: isBot,
             serverAddress: serverAddress.flatMap { IPAddressText.canonical($0) }, port: port.map { Int($0) })

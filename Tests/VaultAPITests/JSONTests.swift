@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import Synchronization
 import Testing
 @testable import VaultAPI
 
@@ -79,6 +80,30 @@ import Testing
         #expect(Timestamp.rfc3339(seconds: 951_782_400) == "2000-02-29T00:00:00Z")
         #expect(Timestamp.rfc3339(milliseconds: 1_700_000_000_123) == "2023-11-14T22:13:20.123Z")
         #expect(Timestamp.rfc3339(seconds: 4_102_444_799) == "2099-12-31T23:59:59Z")
+        #expect(Timestamp.rfc3339(milliseconds: 7) == "1970-01-01T00:00:00.007Z")
+        #expect(Timestamp.rfc3339(milliseconds: -1) == "1969-12-31T23:59:59.999Z")
+        #expect(Timestamp.rfc3339(seconds: 253_402_300_799) == "9999-12-31T23:59:59Z")
+        // Beyond four-digit years the general form still answers.
+        #expect(Timestamp.rfc3339(seconds: 253_402_300_800) == "10000-01-01T00:00:00Z")
+    }
+}
+
+/// The text log format, built as bytes: escaping and quoting that keep one event on one line.
+@Suite struct LogTextTests {
+    @Test func linesAreEscapedAndQuoted() {
+        let lines = Mutex<[String]>([])
+        let log = Log(level: .info, format: .text, sink: { line in lines.withLock { $0.append(line) } })
+        log.info("session\ncreated", [("name", "a b"), ("q", "say \"hi\""), ("eq", "k=v"), ("empty", ""),
+                                      ("plain", "s-1.x"), ("ctl", "a\u{1}b\tc\u{7F}"), ("uni", "zürich")])
+        log.debug("not written")
+        let written = lines.withLock { $0 }
+        #expect(written.count == 1)
+        let line = written.first ?? ""
+        // `YYYY-MM-DDTHH:MM:SS.mmmZ info ` then the escaped message and fields.
+        #expect(line.utf8.count > 25 && line.dropFirst(24).hasPrefix(" info session\\ncreated "))
+        #expect(line.hasSuffix(
+            #" name="a b" q="say \"hi\"" eq="k=v" empty="" plain=s-1.x ctl=a?b\tc? uni=zürich"# + "\n"))
+        #expect(line.filter { $0 == "\n" }.count == 1)
     }
 }
 

@@ -113,6 +113,18 @@ struct CryptoSecretHygieneTests {
         #expect(SecretBytes([1, 2, 3]) != SecretBytes([1, 2, 4]))
         #expect(SecretBytes([1, 2, 3]) != SecretBytes([1, 2]))
     }
+
+    @Test("SecretBytes copies contiguous and non-contiguous collections alike")
+    func copying() {
+        let bytes: [UInt8] = (0..<256).map { UInt8($0) }
+        let fromArray = SecretBytes(bytes)
+        let fromSlice = SecretBytes(bytes[16..<48])
+        let fromSequence = SecretBytes(repeatElement(UInt8(7), count: 5))  // no contiguous storage
+        #expect(fromArray.withUnsafeBytes { Array($0) } == bytes)
+        #expect(fromSlice.withUnsafeBytes { Array($0) } == Array(bytes[16..<48]))
+        #expect(fromSequence.withUnsafeBytes { Array($0) } == [7, 7, 7, 7, 7])
+        #expect(SecretBytes([UInt8]()).count == 0)
+    }
 }
 
 /// Records what `SecretBytes`'s test-only wipe observer reported.

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
+import Synchronization
 import Testing
-import VaultCore
+@testable import VaultCore
 
 @Suite("Crypto: API tokens, digests, HMAC, HKDF, constant-time compare")
 struct CryptoTokenDigestTests {
@@ -108,6 +109,31 @@ struct CryptoTokenDigestTests {
         #expect(
             Hex.encode(Digest.hmacSHA256(key: SecretBytes([UInt8](repeating: 0x0b, count: 20)), message: [UInt8]()))
                 == "999a901219f032cd497cadb5e6051e97b6a29ab297bd6ae722bd6062a2f59542")
+    }
+
+    @Test("a prepared HMAC key gives the RFC 4231 answers on every call, from many threads at once")
+    func preparedHMACKey() async throws {
+        let case1 = try #require(HMACSHA256Key(SecretBytes([UInt8](repeating: 0x0b, count: 20))))
+        // Test case 6: a key longer than SHA-256's block is hashed first (RFC 2104 §2).
+        let case6 = try #require(HMACSHA256Key(SecretBytes([UInt8](repeating: 0xaa, count: 131))))
+        let message6 = Array("Test Using Larger Than Block-Size Key - Hash Key First".utf8)
+        let answer1 = "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        let answer6 = "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        // The template must not be consumed or changed by a call.
+        for _ in 0..<3 {
+            #expect(Hex.encode(case1.mac(Array("Hi There".utf8))) == answer1)
+            #expect(Hex.encode(case6.mac(message6)) == answer6)
+        }
+        #expect(Hex.encode(case1.mac("Hi There".utf8)) == answer1)
+        let empty = try #require(HMACSHA256Key(SecretBytes([UInt8]())))
+        #expect(Hex.encode(empty.mac([UInt8]())) == "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad")
+        let wrong = Mutex(0)
+        await onThreads(8) { _ in
+            for _ in 0..<200 where Hex.encode(case1.mac(Array("Hi There".utf8))) != answer1 {
+                wrong.withLock { $0 += 1 }
+            }
+        }
+        #expect(wrong.withLock { $0 } == 0)
     }
 
     @Test("HKDF-SHA-256 known answer (RFC 5869 test case 1) and bounds")

@@ -33,18 +33,11 @@ public enum Digest {
         secret.withUnsafeBytes { digest($0, md: EVP_sha1(), count: sha1ByteCount) }
     }
 
-    /// HMAC-SHA-256 (RFC 2104) of `message` under `key`.
+    /// HMAC-SHA-256 (RFC 2104) of `message` under `key`. For many messages under one key, keep
+    /// an ``HMACSHA256Key`` instead: it hashes the key once.
     public static func hmacSHA256(key: SecretBytes, message: some Collection<UInt8>) -> [UInt8] {
-        key.withUnsafeBytes { k in
-            withContiguous(message) { m in
-                var out = [UInt8](repeating: 0, count: sha256ByteCount)
-                var written: UInt32 = 0
-                let result = HMAC(
-                    EVP_sha256(), k.baseAddress, Int32(k.count), m.opensslBytes, m.count, &out, &written)
-                precondition(result != nil && Int(written) == sha256ByteCount, "libcrypto HMAC failed")
-                return out
-            }
-        }
+        guard let keyed = HMACSHA256Key(key) else { preconditionFailure("libcrypto HMAC setup failed") }
+        return keyed.mac(message)
     }
 
     /// One-shot `EVP_Digest` of `input` with `md`, whose output size is `count`.
@@ -66,6 +59,70 @@ public enum Digest {
             return result
         }
         return Array(bytes).withUnsafeBytes(body)
+    }
+}
+
+/// HMAC-SHA-256 (RFC 2104) under one fixed key, prepared once: the `EVP_MAC` is fetched once
+/// per process and the key is absorbed once into a template context (the inner and outer
+/// padded-key states). Each ``mac(_:)`` duplicates the template (`EVP_MAC_CTX_dup`), so it
+/// neither looks the algorithm up by name (which the one-shot `HMAC()`/`EVP_Q_mac` do on every
+/// call in OpenSSL 3) nor hashes the key again. That is the per-request token check.
+///
+/// `@unchecked Sendable`: after `init` the template is only read (duplicated), never updated,
+/// and OpenSSL's context duplication only reads its source; every call works on its own copy.
+/// The template holds key-derived state: `EVP_MAC_CTX_free` wipes it in `deinit`.
+final class HMACSHA256Key: @unchecked Sendable {
+    /// The provider's HMAC implementation, fetched once (`nil` if libcrypto cannot provide it).
+    /// `nonisolated(unsafe)`: an `EVP_MAC` is immutable once fetched, and OpenSSL documents
+    /// fetched algorithms as shareable between threads.
+    nonisolated(unsafe) private static let algorithm: OpaquePointer? = EVP_MAC_fetch(nil, "HMAC", nil)
+
+    private let template: OpaquePointer
+
+    /// Absorbs `key` (any length; RFC 2104 hashes keys longer than a block first). `nil` when
+    /// libcrypto fails (out of memory, broken provider).
+    init?(_ key: SecretBytes) {
+        guard let algorithm = Self.algorithm, let ctx = EVP_MAC_CTX_new(algorithm) else { return nil }
+        var name = Array("digest".utf8CString)
+        var digest = Array("SHA256".utf8CString)
+        let ok = name.withUnsafeMutableBufferPointer { n in
+            digest.withUnsafeMutableBufferPointer { d in
+                key.withUnsafeBytes { k in
+                    let params = [
+                        OSSL_PARAM_construct_utf8_string(n.baseAddress, d.baseAddress, 0), OSSL_PARAM_construct_end(),
+                    ]
+                    // A zero-length key is valid HMAC input but wants a non-null pointer.
+                    let empty: UInt8 = 0
+                    return withUnsafePointer(to: empty) { fallback in
+                        EVP_MAC_init(ctx, k.opensslBytes ?? fallback, k.count, params) == 1
+                    }
+                }
+            }
+        }
+        guard ok else {
+            EVP_MAC_CTX_free(ctx)
+            return nil
+        }
+        template = ctx
+    }
+
+    deinit { EVP_MAC_CTX_free(template) }
+
+    /// HMAC-SHA-256 of `message` (32 bytes). Safe to call from any number of threads at once.
+    func mac(_ message: some Collection<UInt8>) -> [UInt8] {
+        Digest.withContiguous(message) { m in
+            guard let ctx = EVP_MAC_CTX_dup(template) else { preconditionFailure("libcrypto EVP_MAC_CTX_dup failed") }
+            defer { EVP_MAC_CTX_free(ctx) }
+            var out = [UInt8](repeating: 0, count: Digest.sha256ByteCount)
+            var written = 0
+            let empty: UInt8 = 0
+            let ok = withUnsafePointer(to: empty) { fallback in
+                EVP_MAC_update(ctx, m.opensslBytes ?? fallback, m.count) == 1
+                    && EVP_MAC_final(ctx, &out, &written, out.count) == 1
+            }
+            precondition(ok && written == Digest.sha256ByteCount, "libcrypto HMAC failed")
+            return out
+        }
     }
 }
 

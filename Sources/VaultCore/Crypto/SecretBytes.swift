@@ -34,10 +34,19 @@ public final class SecretBytes: @unchecked Sendable, Equatable, CustomStringConv
     }
 
     private init(copying bytes: some Collection<UInt8>, observer: (@Sendable (Bool) -> Void)?) {
-        pointer = .allocate(byteCount: Swift.max(bytes.count, 1), alignment: 16)
-        pointer.initializeMemory(as: UInt8.self, repeating: 0)
-        _ = UnsafeMutableRawBufferPointer(rebasing: pointer[0..<bytes.count]).initializeMemory(
-            as: UInt8.self, from: bytes)
+        let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: Swift.max(bytes.count, 1), alignment: 16)
+        storage.initializeMemory(as: UInt8.self, repeating: 0)
+        // One memcpy for contiguous collections (arrays, buffers): the generic element-wise copy
+        // is not specialised across modules and costs a witness call per byte.
+        let copied: Bool? = bytes.withContiguousStorageIfAvailable { source in
+            storage.copyMemory(from: UnsafeRawBufferPointer(source))
+            return true
+        }
+        if copied == nil {
+            _ = UnsafeMutableRawBufferPointer(rebasing: storage[0..<bytes.count]).initializeMemory(
+                as: UInt8.self, from: bytes)
+        }
+        pointer = storage
         count = bytes.count
         wipeObserver = observer
     }

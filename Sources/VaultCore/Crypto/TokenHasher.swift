@@ -21,20 +21,23 @@ public struct TokenHasher: Sendable, CustomStringConvertible {
     /// Size of a stored token hash.
     public static let hashByteCount = Digest.sha256ByteCount
 
-    private let key: SecretBytes
+    /// The key, absorbed once (every request's token check uses it).
+    private let mac: HMACSHA256Key
 
     /// A hasher with an explicit 32-byte key. The vault uses ``Keyring/tokenHasher``.
-    /// - Throws: ``CryptoError/invalidKey(source:reason:)`` unless `key` is 32 bytes.
+    /// - Throws: ``CryptoError/invalidKey(source:reason:)`` unless `key` is 32 bytes;
+    ///   ``CryptoError/backendFailure(operation:)`` if libcrypto cannot set up HMAC.
     public init(key: SecretBytes) throws(CryptoError) {
         guard key.count == 32 else {
             throw .invalidKey(source: "token hash key", reason: "must be 32 bytes, got \(key.count)")
         }
-        self.key = key
+        guard let mac = HMACSHA256Key(key) else { throw .backendFailure(operation: "EVP_MAC_init(HMAC)") }
+        self.mac = mac
     }
 
     /// The value to store for `token`: HMAC-SHA-256 of its UTF-8 bytes (32 bytes).
     public func hash(_ token: some StringProtocol) -> [UInt8] {
-        Digest.hmacSHA256(key: key, message: token.utf8)
+        mac.mac(token.utf8)
     }
 
     /// True when `token` hashes to `expected`, compared in constant time.

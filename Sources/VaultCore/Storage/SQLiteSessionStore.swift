@@ -21,7 +21,8 @@ public struct SQLiteStoreConfiguration: Sendable, Equatable {
     public var busyTimeoutMilliseconds: Int32
     /// Idle read connections kept open (file engine). Default 8.
     public var maxIdleReaders: Int
-    /// Most writes committed in one transaction. Default 512.
+    /// Most writes committed in one transaction. Default 512. Deferred bookkeeping writes
+    /// (``DeferredWrite``) count an eighth each: a run of them costs a few multi-row statements.
     public var maxBatchSize: Int
     /// How long an idle writer waits before committing deferred writes, so a stream of them
     /// shares transactions. Default 5 ms.
@@ -92,7 +93,7 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
                     maxIdle: configuration.maxIdleReaders))
             coordinator = WriteCoordinator(
                 access: ConfinedWriter(writer), label: "session-vault.store.writer",
-                maxBatch: configuration.maxBatchSize, deferredDelay: delay, hasWAL: true)
+                maxBatch: configuration.maxBatchSize, deferredDelay: delay, hasWAL: true, merge: Self.writeMerged)
         case .memory:
             let connection: SQLiteConnection
             do {
@@ -106,7 +107,7 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
             readers = .shared(shared)
             coordinator = WriteCoordinator(
                 access: shared, label: "session-vault.store.writer",
-                maxBatch: configuration.maxBatchSize, deferredDelay: delay, hasWAL: false)
+                maxBatch: configuration.maxBatchSize, deferredDelay: delay, hasWAL: false, merge: Self.writeMerged)
         }
     }
 
@@ -534,12 +535,15 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
         let ticket: WriteTicket
         switch write {
         case .markExported(let name, let time):
-            ticket = WriteTicket(waits: waits) { connection in
-                try connection.run(SQL.markExported, [.integer(time), .text(name.rawValue)])
+            let text = name.rawValue
+            ticket = WriteTicket(waits: waits, mergeable: .markExported(name: text, time: time)) { connection in
+                try connection.run(SQL.markExported, [.integer(time), .text(text)])
             }
         case .audit(let event):
             let values = Self.auditValues(event)
-            ticket = WriteTicket(waits: waits) { connection in try connection.run(SQL.insertAudit, values) }
+            ticket = WriteTicket(waits: waits, mergeable: .audit(values)) { connection in
+                try connection.run(SQL.insertAudit, values)
+            }
         }
         if waits {
             backpressureWaits.add(1, ordering: .relaxed)
@@ -549,8 +553,37 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
         }
     }
 
+    /// Writes a run of deferred writes (two or more, in submission order) with few statements:
+    /// the audit rows with multi-row INSERTs in order (so their ids ascend in submission order),
+    /// then one `last_exported_at` UPDATE row per distinct session carrying the latest time
+    /// submitted for it. `SQL.markExported` keeps the maximum anyway, so folding a name's times
+    /// into their maximum first changes nothing but the number of rows written.
+    static func writeMerged(_ writes: [MergeableWrite], on connection: SQLiteConnection) throws {
+        var audits: [[SQLiteValue]] = []
+        var exports: [(name: String, time: Int64)] = []
+        var slot: [String: Int] = [:]
+        for write in writes {
+            switch write {
+            case .audit(let values):
+                audits.append(values)
+            case .markExported(let name, let time):
+                if let index = slot[name] {
+                    exports[index].time = max(exports[index].time, time)
+                } else {
+                    slot[name] = exports.count
+                    exports.append((name, time))
+                }
+            }
+        }
+        try MultiRow.insertAudits(audits, on: connection)
+        try MultiRow.markExported(exports, on: connection)
+    }
+
     /// Queued deferred writes beyond which ``enqueue(_:)`` waits for its write to commit.
     static let maxDeferredBacklog = 4096
+
+    /// Runs of deferred writes the writer merged into multi-row statements (for tests).
+    var mergedRuns: Int { coordinator.mergedRuns.load(ordering: .relaxed) }
 
     /// How often ``enqueue(_:)`` had to wait because the backlog was full (for statistics).
     let backpressureWaits = Atomic<Int>(0)
@@ -764,6 +797,79 @@ extension SQLiteConnection {
     /// True when the cached statement yields a row.
     fileprivate func exists(_ sql: SQLiteStatementKey, _ values: [SQLiteValue]) throws -> Bool {
         try first(sql, values) { _ in true } ?? false
+    }
+}
+
+/// Multi-row statements for merged deferred writes. Chunks have power-of-two sizes up to
+/// ``maxRows`` so that each connection caches at most eight statements per kind; a run of `n`
+/// rows takes `n / maxRows` full chunks plus one per set bit of the rest.
+enum MultiRow {
+    /// Rows per statement at most: 7 × 128 = 896 parameters, far below SQLite's limit (32,766).
+    static let maxRows = 128
+    /// `insertAudit[k]` inserts `1 << k` audit rows; VALUES order is rowid order.
+    static let insertAudit: [SQLiteStatementKey] = (0...7).map { k in
+        SQLiteStatementKey(
+            "INSERT INTO audit (time, accessor, action, session_name, remote_address, outcome, detail) VALUES "
+                + placeholders(rows: 1 << k, columns: auditColumns))
+    }
+    /// `markExported[k]` moves `last_exported_at` of `1 << k` distinct sessions (name, time).
+    static let markExported: [SQLiteStatementKey] = (0...7).map { k in
+        SQLiteStatementKey(
+            "UPDATE sessions SET last_exported_at = max(coalesce(last_exported_at, v.column2), v.column2) FROM (VALUES "
+                + placeholders(rows: 1 << k, columns: 2) + ") AS v WHERE sessions.name = v.column1")
+    }
+    static let auditColumns = 7
+
+    /// `(?1, ?2), (?3, ?4), …`
+    static func placeholders(rows: Int, columns: Int) -> String {
+        var sql = ""
+        for row in 0..<rows {
+            if row > 0 { sql += ", " }
+            sql += "("
+            for column in 0..<columns {
+                if column > 0 { sql += ", " }
+                sql += "?\(row * columns + column + 1)"
+            }
+            sql += ")"
+        }
+        return sql
+    }
+
+    /// Chunk sizes (as exponents) covering `count` rows, largest first.
+    static func chunks(_ count: Int) -> [Int] {
+        var exponents = Array(repeating: 7, count: count / maxRows)
+        let rest = count % maxRows
+        for k in stride(from: 6, through: 0, by: -1) where rest & (1 << k) != 0 { exponents.append(k) }
+        return exponents
+    }
+
+    static func insertAudits(_ rows: [[SQLiteValue]], on connection: SQLiteConnection) throws {
+        var next = 0
+        for k in chunks(rows.count) {
+            let statement = try connection.cached(insertAudit[k])
+            defer { statement.reset() }
+            for row in 0..<(1 << k) {
+                for (column, value) in rows[next + row].enumerated() {
+                    try statement.bind(value, at: Int32(row * auditColumns + column + 1))
+                }
+            }
+            next += 1 << k
+            while try statement.step() {}
+        }
+    }
+
+    static func markExported(_ rows: [(name: String, time: Int64)], on connection: SQLiteConnection) throws {
+        var next = 0
+        for k in chunks(rows.count) {
+            let statement = try connection.cached(markExported[k])
+            defer { statement.reset() }
+            for row in 0..<(1 << k) {
+                try statement.bind(.text(rows[next + row].name), at: Int32(2 * row + 1))
+                try statement.bind(.integer(rows[next + row].time), at: Int32(2 * row + 2))
+            }
+            next += 1 << k
+            while try statement.step() {}
+        }
     }
 }
 

@@ -21,12 +21,28 @@ final class WriteTicket: @unchecked Sendable {
     var error: StorageError?
     /// True once the ticket's transaction has finished (committed or not).
     var isDone = false
+    /// The same write as data, when the writer may merge it with neighbouring mergeable tickets
+    /// (see ``MergeableWrite``); `body` remains the fallback that runs it alone.
+    let mergeable: MergeableWrite?
 
-    init(waits: Bool, purgesWAL: Bool = false, body: @escaping @Sendable (SQLiteConnection) throws -> Void) {
+    init(
+        waits: Bool, purgesWAL: Bool = false, mergeable: MergeableWrite? = nil,
+        body: @escaping @Sendable (SQLiteConnection) throws -> Void
+    ) {
         self.body = body
         self.waiter = waits ? DispatchSemaphore(value: 0) : nil
         self.purgesWAL = purgesWAL
+        self.mergeable = mergeable
     }
+}
+
+/// Bookkeeping writes of the read paths, as data, so that a run of them in one batch can be
+/// written with a few multi-row statements instead of one statement (and one SAVEPOINT) each.
+enum MergeableWrite: Sendable {
+    /// `last_exported_at = max(last_exported_at, time)` of the session `name` (missing: ignored).
+    case markExported(name: String, time: Int64)
+    /// One audit row, its values in the column order of the store's audit INSERT.
+    case audit([SQLiteValue])
 }
 
 /// Gives the writer its connection. The file engine's writer connection is confined to the
@@ -46,12 +62,14 @@ protocol WriterAccess: Sendable {
 ///   otherwise it sleeps on its semaphore.
 /// - The leader runs batches *on the writer queue* via `queue.sync` (which libdispatch executes
 ///   on the calling thread when the queue is idle: no thread hop) until its own ticket is done.
-///   A batch takes up to `maxBatch` tickets in FIFO order into one `BEGIN IMMEDIATE … COMMIT`,
+///   A batch takes up to `maxBatch` tickets (deferred, mergeable ones count an eighth) in FIFO
+///   order into one `BEGIN IMMEDIATE … COMMIT`,
 ///   each inside its own SAVEPOINT so a failing op rolls back alone.
 /// - Then it hands leadership to the oldest waiting ticket's owner, or releases it.
 /// - Deferred tickets (no waiter) ride along with the next batch; when no leader is active, a
 ///   kick on the writer queue commits them after `deferredDelay` so that a stream of them is
-///   batched too.
+///   batched too. A kick goes on with the next batch at once only while a full batch is
+///   waiting; otherwise it leaves the rest to gather until the next kick.
 ///
 /// Because only this queue ever writes, and every write transaction starts with
 /// `BEGIN IMMEDIATE`, writers never meet `SQLITE_BUSY` ("database is locked").
@@ -85,8 +103,18 @@ final class WriteCoordinator: @unchecked Sendable {
     let deferredFailures = Atomic<Int>(0)
     let largestBatch = Atomic<Int>(0)
 
-    init(access: any WriterAccess, label: String, maxBatch: Int, deferredDelay: DispatchTimeInterval, hasWAL: Bool) {
+    /// Writes a run of two or more consecutive mergeable tickets (in submission order) in one
+    /// go; `nil`: every ticket runs its own body.
+    private let merge: (@Sendable ([MergeableWrite], SQLiteConnection) throws -> Void)?
+    /// Runs of mergeable tickets written through `merge` (statistics and tests).
+    let mergedRuns = Atomic<Int>(0)
+
+    init(
+        access: any WriterAccess, label: String, maxBatch: Int, deferredDelay: DispatchTimeInterval, hasWAL: Bool,
+        merge: (@Sendable ([MergeableWrite], SQLiteConnection) throws -> Void)? = nil
+    ) {
         self.access = access
+        self.merge = merge
         self.maxBatch = max(1, maxBatch)
         self.deferredDelay = deferredDelay
         self.hasWAL = hasWAL
@@ -169,15 +197,24 @@ final class WriteCoordinator: @unchecked Sendable {
         guard leads else { return }
         while true {
             runBatch()
-            enum Next { case done, promote(WriteTicket), again }
+            enum Next { case done, later, promote(WriteTicket), again }
             let next = state.withLock { s -> Next in
                 if let waiting = s.pending.first(where: { $0.waiter != nil }) { return .promote(waiting) }
-                if !s.pending.isEmpty { return .again }
+                // A full batch is waiting: the writer is behind, keep going. A few deferred
+                // writes are not worth a transaction of their own right now: let them gather for
+                // `deferredDelay`, so that one transaction (and one write of each page they
+                // touch) serves many, instead of the writer spinning on tiny batches.
+                if s.pending.count >= maxBatch { return .again }
                 s.leaderActive = false
-                return .done
+                if s.pending.isEmpty || s.kickScheduled { return .done }
+                s.kickScheduled = true
+                return .later
             }
             switch next {
             case .done: return
+            case .later:
+                queue.asyncAfter(deadline: .now() + deferredDelay) { self.kicked() }
+                return
             case .again: continue
             case .promote(let ticket):
                 ticket.waiter?.signal()
@@ -188,13 +225,26 @@ final class WriteCoordinator: @unchecked Sendable {
 
     // MARK: Running a batch (writer queue only)
 
-    /// Takes up to `maxBatch` pending tickets and commits them in one transaction.
+    /// Mergeable tickets that fit in the batch slot of one ordinary ticket.
+    static let mergeableSlotsPerWrite = 8
+
+    /// Takes up to `maxBatch` pending tickets (mergeable ones count an eighth) and commits them
+    /// in one transaction.
     private func runBatch() {
         #if DEBUG
         dispatchPrecondition(condition: .onQueue(queue))
         #endif
         let batch = state.withLock { s -> [WriteTicket] in
-            let n = min(s.pending.count, maxBatch)
+            // Up to `maxBatch` ordinary writes; a mergeable one costs an eighth of a slot, as
+            // a run of them is written by a few multi-row statements (see `runMerged`).
+            var slots = maxBatch * Self.mergeableSlotsPerWrite
+            var n = 0
+            while n < s.pending.count {
+                let cost = s.pending[n].mergeable == nil ? Self.mergeableSlotsPerWrite : 1
+                if cost > slots { break }
+                slots -= cost
+                n += 1
+            }
             let batch = Array(s.pending.prefix(n))
             s.pending.removeFirst(n)
             return batch
@@ -238,26 +288,50 @@ final class WriteCoordinator: @unchecked Sendable {
                 return
             }
         } else {
-            for (index, ticket) in batch.enumerated() {
-                do {
-                    try connection.run("SAVEPOINT op")
-                    try ticket.body(connection)
-                    try connection.run("RELEASE op")
-                    committed.append(ticket)
-                } catch {
-                    let failure = StorageError.wrap(error)
-                    ticket.error = failure
-                    if connection.inTransaction {
-                        try? connection.run("ROLLBACK TO op")
-                        try? connection.run("RELEASE op")
-                    } else {
-                        // SQLite rolled back the whole transaction (I/O error, disk full, out of
-                        // memory): what was done before is lost too, and the rest is not tried.
-                        for done in committed { done.error = failure }
-                        for rest in batch[(index + 1)...] { rest.error = failure }
+            var index = 0
+            while index < batch.count {
+                // A run of consecutive mergeable tickets is written as one unit at its place in
+                // the batch, so audit ids stay in submission order relative to every other write.
+                var end = index
+                while end < batch.count, batch[end].mergeable != nil { end += 1 }
+                if let merge, end - index >= 2 {
+                    let run = batch[index..<end]
+                    guard let failure = runMerged(run, merge, on: connection) else {
+                        committed.append(contentsOf: run)
+                        index = end
+                        continue
+                    }
+                    if !connection.inTransaction {
+                        fail(committed: committed, rest: batch[index...], failure)
                         return
                     }
+                    // The merged run failed as a whole: run its tickets one by one below, so
+                    // that only the failing ones fail (and are counted).
                 }
+                let stop = max(end, index + 1)
+                for position in index..<stop {
+                    let ticket = batch[position]
+                    do {
+                        try connection.run("SAVEPOINT op")
+                        try ticket.body(connection)
+                        try connection.run("RELEASE op")
+                        committed.append(ticket)
+                    } catch {
+                        let failure = StorageError.wrap(error)
+                        ticket.error = failure
+                        if connection.inTransaction {
+                            try? connection.run("ROLLBACK TO op")
+                            try? connection.run("RELEASE op")
+                        } else {
+                            // SQLite rolled back the whole transaction (I/O error, disk full, out
+                            // of memory): what was done before is lost too, and the rest is not
+                            // tried.
+                            fail(committed: committed, rest: batch[(position + 1)...], failure)
+                            return
+                        }
+                    }
+                }
+                index = stop
             }
         }
         do {
@@ -274,6 +348,36 @@ final class WriteCoordinator: @unchecked Sendable {
         if hasWAL && (walPurgePending || committed.contains(where: \.purgesWAL)) {
             walPurgePending = !checkpointTruncate(connection)
         }
+    }
+
+    /// Writes `run` through `merge` inside one SAVEPOINT. Returns the failure (after rolling
+    /// back the savepoint, or with the whole transaction gone if SQLite aborted it), or `nil`.
+    private func runMerged(
+        _ run: ArraySlice<WriteTicket>, _ merge: ([MergeableWrite], SQLiteConnection) throws -> Void,
+        on connection: SQLiteConnection
+    ) -> StorageError? {
+        var writes: [MergeableWrite] = []
+        writes.reserveCapacity(run.count)
+        for ticket in run { if let write = ticket.mergeable { writes.append(write) } }
+        do {
+            try connection.run("SAVEPOINT run")
+            try merge(writes, connection)
+            try connection.run("RELEASE run")
+            mergedRuns.add(1, ordering: .relaxed)
+            return nil
+        } catch {
+            if connection.inTransaction {
+                try? connection.run("ROLLBACK TO run")
+                try? connection.run("RELEASE run")
+            }
+            return StorageError.wrap(error)
+        }
+    }
+
+    /// Marks the already committed tickets and every remaining one as failed with `failure`.
+    private func fail(committed: [WriteTicket], rest: ArraySlice<WriteTicket>, _ failure: StorageError) {
+        for done in committed { done.error = failure }
+        for ticket in rest { ticket.error = failure }
     }
 
     /// `wal_checkpoint(TRUNCATE)`: copies every WAL frame into the database and truncates the

@@ -1,0 +1,177 @@
+// SPDX-License-Identifier: Apache-2.0
+import Dispatch
+import Foundation
+import Synchronization
+import Testing
+@testable import VaultCore
+
+/// Deferred writes of the read paths are merged by the writer (multi-row audit INSERTs, one
+/// `last_exported_at` row per session): nothing may be lost, reordered or moved backwards.
+@Suite struct StoreMergeTests {
+    /// A store whose idle writer never kicks by itself: every deferred write waits for `flush`,
+    /// so all of them land in one batch.
+    static let held = SQLiteStoreConfiguration(synchronous: .normal, deferredWriteDelayMilliseconds: 600_000)
+
+    static func event(_ detail: String, time: Int64 = 1) -> AuditEvent {
+        AuditEvent(
+            time: time, accessor: "t1", action: "session.export", sessionName: "s", remoteAddress: "127.0.0.1",
+            outcome: "ok", detail: detail)
+    }
+
+    /// Every audit row, oldest first.
+    static func allAudit(_ store: SQLiteSessionStore) throws -> [AuditRecord] {
+        var rows: [AuditRecord] = []
+        var before: Int64?
+        while true {
+            let page = try store.auditEvents(before: before, limit: 1000)
+            if page.isEmpty { break }
+            rows += page
+            before = page.last?.id
+        }
+        return rows.reversed()
+    }
+
+    @Test(arguments: [StoreKind.file, .memory])
+    func coalescedExportTimesKeepTheLatest(_ kind: StoreKind) throws {
+        try withStore(kind, configuration: Self.held) { store, _ in
+            try store.insert(.make("alpha"), peers: [])
+            try store.insert(.make("beta"), peers: [])
+            var late = try StoredSession.make("gamma")
+            late.lastExportedAt = 9_000
+            try store.insert(late, peers: [])
+            // alpha: ascending, the last one wins; beta: the latest is not the last submitted;
+            // gamma: already later than anything submitted, must not move backwards.
+            for time in [100, 200, 300] as [Int64] { store.enqueue(.markExported(try name("alpha"), at: time)) }
+            for time in [500, 700, 600] as [Int64] { store.enqueue(.markExported(try name("beta"), at: time)) }
+            store.enqueue(.markExported(try name("gamma"), at: 8_000))
+            store.enqueue(.markExported(try name("missing"), at: 1))
+            try store.flush()
+            #expect(try store.session(named: name("alpha"))?.lastExportedAt == 300)
+            #expect(try store.session(named: name("beta"))?.lastExportedAt == 700)
+            #expect(try store.session(named: name("gamma"))?.lastExportedAt == 9_000)
+            #expect(store.mergedRuns >= 1)
+            let stats = store.statistics()
+            #expect(stats.deferredFailures == 0)
+            #expect(stats.committedWrites >= 8)
+        }
+    }
+
+    @Test(arguments: [StoreKind.file, .memory])
+    func mergedAuditRowsKeepSubmissionOrder(_ kind: StoreKind) throws {
+        try withStore(kind, configuration: Self.held) { store, _ in
+            try store.insert(.make("alpha"), peers: [])
+            // 300 rows: chunks of 128 + 128 + 32 + 8 + 4, interleaved with export marks.
+            let total = 300
+            for i in 0..<total {
+                store.enqueue(.audit(Self.event("e\(i)", time: Int64(i))))
+                if i % 7 == 0 { store.enqueue(.markExported(try name("alpha"), at: Int64(i))) }
+            }
+            try store.flush()
+            // A blocking append after them gets the next id.
+            let last = try store.appendAudit(Self.event("last"))
+            let rows = try Self.allAudit(store)
+            #expect(rows.count == total + 1)
+            let expected = (0..<total).map { "e\($0)" } + ["last"]
+            // Counted rather than compared whole, to keep a failure's report short.
+            let misplaced = zip(rows.map(\.event.detail), expected).filter { $0 != $1 }.count
+            #expect(misplaced == 0)
+            #expect(rows.last?.id == last)
+            #expect(zip(rows, rows.dropFirst()).allSatisfy { $0.id < $1.id })
+            #expect(rows.first?.event == Self.event("e0", time: 0))
+            #expect(try store.session(named: name("alpha"))?.lastExportedAt == 294)
+            #expect(store.mergedRuns >= 1)
+            #expect(store.statistics().deferredFailures == 0)
+        }
+    }
+}
+
+/// The coordinator itself: a merged run sits at its place between other writes of one batch,
+/// and a failing run falls back to one op at a time so only the failing op is lost.
+@Suite struct WriteCoordinatorMergeTests {
+    static func coordinator() throws -> (WriteCoordinator, SharedConnection) {
+        let connection = try SQLiteConnection(path: ":memory:")
+        try VaultSchema.migrate(connection)
+        let shared = SharedConnection(connection)
+        let coordinator = WriteCoordinator(
+            access: shared, label: "test.writer", maxBatch: 4096, deferredDelay: .seconds(600), hasWAL: false,
+            merge: SQLiteSessionStore.writeMerged)
+        return (coordinator, shared)
+    }
+
+    static func auditRow(_ detail: String, action: SQLiteValue = .text("a")) -> [SQLiteValue] {
+        [.integer(1), .null, action, .null, .null, .text("ok"), .text(detail)]
+    }
+
+    static func deferredAudit(_ values: [SQLiteValue]) -> WriteTicket {
+        WriteTicket(waits: false, mergeable: .audit(values)) { connection in
+            try connection.run(
+                "INSERT INTO audit (time, accessor, action, session_name, remote_address, outcome, detail) "
+                    + "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)", values)
+        }
+    }
+
+    static func details(_ shared: SharedConnection) throws -> [String] {
+        try shared.read { connection in
+            try connection.query("SELECT detail FROM audit ORDER BY id").map { row -> String in
+                if case .text(let text)? = row.first { return text }
+                return "?"
+            }
+        }
+    }
+
+    @Test func aMergedRunKeepsItsPlaceAroundAnOrdinaryWrite() throws {
+        let (coordinator, shared) = try Self.coordinator()
+        defer { coordinator.close() }
+        // Hold the writer so that everything below queues up for one batch.
+        let started = DispatchSemaphore(value: 0)
+        let gate = DispatchSemaphore(value: 0)
+        let group = DispatchGroup()
+        DispatchQueue.global().async(group: group) {
+            try? coordinator.perform(WriteTicket(waits: true) { _ in
+                started.signal()
+                gate.wait()
+            })
+        }
+        started.wait()
+        for i in 0..<150 { coordinator.submitDeferred(Self.deferredAudit(Self.auditRow("a\(i)"))) }
+        let ordinary = WriteTicket(waits: true) { connection in
+            try connection.run(
+                "INSERT INTO audit (time, action, outcome, detail) VALUES (1, 'b', 'ok', 'b')", [])
+        }
+        DispatchQueue.global().async(group: group) { try? coordinator.perform(ordinary) }
+        // The ordinary write is queued once the count includes it (it waits as a follower).
+        while coordinator.pendingCount < 151 { _ = sched_yield() }
+        for i in 0..<150 { coordinator.submitDeferred(Self.deferredAudit(Self.auditRow("c\(i)"))) }
+        gate.signal()
+        group.wait()
+        try coordinator.perform(WriteTicket(waits: true) { _ in })
+        let expected = (0..<150).map { "a\($0)" } + ["b"] + (0..<150).map { "c\($0)" }
+        #expect(try Self.details(shared) == expected)
+        #expect(ordinary.error == nil)
+        #expect(coordinator.mergedRuns.load(ordering: .relaxed) >= 2)
+        #expect(coordinator.deferredFailures.load(ordering: .relaxed) == 0)
+    }
+
+    @Test func aFailingRunFallsBackToSingleOpsAndCountsOnlyTheFailure() throws {
+        let (coordinator, shared) = try Self.coordinator()
+        defer { coordinator.close() }
+        for i in 0..<10 {
+            // `action` is NOT NULL: the sixth row fails, and with it the merged run.
+            let row = Self.auditRow("r\(i)", action: i == 5 ? .null : .text("a"))
+            coordinator.submitDeferred(Self.deferredAudit(row))
+        }
+        try coordinator.perform(WriteTicket(waits: true) { _ in })
+        #expect(try Self.details(shared) == (0..<10).filter { $0 != 5 }.map { "r\($0)" })
+        #expect(coordinator.deferredFailures.load(ordering: .relaxed) == 1)
+        #expect(coordinator.failedWrites.load(ordering: .relaxed) == 1)
+        #expect(coordinator.mergedRuns.load(ordering: .relaxed) == 0)
+    }
+
+    @Test func chunkSizesCoverEveryCount() {
+        for count in [0, 1, 2, 3, 127, 128, 129, 300, 1000] {
+            let chunks = MultiRow.chunks(count)
+            #expect(chunks.map { 1 << $0 }.reduce(0, +) == count)
+            #expect(chunks.allSatisfy { (0...7).contains($0) })
+        }
+    }
+}
