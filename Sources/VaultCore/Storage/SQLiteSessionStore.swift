@@ -21,8 +21,7 @@ public struct SQLiteStoreConfiguration: Sendable, Equatable {
     public var busyTimeoutMilliseconds: Int32
     /// Idle read connections kept open (file engine). Default 8.
     public var maxIdleReaders: Int
-    /// Most writes committed in one transaction. Default 512. Deferred bookkeeping writes
-    /// (``DeferredWrite``) count an eighth each: a run of them costs a few multi-row statements.
+    /// Most writes committed in one transaction. Default 512.
     public var maxBatchSize: Int
     /// How long an idle writer waits before committing deferred writes, so a stream of them
     /// shares transactions. Default 5 ms.

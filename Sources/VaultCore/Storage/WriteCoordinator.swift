@@ -62,14 +62,12 @@ protocol WriterAccess: Sendable {
 ///   otherwise it sleeps on its semaphore.
 /// - The leader runs batches *on the writer queue* via `queue.sync` (which libdispatch executes
 ///   on the calling thread when the queue is idle: no thread hop) until its own ticket is done.
-///   A batch takes up to `maxBatch` tickets (deferred, mergeable ones count an eighth) in FIFO
-///   order into one `BEGIN IMMEDIATE … COMMIT`,
+///   A batch takes up to `maxBatch` tickets in FIFO order into one `BEGIN IMMEDIATE … COMMIT`,
 ///   each inside its own SAVEPOINT so a failing op rolls back alone.
 /// - Then it hands leadership to the oldest waiting ticket's owner, or releases it.
 /// - Deferred tickets (no waiter) ride along with the next batch; when no leader is active, a
 ///   kick on the writer queue commits them after `deferredDelay` so that a stream of them is
-///   batched too. A kick goes on with the next batch at once only while a full batch is
-///   waiting; otherwise it leaves the rest to gather until the next kick.
+///   batched too.
 ///
 /// Because only this queue ever writes, and every write transaction starts with
 /// `BEGIN IMMEDIATE`, writers never meet `SQLITE_BUSY` ("database is locked").
@@ -197,24 +195,15 @@ final class WriteCoordinator: @unchecked Sendable {
         guard leads else { return }
         while true {
             runBatch()
-            enum Next { case done, later, promote(WriteTicket), again }
+            enum Next { case done, promote(WriteTicket), again }
             let next = state.withLock { s -> Next in
                 if let waiting = s.pending.first(where: { $0.waiter != nil }) { return .promote(waiting) }
-                // A full batch is waiting: the writer is behind, keep going. A few deferred
-                // writes are not worth a transaction of their own right now: let them gather for
-                // `deferredDelay`, so that one transaction (and one write of each page they
-                // touch) serves many, instead of the writer spinning on tiny batches.
-                if s.pending.count >= maxBatch { return .again }
+                if !s.pending.isEmpty { return .again }
                 s.leaderActive = false
-                if s.pending.isEmpty || s.kickScheduled { return .done }
-                s.kickScheduled = true
-                return .later
+                return .done
             }
             switch next {
             case .done: return
-            case .later:
-                queue.asyncAfter(deadline: .now() + deferredDelay) { self.kicked() }
-                return
             case .again: continue
             case .promote(let ticket):
                 ticket.waiter?.signal()
@@ -225,26 +214,13 @@ final class WriteCoordinator: @unchecked Sendable {
 
     // MARK: Running a batch (writer queue only)
 
-    /// Mergeable tickets that fit in the batch slot of one ordinary ticket.
-    static let mergeableSlotsPerWrite = 8
-
-    /// Takes up to `maxBatch` pending tickets (mergeable ones count an eighth) and commits them
-    /// in one transaction.
+    /// Takes up to `maxBatch` pending tickets and commits them in one transaction.
     private func runBatch() {
         #if DEBUG
         dispatchPrecondition(condition: .onQueue(queue))
         #endif
         let batch = state.withLock { s -> [WriteTicket] in
-            // Up to `maxBatch` ordinary writes; a mergeable one costs an eighth of a slot, as
-            // a run of them is written by a few multi-row statements (see `runMerged`).
-            var slots = maxBatch * Self.mergeableSlotsPerWrite
-            var n = 0
-            while n < s.pending.count {
-                let cost = s.pending[n].mergeable == nil ? Self.mergeableSlotsPerWrite : 1
-                if cost > slots { break }
-                slots -= cost
-                n += 1
-            }
+            let n = min(s.pending.count, maxBatch)
             let batch = Array(s.pending.prefix(n))
             s.pending.removeFirst(n)
             return batch
