@@ -104,6 +104,7 @@ final class ServiceRunner {
                 log.info("shutting down: draining in-flight requests")
                 let nanos = drain.components.seconds * 1_000_000_000 + drain.components.attoseconds / 1_000_000_000
                 server.shutdown(deadline: .now() + .nanoseconds(Int(max(0, nanos)))) {
+                    vault.flushExportTimes()  // Noted export times first (VaultService.exportTimes).
                     store.close()
                     log.info("stopped cleanly")
                     Glibc.exit(0)

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
+import Synchronization
 import Testing
 @testable import VaultCore
 
@@ -34,6 +35,39 @@ import Testing
             #expect(throws: VaultError.revoked) { try vault.revoke(n, context: Self.ctx) }
             let tomb = try vault.session(n)
             #expect(tomb.isRevoked && tomb.sealedAuthKey == nil)
+        }
+    }
+
+    /// `last_exported_at` is noted in memory and flushed: reads see it at once, the store has it
+    /// after a flush, and it never moves backwards.
+    @Test(arguments: StoreKind.allCases)
+    func exportTimeIsVisibleAtOnceAndDurableAfterAFlush(_ kind: StoreKind) throws {
+        try withStore(kind) { store, _ in
+            let now = Atomic<Int64>(1_000)
+            let vault = try VaultService(store: store, master: try MasterKey.generate(), clock: { now.load(ordering: .relaxed) })
+            let a = try SessionName("a"), b = try SessionName("b")
+            _ = try vault.create(name: a, imported: try Self.imported(randomBytes(256)), context: Self.ctx)
+            _ = try vault.create(name: b, imported: try Self.imported(randomBytes(256)), context: Self.ctx)
+            now.store(5_000, ordering: .relaxed)
+            _ = try vault.export(a, as: .pyrogram, context: Self.ctx)
+            #expect(try vault.session(a).lastExportedAt == 5_000)
+            #expect(try vault.session(b).lastExportedAt == nil)
+            let listed = try vault.list(after: nil, limit: 10, prefix: nil).sessions
+            #expect(listed.first { $0.name == a }?.lastExportedAt == 5_000)
+            vault.flushExportTimes()
+            #expect(try store.session(named: a)?.lastExportedAt == 5_000)
+            // An older clock reading (a step back) never moves it backwards, noted or stored.
+            now.store(4_000, ordering: .relaxed)
+            _ = try vault.export(a, as: .pyrogram, context: Self.ctx)
+            #expect(try vault.session(a).lastExportedAt == 5_000)
+            now.store(9_000, ordering: .relaxed)
+            for name in [a, b] { _ = try vault.export(name, as: .telethon, context: Self.ctx) }
+            vault.flushExportTimes()
+            #expect(try store.session(named: a)?.lastExportedAt == 9_000)
+            #expect(try store.session(named: b)?.lastExportedAt == 9_000)
+            // Nothing noted is left once flushed: a second vault on the same store agrees.
+            let again = try VaultService(store: store, master: nil)
+            #expect(try again.session(a).lastExportedAt == 9_000)
         }
     }
 
