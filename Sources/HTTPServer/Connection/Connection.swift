@@ -6,8 +6,8 @@ import Synchronization
 /// One accepted client socket: reads, parses, runs the handler, writes, times out and closes.
 ///
 /// **Confinement (`@unchecked Sendable`).** Every `var` below is read and written only on `queue`,
-/// a serial queue: the read and write sources deliver their handlers there, and the
-/// server reaches a connection only through `queue.async`. The exceptions are explicitly
+/// a serial queue: the server's ``EventLoop`` delivers readiness there, and the server reaches
+/// a connection only through `queue.async`. The exceptions are explicitly
 /// synchronised: `handlerStartedAt` and `publishedDeadline` (`Atomic`s) and `lateResponse` (a
 /// `Locked`), shared with the server's watchdog, and the immutable `let`s. Debug builds check the
 /// queue with `dispatchPrecondition` at every entry point.
@@ -20,9 +20,10 @@ import Synchronization
 /// timer's own handler, cancelling right after a re-arm) is where libdispatch's source
 /// bookkeeping is most intricate, and one server-wide tick removes it entirely.
 ///
-/// **File descriptor.** `fd` is closed exactly once, after the cancel handlers of every source that
-/// watches it have run (HTTP.md, DispatchSource rules); a suspended source is resumed before it is
-/// cancelled, because releasing a suspended source traps.
+/// **File descriptor.** `fd` is watched through the server's ``EventLoop`` (one-shot epoll
+/// registrations that this connection re-arms with its current interest after every event) and
+/// closed exactly once, in ``close()``, right after it is removed from epoll. Events already in
+/// flight for a closed connection find no registration, or a closed phase, and are dropped.
 final class Connection: @unchecked Sendable {
     /// What the connection is doing; decides which events are acted upon.
     private enum Phase {
@@ -78,6 +79,8 @@ final class Connection: @unchecked Sendable {
     let queue: DispatchQueue
     /// The owning server: configuration, handler, counters, prebuilt errors.
     private let server: HTTPServer
+    /// The epoll thread that reports this socket's readiness.
+    private let loop: EventLoop
     /// The peer's address, formatted lazily into `remoteAddressText`.
     private let peer: SocketAddress
     /// Monotonic start time of the running handler, 0 when none, `.max` once the watchdog answered 503.
@@ -90,16 +93,14 @@ final class Connection: @unchecked Sendable {
     /// True while a ``deadlineReached()`` is queued, so a busy queue gets one check, not one a tick.
     let deadlineCheckQueued = Atomic<Bool>(false)
 
-    /// Fires when `fd` is readable (level-triggered); suspended while output is stuck.
-    private var readSource: (any DispatchSourceRead)?
-    /// Created on the first EAGAIN from `send`; resumed only while output is pending.
-    private var writeSource: (any DispatchSourceWrite)?
-    /// Whether `readSource` is currently suspended (it must be resumed before cancel).
-    private var readSuspended = false
-    /// Whether `writeSource` is currently suspended (it must be resumed before cancel).
-    private var writeSuspended = false
-    /// Sources watching `fd` whose cancel handler has not run yet; the fd closes at zero.
-    private var pendingCancellations = 0
+    /// The registration id in the server's event loop (0: not registered).
+    private var loopID: UInt64 = 0
+    /// The epoll interest currently armed (0 after an event fired, until re-armed).
+    private var armed: UInt32 = 0
+    /// Reading is paused (a handler runs off-queue, or a final response is stuck): no EPOLLIN.
+    private var readPaused = false
+    /// Output is pending after EAGAIN: EPOLLOUT is wanted.
+    private var waitingForWrite = false
 
     /// Incremental parser holding any bytes received but not yet consumed (pipelining).
     private var parser: HTTPRequestParser
@@ -172,8 +173,9 @@ final class Connection: @unchecked Sendable {
     }
 
     /// Wraps an accepted socket; nothing happens until ``start()`` runs on `queue`.
-    init(fd: Int32, peer: SocketAddress, server: HTTPServer, queue: DispatchQueue) {
+    init(fd: Int32, peer: SocketAddress, server: HTTPServer, loop: EventLoop, queue: DispatchQueue) {
         self.fd = fd
+        self.loop = loop
         self.peer = peer
         self.server = server
         self.queue = queue
@@ -195,53 +197,67 @@ final class Connection: @unchecked Sendable {
 
     // MARK: - Lifecycle
 
-    /// Creates the sources and starts reading. Called once, on `queue`.
+    /// Registers with the event loop and starts reading. Called once, on `queue`.
     func start() {
         assertOnQueue()
-        let read = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
-        read.setEventHandler { [self] in readable() }
-        read.setCancelHandler { [self] in sourceCancelled() }
-        readSource = read
-        pendingCancellations += 1
         // HTTP.md item 11(a): the first head must be complete within the header timeout from accept.
         setDeadline(.firstHeader, at: Connection.now() &+ timeouts.header)
-        read.activate()
+        guard let id = loop.add(fd: fd, connection: self, events: EventLoop.readable) else {
+            server.configuration.logger.log(.warning, "cannot watch an accepted socket: errno \(errno)")
+            phase = .closed
+            clearDeadline()
+            SocketIO.close(fd)
+            server.connectionClosed(self)
+            return
+        }
+        loopID = id
+        armed = EventLoop.readable
     }
 
-    /// Closes immediately: cancels the sources; the fd is closed once they are all cancelled.
+    /// Closes immediately: removes `fd` from epoll, closes it and tells the server.
     func close() {
         assertOnQueue()
         if phase == .closed { return }
         phase = .closed
         clearDeadline()
-        if let writeSource {
-            if writeSuspended {
-                writeSource.resume()
-                writeSuspended = false
-            }
-            writeSource.cancel()
-        }
-        if let readSource {
-            if readSuspended {
-                readSource.resume()
-                readSuspended = false
-            }
-            readSource.cancel()
-        }
-    }
-
-    /// Cancel handler of the read and write sources: the last one closes `fd` and tells the server.
-    private func sourceCancelled() {
-        assertOnQueue()
-        pendingCancellations -= 1
-        guard pendingCancellations == 0 else { return }
-        // Every source watching fd is gone: now the descriptor can be released safely.
+        loop.remove(fd: fd, id: loopID)
+        armed = 0
         SocketIO.close(fd)
-        readSource = nil
-        writeSource = nil
         outHead = []
         outBody = []
         server.connectionClosed(self)
+    }
+
+    /// Event-loop delivery (on `queue`): the one-shot registration fired and is now disarmed.
+    /// Errors and hang-ups go to whichever side is interested, whose system call then reports them.
+    func ioEvent(_ events: UInt32, id: UInt64) {
+        assertOnQueue()
+        guard phase != .closed, id == loopID else { return }
+        armed = 0
+        let failed = events & EventLoop.failed != 0
+        if waitingForWrite && (failed || events & EventLoop.writable != 0) { writable() }
+        if phase != .closed && wantsRead && (failed || events & EventLoop.readable != 0) { readable() }
+        updateInterest()
+    }
+
+    /// Whether the connection wants EPOLLIN now.
+    private var wantsRead: Bool {
+        if readPaused { return false }
+        switch phase {
+        case .idle, .reading, .lingering: return true
+        case .handling, .writing, .closed: return false
+        }
+    }
+
+    /// Arms the registration for what the connection wants now, if that differs from what is armed.
+    private func updateInterest() {
+        guard phase != .closed else { return }
+        var wanted: UInt32 = 0
+        if wantsRead { wanted |= EventLoop.readable }
+        if waitingForWrite { wanted |= EventLoop.writable }
+        if wanted == armed { return }
+        loop.rearm(fd: fd, id: loopID, events: wanted)
+        armed = wanted
     }
 
     /// Graceful shutdown, step 2/3 (HTTP.md item 16): close if idle, otherwise finish the current
@@ -250,6 +266,7 @@ final class Connection: @unchecked Sendable {
         assertOnQueue()
         drainRequested = true
         if phase == .idle && outHeadSent == outHead.count && parser.isAtRequestBoundary { close() }
+        updateInterest()
     }
 
     // MARK: - Reading
@@ -414,6 +431,7 @@ final class Connection: @unchecked Sendable {
         clearDeadline()
         respond(response, to: request)
         if phase == .idle || phase == .reading { processBuffered() }
+        updateInterest()
     }
 
     /// Queues the handler's response and writes as much as possible now.
@@ -520,10 +538,7 @@ final class Connection: @unchecked Sendable {
         outHeadSent = 0
         outBody = []
         outBodySent = 0
-        if let writeSource, !writeSuspended {
-            writeSource.suspend()
-            writeSuspended = true
-        }
+        waitingForWrite = false
         flushed()
     }
 
@@ -535,19 +550,8 @@ final class Connection: @unchecked Sendable {
             pauseReading()
             if deadlineKind != .write { setDeadline(.write, at: Connection.now() &+ timeouts.write) }
         }
-        if let writeSource {
-            if writeSuspended {
-                writeSource.resume()
-                writeSuspended = false
-            }
-        } else {
-            let source = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
-            source.setEventHandler { [self] in writable() }
-            source.setCancelHandler { [self] in sourceCancelled() }
-            writeSource = source
-            pendingCancellations += 1
-            source.activate()
-        }
+        waitingForWrite = true
+        updateInterest()
     }
 
     /// Write-source handler: continue flushing, then resume request processing if it finished.
@@ -614,22 +618,18 @@ final class Connection: @unchecked Sendable {
         }
     }
 
-    // MARK: - Read source suspension
+    // MARK: - Read interest
 
-    /// Suspends the read source (idempotent).
+    /// Stops asking for EPOLLIN (idempotent); takes effect at the next ``updateInterest()``.
     private func pauseReading() {
-        if let readSource, !readSuspended {
-            readSource.suspend()
-            readSuspended = true
-        }
+        readPaused = true
+        updateInterest()
     }
 
-    /// Resumes the read source if it is suspended (idempotent).
+    /// Asks for EPOLLIN again (idempotent).
     private func resumeReading() {
-        if let readSource, readSuspended {
-            readSource.resume()
-            readSuspended = false
-        }
+        readPaused = false
+        updateInterest()
     }
 
     // MARK: - Deadlines (HTTP.md item 11)
@@ -666,6 +666,7 @@ final class Connection: @unchecked Sendable {
     /// cleared since the watchdog looked).
     private func deadlineReached() {
         assertOnQueue()
+        defer { updateInterest() }
         guard phase != .closed, deadline != 0, Connection.now() >= deadline else { return }
         let kind = deadlineKind
         clearDeadline()

@@ -144,6 +144,7 @@ public final class HTTPServer: Sendable {
         let fd: Int32
         let address: SocketAddress
         do throws(HTTPServerError) {
+            guard EventLoop.shared != nil else { throw .systemCall(call: "epoll_create1", errno: errno) }
             guard (0...65535).contains(configuration.port) else { throw HTTPServerError.invalidPort(configuration.port) }
             guard let parsed = SocketAddress(host: configuration.host, port: configuration.port) else {
                 throw HTTPServerError.invalidHost(configuration.host)
@@ -233,8 +234,13 @@ public final class HTTPServer: Sendable {
         // Connection queues target a global queue: Dispatch's CPU-sized (non-overcommit) pool, so
         // thread count stays bounded under load. Handlers that may block, or beyond what that pool
         // can absorb, move to the bounded handler pool (see InlineHandlerSlots, Connection.handle).
+        guard let loop = EventLoop.shared else {
+            SocketIO.close(fd)  // Unreachable once start() succeeded; no watcher has this fd.
+            connectionCount.wrappingSubtract(1, ordering: .sequentiallyConsistent)
+            return
+        }
         let queue = DispatchQueue(label: "HTTPServer.connection", target: HTTPServer.connectionPool)
-        let connection = Connection(fd: fd, peer: peer, server: self, queue: queue)
+        let connection = Connection(fd: fd, peer: peer, server: self, loop: loop, queue: queue)
         connections.withLock { $0[ObjectIdentifier(connection)] = connection }
         queue.async { connection.start() }
     }

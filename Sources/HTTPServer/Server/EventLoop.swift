@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: Apache-2.0
+import CSocketShims
+import Dispatch
+import Glibc
+
+/// The readiness watcher of the client sockets: one thread in `epoll_wait`, delivering each event
+/// to its connection's serial queue.
+///
+/// **Why not `DispatchSourceRead`/`DispatchSourceWrite`.** On Linux those sources share
+/// libdispatch's epoll "muxnote" bookkeeping, whose registration, suspension and cancellation run
+/// on Dispatch's manager thread. Under connection churn on error paths (rejected requests,
+/// lingering close, clients that reset) the manager thread crashed the process about once in ten
+/// CI runs with `BUG IN LIBDISPATCH: Source finalized twice` (`_dispatch_source_merge_evt` →
+/// `_dispatch_source_refs_finalize_unregistration`, SIGILL). A server that must never crash
+/// cannot depend on that path, so connections talk to epoll directly; Dispatch still runs their
+/// queues, the listener and the timers.
+///
+/// **Protocol.** Every registration is `EPOLLONESHOT` and carries a registration id, not the fd:
+/// an event disarms the fd, and the connection re-arms it with the interest it has *after*
+/// handling the event (``Connection`` does this on its queue). Ids are never reused, so an event
+/// that was already fetched for a connection that has since closed (and whose fd number a new
+/// connection may now hold) finds no registration and is dropped. Level-triggered readiness plus
+/// one-shot arming means no event is lost and none is delivered twice concurrently.
+final class EventLoop: @unchecked Sendable {
+    /// The process's loop, shared by every server (like Dispatch's manager thread); nil only if
+    /// the kernel refused epoll, an eventfd or a thread, in which case servers refuse to start.
+    static let shared: EventLoop? = try? EventLoop()
+
+    /// `EPOLLIN`: readable, or end of stream.
+    static let readable = EPOLLIN.rawValue
+    /// `EPOLLOUT`: writable.
+    static let writable = EPOLLOUT.rawValue
+    /// `EPOLLERR | EPOLLHUP`: always reported while armed.
+    static let failed = EPOLLERR.rawValue | EPOLLHUP.rawValue
+
+    /// The epoll instance.
+    private let epfd: Int32
+    /// An eventfd registered with id 0 (reserved; lets the loop be woken if ever needed).
+    private let wakeFD: Int32
+    /// Connections by registration id.
+    private let registry = Locked<[UInt64: Connection]>([:])
+    /// The next registration id (0 is the wake-up eventfd).
+    private let nextID = Locked<UInt64>(1)
+
+    /// Creates the epoll instance and starts its thread.
+    /// - Throws: ``HTTPServerError/systemCall(call:errno:)`` if epoll, the eventfd or the thread
+    ///   cannot be created.
+    init() throws(HTTPServerError) {
+        epfd = epoll_create1(Int32(EPOLL_CLOEXEC))
+        guard epfd >= 0 else { throw .systemCall(call: "epoll_create1", errno: errno) }
+        wakeFD = eventfd(0, Int32(EFD_CLOEXEC) | Int32(EFD_NONBLOCK))
+        guard wakeFD >= 0 else {
+            let code = errno
+            Glibc.close(epfd)
+            throw .systemCall(call: "eventfd", errno: code)
+        }
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue
+        event.data.u64 = 0
+        guard epoll_ctl(epfd, EPOLL_CTL_ADD, wakeFD, &event) == 0 else {
+            let code = errno
+            Glibc.close(wakeFD)
+            Glibc.close(epfd)
+            throw .systemCall(call: "epoll_ctl", errno: code)
+        }
+        let context = Unmanaged.passRetained(self).toOpaque()
+        var thread: pthread_t = 0
+        let created = pthread_create(&thread, nil, { raw in
+            guard let raw else { return nil }
+            let loop = Unmanaged<EventLoop>.fromOpaque(raw).takeRetainedValue()
+            loop.run()
+            return nil
+        }, context)
+        guard created == 0 else {
+            Unmanaged<EventLoop>.fromOpaque(context).release()
+            Glibc.close(wakeFD)
+            Glibc.close(epfd)
+            throw .systemCall(call: "pthread_create", errno: created)
+        }
+        pthread_detach(thread)
+    }
+
+    /// Registers `fd` for `connection`, armed for `events` (one shot); returns the id to use with
+    /// ``rearm(fd:id:events:)`` and ``remove(fd:id:)``, or nil if epoll refused the fd.
+    func add(fd: Int32, connection: Connection, events: UInt32) -> UInt64? {
+        let id = nextID.withLock { next -> UInt64 in
+            defer { next &+= 1 }
+            return next
+        }
+        registry.withLock { $0[id] = connection }
+        var event = epoll_event()
+        event.events = events | EPOLLONESHOT.rawValue
+        event.data.u64 = id
+        guard epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event) == 0 else {
+            registry.withLock { $0[id] = nil }
+            return nil
+        }
+        return id
+    }
+
+    /// Re-arms `fd` for `events` (0: registered but silent). Called on the connection's queue.
+    func rearm(fd: Int32, id: UInt64, events: UInt32) {
+        var event = epoll_event()
+        event.events = events | EPOLLONESHOT.rawValue
+        event.data.u64 = id
+        _ = epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &event)
+    }
+
+    /// Stops watching `fd` and forgets the registration; call before closing the fd.
+    func remove(fd: Int32, id: UInt64) {
+        _ = epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nil)
+        registry.withLock { $0[id] = nil }
+    }
+
+    /// The thread: wait, then hand each event to its connection's queue. It lives as long as the
+    /// process (the loop is shared and never torn down, so its fds are never closed under a
+    /// concurrent `epoll_ctl`).
+    private func run() {
+        let capacity = 128
+        let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: capacity)
+        defer { events.deallocate() }
+        while true {
+            let count = epoll_wait(epfd, events, Int32(capacity), -1)
+            if count < 0 {
+                if errno == EINTR { continue }
+                return  // EBADF/EINVAL cannot happen while this thread owns epfd.
+            }
+            for index in 0..<Int(count) {
+                let event = events[index]
+                let id = event.data.u64
+                if id == 0 {
+                    var value: eventfd_t = 0
+                    _ = eventfd_read(wakeFD, &value)
+                    continue
+                }
+                guard let connection = registry.withLock({ $0[id] }) else { continue }
+                let mask = event.events
+                connection.queue.async { connection.ioEvent(mask, id: id) }
+            }
+        }
+    }
+}
