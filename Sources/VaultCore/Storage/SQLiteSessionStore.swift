@@ -579,7 +579,7 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
     }
 
     /// Queued deferred writes beyond which ``enqueue(_:)`` waits for its write to commit.
-    static let maxDeferredBacklog = 4096
+    static let maxDeferredBacklog = 1024
 
     /// Runs of deferred writes the writer merged into multi-row statements (for tests).
     var mergedRuns: Int { coordinator.mergedRuns.load(ordering: .relaxed) }
