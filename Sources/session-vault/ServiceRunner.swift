@@ -240,14 +240,7 @@ final class ServiceRunner {
         guard fd >= 0 else { throw FileSystem.Failure(errno: errno) }
         defer { close(fd) }
         var bytes = Array(contents.utf8)
-        defer { SecretBytes.wipe(&bytes) }
-        var written = 0
-        while written < bytes.count {
-            let n = bytes.withUnsafeBytes { raw in write(fd, raw.baseAddress.map { $0 + written }, raw.count - written) }
-            if n > 0 { written += n } else if n < 0 && errno == EINTR { continue } else {
-                throw FileSystem.Failure(errno: errno)
-            }
-        }
+        do { try CLI.writeAll(fd, &bytes, wipe: true) } catch { throw FileSystem.Failure(errno: errno) }
         guard fsync(fd) == 0 else { throw FileSystem.Failure(errno: errno) }
     }
 
@@ -280,7 +273,8 @@ final class ServiceRunner {
                     ================================================================
 
                     """
-                FileSystem.writeAll(STDOUT_FILENO, banner)
+                var bytes = Array(banner.utf8)
+                try? CLI.writeAll(STDOUT_FILENO, &bytes, wipe: true)
                 log.warning("a new root token was generated and printed once on standard output")
             }
         } catch {
