@@ -542,8 +542,8 @@ final class Connection: @unchecked Sendable {
         flushed()
     }
 
-    /// Arms the write source (creating it on first use) and, for final responses, pauses reading
-    /// and arms the write-stall deadline.
+    /// Asks the event loop for writability and, for final responses, pauses reading and arms the
+    /// write-stall deadline.
     private func waitForWritable() {
         if afterFlush != .interim {
             // Backpressure: no reading while a final response is stuck (HTTP.md item 10).

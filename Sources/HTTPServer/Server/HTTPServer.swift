@@ -19,8 +19,10 @@ import Synchronization
 /// **Threading.** The listener runs on its own serial queue. Each connection is confined to its
 /// own serial queue; all of them target Dispatch's user-initiated global queue (a worker pool
 /// sized to the CPUs, apart from the default pool that Swift concurrency uses on Linux), and
-/// handlers usually run inline on the connection's queue (see ``HTTPHandler``). A watchdog queue
-/// enforces the deadline of inline handlers.
+/// handlers usually run inline on the connection's queue, the others on a bounded handler pool
+/// (see ``HTTPHandler``). Socket readiness comes from one process-wide epoll thread
+/// (``EventLoop``), not Dispatch sources. One watchdog timer checks every connection's deadline
+/// and the deadline of inline handlers.
 ///
 /// **Connection cap.** At ``HTTPServerConfiguration/maxConnections`` the listener's read source is
 /// suspended, so further clients wait in the kernel backlog; it resumes when a connection closes.
