@@ -252,6 +252,45 @@ public final class VaultService: Sendable {
     /// - Throws: ``VaultError/conflict`` if the name exists; ``VaultError/invalid(field:reason:)``
     ///   for unusable values; ``VaultError/sealed(reason:)`` when sealed.
     public func create(name: SessionName, imported: ImportedSession, context: RequestContext) throws(VaultError) -> StoredSession {
+        let record = try sealedRecord(name: name, imported: imported)
+        let stored: StoredSession
+        do {
+            stored = try store.insert(record, peers: imported.peers)
+        } catch {
+            auditCreate(name, imported.format, context, failure: error)
+            throw VaultError(error)
+        }
+        auditCreate(name, imported.format, context, failure: nil)
+        return stored
+    }
+
+    /// ``create(name:imported:context:)`` without blocking: validation and sealing happen on the
+    /// caller's thread (their errors are thrown), then the insert joins the next group commit and
+    /// `completion` receives the stored session or the error once it has committed. `completion`
+    /// runs on the store's writer thread (or the caller's): keep it short and hand the result on.
+    /// - Throws: the validation errors of ``create(name:imported:context:)``.
+    public func create(
+        name: SessionName, imported: ImportedSession, context: RequestContext,
+        completion: @escaping @Sendable (Result<StoredSession, VaultError>) -> Void
+    ) throws(VaultError) {
+        let record = try sealedRecord(name: name, imported: imported)
+        // Only the format is kept for the audit row: the imported auth key is not held until
+        // the commit.
+        let format = imported.format
+        store.insert(record, peers: imported.peers) { [self] result in
+            switch result {
+            case .success(let stored):
+                auditCreate(name, format, context, failure: nil)
+                completion(.success(stored))
+            case .failure(let error):
+                auditCreate(name, format, context, failure: error)
+                completion(.failure(VaultError(error)))
+            }
+        }
+    }
+
+    /// Validates a new session and seals its auth key under a fresh row identity.
+    private func sealedRecord(name: SessionName, imported: ImportedSession) throws(VaultError) -> StoredSession {
         let keyring = try keyring()
         let s = imported.session
         guard let authKey = s.authKey else {
@@ -268,21 +307,20 @@ public final class VaultService: Sendable {
         } catch {
             throw .integrity
         }
-        let now = clock()
-        let record = StoredSession(
+        return StoredSession(
             id: id, name: name, dcID: s.dcID, apiID: s.apiID, testMode: s.testMode, userID: s.userID,
             isBot: s.isBot, serverAddress: s.serverAddress, port: s.port, date: s.date, authKeyID: authKey.id,
             sealedAuthKey: sealed, sealedKeyTerm: keyring.currentTerm, sourceFormat: imported.format.rawValue,
-            createdAt: now)
-        let stored: StoredSession
-        do {
-            stored = try store.insert(record, peers: imported.peers)
-        } catch {
-            audit("session.create", name.rawValue, context, outcome: error == .conflict(field: "name") ? "conflict" : "error")
-            throw VaultError(error)
+            createdAt: clock())
+    }
+
+    /// The audit row of a create: `ok` (with the source format), `conflict` or `error`.
+    private func auditCreate(_ name: SessionName, _ format: SourceFormat, _ context: RequestContext, failure: StorageError?) {
+        guard let failure else {
+            audit("session.create", name.rawValue, context, outcome: "ok", detail: format.rawValue)
+            return
         }
-        audit("session.create", name.rawValue, context, outcome: "ok", detail: imported.format.rawValue)
-        return stored
+        audit("session.create", name.rawValue, context, outcome: failure == .conflict(field: "name") ? "conflict" : "error")
     }
 
     /// Metadata of one session (tombstones included).

@@ -68,7 +68,7 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
     /// The configuration the store was opened with.
     public let configuration: SQLiteStoreConfiguration
     private let readers: Readers
-    private let coordinator: WriteCoordinator
+    let coordinator: WriteCoordinator
 
     /// Opens (creating or migrating as needed) a store.
     ///
@@ -182,6 +182,25 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
         return value
     }
 
+    /// Submits a write to the next group commit without waiting; `completion` receives its
+    /// result after the transaction has finished (on the writer queue).
+    private func writeLater<T: Sendable>(
+        _ body: @escaping @Sendable (SQLiteConnection) throws -> T,
+        completion: @escaping @Sendable (Result<T, StorageError>) -> Void
+    ) {
+        let box = ResultBox<T>()
+        let ticket = WriteTicket(body: { connection in box.value = try body(connection) }) { error in
+            if let error {
+                completion(.failure(error))
+            } else if let value = box.value {
+                completion(.success(value))
+            } else {
+                completion(.failure(.closed))
+            }
+        }
+        coordinator.submit(ticket)
+    }
+
     // MARK: Sessions
 
     /// Inserts the session and its peers in one write op of the next group commit. A duplicate
@@ -190,12 +209,33 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
     /// - Throws: see ``SessionStore/insert(_:peers:)``.
     @discardableResult
     public func insert(_ session: StoredSession, peers: [Peer]) throws(StorageError) -> StoredSession {
+        try write(try Self.insertOperation(session, peers: peers))
+    }
+
+    public func insert(
+        _ session: StoredSession, peers: [Peer],
+        completion: @escaping @Sendable (Result<StoredSession, StorageError>) -> Void
+    ) {
+        let operation: @Sendable (SQLiteConnection) throws -> StoredSession
+        do {
+            operation = try Self.insertOperation(session, peers: peers)
+        } catch {
+            completion(.failure(error))
+            return
+        }
+        writeLater(operation, completion: completion)
+    }
+
+    /// Validates a new session and returns the write op that inserts it (see ``insert(_:peers:)``).
+    private static func insertOperation(_ session: StoredSession, peers: [Peer]) throws(StorageError)
+        -> @Sendable (SQLiteConnection) throws -> StoredSession
+    {
         try Self.validate(session)
         guard session.revokedAt == nil else {
             throw .invalidArgument(field: "revoked_at", reason: "a new session cannot be revoked")
         }
         let peers = peers.map(Self.normalized)
-        return try write { connection in
+        return { connection in
             let statement = try connection.cached(SQL.insertSession)
             defer { statement.reset() }
             try statement.bind(Self.sessionValues(session))

@@ -24,6 +24,15 @@ public protocol SessionStore: Sendable {
     @discardableResult
     func insert(_ session: StoredSession, peers: [Peer]) throws(StorageError) -> StoredSession
 
+    /// The same insert without blocking the caller: it joins the next group commit and
+    /// `completion` receives the stored session, or the error ``insert(_:peers:)`` would throw,
+    /// once the transaction has finished (committed durably for success). `completion` runs on
+    /// the store's writer thread, or on the caller's when the store is closed or the record is
+    /// invalid; it must be cheap and must not write to the store synchronously.
+    func insert(
+        _ session: StoredSession, peers: [Peer],
+        completion: @escaping @Sendable (Result<StoredSession, StorageError>) -> Void)
+
     /// The session with this name (tombstones included), or `nil`.
     /// - Throws: ``StorageError`` when the database fails.
     func session(named name: SessionName) throws(StorageError) -> StoredSession?

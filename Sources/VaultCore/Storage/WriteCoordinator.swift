@@ -4,16 +4,21 @@ import Synchronization
 
 /// One write submitted to the ``WriteCoordinator``.
 ///
-/// `@unchecked Sendable`: `body` is `@Sendable`; `error` and `isDone` are written only by the
-/// thread running the batch (inside the writer queue) *before* it signals `waiter`, and read by
-/// the submitting thread only *after* `waiter.wait()` returns (or by the same thread, when the
-/// submitter ran the batch itself), so the semaphore orders every access.
+/// `@unchecked Sendable`: `body` and `completion` are `@Sendable`; `error` and `isDone` are
+/// written only by the thread running the batch (inside the writer queue) *before* it signals
+/// `waiter` or calls `completion`, and read by the submitting thread only *after* `waiter.wait()`
+/// returns (or by the same thread, when the submitter ran the batch itself), so the semaphore
+/// (or the call) orders every access.
 final class WriteTicket: @unchecked Sendable {
     /// The operation; runs inside its own SAVEPOINT on the writer connection.
     let body: @Sendable (SQLiteConnection) throws -> Void
     /// Signalled when the ticket is done or its owner is promoted to leader; `nil` for a
-    /// deferred write nobody waits for.
+    /// deferred or asynchronous write nobody waits for.
     let waiter: DispatchSemaphore?
+    /// Called once on the writer queue when the ticket's transaction has finished, with its
+    /// failure or `nil` (asynchronous writes, ``WriteCoordinator/submit(_:)``). It must be cheap:
+    /// the next batch waits for it.
+    let completion: (@Sendable (StorageError?) -> Void)?
     /// After commit, checkpoint the WAL with TRUNCATE so that no old page image of a destroyed
     /// secret survives in the `-wal` file (revoke).
     let purgesWAL: Bool
@@ -31,9 +36,25 @@ final class WriteTicket: @unchecked Sendable {
     ) {
         self.body = body
         self.waiter = waits ? DispatchSemaphore(value: 0) : nil
+        self.completion = nil
         self.purgesWAL = purgesWAL
         self.mergeable = mergeable
     }
+
+    /// An asynchronous write: nobody waits; `completion` reports the outcome after the commit.
+    init(
+        purgesWAL: Bool = false, body: @escaping @Sendable (SQLiteConnection) throws -> Void,
+        completion: @escaping @Sendable (StorageError?) -> Void
+    ) {
+        self.body = body
+        self.waiter = nil
+        self.completion = completion
+        self.purgesWAL = purgesWAL
+        self.mergeable = nil
+    }
+
+    /// A deferred write: no waiter and no completion (its failure is only counted).
+    var isDeferred: Bool { waiter == nil && completion == nil }
 }
 
 /// Bookkeeping writes of the read paths, as data, so that a run of them in one batch can be
@@ -68,6 +89,11 @@ protocol WriterAccess: Sendable {
 /// - Deferred tickets (no waiter) ride along with the next batch; when no leader is active, a
 ///   kick on the writer queue commits them after `deferredDelay` so that a stream of them is
 ///   batched too.
+/// - Asynchronous tickets (``submit(_:)``, a completion instead of a waiter) never block their
+///   submitter: when no leader is active an immediate kick runs them *on the writer queue*, and
+///   the writer calls each completion after the commit. While that kick keeps finding pending
+///   tickets it keeps committing them in batches, so a stream of asynchronous writes is group
+///   committed with no thread waiting on a semaphore and no thread hop but the one to the writer.
 ///
 /// Because only this queue ever writes, and every write transaction starts with
 /// `BEGIN IMMEDIATE`, writers never meet `SQLITE_BUSY` ("database is locked").
@@ -79,7 +105,10 @@ final class WriteCoordinator: @unchecked Sendable {
     private struct State {
         var pending: [WriteTicket] = []
         var leaderActive = false
-        var kickScheduled = false
+        /// A delayed kick (after `deferredDelay`) is queued on the writer queue.
+        var delayedKickScheduled = false
+        /// An immediate kick is queued on the writer queue.
+        var kickQueued = false
         var closed = false
     }
 
@@ -155,39 +184,64 @@ final class WriteCoordinator: @unchecked Sendable {
         let kick = state.withLock { s -> Bool? in
             if s.closed { return nil }
             s.pending.append(ticket)
-            if s.leaderActive || s.kickScheduled { return false }
-            s.kickScheduled = true
+            if s.leaderActive || s.delayedKickScheduled || s.kickQueued { return false }
+            s.delayedKickScheduled = true
             return true
         }
         switch kick {
         case nil: deferredFailures.add(1, ordering: .relaxed)
-        case true?: queue.asyncAfter(deadline: .now() + deferredDelay) { self.kicked() }
+        case true?: queue.asyncAfter(deadline: .now() + deferredDelay) { self.kicked(delayed: true) }
         case false?: break
         }
     }
 
-    /// Passes leadership to the oldest waiting ticket, or releases it (scheduling an immediate
-    /// kick if only deferred tickets remain).
+    /// Queues an asynchronous ticket (one made with a completion) for the next group commit and
+    /// returns at once; the writer calls its completion after the commit. Never blocks. After
+    /// ``close()`` the completion is called at once, on the caller's thread, with
+    /// ``StorageError/closed``.
+    func submit(_ ticket: WriteTicket) {
+        let kick = state.withLock { s -> Bool? in
+            if s.closed { return nil }
+            s.pending.append(ticket)
+            if s.leaderActive || s.kickQueued { return false }
+            s.kickQueued = true
+            return true
+        }
+        switch kick {
+        case nil:
+            ticket.error = .closed
+            ticket.isDone = true
+            failedWrites.add(1, ordering: .relaxed)
+            ticket.completion?(.closed)
+        case true?: queue.async { self.kicked(delayed: false) }
+        case false?: break
+        }
+    }
+
+    /// Passes leadership to the oldest waiting ticket, or releases it (queueing an immediate
+    /// kick if deferred or asynchronous tickets remain: an asynchronous one must not wait for a
+    /// delayed kick).
     private func handOff() {
         enum Next { case none, promote(WriteTicket), kick }
         let next = state.withLock { s -> Next in
             if let waiting = s.pending.first(where: { $0.waiter != nil }) { return .promote(waiting) }
             s.leaderActive = false
-            if s.pending.isEmpty || s.kickScheduled { return .none }
-            s.kickScheduled = true
+            if s.pending.isEmpty || s.kickQueued { return .none }
+            s.kickQueued = true
             return .kick
         }
         switch next {
         case .none: break
         case .promote(let ticket): ticket.waiter?.signal()
-        case .kick: queue.async { self.kicked() }
+        case .kick: queue.async { self.kicked(delayed: false) }
         }
     }
 
-    /// A kick on the writer queue: commits queued deferred tickets unless a leader is active.
-    private func kicked() {
+    /// A kick on the writer queue: commits queued deferred and asynchronous tickets unless a
+    /// leader is active, and goes on while more arrive.
+    private func kicked(delayed: Bool) {
         let leads = state.withLock { s -> Bool in
-            s.kickScheduled = false
+            if delayed { s.delayedKickScheduled = false } else { s.kickQueued = false }
             if s.leaderActive || s.pending.isEmpty { return false }
             s.leaderActive = true
             return true
@@ -236,10 +290,11 @@ final class WriteCoordinator: @unchecked Sendable {
         for ticket in batch {
             if ticket.error != nil {
                 failedWrites.add(1, ordering: .relaxed)
-                if ticket.waiter == nil { deferredFailures.add(1, ordering: .relaxed) }
+                if ticket.isDeferred { deferredFailures.add(1, ordering: .relaxed) }
             }
             ticket.isDone = true
             ticket.waiter?.signal()
+            ticket.completion?(ticket.error)
         }
     }
 
