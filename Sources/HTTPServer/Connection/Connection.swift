@@ -371,6 +371,10 @@ final class Connection: @unchecked Sendable {
             sendError(code: 503)
             return
         }
+        if server.handler.respondsLater(request) {
+            handleLater(request)
+            return
+        }
         // Inline only with nothing left to send: the watchdog's 503 is written from another thread
         // and must not interleave with an unsent interim `100 Continue`.
         guard outHeadSent == outHead.count, !server.handler.mayBlock(request),
@@ -419,9 +423,38 @@ final class Connection: @unchecked Sendable {
         }
     }
 
-    /// Back on `queue` after an offloaded handler: send its response unless the deadline passed or
-    /// the connection closed meanwhile, then continue with pipelined requests.
-    private func offloadFinished(_ response: HTTPResponse, _ request: HTTPRequest) {
+    /// A request the handler answers later (``HTTPHandler/respondsLater(_:)``): the connection
+    /// waits as for an offloaded handler (reading paused, handler deadline armed) while the
+    /// handler's synchronous part runs inline if an inline slot is free, else on the pool. The
+    /// response always comes back through `queue.async`, so a responder called before
+    /// `handle(_:responder:)` returns still finds the connection in `.handling`.
+    private func handleLater(_ request: HTTPRequest) {
+        phase = .handling
+        pauseReading()
+        setDeadline(.handler, at: Connection.now() &+ timeouts.handler)
+        let responder = HTTPResponder { [self] build in
+            server.inFlightHandlers.wrappingSubtract(1, ordering: .relaxed)
+            queue.async { [self] in
+                guard let build else {
+                    server.configuration.logger.log(.error, "handler released its responder without responding; sending 500")
+                    offloadFinished(nil, request)
+                    return
+                }
+                offloadFinished(build(), request)
+            }
+        }
+        if InlineHandlerSlots.acquire(limit: server.inlineLimit) {
+            server.handler.handle(request, responder: responder)
+            InlineHandlerSlots.release()
+        } else {
+            server.handlerPool.submit { [self] in server.handler.handle(request, responder: responder) }
+        }
+    }
+
+    /// Back on `queue` after an offloaded handler: send its response (`nil`: the handler gave
+    /// none, send 500) unless the deadline passed or the connection closed meanwhile, then
+    /// continue with pipelined requests.
+    private func offloadFinished(_ response: HTTPResponse?, _ request: HTTPRequest) {
         assertOnQueue()
         if offloadedHandlerTimedOut {
             offloadedHandlerTimedOut = false
@@ -429,7 +462,11 @@ final class Connection: @unchecked Sendable {
         }
         guard phase == .handling else { return }  // Closed meanwhile (drain deadline, reset).
         clearDeadline()
-        respond(response, to: request)
+        if let response {
+            respond(response, to: request)
+        } else {
+            sendError(code: 500)
+        }
         if phase == .idle || phase == .reading { processBuffered() }
         updateInterest()
     }

@@ -50,6 +50,60 @@ public protocol HTTPHandler: Sendable {
     /// True if this handler's ``mayBlock(_:)`` flags every request that can block, so the server
     /// may let as many handlers run inline as there are I/O workers. Default false.
     var classifiesBlocking: Bool { get }
+
+    /// Whether `request` is answered later through ``handle(_:responder:)`` instead of
+    /// ``handle(_:)``: for work that waits on something else (a group commit) without needing a
+    /// thread to wait with it. Called on the connection queue; must be cheap. Default false.
+    func respondsLater(_ request: HTTPRequest) -> Bool
+
+    /// Answers `request` through `responder`, now or later, from any thread. Called for the
+    /// requests ``respondsLater(_:)`` flags, inline on the connection queue when an inline slot
+    /// is free (else on the handler pool), so the synchronous part must not block: it should
+    /// check, hand the slow part on and return. Reading is paused and the handler deadline runs
+    /// until the response arrives; a responder dropped unanswered sends 500. The default calls
+    /// ``handle(_:)`` and responds at once.
+    func handle(_ request: HTTPRequest, responder: HTTPResponder)
+}
+
+/// Delivers the one response to a request a handler answers later (``HTTPHandler/respondsLater(_:)``).
+///
+/// Any thread may call ``respond(_:)`` or ``respond(building:)``, once; later calls are ignored.
+/// A responder released without having responded answers 500 (a handler bug must not leave the
+/// client waiting for the deadline).
+public final class HTTPResponder: Sendable {
+    /// Hands the closure that builds the response to the connection; `nil` when the responder
+    /// was released unanswered.
+    private let deliver: @Sendable ((@Sendable () -> HTTPResponse)?) -> Void
+    /// Set by the first response; guards against a second one.
+    private let answered = Atomic<Bool>(false)
+
+    /// A responder that passes the closure building the response to `deliver`, or `nil` when it
+    /// is released unanswered. Public for tests and adapters.
+    public init(deliver: @escaping @Sendable ((@Sendable () -> HTTPResponse)?) -> Void) {
+        self.deliver = deliver
+    }
+
+    /// Sends `response`. Returns false if a response was already sent.
+    @discardableResult
+    public func respond(_ response: HTTPResponse) -> Bool {
+        respond(building: { response })
+    }
+
+    /// Sends the response that `build` makes; `build` runs on the connection's queue, so the
+    /// thread that completes the work (a database writer, say) does not spend time encoding.
+    /// Returns false if a response was already sent.
+    @discardableResult
+    public func respond(building build: @escaping @Sendable () -> HTTPResponse) -> Bool {
+        guard !answered.exchange(true, ordering: .acquiringAndReleasing) else { return false }
+        deliver(build)
+        return true
+    }
+
+    deinit {
+        if !answered.load(ordering: .acquiring) {
+            deliver(nil)
+        }
+    }
 }
 
 extension HTTPHandler {
@@ -61,6 +115,14 @@ extension HTTPHandler {
 
     /// The default handler does not classify its requests.
     public var classifiesBlocking: Bool { false }
+
+    /// Every request is answered by ``handle(_:)``.
+    public func respondsLater(_ request: HTTPRequest) -> Bool { false }
+
+    /// Calls ``handle(_:)`` and responds at once.
+    public func handle(_ request: HTTPRequest, responder: HTTPResponder) {
+        responder.respond(handle(request))
+    }
 }
 
 /// An ``HTTPHandler`` backed by a closure; handy in tests and small tools.
