@@ -63,6 +63,51 @@ public final class VaultRouter: HTTPHandler {
         } catch {
             response = problemResponse(error)
         }
+        finished(request, route: route, response, started: started)
+        return response
+    }
+
+    /// A create from a JSON body (`POST /v1/sessions`) is answered later: checking, parsing and
+    /// sealing run on the connection's thread, then the insert joins the writer's next group
+    /// commit and the writer hands the result back, so no thread waits for the commit. A
+    /// `.session` upload (heavier parsing) stays on the blocking path.
+    public func respondsLater(_ request: HTTPRequest) -> Bool {
+        guard request.method == .post, request.path == "/v1/sessions" else { return false }
+        if let type = Self.mediaType(request), Self.sqliteMediaTypes.contains(type) { return false }
+        return true
+    }
+
+    /// Answers the requests ``respondsLater(_:)`` flags (any other goes through ``handle(_:)``).
+    public func handle(_ request: HTTPRequest, responder: HTTPResponder) {
+        guard respondsLater(request) else {
+            responder.respond(handle(request))
+            return
+        }
+        let started = Self.monotonicNanoseconds()
+        let route = "/v1/sessions"
+        do {
+            let principal = try authenticate(request)
+            try createSession(request, principal) { [self] result in
+                // On the writer's thread: encoding happens on the connection's queue.
+                responder.respond { [self] in
+                    let response: HTTPResponse
+                    switch result {
+                    case .success(let made): response = made()
+                    case .failure(let problem): response = problemResponse(problem)
+                    }
+                    finished(request, route: route, response, started: started)
+                    return response
+                }
+            }
+        } catch {
+            let response = problemResponse(error)
+            finished(request, route: route, response, started: started)
+            responder.respond(response)
+        }
+    }
+
+    /// Records a handled request: metrics, and a log line for a 5xx (or every request at debug).
+    private func finished(_ request: HTTPRequest, route: String, _ response: HTTPResponse, started: UInt64) {
         let seconds = Double(Self.monotonicNanoseconds() - started) / 1e9
         metrics.observe(route: route, method: request.method.rawValue, status: response.status.code, seconds: seconds)
         if response.status.code >= 500 {
@@ -71,7 +116,6 @@ public final class VaultRouter: HTTPHandler {
             log.debug("request", [("method", request.method.rawValue), ("route", route), ("status", String(response.status.code)),
                                   ("remote", request.remoteAddress)])
         }
-        return response
     }
 
     /// Every request that can block is flagged by ``mayBlock(_:)``, so the server may run the

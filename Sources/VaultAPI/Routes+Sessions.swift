@@ -16,32 +16,63 @@ extension VaultRouter {
     // MARK: Create
 
     func createSession(_ request: HTTPRequest, _ principal: Principal) throws(Problem) -> HTTPResponse {
-        let name: SessionName
-        let imported: ImportedSession
-        if let type = Self.mediaType(request), Self.sqliteMediaTypes.contains(type) {
-            guard let raw = try query(request, "name") else { throw Problem.missing("name") }
-            name = try validName(raw)
-            try authorize(principal, .write, session: name.rawValue, request)
-            guard !request.body.isEmpty else { throw Problem.invalid("file", "the body is empty; send the .session file") }
-            do {
-                imported = try SessionFileReader.read(bytes: request.body)
-            } catch {
-                throw problem(for: VaultError(error), name: nil)
-            }
-        } else {
-            let body = try jsonBody(request)
-            let reader = try JSONObjectReader(body, allowed: Self.createFields)
-            name = try validName(try reader.required("name", reader.string))
-            try authorize(principal, .write, session: name.rawValue, request)
-            imported = try Self.importedSession(from: reader)
-        }
+        let (name, imported) = try createInput(request, principal)
         let stored: StoredSession
         do {
             stored = try vault.create(name: name, imported: imported, context: context(principal, request))
         } catch {
             throw problem(for: error, name: name)
         }
-        log.info("session created", [("name", name.rawValue), ("format", imported.format.rawValue), ("accessor", principal.accessor)])
+        return created(stored, name: name, format: imported.format, principal)
+    }
+
+    /// The create without waiting for the commit: the request is checked and the key sealed now
+    /// (errors thrown), `completion` gets the response maker or the problem after the commit, on
+    /// the store's writer thread.
+    func createSession(
+        _ request: HTTPRequest, _ principal: Principal,
+        completion: @escaping @Sendable (Result<@Sendable () -> HTTPResponse, Problem>) -> Void
+    ) throws(Problem) {
+        let (name, imported) = try createInput(request, principal)
+        let format = imported.format
+        do {
+            try vault.create(name: name, imported: imported, context: context(principal, request)) { [self] result in
+                switch result {
+                case .success(let stored):
+                    completion(.success({ [self] in created(stored, name: name, format: format, principal) }))
+                case .failure(let error):
+                    completion(.failure(problem(for: error, name: name)))
+                }
+            }
+        } catch {
+            throw problem(for: error, name: name)
+        }
+    }
+
+    /// The name and session of a create request, from a `.session` upload or a JSON body, after
+    /// checking that `principal` may write it.
+    private func createInput(_ request: HTTPRequest, _ principal: Principal) throws(Problem) -> (SessionName, ImportedSession) {
+        if let type = Self.mediaType(request), Self.sqliteMediaTypes.contains(type) {
+            guard let raw = try query(request, "name") else { throw Problem.missing("name") }
+            let name = try validName(raw)
+            try authorize(principal, .write, session: name.rawValue, request)
+            guard !request.body.isEmpty else { throw Problem.invalid("file", "the body is empty; send the .session file") }
+            do {
+                return (name, try SessionFileReader.read(bytes: request.body))
+            } catch {
+                throw problem(for: VaultError(error), name: nil)
+            }
+        }
+        let body = try jsonBody(request)
+        let reader = try JSONObjectReader(body, allowed: Self.createFields)
+        let name = try validName(try reader.required("name", reader.string))
+        try authorize(principal, .write, session: name.rawValue, request)
+        return (name, try Self.importedSession(from: reader))
+    }
+
+    /// The 201 answer to a create (and its log line).
+    private func created(_ stored: StoredSession, name: SessionName, format: SourceFormat, _ principal: Principal) -> HTTPResponse {
+        log.info("session created", [("name", name.rawValue), ("format", format.rawValue), ("accessor", principal.accessor)])
         return json(Self.metadata(stored), status: 201, headers: [
             ("Location", "/v1/sessions/\(name.rawValue)"), ("ETag", Self.etag(stored)),
         ])
