@@ -197,7 +197,22 @@ public struct JSONParser {
 
     private mutating func parseString() throws(JSONParseError) -> String {
         i += 1  // opening quote
-        var out = [UInt8]()
+        // Fast path: no escape up to the closing quote (nearly every string) is one scan and
+        // one validated copy, not a byte-by-byte append.
+        var end = i
+        while end < bytes.count {
+            let b = bytes[end]
+            if b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") || b < 0x20 { break }
+            end += 1
+        }
+        if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
+            let text = String(validating: bytes[i..<end], as: UTF8.self)
+            i = end + 1
+            guard let text else { throw fail("string is not valid UTF-8") }
+            return text
+        }
+        var out = [UInt8](bytes[i..<end])
+        i = end
         while true {
             guard i < bytes.count else { throw fail("unterminated string") }
             let b = bytes[i]
@@ -318,6 +333,12 @@ public struct JSONWriter {
     /// Appends a JSON string literal, escaping `"`, `\` and control characters.
     public mutating func writeString(_ s: String) {
         bytes.append(UInt8(ascii: "\""))
+        // Fast path: nothing to escape (nearly every string) is one bulk append.
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            bytes.append(contentsOf: s.utf8)
+            bytes.append(UInt8(ascii: "\""))
+            return
+        }
         for b in s.utf8 {
             switch b {
             case UInt8(ascii: "\""): bytes.append(contentsOf: [0x5C, 0x22])

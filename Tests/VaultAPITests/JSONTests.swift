@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import Synchronization
 import Testing
+import HTTPServer
 @testable import VaultAPI
 
 @Suite struct JSONTests {
@@ -183,5 +184,46 @@ import Testing
             let name = env.keys.first ?? ""
             #expect(error.message.contains(name))
         }
+    }
+}
+
+/// The byte-level helpers of the router: media type and client host from request fields.
+@Suite struct RequestFieldTests {
+    static func request(contentType: String?) -> HTTPRequest {
+        var headers = HTTPHeaders()
+        if let contentType { headers.add(name: "Content-Type", value: contentType) }
+        return HTTPRequest(method: .post, target: "/", headers: headers, body: [])
+    }
+
+    @Test(arguments: [
+        ("application/json", "application/json"), ("Application/JSON; charset=utf-8", "application/json"),
+        (" \tapplication/vnd.sqlite3 \t;x=1", "application/vnd.sqlite3"), ("", ""), (";", ""), ("   ", ""),
+        ("text/plain;", "text/plain"), ("é/ü", "é/ü"),
+    ])
+    func mediaTypeIsTheLowercasedTrimmedPartBeforeParameters(_ header: String, _ expected: String) {
+        #expect(VaultRouter.mediaType(Self.request(contentType: header)) == expected)
+    }
+
+    @Test func noContentTypeHasNoMediaType() {
+        #expect(VaultRouter.mediaType(Self.request(contentType: nil)) == nil)
+    }
+
+    @Test(arguments: [
+        ("127.0.0.1:5000", "127.0.0.1"), ("[::1]:443", "::1"), ("[fe80::1%eth0]:1", "fe80::1%eth0"), ("::1", "::1"),
+        ("host", "host"), ("", ""), ("[unclosed", "[unclosed"),
+    ])
+    func clientHostDropsThePort(_ remote: String, _ expected: String) {
+        #expect(VaultRouter.clientHost(remote) == expected)
+    }
+
+    @Test func parseErrorsPointPastTheBadString() throws {
+        do {
+            _ = try JSONParser.parse([0x5B, 0x22, 0x61, 0xFF, 0x22, 0x5D])  // ["a\xFF"]
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.offset == 5)
+        }
+        // A string with an escape after a plain prefix, and a plain one after it.
+        #expect(try JSONParser.parse(Array(#"["abc\tdef","xyz"]"#.utf8)) == .array([.string("abc\tdef"), .string("xyz")]))
     }
 }
