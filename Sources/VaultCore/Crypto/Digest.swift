@@ -14,23 +14,23 @@ public enum Digest {
 
     /// SHA-256 (FIPS 180-4) of `bytes`.
     public static func sha256(_ bytes: some Collection<UInt8>) -> [UInt8] {
-        withContiguous(bytes) { digest($0, md: EVP_sha256(), count: sha256ByteCount) }
+        withContiguous(bytes) { digest($0, md: sha256MD, count: sha256ByteCount) }
     }
 
     /// SHA-256 of secret bytes, without copying them out.
     public static func sha256(_ secret: SecretBytes) -> [UInt8] {
-        secret.withUnsafeBytes { digest($0, md: EVP_sha256(), count: sha256ByteCount) }
+        secret.withUnsafeBytes { digest($0, md: sha256MD, count: sha256ByteCount) }
     }
 
     /// SHA-1 of `bytes`. Only for fingerprints other systems define with it (MTProto's
     /// `auth_key_id`), never for security decisions.
     public static func sha1(_ bytes: some Collection<UInt8>) -> [UInt8] {
-        withContiguous(bytes) { digest($0, md: EVP_sha1(), count: sha1ByteCount) }
+        withContiguous(bytes) { digest($0, md: sha1MD, count: sha1ByteCount) }
     }
 
     /// SHA-1 of secret bytes, without copying them out.
     public static func sha1(_ secret: SecretBytes) -> [UInt8] {
-        secret.withUnsafeBytes { digest($0, md: EVP_sha1(), count: sha1ByteCount) }
+        secret.withUnsafeBytes { digest($0, md: sha1MD, count: sha1ByteCount) }
     }
 
     /// HMAC-SHA-256 (RFC 2104) of `message` under `key`. For many messages under one key, keep
@@ -39,6 +39,14 @@ public enum Digest {
         guard let keyed = HMACSHA256Key(key) else { preconditionFailure("libcrypto HMAC setup failed") }
         return keyed.mac(message)
     }
+
+    /// The digests, fetched from the provider once per process. `EVP_sha256()` and friends
+    /// return legacy handles that OpenSSL 3 looks up by name again on every `EVP_Digest` (a
+    /// third of a SHA-1 fingerprint's cost); a fetched `EVP_MD` skips that. The legacy handle is
+    /// the fallback if the fetch fails. `nonisolated(unsafe)`: a fetched `EVP_MD` is immutable
+    /// and documented as shareable between threads.
+    nonisolated(unsafe) private static let sha256MD: OpaquePointer? = EVP_MD_fetch(nil, "SHA256", nil) ?? EVP_sha256()
+    nonisolated(unsafe) private static let sha1MD: OpaquePointer? = EVP_MD_fetch(nil, "SHA1", nil) ?? EVP_sha1()
 
     /// One-shot `EVP_Digest` of `input` with `md`, whose output size is `count`.
     private static func digest(_ input: UnsafeRawBufferPointer, md: OpaquePointer?, count: Int) -> [UInt8] {

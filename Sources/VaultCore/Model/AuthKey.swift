@@ -1,5 +1,4 @@
 // SPDX-License-Identifier: Apache-2.0
-internal import COpenSSL
 
 /// The 256-byte MTProto authorization key of an account. Whoever holds it *is* the account.
 ///
@@ -32,11 +31,7 @@ public struct AuthKey: Sendable, Equatable, CustomStringConvertible {
 
     /// `auth_key_id`: the last 8 bytes of SHA-1(auth_key), lower-case hex (16 characters).
     public var id: String {
-        var digest = [UInt8](repeating: 0, count: Int(SHA_DIGEST_LENGTH))
-        bytes.withUnsafeBytes { raw in
-            _ = SHA1(raw.baseAddress?.assumingMemoryBound(to: UInt8.self), raw.count, &digest)
-        }
-        return Hex.encode(digest[12..<20])
+        Hex.encode(Digest.sha1(bytes)[12..<20])
     }
 
     /// True when all 256 bytes are zero.
