@@ -34,7 +34,7 @@ let package = Package(
         .executableTarget(
             name: "session-vault",
             dependencies: [
-                "VaultAPI", "VaultCore", "HTTPServer",
+                "VaultAPI", "VaultCore", "HTTPServer", "CSocketShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
