@@ -19,8 +19,11 @@ public struct SQLiteStoreConfiguration: Sendable, Equatable {
     /// How long a connection waits for a lock held by another connection or process before
     /// failing. Default 5000 ms.
     public var busyTimeoutMilliseconds: Int32
-    /// Idle read connections kept open (file engine). Default 8.
+    /// Idle read connections kept open (file engine), at most ``maxReaders``. Default 8.
     public var maxIdleReaders: Int
+    /// Read connections open at once (file engine); further reads wait for one. Default 4: reads
+    /// are single statements, a few microseconds each, and every reader costs ~130 KiB of RSS.
+    public var maxReaders: Int
     /// Most writes committed in one transaction. Default 512.
     public var maxBatchSize: Int
     /// How long an idle writer waits before committing deferred writes, so a stream of them
@@ -29,11 +32,12 @@ public struct SQLiteStoreConfiguration: Sendable, Equatable {
 
     public init(
         synchronous: Synchronous = .full, busyTimeoutMilliseconds: Int32 = 5000, maxIdleReaders: Int = 8,
-        maxBatchSize: Int = 512, deferredWriteDelayMilliseconds: Int = 5
+        maxBatchSize: Int = 512, deferredWriteDelayMilliseconds: Int = 5, maxReaders: Int = 4
     ) {
         self.synchronous = synchronous
         self.busyTimeoutMilliseconds = busyTimeoutMilliseconds
         self.maxIdleReaders = maxIdleReaders
+        self.maxReaders = maxReaders
         self.maxBatchSize = maxBatchSize
         self.deferredWriteDelayMilliseconds = deferredWriteDelayMilliseconds
     }
@@ -89,7 +93,7 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
             readers = .pool(
                 ReaderPool(
                     path: path, busyTimeout: configuration.busyTimeoutMilliseconds,
-                    maxIdle: configuration.maxIdleReaders))
+                    maxIdle: configuration.maxIdleReaders, maxOpen: configuration.maxReaders))
             coordinator = WriteCoordinator(
                 access: ConfinedWriter(writer), label: "session-vault.store.writer",
                 maxBatch: configuration.maxBatchSize, deferredDelay: delay, hasWAL: true, merge: Self.writeMerged)
