@@ -244,4 +244,50 @@ struct StoreFileTests {
             #expect(seen == total)
         }
     }
+
+    /// However many threads read at once, the pool opens at most `maxOpen` connections; the
+    /// others wait for one and still complete (each reader costs RSS, see ``ReaderPool``).
+    @Test func readerPoolOpensAtMostItsBound() throws {
+        let dir = try TempDir()
+        let path = dir.file("vault.db")
+        let store = try SQLiteSessionStore(.file(path))
+        defer { store.close() }
+        let pool = ReaderPool(path: path, busyTimeout: 1000, maxIdle: 8, maxOpen: 2)
+        defer { pool.close() }
+        let threads = 8
+        let inside = Atomic<Int>(0)
+        let most = Atomic<Int>(0)
+        let completed = Atomic<Int>(0)
+        let started = DispatchSemaphore(value: 0)
+        let entered = DispatchSemaphore(value: 0)
+        let gate = DispatchSemaphore(value: 0)
+        let done = DispatchGroup()
+        for _ in 0..<threads {
+            done.enter()
+            Thread {
+                defer { done.leave() }
+                started.signal()
+                let one = try? pool.read { connection -> Int64 in
+                    let now = inside.add(1, ordering: .sequentiallyConsistent).newValue
+                    _ = most.max(now, ordering: .sequentiallyConsistent)
+                    entered.signal()
+                    gate.wait()
+                    inside.subtract(1, ordering: .sequentiallyConsistent)
+                    return try connection.query("SELECT 1").first?.first.flatMap { value in
+                        if case .integer(let n) = value { n } else { nil }
+                    } ?? 0
+                }
+                if one == 1 { completed.add(1, ordering: .sequentiallyConsistent) }
+            }.start()
+        }
+        for _ in 0..<threads { started.wait() }
+        entered.wait()
+        entered.wait()
+        #expect(pool.openCount == 2)
+        for _ in 0..<threads { gate.signal() }
+        done.wait()
+        #expect(completed.load(ordering: .sequentiallyConsistent) == threads)
+        #expect(most.load(ordering: .sequentiallyConsistent) <= 2)
+        #expect(pool.openCount <= 2)
+    }
 }

@@ -15,3 +15,7 @@ int csocket_accept_nonblocking_address(int fd, struct sockaddr *address, socklen
 
 // <sys/epoll.h> and <sys/eventfd.h> are re-exported here: the Glibc module Swift imports does not
 // include them, and the HTTP server watches its client sockets with epoll (see EventLoop.swift).
+
+// <malloc.h> is re-exported for mallopt(3): the server executable limits glibc to one malloc
+// arena at start-up (see MallocTuning.swift in session-vault); the Glibc module does not include it.
+#include <malloc.h>
