@@ -300,7 +300,8 @@ public final class VaultService: Sendable {
             throw .invalid(field: "auth_key", reason: "an all-zero key is not a usable auth key")
         }
         try Self.validate(dcID: s.dcID, apiID: s.apiID, userID: s.userID, port: s.port, serverAddress: s.serverAddress)
-        let id = SessionID.random()
+        let now = clock()
+        let id = SessionID.timeOrdered(milliseconds: now)
         let sealed: [UInt8]
         do {
             sealed = try keyring.seal(authKey.bytes, context: Self.authKeyContext(id))
@@ -311,7 +312,7 @@ public final class VaultService: Sendable {
             id: id, name: name, dcID: s.dcID, apiID: s.apiID, testMode: s.testMode, userID: s.userID,
             isBot: s.isBot, serverAddress: s.serverAddress, port: s.port, date: s.date, authKeyID: authKey.id,
             sealedAuthKey: sealed, sealedKeyTerm: keyring.currentTerm, sourceFormat: imported.format.rawValue,
-            createdAt: clock())
+            createdAt: now)
     }
 
     /// The audit row of a create: `ok` (with the source format), `conflict` or `error`.

@@ -47,3 +47,19 @@ struct CryptoRandomTests {
         }
     }
 }
+
+/// Time-ordered session ids: the time prefix orders them, the random rest keeps them distinct.
+@Suite struct SessionIDOrderTests {
+    @Test func idsSortByTimeAndStayDistinct() {
+        let times: [Int64] = [0, 1, 255, 256, 1_700_000_000_000, 1_700_000_000_001, 0xFFFF_FFFF_FFFF]
+        let ids = times.map { SessionID.timeOrdered(milliseconds: $0) }
+        for (earlier, later) in zip(ids, ids.dropFirst()) {
+            #expect(earlier.bytes.lexicographicallyPrecedes(later.bytes))
+        }
+        // The prefix is the big-endian time.
+        #expect(Array(ids[4].bytes.prefix(6)) == [0x01, 0x8B, 0xCF, 0xE5, 0x68, 0x00])
+        let sameMillisecond = (0..<1_000).map { _ in SessionID.timeOrdered(milliseconds: 42) }
+        #expect(Set(sameMillisecond).count == 1_000)
+        #expect(SessionID.timeOrdered(milliseconds: -5).bytes.prefix(6).allSatisfy { $0 == 0 })
+    }
+}

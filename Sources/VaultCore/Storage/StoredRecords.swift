@@ -30,6 +30,21 @@ public struct SessionID: Hashable, Sendable, CustomStringConvertible {
         self.bytes = bytes
     }
 
+    /// A fresh id whose first 6 bytes are `milliseconds` (Unix time, big-endian) and whose other
+    /// 10 are random (80 bits, from ``random()``'s source), in the manner of UUIDv7 (RFC 9562
+    /// §5.7). Ids made this way sort by creation time, so each insert lands at the right-hand
+    /// edge of the `id` UNIQUE index instead of on a random page of it: with a fully random id
+    /// every create of a large vault read a cold index page into the writer's cache (the
+    /// writer's largest cost in a create profile). The time prefix reveals nothing beyond the
+    /// session's `created_at`, which the API shows anyway; the 80 random bits keep ids
+    /// unguessable and distinct.
+    public static func timeOrdered(milliseconds: Int64) -> SessionID {
+        var bytes = random().bytes
+        let time = UInt64(clamping: max(0, milliseconds))
+        for i in 0..<6 { bytes[i] = UInt8(truncatingIfNeeded: time >> (8 * (5 - i))) }
+        return SessionID(unchecked: bytes)
+    }
+
     /// A fresh id from OpenSSL's DRBG (``SecureRandom``), which serves it from user space; the
     /// system generator is the fallback. (Byte by byte from `SystemRandomNumberGenerator` cost
     /// sixteen `getrandom` system calls per create: 2–3 % of create CPU in the kernel.)
