@@ -179,7 +179,7 @@ public final class VaultRouter: HTTPHandler {
 
     private func dispatch(_ request: HTTPRequest, route: inout String) throws(Problem) -> HTTPResponse {
         let path = request.path
-        var segments: [Substring] = path.split(separator: "/", omittingEmptySubsequences: false)
+        var segments = Self.pathSegments(path)
         // "/a/b" splits into ["", "a", "b"]; a trailing slash leaves an empty last segment.
         guard segments.first == "" else { throw Problem.notFound("no such resource") }
         segments.removeFirst()
@@ -272,6 +272,25 @@ public final class VaultRouter: HTTPHandler {
         default:
             throw Problem.notFound("no such resource")
         }
+    }
+
+    /// `path` split at every `/` (empty segments kept, as `split(separator:omittingEmptySubsequences: false)`
+    /// would), scanning UTF-8 bytes: the Character-wise split cost 11 % of an export.
+    static func pathSegments(_ path: Substring) -> [Substring] {
+        var segments: [Substring] = []
+        segments.reserveCapacity(6)
+        let utf8 = path.utf8
+        var start = utf8.startIndex
+        var index = start
+        while index != utf8.endIndex {
+            if utf8[index] == UInt8(ascii: "/") {
+                segments.append(path[start..<index])
+                start = utf8.index(after: index)
+            }
+            index = utf8.index(after: index)
+        }
+        segments.append(path[start..<utf8.endIndex])
+        return segments
     }
 
     private func allow(_ method: HTTPMethod, _ allowed: [HTTPMethod]) throws(Problem) {

@@ -227,3 +227,12 @@ import HTTPServer
         #expect(try JSONParser.parse(Array(#"["abc\tdef","xyz"]"#.utf8)) == .array([.string("abc\tdef"), .string("xyz")]))
     }
 }
+
+/// The router's byte-wise path split agrees with the standard library's.
+@Suite struct PathSegmentTests {
+    @Test(arguments: ["", "/", "//", "/v1/sessions", "/v1/sessions/", "/v1/sessions/a/export", "a/b", "/é/ü/", "/%2F/x"])
+    func matchesStandardSplit(_ path: String) {
+        let expected = path.split(separator: "/", omittingEmptySubsequences: false)
+        #expect(VaultRouter.pathSegments(path[...]) == expected)
+    }
+}
