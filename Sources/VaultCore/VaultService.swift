@@ -373,26 +373,33 @@ public final class VaultService: Sendable {
         exportFlushQueue.sync { writeExportTimes() }
     }
 
+    /// Export times written per queued write of a flush (a few milliseconds of writer time).
+    static let exportFlushChunk = 256
+
     /// The flush itself; runs on `exportFlushQueue` only.
     private func writeExportTimes() {
         exportFlushScheduled.store(false, ordering: .releasing)
         let snapshot = exportTimes.withLock { $0.beginFlush() }
         guard !snapshot.isEmpty else { return }
-        // Every time but the last is enqueued as soon as the next valid name is found (no array
-        // of names: at 10,000 sessions that was another 160 KiB at the peak).
-        var last: (name: SessionName, time: Int64)?
+        // Chunks of `exportFlushChunk` rows, each one queued write: the writer interleaves them
+        // with audit rows, and no whole-vault array of names is built. Then one waiting write
+        // (FIFO) tells that every chunk went through.
+        var chunk: [(name: SessionName, time: Int64)] = []
+        chunk.reserveCapacity(Self.exportFlushChunk)
         for (key, time) in snapshot {
             guard let name = try? SessionName(key) else { continue }
-            if let previous = last { store.enqueue(.markExported(previous.name, at: previous.time)) }
-            last = (name, time)
-        }
-        var committed = true
-        if let last {
-            do {
-                try store.markExported(last.name, at: last.time)
-            } catch {
-                committed = false  // Store closed or failing: keep the times; reads still show them.
+            chunk.append((name, time))
+            if chunk.count == Self.exportFlushChunk {
+                store.enqueueExportTimes(chunk)
+                chunk.removeAll(keepingCapacity: true)
             }
+        }
+        store.enqueueExportTimes(chunk)
+        var committed = true
+        do {
+            try store.flush()
+        } catch {
+            committed = false  // Store closed or failing: keep the times; reads still show them.
         }
         exportTimes.withLock { $0.endFlush(committed: committed) }
     }

@@ -598,6 +598,14 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
         }
     }
 
+    public func enqueueExportTimes(_ rows: [(name: SessionName, time: Int64)]) {
+        guard !rows.isEmpty else { return }
+        let values = rows.map { (name: $0.name.rawValue, time: $0.time) }
+        coordinator.submitDeferred(WriteTicket(waits: false) { connection in
+            try MultiRow.markExported(values, on: connection)
+        })
+    }
+
     /// Writes a run of deferred writes (two or more, in submission order) with few statements:
     /// the audit rows with multi-row INSERTs in order (so their ids ascend in submission order),
     /// then one `last_exported_at` UPDATE row per distinct session carrying the latest time

@@ -184,6 +184,13 @@ public protocol SessionStore: Sendable {
     /// Queues a write without waiting for it (see ``DeferredWrite``). Never blocks.
     func enqueue(_ write: DeferredWrite)
 
+    /// Queues `last_exported_at` updates (the later of the stored and the given time; unknown
+    /// names are ignored) as one deferred write for all of `rows`, outside the backpressure of
+    /// ``enqueue(_:)``: the export-time flush sends a few hundred rows per call, so a flush of a
+    /// large vault is a few dozen queued writes interleaved with the audit rows, not one per
+    /// session filling the deferred backlog (which made every export wait for it). Never blocks.
+    func enqueueExportTimes(_ rows: [(name: SessionName, time: Int64)])
+
     /// Waits until every write submitted before this call has committed.
     /// - Throws: ``StorageError/closed`` after ``close()``.
     func flush() throws(StorageError)
