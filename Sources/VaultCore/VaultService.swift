@@ -373,7 +373,7 @@ public final class VaultService: Sendable {
         exportFlushQueue.sync { writeExportTimes() }
     }
 
-    /// Export times written per queued write of a flush (a few milliseconds of writer time).
+    /// Export times written per write of a flush (a few milliseconds of writer time).
     static let exportFlushChunk = 256
 
     /// The flush itself; runs on `exportFlushQueue` only.
@@ -381,23 +381,23 @@ public final class VaultService: Sendable {
         exportFlushScheduled.store(false, ordering: .releasing)
         let snapshot = exportTimes.withLock { $0.beginFlush() }
         guard !snapshot.isEmpty else { return }
-        // Chunks of `exportFlushChunk` rows, each one queued write: the writer interleaves them
-        // with audit rows, and no whole-vault array of names is built. Then one waiting write
-        // (FIFO) tells that every chunk went through.
+        // Chunks of `exportFlushChunk` rows, each one write that is waited for before the next
+        // is sent: the writer interleaves audit rows between them, so a flush of a large vault
+        // never fills the deferred backlog (exports would wait on the writer), and no
+        // whole-vault array of names is built.
         var chunk: [(name: SessionName, time: Int64)] = []
         chunk.reserveCapacity(Self.exportFlushChunk)
+        var committed = true
         for (key, time) in snapshot {
             guard let name = try? SessionName(key) else { continue }
             chunk.append((name, time))
             if chunk.count == Self.exportFlushChunk {
-                store.enqueueExportTimes(chunk)
+                do { try store.markExported(chunk) } catch { committed = false }
                 chunk.removeAll(keepingCapacity: true)
             }
         }
-        store.enqueueExportTimes(chunk)
-        var committed = true
         do {
-            try store.flush()
+            try store.markExported(chunk)
         } catch {
             committed = false  // Store closed or failing: keep the times; reads still show them.
         }

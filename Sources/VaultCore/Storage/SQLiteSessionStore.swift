@@ -598,12 +598,10 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
         }
     }
 
-    public func enqueueExportTimes(_ rows: [(name: SessionName, time: Int64)]) {
+    public func markExported(_ rows: [(name: SessionName, time: Int64)]) throws(StorageError) {
         guard !rows.isEmpty else { return }
         let values = rows.map { (name: $0.name.rawValue, time: $0.time) }
-        coordinator.submitDeferred(WriteTicket(waits: false) { connection in
-            try MultiRow.markExported(values, on: connection)
-        })
+        try write { connection in try MultiRow.markExported(values, on: connection) }
     }
 
     /// Writes a run of deferred writes (two or more, in submission order) with few statements:

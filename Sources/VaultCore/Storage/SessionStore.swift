@@ -184,12 +184,14 @@ public protocol SessionStore: Sendable {
     /// Queues a write without waiting for it (see ``DeferredWrite``). Never blocks.
     func enqueue(_ write: DeferredWrite)
 
-    /// Queues `last_exported_at` updates (the later of the stored and the given time; unknown
-    /// names are ignored) as one deferred write for all of `rows`, outside the backpressure of
-    /// ``enqueue(_:)``: the export-time flush sends a few hundred rows per call, so a flush of a
-    /// large vault is a few dozen queued writes interleaved with the audit rows, not one per
-    /// session filling the deferred backlog (which made every export wait for it). Never blocks.
-    func enqueueExportTimes(_ rows: [(name: SessionName, time: Int64)])
+    /// Sets `last_exported_at` of many sessions (the later of the stored and the given time;
+    /// unknown names are ignored) in one write of the next group commit, outside the deferred
+    /// backlog of ``enqueue(_:)``, and returns once it has committed. The export-time flush
+    /// writes a few hundred rows per call and waits for each, so at most one of its writes is
+    /// queued at any time: audit rows keep flowing between them instead of piling up behind a
+    /// whole flush (which filled the backlog and made exports wait on the writer).
+    /// - Throws: ``StorageError/closed`` after ``close()``; the database's failure otherwise.
+    func markExported(_ rows: [(name: SessionName, time: Int64)]) throws(StorageError)
 
     /// Waits until every write submitted before this call has committed.
     /// - Throws: ``StorageError/closed`` after ``close()``.
