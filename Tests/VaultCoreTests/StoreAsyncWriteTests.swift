@@ -73,12 +73,16 @@ private final class Outcomes: Sendable {
             let total = 40
             for i in 0..<total {
                 store.insert(try .make("s\(i)"), peers: []) { outcomes.record("s\(i)", $0) }
+                // A duplicate in the middle of the batch fails alone (no SAVEPOINT: the failing
+                // INSERT is undone by SQLite), and the inserts after it still commit.
+                if i == 20 { store.insert(try .make("s5"), peers: []) { outcomes.record("dup", $0) } }
             }
             #expect(outcomes.count == 0)  // nothing can commit while the writer is held
             release.signal()
             held.wait()
-            #expect(outcomes.wait(for: total))
+            #expect(outcomes.wait(for: total + 1))
             for i in 0..<total { #expect((try? outcomes["s\(i)"]?.get()) != nil) }
+            #expect(outcomes["dup"].map { if case .failure(.conflict(field: "name")) = $0 { true } else { false } } == true)
             // The holder's transaction, then at most one batch of 40 (maxBatch is 512).
             let transactions = store.statistics().transactions - before
             #expect(transactions <= 2, "40 queued inserts took \(transactions) transactions")

@@ -191,11 +191,11 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
     /// Submits a write to the next group commit without waiting; `completion` receives its
     /// result after the transaction has finished (on the writer queue).
     private func writeLater<T: Sendable>(
-        _ body: @escaping @Sendable (SQLiteConnection) throws -> T,
+        atomic: Bool = false, _ body: @escaping @Sendable (SQLiteConnection) throws -> T,
         completion: @escaping @Sendable (Result<T, StorageError>) -> Void
     ) {
         let box = ResultBox<T>()
-        let ticket = WriteTicket(body: { connection in box.value = try body(connection) }) { error in
+        let ticket = WriteTicket(atomic: atomic, body: { connection in box.value = try body(connection) }) { error in
             if let error {
                 completion(.failure(error))
             } else if let value = box.value {
@@ -229,7 +229,9 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
             completion(.failure(error))
             return
         }
-        writeLater(operation, completion: completion)
+        // Without peers the op is one INSERT (a duplicate fails that statement alone, then only
+        // reads follow): atomic, no SAVEPOINT needed.
+        writeLater(atomic: peers.isEmpty, operation, completion: completion)
     }
 
     /// Validates a new session and returns the write op that inserts it (see ``insert(_:peers:)``).

@@ -39,11 +39,13 @@ final class WriteTicket: @unchecked Sendable {
         self.completion = nil
         self.purgesWAL = purgesWAL
         self.mergeable = mergeable
+        self.isAtomic = false
     }
 
     /// An asynchronous write: nobody waits; `completion` reports the outcome after the commit.
+    /// `atomic`: see ``isAtomic``.
     init(
-        purgesWAL: Bool = false, body: @escaping @Sendable (SQLiteConnection) throws -> Void,
+        purgesWAL: Bool = false, atomic: Bool = false, body: @escaping @Sendable (SQLiteConnection) throws -> Void,
         completion: @escaping @Sendable (StorageError?) -> Void
     ) {
         self.body = body
@@ -51,7 +53,15 @@ final class WriteTicket: @unchecked Sendable {
         self.completion = completion
         self.purgesWAL = purgesWAL
         self.mergeable = nil
+        self.isAtomic = atomic
     }
+
+    /// True when `body` changes the database with at most one statement and reads otherwise, so
+    /// that when it throws, SQLite has already undone its changes (a failing statement is rolled
+    /// back on its own; the transaction stays open). Such a ticket needs no SAVEPOINT of its own
+    /// in a batch: two statements fewer per write (about a sixth of the writer's work for a
+    /// create). Anything else must leave this false.
+    let isAtomic: Bool
 
     /// A deferred write: no waiter and no completion (its failure is only counted).
     var isDeferred: Bool { waiter == nil && completion == nil }
@@ -342,6 +352,19 @@ final class WriteCoordinator: @unchecked Sendable {
                 let stop = max(end, index + 1)
                 for position in index..<stop {
                     let ticket = batch[position]
+                    if ticket.isAtomic {
+                        do {
+                            try ticket.body(connection)
+                            committed.append(ticket)
+                        } catch {
+                            ticket.error = StorageError.wrap(error)
+                            if !connection.inTransaction {
+                                fail(committed: committed, rest: batch[(position + 1)...], ticket.error ?? .closed)
+                                return
+                            }
+                        }
+                        continue
+                    }
                     do {
                         try connection.run("SAVEPOINT op")
                         try ticket.body(connection)
