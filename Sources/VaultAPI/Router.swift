@@ -126,6 +126,8 @@ public final class VaultRouter: HTTPHandler {
     /// write (it waits for its group commit, an fsync with `synchronous=full`) and the listings
     /// that can be long (a page of 1,000 sessions, 10,000 peers, the audit log). Single reads,
     /// exports and the health routes are a few microseconds of SQLite and AES and run inline.
+    /// (A JSON create is flagged here too, but the server asks ``respondsLater(_:)`` first: it
+    /// is answered after its commit without a waiting thread.)
     public func mayBlock(_ request: HTTPRequest) -> Bool {
         switch request.method {
         case .get, .head:

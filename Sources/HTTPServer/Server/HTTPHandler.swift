@@ -16,6 +16,12 @@ import Synchronization
 /// Swift cooperative pool. Requests on one connection are handled one at a time, in order
 /// (RFC 9112 §9.3.2).
 ///
+/// **Answering later.** A request the handler flags with ``respondsLater(_:)`` goes to
+/// ``handle(_:responder:)`` instead: its synchronous part runs like an inline handler, and the
+/// ``HTTPResponder`` delivers the response from any thread when the work it waits on (a group
+/// commit, say) is done, so no thread waits with it. The handler deadline and the in-flight cap
+/// apply until the response arrives.
+///
 /// **Bounds.** At most ``HTTPServerConfiguration/maxInFlightHandlers`` calls run at once; a request
 /// beyond that gets 503 with `Retry-After` without calling the handler. A call that runs longer than
 /// ``HTTPServerConfiguration/handlerTimeout`` makes the server answer 503 (`Retry-After`,
