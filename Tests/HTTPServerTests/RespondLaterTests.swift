@@ -34,13 +34,9 @@ private final class Parked: Sendable {
 /// responder, a second answer, the in-flight count.
 @Suite("HTTPServer: responses given later")
 struct RespondLaterTests {
-    static let inlineLimits: [Int?] = [0, nil]
+    static let inlineLimits = ConnectionTests.inlineLimits
 
-    static func configuration(inline: Int?) -> HTTPServerConfiguration {
-        var configuration = HTTPServerConfiguration.forTests
-        configuration.inlineHandlerLimit = inline
-        return configuration
-    }
+    static func configuration(inline: Int?) -> HTTPServerConfiguration { ConnectionTests.configuration(inline: inline) }
 
     @Test(arguments: inlineLimits)
     func answerFromAnotherThreadKeepsOrderAndKeepAlive(inline: Int?) async throws {
