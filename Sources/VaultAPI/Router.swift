@@ -460,7 +460,12 @@ public final class VaultRouter: HTTPHandler {
 
     /// The parsed JSON body, enforcing the media type and the JSON size limit.
     func jsonBody(_ request: HTTPRequest) throws(Problem) -> JSONValue {
-        guard Self.mediaType(request) == "application/json" else {
+        try jsonBody(request, mediaType: Self.mediaType(request))
+    }
+
+    /// ``jsonBody(_:)`` for a caller that has already read the media type.
+    func jsonBody(_ request: HTTPRequest, mediaType: String?) throws(Problem) -> JSONValue {
+        guard mediaType == "application/json" else {
             throw Problem(status: 415, title: "Unsupported Media Type", detail: "Content-Type: must be application/json",
                           field: "Content-Type")
         }

@@ -52,7 +52,8 @@ extension VaultRouter {
     /// The name and session of a create request, from a `.session` upload or a JSON body, after
     /// checking that `principal` may write it.
     private func createInput(_ request: HTTPRequest, _ principal: Principal) throws(Problem) -> (SessionName, ImportedSession) {
-        if let type = Self.mediaType(request), Self.sqliteMediaTypes.contains(type) {
+        let type = Self.mediaType(request)
+        if let type, Self.sqliteMediaTypes.contains(type) {
             guard let raw = try query(request, "name") else { throw Problem.missing("name") }
             let name = try validName(raw)
             try authorize(principal, .write, session: name.rawValue, request)
@@ -63,7 +64,7 @@ extension VaultRouter {
                 throw problem(for: VaultError(error), name: nil)
             }
         }
-        let body = try jsonBody(request)
+        let body = try jsonBody(request, mediaType: type)
         let reader = try JSONObjectReader(body, allowed: Self.createFields)
         let name = try validName(try reader.required("name", reader.string))
         try authorize(principal, .write, session: name.rawValue, request)
