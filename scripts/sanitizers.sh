@@ -49,8 +49,19 @@ for sanitizer in $sanitizers; do
     esac
     echo "== sanitizers: swift test --sanitize=$sanitizer ${filter[*]}"
     start=$SECONDS
-    swift test --scratch-path "$scratch" --sanitize="$sanitizer" "${filter[@]}"
-    rc=$?
+    log="$scratch/sanitizer-test.log"
+    mkdir -p "$scratch"
+    swift test --scratch-path "$scratch" --sanitize="$sanitizer" "${filter[@]}" 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    # CI shows only the tail of the output: repeat each report's summary line (and the first
+    # frames of the first report) there, so a rare race can be found from the CI record alone.
+    reports=$(grep -c '^SUMMARY: .*Sanitizer' "$log" || true)
+    if [ "$reports" -gt 0 ]; then
+        echo "== sanitizers: $sanitizer: $reports report(s):"
+        grep '^SUMMARY: .*Sanitizer' "$log" | sort | uniq -c | head -20
+        grep -m1 -A40 '^WARNING: ThreadSanitizer\|^==[0-9]*==ERROR: AddressSanitizer' "$log" \
+            | grep -E '^WARNING|^==[0-9]|^  [A-Z]|#[0-9]+ ' | head -30
+    fi
     took=$((SECONDS - start))
     if [ "$rc" -eq 0 ]; then
         summary+=("$sanitizer: ok (${took} s)")

@@ -37,6 +37,11 @@ lint() {
     [ -z "$bad" ] || { echo "HTTPServer imports the domain: $bad"; return 1; }
     bad=$(grep -rnE 'try!|as! |fatalError\(' Sources || true)
     [ -z "$bad" ] || { echo "forbidden constructs in Sources:"; echo "$bad"; return 1; }
+    # ThreadSanitizer cannot see Synchronization.Mutex's futex on Linux and reports what it guards
+    # as races (scripts/sanitizers.sh); shared state locks with pthread mutexes (Locked, Shared,
+    # PThreadLocked, NSLock) so every TSan report stays a real one.
+    bad=$(grep -rnE '\bMutex(<|\()' Sources Tests || true)
+    [ -z "$bad" ] || { echo "Synchronization.Mutex is invisible to TSan; use a pthread-based lock:"; echo "$bad"; return 1; }
     if [ -x "$(command -v python3)" ] && [ -d .venv-test ]; then
         .venv-test/bin/openapi-spec-validator openapi.yaml 2>/dev/null || true
     fi

@@ -4,7 +4,6 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Synchronization
 import VaultCore
 
 /// A small structured logger writing one line per event to stderr, as text or JSON lines.

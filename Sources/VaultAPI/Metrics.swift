@@ -1,5 +1,4 @@
 // SPDX-License-Identifier: Apache-2.0
-import Synchronization
 import VaultCore
 
 /// Prometheus metrics for the service, rendered in text exposition format 0.0.4.

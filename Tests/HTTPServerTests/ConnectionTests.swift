@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import Dispatch
 import Glibc
-import HTTPServer
+@testable import HTTPServer
 import Synchronization
 import Testing
 
@@ -410,7 +410,7 @@ struct ConnectionTests {
     @Test(arguments: inlineLimits)
     func connectionCapQueuesExtraClientsInTheBacklog(inline: Int?) async throws {
         let gate = Gate()
-        let serverBox = Mutex<HTTPServer?>(nil)
+        let serverBox = Locked<HTTPServer?>(nil)
         let peak = Atomic<Int>(0)
         let handler = HTTPClosureHandler { request in
             let open = serverBox.withLock { $0?.activeConnections ?? 0 }

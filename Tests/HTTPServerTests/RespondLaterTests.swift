@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Dispatch
-import HTTPServer
-import Synchronization
+@testable import HTTPServer
 import Testing
 
 /// A handler that answers some requests later (``HTTPHandler/respondsLater(_:)``): paths starting
@@ -18,7 +17,7 @@ private struct LaterHandler: HTTPHandler {
 
 /// Responders parked by a test until it answers them.
 private final class Parked: Sendable {
-    private let responders = Mutex<[HTTPResponder]>([])
+    private let responders = Locked<[HTTPResponder]>([])
 
     func park(_ responder: HTTPResponder) { responders.withLock { $0.append(responder) } }
 

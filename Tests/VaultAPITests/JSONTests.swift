@@ -1,5 +1,4 @@
 // SPDX-License-Identifier: Apache-2.0
-import Synchronization
 import Testing
 import HTTPServer
 @testable import VaultAPI
@@ -92,12 +91,12 @@ import HTTPServer
 /// The text log format, built as bytes: escaping and quoting that keep one event on one line.
 @Suite struct LogTextTests {
     @Test func linesAreEscapedAndQuoted() {
-        let lines = Mutex<[String]>([])
-        let log = Log(level: .info, format: .text, sink: { line in lines.withLock { $0.append(line) } })
+        let lines = LogCapture()
+        let log = Log(level: .info, format: .text, sink: { line in lines.append(line) })
         log.info("session\ncreated", [("name", "a b"), ("q", "say \"hi\""), ("eq", "k=v"), ("empty", ""),
                                       ("plain", "s-1.x"), ("ctl", "a\u{1}b\tc\u{7F}"), ("uni", "zürich")])
         log.debug("not written")
-        let written = lines.withLock { $0 }
+        let written = lines.lines
         #expect(written.count == 1)
         let line = written.first ?? ""
         // `YYYY-MM-DDTHH:MM:SS.mmmZ info ` then the escaped message and fields.

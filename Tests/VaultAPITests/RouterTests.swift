@@ -161,9 +161,10 @@ import VaultCore
 
 final class LogCapture: @unchecked Sendable {
     private let lock = NSLock()
-    private var lines: [String] = []
-    func append(_ s: String) { lock.lock(); lines.append(s); lock.unlock() }
-    var text: String { lock.lock(); defer { lock.unlock() }; return lines.joined() }
+    private var captured: [String] = []
+    func append(_ s: String) { lock.lock(); captured.append(s); lock.unlock() }
+    var lines: [String] { lock.lock(); defer { lock.unlock() }; return captured }
+    var text: String { lines.joined() }
 }
 
 /// Which requests the router sends to the server's bounded handler pool instead of running

@@ -1,12 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 import Dispatch
-import Synchronization
 import Testing
 @testable import VaultCore
 
 /// Collects the results of asynchronous inserts and lets a test wait for them (bounded).
 private final class Outcomes: Sendable {
-    private let results = Mutex<[String: Result<StoredSession, StorageError>]>([:])
+    private let results = Shared<[String: Result<StoredSession, StorageError>]>([:])
     private let arrived = DispatchSemaphore(value: 0)
 
     func record(_ name: String, _ result: Result<StoredSession, StorageError>) {
@@ -132,7 +131,7 @@ private final class Outcomes: Sendable {
     func createLaterSealsCommitsAndAudits(_ kind: StoreKind) throws {
         try withStore(kind) { store, _ in
             let vault = try VaultService(store: store, master: try MasterKey.generate())
-            let results = Mutex<[Result<StoredSession, VaultError>]>([])
+            let results = Shared<[Result<StoredSession, VaultError>]>([])
             let done = DispatchSemaphore(value: 0)
             let n = try SessionName("later")
             let key = randomBytes(256)
