@@ -39,6 +39,9 @@ for w in $WORKLOADS; do
         | grep -v '^$' | sed -e 's/[ -]*$//' | cut -c1-170
       echo "## by library (self)"
       perf report -i "$WORK/perf.data" --stdio --no-children --sort dso -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | sed -e 's/[ -]*$//' | head -15
+      echo "## system calls (inclusive: kernel time spent inside each, from the call graph)"
+      perf report -i "$WORK/perf.data" --stdio --children --sort symbol -g none 2>/dev/null \
+        | grep -E '\] (__x64_sys|__do_sys|do_epoll_wait|ksys_)' | sed -e 's/[ -]*$//' | head -15
       echo "## by thread (self; a serial stage such as the writer shows as one thread near 100/CPUs %)"
       perf report -i "$WORK/perf.data" --stdio --no-children --sort pid -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | sed -e 's/[ -]*$//' | head -12
     } > "$out"

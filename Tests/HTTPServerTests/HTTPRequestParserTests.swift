@@ -457,6 +457,18 @@ struct HTTPMessageTests {
         #expect(HTTPRequest.percentDecode("%FF") == nil)
     }
 
+    /// The path ends at the first `?`; the query is everything after it, even empty or with
+    /// further `?`s (the split scans bytes, so the edges get their own cases).
+    @Test(arguments: [
+        ("/", "/", nil), ("/?", "/", ""), ("?", "", ""), ("/a?b?c", "/a", "b?c"), ("", "", nil),
+        ("/ü?é", "/ü", "é"), ("*", "*", nil),
+    ] as [(String, String, String?)])
+    func pathAndQueryEdges(_ target: String, _ path: String, _ query: String?) {
+        let request = HTTPRequest(method: .get, target: target)
+        #expect(request.path == path[...])
+        #expect(request.query == query.map { $0[...] })
+    }
+
     @Test func headersAreCaseInsensitiveAndOrdered() {
         var headers: HTTPHeaders = ["Content-Type": "a", "X-One": "1"]
         headers.add(name: "x-one", value: "2")

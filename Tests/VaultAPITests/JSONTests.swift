@@ -215,6 +215,26 @@ import HTTPServer
         #expect(VaultRouter.clientHost(remote) == expected)
     }
 
+    @Test(arguments: [
+        ("Bearer abc", "abc"), ("bearer abc", "abc"), ("BEARER x.y-z~", "x.y-z~"), ("bEaReR t", "t"),
+        ("Bearer", nil), ("Bearer ", nil), ("Bearer  abc", nil), ("Bearer a b", nil), ("Bearer\tabc", nil),
+        ("Basic abcdef", nil), ("Bearerabc", nil), ("Bearér abc", nil), ("Bearer abc\u{7F}", nil),
+        ("Bearer tøken", nil), ("Bearar abc", nil), ("Bbarer abc", nil), ("", nil),
+    ] as [(String, String?)])
+    func bearerTokenIsTheCaseInsensitiveSchemeAndOneVisibleToken(_ header: String, _ expected: String?) {
+        #expect(VaultRouter.bearerToken(header) == expected)
+    }
+
+    @Test func mayBlockRecognisesListingsAndPeersByBytes() throws {
+        func get(_ target: String) -> HTTPRequest { HTTPRequest(method: .get, target: target, headers: HTTPHeaders(), body: [], remoteAddress: "") }
+        let h = try RouterTests.Harness()
+        #expect(h.router.mayBlock(get("/v1/sessions/a/peers")))
+        #expect(h.router.mayBlock(get("/v1/sessions/a/peers?limit=5")))
+        #expect(!h.router.mayBlock(get("/v1/sessions/peers-a")))
+        #expect(!h.router.mayBlock(get("/v1/sessions/a/export")))
+        #expect(!h.router.mayBlock(get("/peer")))
+    }
+
     @Test func parseErrorsPointPastTheBadString() throws {
         do {
             _ = try JSONParser.parse([0x5B, 0x22, 0x61, 0xFF, 0x22, 0x5D])  // ["a\xFF"]

@@ -316,4 +316,54 @@ struct CryptoAESGCMTests {
             #expect(opened.copyBytes() == plaintext)
         }
     }
+
+    /// Each thread keeps one context and re-keys it only when the key changes (GCMCipherContext).
+    /// Whatever the order of keys, failures and threads, every answer must equal the
+    /// deterministic one for its (key, nonce, plaintext): a context started with a stale key or
+    /// with state left by a failed open would break that.
+    @Test("kept per-thread contexts: key switches, failed opens and many threads give the same answers")
+    func keptContextsStayCorrect() async throws {
+        let keys = [try SecureRandom.secret(count: 32), try SecureRandom.secret(count: 32)]
+        let nonce = try SecureRandom.bytes(count: 12)
+        let plaintext = try SecureRandom.bytes(count: 256)
+        let expected = try keys.map { try AESGCM.seal(key: $0, nonce: nonce, plaintext: plaintext, aad: [1]) }
+        #expect(expected[0].ciphertext != expected[1].ciphertext)
+        // A, B, A on one thread: the third seal must match the first.
+        let again = try AESGCM.seal(key: keys[0], nonce: nonce, plaintext: plaintext, aad: [1])
+        #expect(again.ciphertext == expected[0].ciphertext && again.tag == expected[0].tag)
+        // B's ciphertext under A fails; A's then opens. A bad tag under A fails; A then opens.
+        #expect(throws: CryptoError.authenticationFailed) {
+            try AESGCM.open(key: keys[0], nonce: nonce, ciphertext: expected[1].ciphertext, tag: expected[1].tag, aad: [1])
+        }
+        #expect(try AESGCM.open(key: keys[0], nonce: nonce, ciphertext: expected[0].ciphertext, tag: expected[0].tag, aad: [1])
+            .copyBytes() == plaintext)
+        var badTag = expected[0].tag
+        badTag[0] ^= 1
+        #expect(throws: CryptoError.authenticationFailed) {
+            try AESGCM.open(key: keys[0], nonce: nonce, ciphertext: expected[0].ciphertext, tag: badTag, aad: [1])
+        }
+        #expect(try AESGCM.open(key: keys[0], nonce: nonce, ciphertext: expected[0].ciphertext, tag: expected[0].tag, aad: [1])
+            .copyBytes() == plaintext)
+        // Many threads, each switching keys and failing now and then.
+        let wrong = Shared(0)
+        await onThreads(6) { thread in
+            for i in 0..<150 {
+                let k = (i + thread) % 2
+                do {
+                    let sealed = try AESGCM.seal(key: keys[k], nonce: nonce, plaintext: plaintext, aad: [1])
+                    let opened = try AESGCM.open(key: keys[k], nonce: nonce, ciphertext: sealed.ciphertext, tag: sealed.tag, aad: [1])
+                    let crossOpened = try? AESGCM.open(
+                        key: keys[1 - k], nonce: nonce, ciphertext: sealed.ciphertext, tag: sealed.tag, aad: [1])
+                    if sealed.ciphertext != expected[k].ciphertext || sealed.tag != expected[k].tag
+                        || opened.copyBytes() != plaintext || crossOpened != nil
+                    {
+                        wrong.withLock { $0 += 1 }
+                    }
+                } catch {
+                    wrong.withLock { $0 += 1 }
+                }
+            }
+        }
+        #expect(wrong.withLock { $0 } == 0)
+    }
 }

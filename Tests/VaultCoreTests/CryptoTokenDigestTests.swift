@@ -110,6 +110,29 @@ struct CryptoTokenDigestTests {
                 == "999a901219f032cd497cadb5e6051e97b6a29ab297bd6ae722bd6062a2f59542")
     }
 
+    /// The prepared key starts from precomputed SHA-256 states; compare it with RFC 2104 spelled
+    /// out over the one-shot `EVP_Digest` SHA-256, at the key and message lengths where padding
+    /// and block boundaries change (a key of exactly one block, one byte more, messages that
+    /// end at or across the 55/56/64-byte boundaries of the inner hash).
+    @Test("a prepared HMAC key equals RFC 2104 written out, across key and message lengths")
+    func preparedHMACMatchesTheDefinition() throws {
+        func reference(_ key: [UInt8], _ message: [UInt8]) -> [UInt8] {
+            var padded = key.count > 64 ? Digest.sha256(key) : key
+            padded += [UInt8](repeating: 0, count: 64 - padded.count)
+            let inner = Digest.sha256(padded.map { $0 ^ 0x36 } + message)
+            return Digest.sha256(padded.map { $0 ^ 0x5C } + inner)
+        }
+        for keyLength in [0, 1, 20, 32, 63, 64, 65, 131, 200] {
+            let key = (0..<keyLength).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ keyLength) }
+            let prepared = try #require(HMACSHA256Key(SecretBytes(key)))
+            for messageLength in [0, 1, 31, 55, 56, 63, 64, 65, 119, 120, 128, 300] {
+                let message = (0..<messageLength).map { UInt8(truncatingIfNeeded: $0 &* 11 &+ 3) }
+                #expect(prepared.mac(message) == reference(key, message), "key \(keyLength), message \(messageLength)")
+                #expect(prepared.mac(message[...]) == prepared.mac(message), "slices hash alike")
+            }
+        }
+    }
+
     @Test("a prepared HMAC key gives the RFC 4231 answers on every call, from many threads at once")
     func preparedHMACKey() async throws {
         let case1 = try #require(HMACSHA256Key(SecretBytes([UInt8](repeating: 0x0b, count: 20))))

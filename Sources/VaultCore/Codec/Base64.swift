@@ -69,39 +69,44 @@ public enum Base64 {
     public static func encode(
         _ bytes: UnsafeRawBufferPointer, alphabet: Alphabet, padded: Bool
     ) -> String {
-        let digits = alphabet == .standard ? standardDigits : urlSafeDigits
+        let table = alphabet == .standard ? standardDigits : urlSafeDigits
         let count = encodedCount(byteCount: bytes.count, padded: padded)
-        return String(unsafeUninitializedCapacity: count) { out in
-            var o = 0
-            var i = 0
-            while i + 3 <= bytes.count {
-                let v = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
-                out[o] = digits[Int(v >> 18 & 63)]
-                out[o + 1] = digits[Int(v >> 12 & 63)]
-                out[o + 2] = digits[Int(v >> 6 & 63)]
-                out[o + 3] = digits[Int(v & 63)]
-                i += 3
-                o += 4
-            }
-            let rest = bytes.count - i
-            if rest > 0 {
-                let b1 = rest == 2 ? UInt32(bytes[i + 1]) : 0
-                let v = UInt32(bytes[i]) << 16 | b1 << 8
-                out[o] = digits[Int(v >> 18 & 63)]
-                out[o + 1] = digits[Int(v >> 12 & 63)]
-                o += 2
-                if rest == 2 {
-                    out[o] = digits[Int(v >> 6 & 63)]
-                    o += 1
+        // Through raw pointers: the digit table's bounds checks and retains cost more than the
+        // arithmetic (the `& 63` keeps every index in the 64-entry table).
+        return table.withUnsafeBufferPointer { digitBuffer in
+            guard let digits = digitBuffer.baseAddress, digitBuffer.count == 64 else { return "" }
+            return String(unsafeUninitializedCapacity: count) { out in
+                var o = 0
+                var i = 0
+                while i + 3 <= bytes.count {
+                    let v = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
+                    out[o] = digits[Int(v >> 18 & 63)]
+                    out[o + 1] = digits[Int(v >> 12 & 63)]
+                    out[o + 2] = digits[Int(v >> 6 & 63)]
+                    out[o + 3] = digits[Int(v & 63)]
+                    i += 3
+                    o += 4
                 }
-                if padded {
-                    while o % 4 != 0 {
-                        out[o] = UInt8(ascii: "=")
+                let rest = bytes.count - i
+                if rest > 0 {
+                    let b1 = rest == 2 ? UInt32(bytes[i + 1]) : 0
+                    let v = UInt32(bytes[i]) << 16 | b1 << 8
+                    out[o] = digits[Int(v >> 18 & 63)]
+                    out[o + 1] = digits[Int(v >> 12 & 63)]
+                    o += 2
+                    if rest == 2 {
+                        out[o] = digits[Int(v >> 6 & 63)]
                         o += 1
                     }
+                    if padded {
+                        while o % 4 != 0 {
+                            out[o] = UInt8(ascii: "=")
+                            o += 1
+                        }
+                    }
                 }
+                return o
             }
-            return o
         }
     }
 

@@ -15,7 +15,10 @@ public struct SessionName: Hashable, Comparable, Sendable, CustomStringConvertib
         guard utf8.count <= Self.maxLength else {
             throw .invalidField("name", "must be at most \(Self.maxLength) characters")
         }
-        for byte in utf8 where !Self.isAllowed(byte) {
+        // Checked on the contiguous bytes when there are some (every native string): a name is
+        // validated on every request that names a session.
+        let allowed = utf8.withContiguousStorageIfAvailable { $0.allSatisfy(Self.isAllowed) } ?? utf8.allSatisfy(Self.isAllowed)
+        guard allowed else {
             throw .invalidField("name", "may contain only letters, digits, '.', '_' and '-'")
         }
         rawValue = text
