@@ -125,7 +125,9 @@ public final class VaultRouter: HTTPHandler {
     /// Requests that can block run on the server's bounded handler pool, never inline: every
     /// write (it waits for its group commit, an fsync with `synchronous=full`) and the listings
     /// that can be long (a page of 1,000 sessions, 10,000 peers, the audit log). Single reads,
-    /// exports and the health routes are a few microseconds of SQLite and AES and run inline.
+    /// string exports and the health routes are a few microseconds of SQLite and AES and run
+    /// inline — on the event-loop thread itself, since this handler classifies (``EventLoop``);
+    /// an export to a `.session` file builds a whole SQLite file and is flagged.
     /// (A JSON create is flagged here too, but the server asks ``respondsLater(_:)`` first: it
     /// is answered after its commit without a waiting thread.)
     public func mayBlock(_ request: HTTPRequest) -> Bool {
@@ -133,8 +135,15 @@ public final class VaultRouter: HTTPHandler {
         case .get, .head:
             let path = request.path
             // `hasSuffix` on a Substring compares Characters; the path is ASCII, compare bytes.
-            return path == "/v1/sessions" || path == "/v1/tokens" || path == "/v1/audit"
-                || path.utf8.reversed().starts(with: "/peers".utf8.reversed())
+            func endsWith(_ suffix: String) -> Bool { path.utf8.reversed().starts(with: suffix.utf8.reversed()) }
+            if path == "/v1/sessions" || path == "/v1/tokens" || path == "/v1/audit" || endsWith("/peers") { return true }
+            // An export to a `.session` file builds a SQLite file with every peer (10,000 take
+            // tens of milliseconds): not for an event-loop thread. String exports stay inline.
+            if request.query != nil, endsWith("/export") {
+                let format = request.queryValue("format")
+                return format != nil && format != "pyrogram" && format != "telethon"
+            }
+            return false
         default:
             return true
         }

@@ -233,6 +233,11 @@ import HTTPServer
         #expect(!h.router.mayBlock(get("/v1/sessions/peers-a")))
         #expect(!h.router.mayBlock(get("/v1/sessions/a/export")))
         #expect(!h.router.mayBlock(get("/peer")))
+        #expect(!h.router.mayBlock(get("/v1/sessions/a/export?format=telethon")))
+        #expect(!h.router.mayBlock(get("/v1/sessions/a/export?format=pyrogram")))
+        #expect(h.router.mayBlock(get("/v1/sessions/a/export?format=pyrogram-file")))
+        #expect(h.router.mayBlock(get("/v1/sessions/a/export?format=telethon%2Dfile")))
+        #expect(h.router.mayBlock(get("/v1/sessions/a/export?format=kurigram-file&x=1")))
     }
 
     @Test func parseErrorsPointPastTheBadString() throws {

@@ -77,6 +77,10 @@ final class Connection: @unchecked Sendable {
     let fd: Int32
     /// The serial queue every mutable property is confined to.
     let queue: DispatchQueue
+    /// Whether the event loop runs this connection's events on its own thread (`queue.sync`)
+    /// rather than handing them to a Dispatch worker: true when the handler classifies its
+    /// blocking requests (see ``EventLoop``).
+    let handledOnLoop: Bool
     /// The owning server: configuration, handler, counters, prebuilt errors.
     private let server: HTTPServer
     /// The epoll thread that reports this socket's readiness.
@@ -176,6 +180,7 @@ final class Connection: @unchecked Sendable {
     init(fd: Int32, peer: SocketAddress, server: HTTPServer, loop: EventLoop, queue: DispatchQueue) {
         self.fd = fd
         self.loop = loop
+        self.handledOnLoop = server.handler.classifiesBlocking
         self.peer = peer
         self.server = server
         self.queue = queue

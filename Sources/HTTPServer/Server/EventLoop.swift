@@ -2,9 +2,26 @@
 import CSocketShims
 import Dispatch
 import Glibc
+import Synchronization
 
-/// The readiness watcher of the client sockets: one thread in `epoll_wait`, delivering each event
-/// to its connection's serial queue.
+/// A readiness watcher of the client sockets: one thread in `epoll_wait`, delivering each event
+/// to its connection's serial queue. There is one loop per two CPUs (``all``); connections are
+/// spread over them round-robin (``next()``).
+///
+/// **Delivery.** For a server whose handler classifies its blocking requests
+/// (``HTTPHandler/classifiesBlocking``), an event is handled *on the loop thread*, through
+/// `queue.sync`: Dispatch runs the block on the calling thread when the queue is idle, so reading,
+/// parsing, a non-blocking handler and the write cost no thread hop and no worker wake-up. (The
+/// hop was a quarter of an export's CPU time: a measured 32 → 24 µs of server CPU per request
+/// with `wrk -c64`.) This is the event-loop contract of swift-nio: work that may block must not
+/// run there, and such a handler flags it (``HTTPHandler/mayBlock(_:)``) so it goes to the
+/// handler pool. For a handler that does not classify, events are delivered with `queue.async`
+/// as before, so one of its handlers blocking inline can never hold up a loop.
+///
+/// Nothing that runs on a connection queue waits for a loop thread (re-arming is an `epoll_ctl`,
+/// not a message to the loop), so `sync` cannot deadlock; it waits only while the queue is busy
+/// with a short block of its own (a deadline check, an offloaded handler's answer), and then only
+/// for that connection's event.
 ///
 /// **Why not `DispatchSourceRead`/`DispatchSourceWrite`.** On Linux those sources share
 /// libdispatch's epoll "muxnote" bookkeeping, whose registration, suspension and cancellation run
@@ -22,9 +39,29 @@ import Glibc
 /// connection may now hold) finds no registration and is dropped. Level-triggered readiness plus
 /// one-shot arming means no event is lost and none is delivered twice concurrently.
 final class EventLoop: @unchecked Sendable {
-    /// The process's loop, shared by every server (like Dispatch's manager thread); nil only if
-    /// the kernel refused epoll, an eventfd or a thread, in which case servers refuse to start.
-    static let shared: EventLoop? = try? EventLoop()
+    /// The process's loops, shared by every server (like Dispatch's manager thread); empty only
+    /// if the kernel refused epoll, an eventfd or a thread, in which case servers refuse to start.
+    ///
+    /// Half the CPUs, at least one: the other half is left to the SQLite writer, the handler
+    /// pool and the Dispatch workers that run timers and offloaded answers. Measured on the
+    /// 2-CPU machine of BENCHMARKS.md (export, `wrk -c64`, server CPU per request): one loop
+    /// 18–25 µs and p99 2–5 ms, two loops 26–30 µs and p99 4.5–9 ms (more switching, smaller
+    /// `epoll_wait` batches).
+    static let all: [EventLoop] = (0..<count).compactMap { _ in try? EventLoop() }
+
+    /// How many loops ``all`` holds.
+    static let count = max(1, InlineHandlerSlots.cpuCount / 2)
+
+    /// Round-robin position for ``next()``.
+    private static let cursor = Atomic<Int>(0)
+
+    /// The loop a new connection goes to: the next one round-robin; nil when there is none.
+    static func next() -> EventLoop? {
+        let loops = all
+        guard !loops.isEmpty else { return nil }
+        let turn = cursor.wrappingAdd(1, ordering: .relaxed).oldValue
+        return loops[Int(UInt(bitPattern: turn) % UInt(loops.count))]
+    }
 
     /// `EPOLLIN`: readable, or end of stream.
     static let readable = EPOLLIN.rawValue
@@ -112,6 +149,18 @@ final class EventLoop: @unchecked Sendable {
         registry.withLock { $0[id] = nil }
     }
 
+    /// Marks loop threads (a non-nil thread-specific value), for ``isCurrentThreadALoop``.
+    private static let loopThreadKey: pthread_key_t? = {
+        var key = pthread_key_t()
+        return pthread_key_create(&key, nil) == 0 ? key : nil
+    }()
+
+    /// Whether the calling thread is an event-loop thread (tests check where work ran).
+    static var isCurrentThreadALoop: Bool {
+        guard let key = loopThreadKey else { return false }
+        return pthread_getspecific(key) != nil
+    }
+
     /// The thread: wait, then hand each event to its connection's queue. It lives as long as the
     /// process (the loop is shared and never torn down, so its fds are never closed under a
     /// concurrent `epoll_ctl`).
@@ -119,6 +168,7 @@ final class EventLoop: @unchecked Sendable {
         let capacity = 128
         let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: capacity)
         defer { events.deallocate() }
+        if let key = Self.loopThreadKey { _ = pthread_setspecific(key, UnsafeRawPointer(events)) }
         while true {
             let count = epoll_wait(epfd, events, Int32(capacity), -1)
             if count < 0 {
@@ -135,7 +185,11 @@ final class EventLoop: @unchecked Sendable {
                 }
                 guard let connection = registry.withLock({ $0[id] }) else { continue }
                 let mask = event.events
-                connection.queue.async { connection.ioEvent(mask, id: id) }
+                if connection.handledOnLoop {
+                    connection.queue.sync { connection.ioEvent(mask, id: id) }
+                } else {
+                    connection.queue.async { connection.ioEvent(mask, id: id) }
+                }
             }
         }
     }

@@ -4,7 +4,9 @@ import Synchronization
 /// Answers one complete request with one complete response.
 ///
 /// **Where handlers run.** Normally `handle(_:)` is called synchronously on the connection's own
-/// serial `DispatchQueue`, with no thread hop per request. Connection queues share Dispatch's
+/// serial `DispatchQueue`, with no thread hop per request; for a handler that ``classifiesBlocking``
+/// that queue's work runs on the event-loop thread that saw the socket ready (``EventLoop``).
+/// Connection queues share Dispatch's
 /// CPU-sized worker pool, which blocking handlers could starve (Dispatch on Linux adds threads for
 /// blocked workers only about once a second). So a request the handler flags with
 /// ``mayBlock(_:)``, or any request once ``HTTPServerConfiguration/inlineHandlerLimit`` handlers
@@ -54,7 +56,10 @@ public protocol HTTPHandler: Sendable {
     func mayBlock(_ request: HTTPRequest) -> Bool
 
     /// True if this handler's ``mayBlock(_:)`` flags every request that can block, so the server
-    /// may let as many handlers run inline as there are I/O workers. Default false.
+    /// may let as many handlers run inline as there are I/O threads, and runs each connection's
+    /// events on its event-loop thread with no hop to a Dispatch worker (``EventLoop``): the
+    /// requests not flagged must then really not block, or they hold up every connection of
+    /// that loop. Default false.
     var classifiesBlocking: Bool { get }
 
     /// Whether `request` is answered later through ``handle(_:responder:)`` instead of

@@ -20,9 +20,10 @@ import Synchronization
 /// own serial queue; all of them target Dispatch's user-initiated global queue (a worker pool
 /// sized to the CPUs, apart from the default pool that Swift concurrency uses on Linux), and
 /// handlers usually run inline on the connection's queue, the others on a bounded handler pool
-/// (see ``HTTPHandler``). Socket readiness comes from one process-wide epoll thread
-/// (``EventLoop``), not Dispatch sources. One watchdog timer checks every connection's deadline
-/// and the deadline of inline handlers.
+/// (see ``HTTPHandler``). Socket readiness comes from process-wide epoll threads, one per two
+/// CPUs (``EventLoop``), not Dispatch sources; for a handler that classifies its blocking requests,
+/// those threads also run the connection's work themselves, with no hop to a worker. One
+/// watchdog timer checks every connection's deadline and the deadline of inline handlers.
 ///
 /// **Connection cap.** At ``HTTPServerConfiguration/maxConnections`` the listener's read source is
 /// suspended, so further clients wait in the kernel backlog; it resumes when a connection closes.
@@ -146,7 +147,7 @@ public final class HTTPServer: Sendable {
         let fd: Int32
         let address: SocketAddress
         do throws(HTTPServerError) {
-            guard EventLoop.shared != nil else { throw .systemCall(call: "epoll_create1", errno: errno) }
+            guard !EventLoop.all.isEmpty else { throw .systemCall(call: "epoll_create1", errno: errno) }
             guard (0...65535).contains(configuration.port) else { throw HTTPServerError.invalidPort(configuration.port) }
             guard let parsed = SocketAddress(host: configuration.host, port: configuration.port) else {
                 throw HTTPServerError.invalidHost(configuration.host)
@@ -236,7 +237,7 @@ public final class HTTPServer: Sendable {
         // Connection queues target a global queue: Dispatch's CPU-sized (non-overcommit) pool, so
         // thread count stays bounded under load. Handlers that may block, or beyond what that pool
         // can absorb, move to the bounded handler pool (see InlineHandlerSlots, Connection.handle).
-        guard let loop = EventLoop.shared else {
+        guard let loop = EventLoop.next() else {
             SocketIO.close(fd)  // Unreachable once start() succeeded; no watcher has this fd.
             connectionCount.wrappingSubtract(1, ordering: .sequentiallyConsistent)
             return

@@ -1,0 +1,144 @@
+// SPDX-License-Identifier: Apache-2.0
+import Dispatch
+import Glibc
+import Synchronization
+import Testing
+
+@testable import HTTPServer
+
+/// A handler that classifies its blocking requests (targets starting with `/block`), so the
+/// server runs its connections' events on the event-loop threads themselves (``EventLoop``).
+private struct Classifying: HTTPHandler {
+    let body: @Sendable (HTTPRequest) -> HTTPResponse
+    func handle(_ request: HTTPRequest) -> HTTPResponse { body(request) }
+    var classifiesBlocking: Bool { true }
+    func mayBlock(_ request: HTTPRequest) -> Bool { request.target.hasPrefix("/block") }
+}
+
+/// Connections of a classifying handler are served on the loop threads, with `queue.sync`
+/// instead of a hop to a Dispatch worker: the same HTTP behaviour, the flagged requests off the
+/// loop, and the others really on it.
+@Suite("HTTPServer: events handled on the event-loop threads")
+struct LoopDeliveryTests {
+    /// Records, per target, whether the handler ran on a loop thread.
+    private final class Placement: Sendable {
+        private let onLoop = Locked<[String: Bool]>([:])
+        func note(_ target: String) { onLoop.withLock { $0[target] = EventLoop.isCurrentThreadALoop } }
+        subscript(target: String) -> Bool? { onLoop.withLock { $0[target] } }
+    }
+
+    @Test func thereIsALoopPerTwoCPUsAndConnectionsTakeTurns() {
+        #expect(EventLoop.all.count == max(1, InlineHandlerSlots.cpuCount / 2))
+        let first = EventLoop.next()
+        let picks = (0..<EventLoop.all.count).compactMap { _ in EventLoop.next() }
+        #expect(picks.count == EventLoop.all.count)
+        #expect(Set(picks.map(ObjectIdentifier.init)).count == EventLoop.all.count)
+        #expect(first != nil)
+    }
+
+    @Test func keepAlivePipeliningAndHalfCloseOnTheLoop() async throws {
+        let placement = Placement()
+        let handler = Classifying { request in
+            placement.note(request.target)
+            return HTTPResponse(status: .ok, text: request.target, headers: ["X-Body-Length": String(request.body.count)])
+        }
+        try await withServer(handler: handler) { server in
+            let client = try TestClient(port: server.port)
+            client.send(
+                "GET /first HTTP/1.1\r\nHost: x\r\n\r\nPOST /second HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+                    + "GET /third HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(try await client.readResponse().text == "/first")
+            let second = try await client.readResponse()
+            #expect(second.text == "/second" && second.header("X-Body-Length") == "3")
+            #expect(try await client.readResponse().text == "/third")
+            for i in 1...3 {
+                client.send("GET /k\(i) HTTP/1.1\r\nHost: x\r\n\r\n")
+                #expect(try await client.readResponse().text == "/k\(i)")
+            }
+            client.send("GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+            client.shutdownWrite()
+            #expect(try await client.readResponse().text == "/a")
+            #expect(try await client.readResponse().text == "/b")
+            #expect(await client.waitForEOF())
+        }
+        // The first request of the connection ran on a loop thread (later pipelined ones may too).
+        #expect(placement["/first"] == true)
+        #expect(placement["/k1"] == true)
+    }
+
+    @Test func anUnclassifyingHandlerIsNotRunOnALoopThread() async throws {
+        let placement = Placement()
+        let handler = HTTPClosureHandler { request in
+            placement.note(request.target)
+            return HTTPResponse(text: "ok")
+        }
+        try await withServer(handler: handler) { server in
+            let client = try TestClient(port: server.port)
+            client.send("GET /plain HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(try await client.readResponse().status == 200)
+        }
+        #expect(placement["/plain"] == false)
+    }
+
+    /// A flagged request blocks a handler-pool thread, not a loop: every other connection,
+    /// whichever loop it landed on, is answered meanwhile.
+    @Test func aFlaggedBlockingRequestLeavesTheLoopsFree() async throws {
+        let gate = Gate()
+        let placement = Placement()
+        let handler = Classifying { request in
+            placement.note(request.target)
+            if request.target.hasPrefix("/block") { gate.pass() }
+            return HTTPResponse(text: request.target)
+        }
+        try await withServer(handler: handler) { server in
+            let blocked = try TestClient(port: server.port)
+            blocked.send("GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(await gate.waitForEntries(1))
+            for i in 0..<(2 * EventLoop.all.count + 1) {
+                let other = try TestClient(port: server.port)
+                other.send("GET /free\(i) HTTP/1.1\r\nHost: x\r\n\r\n")
+                #expect(try await other.readResponse().text == "/free\(i)")
+            }
+            gate.open()
+            #expect(try await blocked.readResponse().text == "/block")
+        }
+        #expect(placement["/block"] == false)
+        #expect(placement["/free0"] == true)
+    }
+
+    /// 8 MiB through partial writes: the connection waits for EPOLLOUT, delivered by the loop.
+    @Test func largeResponseSurvivesPartialWritesOnTheLoop() async throws {
+        let size = 8 * 1024 * 1024
+        let cycle = (0..<251).map { UInt8($0) }
+        var pattern: [UInt8] = []
+        pattern.reserveCapacity(size)
+        while pattern.count < size { pattern.append(contentsOf: cycle.prefix(size - pattern.count)) }
+        let expected = pattern
+        var configuration = HTTPServerConfiguration.forTests
+        configuration.idleTimeout = .seconds(600)
+        configuration.writeStallTimeout = .seconds(600)
+        try await withServer(configuration, handler: Classifying { _ in HTTPResponse(status: .ok, body: expected) }) { server in
+            let client = try TestClient(port: server.port)
+            for _ in 0..<2 {
+                client.send("GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+                let response = try await client.readResponse()
+                #expect(response.body.count == size)
+                #expect(sameBytes(response.body, expected))
+            }
+        }
+    }
+
+    /// Many connections at once, spread over the loops, each with several keep-alive requests.
+    @Test func manyConnectionsAcrossTheLoopsAreAllAnsweredInOrder() async throws {
+        let handler = Classifying { request in HTTPResponse(text: request.target) }
+        try await withServer(handler: handler) { server in
+            let clients = try (0..<16).map { _ in try TestClient(port: server.port) }
+            for round in 0..<5 {
+                for (c, client) in clients.enumerated() { client.send("GET /\(c)-\(round) HTTP/1.1\r\nHost: x\r\n\r\n") }
+                for (c, client) in clients.enumerated() {
+                    #expect(try await client.readResponse().text == "/\(c)-\(round)")
+                }
+            }
+        }
+    }
+}
