@@ -125,18 +125,27 @@ public final class VaultRouter: HTTPHandler {
     /// Requests that can block run on the server's bounded handler pool, never inline: every
     /// write (it waits for its group commit, an fsync with `synchronous=full`) and the listings
     /// that can be long (a page of 1,000 sessions, 10,000 peers, the audit log). Single reads,
-    /// string exports and the health routes are a few microseconds of SQLite and AES and run
-    /// inline — on the event-loop thread itself, since this handler classifies (``EventLoop``);
-    /// an export to a `.session` file builds a whole SQLite file and is flagged.
+    /// string exports and `/healthz` are a few microseconds of SQLite and AES and run inline —
+    /// on the event-loop thread itself, since this handler classifies (``EventLoop``). Flagged
+    /// besides: an export to a `.session` file (it builds a whole SQLite file), the routes that
+    /// count whole tables or list tokens (`/readyz`, `/metrics`, `/v1/sys/status`), and every
+    /// read while the store says it may wait (``SessionStore/mayWaitNow``: a full audit backlog,
+    /// all readers busy, or the memory engine, whose reads wait for the write batch in progress).
     /// (A JSON create is flagged here too, but the server asks ``respondsLater(_:)`` first: it
     /// is answered after its commit without a waiting thread.)
     public func mayBlock(_ request: HTTPRequest) -> Bool {
         switch request.method {
         case .get, .head:
             let path = request.path
+            if path == "/healthz" { return false }  // no storage, no lock
+            // The store would make this request wait (a full audit backlog, every reader busy,
+            // the memory engine's shared connection): run it where waiting is allowed.
+            if vault.store.mayWaitNow { return true }
             // `hasSuffix` on a Substring compares Characters; the path is ASCII, compare bytes.
             func endsWith(_ suffix: String) -> Bool { path.utf8.reversed().starts(with: suffix.utf8.reversed()) }
             if path == "/v1/sessions" || path == "/v1/tokens" || path == "/v1/audit" || endsWith("/peers") { return true }
+            // Whole-table counts and the token list.
+            if path == "/readyz" || path == "/metrics" || path == "/v1/sys/status" { return true }
             // An export to a `.session` file builds a SQLite file with every peer (10,000 take
             // tens of milliseconds): not for an event-loop thread. String exports stay inline.
             if request.query != nil, endsWith("/export") {

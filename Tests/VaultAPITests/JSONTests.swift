@@ -227,7 +227,7 @@ import HTTPServer
 
     @Test func mayBlockRecognisesListingsAndPeersByBytes() throws {
         func get(_ target: String) -> HTTPRequest { HTTPRequest(method: .get, target: target, headers: HTTPHeaders(), body: [], remoteAddress: "") }
-        let h = try RouterTests.Harness()
+        let h = try RouterTests.Harness(try PlacementFile.location())
         #expect(h.router.mayBlock(get("/v1/sessions/a/peers")))
         #expect(h.router.mayBlock(get("/v1/sessions/a/peers?limit=5")))
         #expect(!h.router.mayBlock(get("/v1/sessions/peers-a")))

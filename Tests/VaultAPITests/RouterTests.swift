@@ -16,8 +16,10 @@ import VaultCore
         let store: SQLiteSessionStore
         let logs: LogCapture
 
-        init() throws {
-            store = try SQLiteSessionStore(.memory)
+        /// `location`: the memory engine by default; placement tests use a file (its reads do
+        /// not share the writer's connection, so they may run on an event loop).
+        init(_ location: StoreLocation = .memory) throws {
+            store = try SQLiteSessionStore(location)
             vault = try VaultService(store: store, master: try MasterKey.generate())
             _ = try vault.installRootToken(configured: RouterTests.root)
             logs = LogCapture()
@@ -171,7 +173,7 @@ final class LogCapture: @unchecked Sendable {
 /// them inline on an I/O worker.
 @Suite struct RouterPlacementTests {
     @Test func writesAndLongListingsMayBlockSingleReadsDoNot() throws {
-        let h = try RouterTests.Harness()
+        let h = try RouterTests.Harness(try PlacementFile.location())
         func blocks(_ method: HTTPMethod, _ target: String) -> Bool {
             h.router.mayBlock(HTTPRequest(method: method, target: target, headers: HTTPHeaders(), body: [], remoteAddress: ""))
         }
@@ -186,10 +188,34 @@ final class LogCapture: @unchecked Sendable {
         #expect(blocks(.get, "/v1/audit"))
         #expect(blocks(.get, "/v1/tokens"))
         #expect(!blocks(.get, "/healthz"))
-        #expect(!blocks(.get, "/metrics"))
+        #expect(blocks(.get, "/metrics"), "counts whole tables")
+        #expect(blocks(.get, "/readyz"), "counts whole tables")
+        #expect(blocks(.get, "/v1/sys/status"), "lists tokens")
         #expect(!blocks(.get, "/v1/sessions/a"))
         #expect(!blocks(.get, "/v1/sessions/a/export"))
         #expect(!blocks(.get, "/v1/sessions/a/export?format=telethon"))
         #expect(!blocks(.head, "/healthz"))
+    }
+
+    /// The memory engine's reads share the writer's connection and wait for its batch: every
+    /// read is flagged there, `/healthz` (no storage) is not.
+    @Test func memoryEngineReadsMayBlock() throws {
+        let h = try RouterTests.Harness(.memory)
+        func blocks(_ target: String) -> Bool {
+            h.router.mayBlock(HTTPRequest(method: .get, target: target, headers: HTTPHeaders(), body: [], remoteAddress: ""))
+        }
+        #expect(h.store.mayWaitNow)
+        #expect(blocks("/v1/sessions/a/export"))
+        #expect(blocks("/v1/sessions/a"))
+        #expect(!blocks("/healthz"))
+    }
+}
+
+/// A fresh database file per test, in the system temporary directory.
+enum PlacementFile {
+    static func location() throws -> StoreLocation {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sv-placement-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return .file(dir.appendingPathComponent("vault.sqlite3").path)
     }
 }

@@ -291,3 +291,67 @@ struct StoreFileTests {
         #expect(pool.openCount <= 2)
     }
 }
+
+/// ``SessionStore/mayWaitNow``: what a server asks before running a read on a thread that must
+/// not block. Each cause is produced for real and then removed.
+@Suite struct StoreMayWaitTests {
+    @Test func theMemoryEngineAlwaysMayWait() throws {
+        let store = try SQLiteSessionStore(.memory)
+        defer { store.close() }
+        #expect(store.mayWaitNow)
+    }
+
+    @Test func everyReaderBusyMeansAReadWouldWait() throws {
+        let dir = try TempDir()
+        let path = dir.file("vault.db")
+        let store = try SQLiteSessionStore(.file(path))
+        defer { store.close() }
+        let pool = ReaderPool(path: path, busyTimeout: 1000, maxIdle: 2, maxOpen: 2)
+        defer { pool.close() }
+        #expect(!pool.allBusy)
+        let entered = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        let done = DispatchGroup()
+        for _ in 0..<2 {
+            done.enter()
+            DispatchQueue.global().async {
+                _ = try? pool.read { _ in
+                    entered.signal()
+                    _ = release.wait(timeout: .now() + .seconds(60))
+                }
+                done.leave()
+            }
+        }
+        for _ in 0..<2 { #expect(entered.wait(timeout: .now() + .seconds(60)) == .success) }
+        #expect(pool.allBusy)
+        release.signal()
+        release.signal()
+        #expect(done.wait(timeout: .now() + .seconds(60)) == .success)
+        #expect(!pool.allBusy)
+        #expect(!store.mayWaitNow, "a file store with idle readers and no backlog does not wait")
+    }
+
+    @Test func aNearlyFullAuditBacklogMeansAnEnqueueMayWait() throws {
+        try withStore(.file) { store, _ in
+            #expect(!store.mayWaitNow)
+            // Hold the writer inside a ticket so that deferred writes pile up behind it.
+            let holding = DispatchSemaphore(value: 0)
+            let release = DispatchSemaphore(value: 0)
+            let finished = DispatchSemaphore(value: 0)
+            store.coordinator.submit(WriteTicket(body: { _ in
+                holding.signal()
+                _ = release.wait(timeout: .now() + .seconds(60))
+            }, completion: { _ in finished.signal() }))
+            #expect(holding.wait(timeout: .now() + .seconds(60)) == .success)
+            for i in 0..<(SQLiteSessionStore.maxDeferredBacklog * 3 / 4) {
+                store.enqueue(.audit(AuditEvent(time: Int64(i), accessor: nil, action: "pile", sessionName: nil,
+                                                remoteAddress: nil, outcome: "ok", detail: nil)))
+            }
+            #expect(store.mayWaitNow)
+            release.signal()
+            #expect(finished.wait(timeout: .now() + .seconds(60)) == .success)
+            try store.flush()
+            #expect(!store.mayWaitNow)
+        }
+    }
+}

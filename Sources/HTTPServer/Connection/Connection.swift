@@ -668,10 +668,13 @@ final class Connection: @unchecked Sendable {
         updateInterest()
     }
 
-    /// Asks for EPOLLIN again (idempotent).
+    /// Asks for EPOLLIN again (idempotent), from the end of the current turn on `queue`: every
+    /// entry point (``ioEvent(_:id:)``, `offloadFinished`, `deadlineReached`, ``beginDrain()``)
+    /// finishes with ``updateInterest()``, which re-arms. Arming here, before the turn has
+    /// processed the pipelined requests still buffered, would let an event loop find the fd ready
+    /// while a Dispatch worker still runs this queue, and wait for it in `queue.sync`.
     private func resumeReading() {
         readPaused = false
-        updateInterest()
     }
 
     // MARK: - Deadlines (HTTP.md item 11)

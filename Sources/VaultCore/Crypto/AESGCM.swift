@@ -143,6 +143,9 @@ public enum AESGCM {
             try ctx.start(key: key, nonce: nonce, encrypt: false)
             var scratch = [UInt8](repeating: 0, count: 16)
             var written: Int32 = 0
+            // SET_TAG must come first on a kept context: the tag length and buffer of the
+            // previous message are still there, and a decrypt without its own tag would be
+            // compared against them.
             ok =
                 EVP_CIPHER_CTX_ctrl(
                     ctx.pointer, EVP_CTRL_GCM_SET_TAG, Int32(tagByteCount),
@@ -244,9 +247,13 @@ final class GCMCipherContext {
         keyed = true
     }
 
-    /// Makes the next ``start(key:nonce:encrypt:)`` set the key from scratch.
+    /// Makes the next ``start(key:nonce:encrypt:)`` set the key from scratch, and wipes the key
+    /// copy and the context's expanded key and GCM state now (`EVP_CIPHER_CTX_reset`).
     func forgetKey() {
-        if keyed { OPENSSL_cleanse(keyCopy, AESGCM.keyByteCount) }
+        if keyed {
+            OPENSSL_cleanse(keyCopy, AESGCM.keyByteCount)
+            _ = EVP_CIPHER_CTX_reset(pointer)
+        }
         keyed = false
     }
 

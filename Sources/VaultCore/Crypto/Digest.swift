@@ -132,7 +132,7 @@ final class HMACSHA256Key: @unchecked Sendable {
             var out = [UInt8](repeating: 0, count: Digest.sha256ByteCount)
             let ok = withUnsafeTemporaryAllocation(of: SHA256_CTX.self, capacity: 1) { scratch -> Bool in
                 guard let ctx = scratch.baseAddress else { return false }
-                ctx.initialize(to: states[0])
+                ctx.initialize(from: states, count: 1)  // memory to memory: no stack temporary of the state
                 defer { OPENSSL_cleanse(ctx, MemoryLayout<SHA256_CTX>.size) }
                 return out.withUnsafeMutableBufferPointer { digest -> Bool in
                     // H(K ⊕ opad ‖ H(K ⊕ ipad ‖ m)); the inner digest goes through `out`, which
@@ -140,7 +140,7 @@ final class HMACSHA256Key: @unchecked Sendable {
                     guard copenssl_sha256_update(ctx, m.baseAddress, m.count) == 1,
                         copenssl_sha256_final(digest.baseAddress, ctx) == 1
                     else { return false }
-                    ctx.pointee = states[1]
+                    ctx.update(from: states + 1, count: 1)
                     return copenssl_sha256_update(ctx, digest.baseAddress, Digest.sha256ByteCount) == 1
                         && copenssl_sha256_final(digest.baseAddress, ctx) == 1
                 }

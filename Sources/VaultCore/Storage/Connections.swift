@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Dispatch
+import Synchronization
 
 /// The file engine's read connections: a stack of idle read-only connections.
 ///
@@ -51,10 +52,18 @@ final class ReaderPool: @unchecked Sendable {
     func read<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
         slots.wait()
         defer { slots.signal() }
+        inUse.wrappingAdd(1, ordering: .relaxed)
+        defer { inUse.wrappingSubtract(1, ordering: .relaxed) }
         let connection = try checkOut()
         defer { checkIn(connection) }
         return try body(connection)
     }
+
+    /// Reads running now (each holds a slot).
+    private let inUse = Atomic<Int>(0)
+
+    /// Whether every slot is taken, so a new read would wait (a moment stale at most).
+    var allBusy: Bool { inUse.load(ordering: .relaxed) >= maxOpen }
 
     /// Connections currently open (idle or in use).
     var openCount: Int { state.withLock { $0.open } }

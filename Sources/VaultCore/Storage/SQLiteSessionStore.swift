@@ -571,6 +571,17 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
 
     // MARK: Lifecycle
 
+    /// True when reads share the writer's connection (the memory engine: a read waits for the
+    /// write batch in progress), when every reader is busy, or when the deferred backlog is
+    /// within a quarter of the bound at which ``enqueue(_:)`` waits for a commit.
+    public var mayWaitNow: Bool {
+        switch readers {
+        case .shared: return true
+        case .pool(let pool):
+            return pool.allBusy || coordinator.approximatePendingCount >= Self.maxDeferredBacklog * 3 / 4
+        }
+    }
+
     /// Appends a ticket nobody waits for to the writer's queue. If no write is in progress, a
     /// kick on the writer queue commits the queued tickets after
     /// ``SQLiteStoreConfiguration/deferredWriteDelayMilliseconds``.

@@ -203,9 +203,20 @@ public protocol SessionStore: Sendable {
     /// Waits for pending writes, checkpoints and truncates the WAL, and closes every connection.
     /// Later calls throw ``StorageError/closed``. Idempotent.
     func close()
+
+    /// Whether a read or a deferred write (an audit row) issued now may have to wait for other
+    /// work: a full deferred backlog (``enqueue(_:)`` then waits for a commit), every reader
+    /// busy, or reads that share the writer's connection. Cheap (atomic loads); may be a
+    /// moment stale.
+    var mayWaitNow: Bool { get }
 }
 
 extension SessionStore {
+    /// Whether a read or a deferred write (an audit row) issued now may have to wait for other
+    /// work, not just do its own: a server asks before running a request on a thread that must
+    /// not block (an event loop). The default says no.
+    public var mayWaitNow: Bool { false }
+
     /// Inserts a session without peers.
     /// - Throws: see ``SessionStore/insert(_:peers:)``.
     @discardableResult

@@ -171,6 +171,7 @@ final class WriteCoordinator: @unchecked Sendable {
         let leads = try state.withLock { (s) throws(StorageError) -> Bool in
             if s.closed && !evenIfClosed { throw .closed }
             s.pending.append(ticket)
+            pendingGauge.store(s.pending.count, ordering: .relaxed)
             if s.leaderActive { return false }
             s.leaderActive = true
             return true
@@ -189,11 +190,18 @@ final class WriteCoordinator: @unchecked Sendable {
     /// Tickets queued and not yet taken into a batch.
     var pendingCount: Int { state.withLock { $0.pending.count } }
 
+    /// `pendingCount` as of the last change, without the lock: for a cheap per-request
+    /// "would an enqueue wait?" check, where being a moment stale is fine.
+    var approximatePendingCount: Int { pendingGauge.load(ordering: .relaxed) }
+    /// Mirrors `state.pending.count`, stored under the lock at every change.
+    private let pendingGauge = Atomic<Int>(0)
+
     /// Queues a deferred ticket. Never blocks.
     func submitDeferred(_ ticket: WriteTicket) {
         let kick = state.withLock { s -> Bool? in
             if s.closed { return nil }
             s.pending.append(ticket)
+            pendingGauge.store(s.pending.count, ordering: .relaxed)
             if s.leaderActive || s.delayedKickScheduled || s.kickQueued { return false }
             s.delayedKickScheduled = true
             return true
@@ -213,6 +221,7 @@ final class WriteCoordinator: @unchecked Sendable {
         let kick = state.withLock { s -> Bool? in
             if s.closed { return nil }
             s.pending.append(ticket)
+            pendingGauge.store(s.pending.count, ordering: .relaxed)
             if s.leaderActive || s.kickQueued { return false }
             s.kickQueued = true
             return true
@@ -287,6 +296,7 @@ final class WriteCoordinator: @unchecked Sendable {
             let n = min(s.pending.count, maxBatch)
             let batch = Array(s.pending.prefix(n))
             s.pending.removeFirst(n)
+            pendingGauge.store(s.pending.count, ordering: .relaxed)
             return batch
         }
         guard !batch.isEmpty else { return }
