@@ -40,6 +40,7 @@ struct ServeCommand: ParsableCommand {
             - HTTP limits: SESSION_VAULT_HEADER_TIMEOUT_MS, _IDLE_TIMEOUT_MS, \
             _BODY_TIMEOUT_MS, _WRITE_TIMEOUT_MS, _HANDLER_TIMEOUT_MS, _DRAIN_TIMEOUT_MS, \
             _MAX_CONNECTIONS, _MAX_INFLIGHT, _HANDLER_THREADS, _MAX_BODY_BYTES, _MAX_REQUESTS_PER_CONNECTION.
+            - SESSION_VAULT_EVENT_LOOPS: event-loop threads, 1…64 (default half the CPUs, at least 1).
 
             Exit codes: 0 clean shutdown after SIGTERM/SIGINT, 64 usage, 65 unusable \
             data (not a vault database, bad import file), 69 cannot listen, 73 \
@@ -128,6 +129,10 @@ struct ServeCommand: ParsableCommand {
         if let v = try integer("SESSION_VAULT_HANDLER_THREADS") { configuration.handlerThreads = max(1, v) }
         if let v = try integer("SESSION_VAULT_MAX_REQUESTS_PER_CONNECTION") {
             configuration.maxRequestsPerConnection = max(1, v)
+        }
+        if let v = try integer("SESSION_VAULT_EVENT_LOOPS") {
+            guard (1...64).contains(v) else { throw ValidationError("SESSION_VAULT_EVENT_LOOPS must be 1…64") }
+            HTTPServer.configureEventLoops(v)
         }
         // SESSION_VAULT_MAX_BODY_BYTES and SESSION_VAULT_LOG_LEVEL belong to ServiceConfiguration
         // (validated there; the HTTP logger writes through the service's Log).

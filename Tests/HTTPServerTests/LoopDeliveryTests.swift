@@ -36,6 +36,15 @@ struct LoopDeliveryTests {
         #expect(first != nil)
     }
 
+    /// The loops are made once per process: asking for another count afterwards changes nothing.
+    @Test func theLoopCountIsFixedOnceTheLoopsExist() {
+        let loops = EventLoop.all.count
+        #expect(!HTTPServer.configureEventLoops(loops + 1))
+        #expect(!HTTPServer.configureEventLoops(0))
+        #expect(!HTTPServer.configureEventLoops(65))
+        #expect(EventLoop.all.count == loops && EventLoop.count == loops)
+    }
+
     @Test func keepAlivePipeliningAndHalfCloseOnTheLoop() async throws {
         let placement = Placement()
         let handler = Classifying { request in

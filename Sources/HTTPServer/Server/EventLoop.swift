@@ -47,10 +47,29 @@ final class EventLoop: @unchecked Sendable {
     /// 2-CPU machine of BENCHMARKS.md (export, `wrk -c64`, server CPU per request): one loop
     /// 18–25 µs and p99 2–5 ms, two loops 26–30 µs and p99 4.5–9 ms (more switching, smaller
     /// `epoll_wait` batches).
-    static let all: [EventLoop] = (0..<count).compactMap { _ in try? EventLoop() }
+    static let all: [EventLoop] = {
+        made.store(true, ordering: .sequentiallyConsistent)
+        return (0..<count).compactMap { _ in try? EventLoop() }
+    }()
 
-    /// How many loops ``all`` holds.
-    static let count = max(1, InlineHandlerSlots.cpuCount / 2)
+    /// How many loops ``all`` holds: as configured (``HTTPServer/configureEventLoops(_:)``), else
+    /// half the CPUs, at least one.
+    static var count: Int {
+        let configured = requested.load(ordering: .sequentiallyConsistent)
+        return configured > 0 ? configured : max(1, InlineHandlerSlots.cpuCount / 2)
+    }
+
+    /// The count asked for before the loops were made (0: the default).
+    private static let requested = Atomic<Int>(0)
+    /// Set when ``all`` is first made; later requests change nothing.
+    private static let made = Atomic<Bool>(false)
+
+    /// Asks for `count` loops (1…64); false if the loops already exist or `count` is out of range.
+    static func request(_ count: Int) -> Bool {
+        guard (1...64).contains(count), !made.load(ordering: .sequentiallyConsistent) else { return false }
+        requested.store(count, ordering: .sequentiallyConsistent)
+        return !made.load(ordering: .sequentiallyConsistent)
+    }
 
     /// Round-robin position for ``next()``.
     private static let cursor = Atomic<Int>(0)

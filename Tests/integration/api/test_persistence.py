@@ -256,3 +256,25 @@ def test_require_persistence_refuses_to_start(tmp_path: Path, how: str) -> None:
     assert done.returncode == 73, (done.returncode, done.stderr[-2000:])
     assert b"listening on" not in done.stderr and b"listening on" not in done.stdout
     assert b"persistence" in done.stderr.lower()
+
+
+@pytest.mark.parametrize("value", ["0", "65", "two", "-1"])
+def test_event_loops_out_of_range_is_a_configuration_error(tmp_path: Path, value: str) -> None:
+    env = {"SESSION_VAULT_STORAGE": "memory", "SESSION_VAULT_LISTEN": "127.0.0.1:0",
+           "SESSION_VAULT_MASTER_KEY": VaultProcess.__init__.__globals__["new_master_key"](),
+           "SESSION_VAULT_ROOT_TOKEN": "svt_event_loops_token_0000000000000",
+           "SESSION_VAULT_EVENT_LOOPS": value}
+    done = run_to_exit(env, [], tmp_path)
+    assert done.returncode == 78, (done.returncode, done.stderr[-2000:])
+    assert b"SESSION_VAULT_EVENT_LOOPS" in done.stderr
+    assert b"listening on" not in done.stderr and b"listening on" not in done.stdout
+
+
+@pytest.mark.parametrize("loops", ["1", "3"])
+def test_event_loop_count_serves_the_api(vault_factory, loops: str) -> None:
+    # Several connections at once, so that with 3 loops each loop gets some.
+    v = vault_factory(env={"SESSION_VAULT_EVENT_LOOPS": loops}).start()
+    state = populate(v.client)
+    check_survived(v.client, state)
+    for _ in range(6):
+        assert v.client.get("/healthz", token=None).status == 200
