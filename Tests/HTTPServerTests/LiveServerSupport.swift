@@ -206,6 +206,16 @@ final class TestClient: @unchecked Sendable {
     }
 }
 
+/// `size` bytes of a 251-byte cycle (a prime, so a misplaced chunk cannot line up), built by
+/// whole-chunk appends: per-byte loops in debug or sanitized builds would take seconds.
+func cyclicPattern(size: Int) -> [UInt8] {
+    let cycle = (0..<251).map { UInt8($0) }
+    var pattern: [UInt8] = []
+    pattern.reserveCapacity(size)
+    while pattern.count < size { pattern.append(contentsOf: cycle.prefix(size - pattern.count)) }
+    return pattern
+}
+
 /// Byte-wise equality via `memcmp` (fast even in debug and sanitized builds).
 func sameBytes(_ a: [UInt8], _ b: [UInt8]) -> Bool {
     guard a.count == b.count else { return false }

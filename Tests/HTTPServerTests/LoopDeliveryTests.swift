@@ -118,11 +118,7 @@ struct LoopDeliveryTests {
     /// 8 MiB through partial writes: the connection waits for EPOLLOUT, delivered by the loop.
     @Test func largeResponseSurvivesPartialWritesOnTheLoop() async throws {
         let size = 8 * 1024 * 1024
-        let cycle = (0..<251).map { UInt8($0) }
-        var pattern: [UInt8] = []
-        pattern.reserveCapacity(size)
-        while pattern.count < size { pattern.append(contentsOf: cycle.prefix(size - pattern.count)) }
-        let expected = pattern
+        let expected = cyclicPattern(size: size)
         var configuration = HTTPServerConfiguration.forTests
         configuration.idleTimeout = .seconds(600)
         configuration.writeStallTimeout = .seconds(600)
