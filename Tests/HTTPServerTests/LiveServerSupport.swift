@@ -206,6 +206,28 @@ final class TestClient: @unchecked Sendable {
     }
 }
 
+/// Sends three requests in one write (a GET, a POST with a 3-byte body, a GET) and expects the
+/// answers of an echo-target handler (``echoTargetHandler``'s responses), in order.
+func expectPipelinedRequestsAnsweredInOrder(_ client: TestClient) async throws {
+    client.send(
+        "GET /first HTTP/1.1\r\nHost: x\r\n\r\nPOST /second HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+            + "GET /third HTTP/1.1\r\nHost: x\r\n\r\n")
+    #expect(try await client.readResponse().text == "/first")
+    let second = try await client.readResponse()
+    #expect(second.text == "/second")
+    #expect(second.header("X-Body-Length") == "3")
+    #expect(try await client.readResponse().text == "/third")
+}
+
+/// Sends two requests in one write, half-closes, and expects both echo answers, then EOF.
+func expectPipelinedRequestsBeforeHalfCloseAnswered(_ client: TestClient) async throws {
+    client.send("GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+    client.shutdownWrite()
+    #expect(try await client.readResponse().text == "/a")
+    #expect(try await client.readResponse().text == "/b")
+    #expect(await client.waitForEOF())
+}
+
 /// `size` bytes of a 251-byte cycle (a prime, so a misplaced chunk cannot line up), built by
 /// whole-chunk appends: per-byte loops in debug or sanitized builds would take seconds.
 func cyclicPattern(size: Int) -> [UInt8] {
