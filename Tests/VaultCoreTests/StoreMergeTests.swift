@@ -175,3 +175,97 @@ import Testing
         }
     }
 }
+
+/// Pacing: deferred writes alone are committed by the delayed kick, in large batches, not at
+/// once by whichever leader or kick happens to finish; a full batch of them does not wait.
+@Suite struct WriteCoordinatorPacingTests {
+    static func coordinator(maxBatch: Int) throws -> (WriteCoordinator, SharedConnection) {
+        let connection = try SQLiteConnection(path: ":memory:")
+        try VaultSchema.migrate(connection)
+        let shared = SharedConnection(connection)
+        // The delayed kick is ten minutes away: only a prompt commit can happen in a test.
+        let coordinator = WriteCoordinator(
+            access: shared, label: "test.writer", maxBatch: maxBatch, deferredDelay: .seconds(600), hasWAL: false,
+            merge: SQLiteSessionStore.writeMerged)
+        return (coordinator, shared)
+    }
+
+    static func submitDeferred(_ count: Int, to coordinator: WriteCoordinator) {
+        for i in 0..<count {
+            coordinator.submitDeferred(WriteCoordinatorMergeTests.deferredAudit(WriteCoordinatorMergeTests.auditRow("d\(i)")))
+        }
+    }
+
+    /// Holds the writer in an asynchronous ticket, queues `deferred` deferred tickets behind it,
+    /// releases it and returns once the kick that ran it has finished on the writer queue.
+    static func asynchronousWriteThen(_ deferred: Int, _ coordinator: WriteCoordinator) {
+        let started = DispatchSemaphore(value: 0)
+        let gate = DispatchSemaphore(value: 0)
+        let completed = DispatchSemaphore(value: 0)
+        coordinator.submit(WriteTicket(body: { _ in
+            started.signal()
+            gate.wait()
+        }, completion: { _ in completed.signal() }))
+        started.wait()
+        submitDeferred(deferred, to: coordinator)
+        gate.signal()
+        completed.wait()
+        coordinator.queue.sync {}  // the kick's decision about what is left is made by now
+    }
+
+    @Test func deferredWritesLeftByAnAsynchronousWriteWaitForTheDelayedKick() throws {
+        let (coordinator, shared) = try Self.coordinator(maxBatch: 512)
+        defer { coordinator.close() }
+        Self.asynchronousWriteThen(10, coordinator)
+        #expect(coordinator.pendingCount == 10)
+        #expect(coordinator.transactions.load(ordering: .relaxed) == 1)
+        // Nothing is lost: the next commit takes them.
+        try coordinator.perform(WriteTicket(waits: true) { _ in })
+        #expect(coordinator.pendingCount == 0)
+        #expect(try WriteCoordinatorMergeTests.details(shared) == (0..<10).map { "d\($0)" })
+    }
+
+    @Test func deferredWritesLeftByALeaderWaitForTheDelayedKick() throws {
+        let (coordinator, shared) = try Self.coordinator(maxBatch: 512)
+        defer { coordinator.close() }
+        let started = DispatchSemaphore(value: 0)
+        let gate = DispatchSemaphore(value: 0)
+        let group = DispatchGroup()
+        DispatchQueue.global().async(group: group) {
+            try? coordinator.perform(WriteTicket(waits: true) { _ in
+                started.signal()
+                gate.wait()
+            })
+        }
+        started.wait()
+        Self.submitDeferred(7, to: coordinator)
+        gate.signal()
+        group.wait()
+        coordinator.queue.sync {}
+        #expect(coordinator.pendingCount == 7)
+        #expect(coordinator.transactions.load(ordering: .relaxed) == 1)
+        try coordinator.perform(WriteTicket(waits: true) { _ in })
+        #expect(try WriteCoordinatorMergeTests.details(shared).count == 7)
+    }
+
+    @Test func aFullBatchOfDeferredWritesIsCommittedAtOnce() throws {
+        let (coordinator, shared) = try Self.coordinator(maxBatch: 8)
+        defer { coordinator.close() }
+        Self.asynchronousWriteThen(20, coordinator)
+        // 20 queued: two full batches of 8 go at once, the last 4 wait for the delayed kick.
+        #expect(coordinator.pendingCount == 4)
+        #expect(coordinator.transactions.load(ordering: .relaxed) == 3)
+        try coordinator.perform(WriteTicket(waits: true) { _ in })
+        #expect(try WriteCoordinatorMergeTests.details(shared) == (0..<20).map { "d\($0)" })
+    }
+
+    @Test func anAsynchronousWriteTakesTheWaitingDeferredWritesAlong() throws {
+        let (coordinator, shared) = try Self.coordinator(maxBatch: 512)
+        defer { coordinator.close() }
+        Self.asynchronousWriteThen(5, coordinator)
+        #expect(coordinator.pendingCount == 5)
+        Self.asynchronousWriteThen(0, coordinator)
+        #expect(coordinator.pendingCount == 0)
+        #expect(try WriteCoordinatorMergeTests.details(shared).count == 5)
+    }
+}

@@ -98,7 +98,9 @@ protocol WriterAccess: Sendable {
 /// - Then it hands leadership to the oldest waiting ticket's owner, or releases it.
 /// - Deferred tickets (no waiter) ride along with the next batch; when no leader is active, a
 ///   kick on the writer queue commits them after `deferredDelay` so that a stream of them is
-///   batched too.
+///   batched too. A leader or kick that is left with deferred tickets only (less than a batch)
+///   does not commit them at once either: it schedules that delayed kick, so a steady stream
+///   is committed about once per `deferredDelay`, not in back-to-back small transactions.
 /// - Asynchronous tickets (``submit(_:)``, a completion instead of a waiter) never block their
 ///   submitter: when no leader is active an immediate kick runs them *on the writer queue*, and
 ///   the writer calls each completion after the commit. While that kick keeps finding pending
@@ -241,11 +243,16 @@ final class WriteCoordinator: @unchecked Sendable {
     /// kick if deferred or asynchronous tickets remain: an asynchronous one must not wait for a
     /// delayed kick).
     private func handOff() {
-        enum Next { case none, promote(WriteTicket), kick }
+        enum Next { case none, promote(WriteTicket), kick, kickLater }
         let next = state.withLock { s -> Next in
             if let waiting = s.pending.first(where: { $0.waiter != nil }) { return .promote(waiting) }
             s.leaderActive = false
             if s.pending.isEmpty || s.kickQueued { return .none }
+            if !needsPromptCommit(s.pending) {
+                if s.delayedKickScheduled { return .none }
+                s.delayedKickScheduled = true
+                return .kickLater
+            }
             s.kickQueued = true
             return .kick
         }
@@ -253,7 +260,18 @@ final class WriteCoordinator: @unchecked Sendable {
         case .none: break
         case .promote(let ticket): ticket.waiter?.signal()
         case .kick: queue.async { self.kicked(delayed: false) }
+        case .kickLater: queue.asyncAfter(deadline: .now() + deferredDelay) { self.kicked(delayed: true) }
         }
+    }
+
+    /// True when `pending` holds an asynchronous ticket (its owner waits for the completion) or
+    /// a full batch. Deferred tickets alone wait for the delayed kick instead, so that a steady
+    /// stream of them (one audit row per export) is committed about once per `deferredDelay`
+    /// in large batches, not in one small transaction after another: every commit makes each
+    /// reader connection drop its page cache at its next read (WAL), and costs the writer a
+    /// transaction and new WAL frames of the same few pages.
+    private func needsPromptCommit(_ pending: [WriteTicket]) -> Bool {
+        pending.count >= maxBatch || pending.contains { !$0.isDeferred }
     }
 
     /// A kick on the writer queue: commits queued deferred and asynchronous tickets unless a
@@ -268,15 +286,20 @@ final class WriteCoordinator: @unchecked Sendable {
         guard leads else { return }
         while true {
             runBatch()
-            enum Next { case done, promote(WriteTicket), again }
+            enum Next { case done, promote(WriteTicket), again, later }
             let next = state.withLock { s -> Next in
                 if let waiting = s.pending.first(where: { $0.waiter != nil }) { return .promote(waiting) }
-                if !s.pending.isEmpty { return .again }
+                if !s.pending.isEmpty && needsPromptCommit(s.pending) { return .again }
                 s.leaderActive = false
-                return .done
+                if s.pending.isEmpty || s.delayedKickScheduled || s.kickQueued { return .done }
+                s.delayedKickScheduled = true
+                return .later
             }
             switch next {
             case .done: return
+            case .later:
+                queue.asyncAfter(deadline: .now() + deferredDelay) { self.kicked(delayed: true) }
+                return
             case .again: continue
             case .promote(let ticket):
                 ticket.waiter?.signal()
