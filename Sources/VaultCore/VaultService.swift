@@ -330,7 +330,7 @@ public final class VaultService: Sendable {
         let found: StoredSession?
         do { found = try store.session(named: name) } catch { throw VaultError(error) }
         guard var found else { throw .notFound }
-        if let noted = exportTimes.withLock({ $0.time(for: name.rawValue) }) { Self.applyExportTime(noted, to: &found) }
+        if let noted = exportTimes.withLock({ $0.time(for: found.id) }) { Self.applyExportTime(noted, to: &found) }
         return found
     }
 
@@ -341,7 +341,7 @@ public final class VaultService: Sendable {
         exportTimes.withLock { noted in
             guard !noted.isEmpty else { return }
             for i in page.sessions.indices {
-                if let time = noted.time(for: page.sessions[i].name.rawValue) { Self.applyExportTime(time, to: &page.sessions[i]) }
+                if let time = noted.time(for: page.sessions[i].id) { Self.applyExportTime(time, to: &page.sessions[i]) }
             }
         }
         return page
@@ -353,8 +353,8 @@ public final class VaultService: Sendable {
     }
 
     /// Notes an export time and makes sure a flush follows within ``exportTimesFlushDelay``.
-    private func noteExported(_ name: SessionName, at time: Int64) {
-        exportTimes.withLock { $0.note(name.rawValue, at: time) }
+    private func noteExported(_ id: SessionID, at time: Int64) {
+        exportTimes.withLock { $0.note(id, at: time) }
         if exportFlushScheduled.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged {
             exportFlushQueue.asyncAfter(deadline: .now() + Self.exportTimesFlushDelay) { [weak self] in
                 self?.writeExportTimes()
@@ -383,14 +383,15 @@ public final class VaultService: Sendable {
         guard !snapshot.isEmpty else { return }
         // Chunks of `exportFlushChunk` rows, each one write that is waited for before the next
         // is sent: the writer interleaves audit rows between them, so a flush of a large vault
-        // never fills the deferred backlog (exports would wait on the writer), and no
-        // whole-vault array of names is built.
-        var chunk: [(name: SessionName, time: Int64)] = []
+        // never fills the deferred backlog (exports would wait on the writer). In id order, so
+        // that a chunk's rows are neighbours in the table (see `ExportTimes`); the sorted keys
+        // are the only whole-flush array (16 bytes a session).
+        var chunk: [(id: SessionID, time: Int64)] = []
         chunk.reserveCapacity(Self.exportFlushChunk)
         var committed = true
-        for (key, time) in snapshot {
-            guard let name = try? SessionName(key) else { continue }
-            chunk.append((name, time))
+        for key in snapshot.keys.sorted() {
+            guard let time = snapshot[key] else { continue }
+            chunk.append((key.id, time))
             if chunk.count == Self.exportFlushChunk {
                 do { try store.markExported(chunk) } catch { committed = false }
                 chunk.removeAll(keepingCapacity: true)
@@ -480,7 +481,7 @@ public final class VaultService: Sendable {
         } catch {
             throw .integrity
         }
-        noteExported(name, at: clock())
+        noteExported(stored.id, at: clock())
         audit("session.export", name.rawValue, context, outcome: "ok", detail: format.rawValue)
         return result
     }

@@ -611,10 +611,10 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
         }
     }
 
-    public func markExported(_ rows: [(name: SessionName, time: Int64)]) throws(StorageError) {
+    public func markExported(_ rows: [(id: SessionID, time: Int64)]) throws(StorageError) {
         guard !rows.isEmpty else { return }
-        let values = rows.map { (name: $0.name.rawValue, time: $0.time) }
-        try write { connection in try MultiRow.markExported(values, on: connection) }
+        let values = rows.map { (key: SQLiteValue.blob($0.id.bytes), time: $0.time) }
+        try write { connection in try MultiRow.markExported(values, by: MultiRow.markExportedByID, on: connection) }
     }
 
     /// Writes a run of deferred writes (two or more, in submission order) with few statements:
@@ -640,7 +640,8 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
             }
         }
         try MultiRow.insertAudits(audits, on: connection)
-        try MultiRow.markExported(exports, on: connection)
+        try MultiRow.markExported(
+            exports.map { (key: SQLiteValue.text($0.name), time: $0.time) }, by: MultiRow.markExported, on: connection)
     }
 
     /// Queued deferred writes beyond which ``enqueue(_:)`` waits for its write to commit.
@@ -882,6 +883,12 @@ enum MultiRow {
             "UPDATE sessions SET last_exported_at = max(coalesce(last_exported_at, v.column2), v.column2) FROM (VALUES "
                 + placeholders(rows: 1 << k, columns: 2) + ") AS v WHERE sessions.name = v.column1")
     }
+    /// `markExportedByID[k]`: the same by session id (id, time).
+    static let markExportedByID: [SQLiteStatementKey] = (0...7).map { k in
+        SQLiteStatementKey(
+            "UPDATE sessions SET last_exported_at = max(coalesce(last_exported_at, v.column2), v.column2) FROM (VALUES "
+                + placeholders(rows: 1 << k, columns: 2) + ") AS v WHERE sessions.id = v.column1")
+    }
     static let auditColumns = 7
 
     /// `(?1, ?2), (?3, ?4), …`
@@ -922,13 +929,16 @@ enum MultiRow {
         }
     }
 
-    static func markExported(_ rows: [(name: String, time: Int64)], on connection: SQLiteConnection) throws {
+    /// Runs `statements` (``markExported`` or ``markExportedByID``) over `rows` of (name or id, time).
+    static func markExported(
+        _ rows: [(key: SQLiteValue, time: Int64)], by statements: [SQLiteStatementKey], on connection: SQLiteConnection
+    ) throws {
         var next = 0
         for k in chunks(rows.count) {
-            let statement = try connection.cached(markExported[k])
+            let statement = try connection.cached(statements[k])
             defer { statement.reset() }
             for row in 0..<(1 << k) {
-                try statement.bind(.text(rows[next + row].name), at: Int32(2 * row + 1))
+                try statement.bind(rows[next + row].key, at: Int32(2 * row + 1))
                 try statement.bind(.integer(rows[next + row].time), at: Int32(2 * row + 2))
             }
             next += 1 << k

@@ -184,14 +184,14 @@ public protocol SessionStore: Sendable {
     /// Queues a write without waiting for it (see ``DeferredWrite``). Never blocks.
     func enqueue(_ write: DeferredWrite)
 
-    /// Sets `last_exported_at` of many sessions (the later of the stored and the given time;
-    /// unknown names are ignored) in one write of the next group commit, outside the deferred
+    /// Sets `last_exported_at` of many sessions, by id (the later of the stored and the given
+    /// time; unknown ids are ignored), in one write of the next group commit, outside the deferred
     /// backlog of ``enqueue(_:)``, and returns once it has committed. The export-time flush
     /// writes a few hundred rows per call and waits for each, so at most one of its writes is
     /// queued at any time: audit rows keep flowing between them instead of piling up behind a
     /// whole flush (which filled the backlog and made exports wait on the writer).
     /// - Throws: ``StorageError/closed`` after ``close()``; the database's failure otherwise.
-    func markExported(_ rows: [(name: SessionName, time: Int64)]) throws(StorageError)
+    func markExported(_ rows: [(id: SessionID, time: Int64)]) throws(StorageError)
 
     /// Waits until every write submitted before this call has committed.
     /// - Throws: ``StorageError/closed`` after ``close()``.
