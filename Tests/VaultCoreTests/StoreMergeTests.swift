@@ -259,6 +259,19 @@ import Testing
         #expect(try WriteCoordinatorMergeTests.details(shared) == (0..<20).map { "d\($0)" })
     }
 
+    @Test func aFullBatchQueuedWhileIdleIsCommittedWithoutTheDelay() throws {
+        let (coordinator, shared) = try Self.coordinator(maxBatch: 8)
+        defer { coordinator.close() }
+        Self.submitDeferred(7, to: coordinator)
+        coordinator.queue.sync {}
+        #expect(coordinator.pendingCount == 7)  // less than a batch: waits for the delayed kick
+        Self.submitDeferred(1, to: coordinator)
+        coordinator.queue.sync {}  // the eighth queued an immediate kick, which has run by now
+        #expect(coordinator.pendingCount == 0)
+        #expect(coordinator.transactions.load(ordering: .relaxed) == 1)
+        #expect(try WriteCoordinatorMergeTests.details(shared).count == 8)
+    }
+
     @Test func anAsynchronousWriteTakesTheWaitingDeferredWritesAlong() throws {
         let (coordinator, shared) = try Self.coordinator(maxBatch: 512)
         defer { coordinator.close() }

@@ -198,20 +198,29 @@ final class WriteCoordinator: @unchecked Sendable {
     /// Mirrors `state.pending.count`, stored under the lock at every change.
     private let pendingGauge = Atomic<Int>(0)
 
-    /// Queues a deferred ticket. Never blocks.
+    /// Queues a deferred ticket. Never blocks. The delayed kick commits it, or an immediate one
+    /// once a full batch (`maxBatch`) is queued: a fast stream of deferred writes must not pile
+    /// up for the whole delay.
     func submitDeferred(_ ticket: WriteTicket) {
-        let kick = state.withLock { s -> Bool? in
-            if s.closed { return nil }
+        enum Kick { case closed, none, now, later }
+        let kick = state.withLock { s -> Kick in
+            if s.closed { return .closed }
             s.pending.append(ticket)
             pendingGauge.store(s.pending.count, ordering: .relaxed)
-            if s.leaderActive || s.delayedKickScheduled || s.kickQueued { return false }
+            if s.leaderActive || s.kickQueued { return .none }
+            if s.pending.count >= maxBatch {
+                s.kickQueued = true
+                return .now
+            }
+            if s.delayedKickScheduled { return .none }
             s.delayedKickScheduled = true
-            return true
+            return .later
         }
         switch kick {
-        case nil: deferredFailures.add(1, ordering: .relaxed)
-        case true?: queue.asyncAfter(deadline: .now() + deferredDelay) { self.kicked(delayed: true) }
-        case false?: break
+        case .closed: deferredFailures.add(1, ordering: .relaxed)
+        case .now: queue.async { self.kicked(delayed: false) }
+        case .later: queue.asyncAfter(deadline: .now() + deferredDelay) { self.kicked(delayed: true) }
+        case .none: break
         }
     }
 
