@@ -330,7 +330,7 @@ public final class VaultService: Sendable {
         let found: StoredSession?
         do { found = try store.session(named: name) } catch { throw VaultError(error) }
         guard var found else { throw .notFound }
-        if let noted = exportTimes.withLock({ $0.time(for: found.id) }) { Self.applyExportTime(noted, to: &found) }
+        withNotedExportTime(&found)
         return found
     }
 
@@ -345,6 +345,11 @@ public final class VaultService: Sendable {
             }
         }
         return page
+    }
+
+    /// Applies the export time noted in memory, if any, to a session read from the store.
+    private func withNotedExportTime(_ session: inout StoredSession) {
+        if let noted = exportTimes.withLock({ $0.time(for: session.id) }) { Self.applyExportTime(noted, to: &session) }
     }
 
     /// `last_exported_at` never moves backwards: the newer of the stored and the noted time.
@@ -365,10 +370,9 @@ public final class VaultService: Sendable {
     /// Writes the noted export times to the store and waits until they are committed; the
     /// service's shutdown calls it before closing the store. Safe to call at any time.
     ///
-    /// Every time but the last goes through the writer's deferred queue (merged into a few
-    /// multi-row UPDATEs); the last one is a write that waits for its commit. The writer commits in
-    /// FIFO order, so when that returns every earlier one is committed too, and the noted times
-    /// can be dropped (unless an export noted a newer time meanwhile).
+    /// The times go in chunks (multi-row UPDATEs by session id), each a write that waits for its
+    /// commit before the next is sent; once the last has committed, the noted times can be
+    /// dropped (unless an export noted a newer time meanwhile).
     public func flushExportTimes() {
         exportFlushQueue.sync { writeExportTimes() }
     }
@@ -425,8 +429,9 @@ public final class VaultService: Sendable {
                           serverAddress: current.serverAddress)
         current.updatedAt = clock()
         do {
-            let updated = try store.update(current, expectedVersion: expected)
+            var updated = try store.update(current, expectedVersion: expected)
             audit("session.update", name.rawValue, context, outcome: "ok")
+            withNotedExportTime(&updated)
             return updated
         } catch {
             throw VaultError(error)
@@ -511,9 +516,10 @@ public final class VaultService: Sendable {
             throw .revoked
         }
         do {
-            let s = try store.revoke(name, at: clock())
+            var s = try store.revoke(name, at: clock())
             tokenCacheInvalidate()
             audit("session.revoke", name.rawValue, context, outcome: "ok")
+            withNotedExportTime(&s)
             return s
         } catch {
             audit("session.revoke", name.rawValue, context, outcome: error == .revoked ? "gone" : "error")

@@ -183,6 +183,7 @@ private final class Outcomes: Sendable {
             #expect(try store.session(named: name("s299"))?.lastExportedAt == 1_299)
             #expect(try store.session(named: name("late"))?.lastExportedAt == 9_000)
             #expect(after.failedWrites == 0)
+            #expect(try store.countSessions().total == 301)  // the unknown id created nothing
         }
     }
 }

@@ -227,12 +227,31 @@ struct StoreFileTests {
     @Test func aBurstOfDeferredWritesIsBoundedAndComplete() throws {
         try withStore(.file) { store, _ in
             let total = 3 * SQLiteSessionStore.maxDeferredBacklog
-            for i in 0..<total {
-                store.enqueue(.audit(AuditEvent(time: Int64(i), accessor: nil, action: "burst", sessionName: nil,
-                                                remoteAddress: nil, outcome: "ok", detail: nil)))
+            // Hold the writer so that the burst fills the backlog whatever the machine's speed;
+            // let it go once an enqueue has had to wait.
+            let holding = DispatchSemaphore(value: 0)
+            let release = DispatchSemaphore(value: 0)
+            store.coordinator.submit(WriteTicket(body: { _ in
+                holding.signal()
+                _ = release.wait(timeout: .now() + .seconds(60))
+            }, completion: { _ in }))
+            #expect(holding.wait(timeout: .now() + .seconds(60)) == .success)
+            let burst = DispatchGroup()
+            DispatchQueue.global().async(group: burst) {
+                for i in 0..<total {
+                    store.enqueue(.audit(AuditEvent(time: Int64(i), accessor: nil, action: "burst", sessionName: nil,
+                                                    remoteAddress: nil, outcome: "ok", detail: nil)))
+                }
             }
-            try store.flush()
+            let deadline = DispatchTime.now() + .seconds(60)
+            while store.backpressureWaits.load(ordering: .relaxed) == 0 && DispatchTime.now() < deadline {
+                usleep(1_000)
+            }
             #expect(store.backpressureWaits.load(ordering: .relaxed) > 0)
+            #expect(store.coordinator.pendingCount <= SQLiteSessionStore.maxDeferredBacklog + 1)
+            release.signal()
+            #expect(burst.wait(timeout: .now() + .seconds(60)) == .success)
+            try store.flush()
             var seen = 0
             var before: Int64?
             while true {

@@ -272,6 +272,25 @@ import Testing
         #expect(try WriteCoordinatorMergeTests.details(shared).count == 8)
     }
 
+    /// A smaller `promptAt` (the store passes half its deferred backlog) starts the immediate
+    /// kick before a full batch is queued.
+    @Test func promptAtBelowTheBatchSizeStartsTheKickEarlier() throws {
+        let connection = try SQLiteConnection(path: ":memory:")
+        try VaultSchema.migrate(connection)
+        let shared = SharedConnection(connection)
+        let coordinator = WriteCoordinator(
+            access: shared, label: "test.writer", maxBatch: 512, deferredDelay: .seconds(600), hasWAL: false,
+            promptAt: 4, merge: SQLiteSessionStore.writeMerged)
+        defer { coordinator.close() }
+        Self.submitDeferred(3, to: coordinator)
+        coordinator.queue.sync {}
+        #expect(coordinator.pendingCount == 3)
+        Self.submitDeferred(1, to: coordinator)
+        coordinator.queue.sync {}
+        #expect(coordinator.pendingCount == 0)
+        #expect(try WriteCoordinatorMergeTests.details(shared).count == 4)
+    }
+
     @Test func anAsynchronousWriteTakesTheWaitingDeferredWritesAlong() throws {
         let (coordinator, shared) = try Self.coordinator(maxBatch: 512)
         defer { coordinator.close() }
@@ -280,5 +299,68 @@ import Testing
         Self.asynchronousWriteThen(0, coordinator)
         #expect(coordinator.pendingCount == 0)
         #expect(try WriteCoordinatorMergeTests.details(shared).count == 5)
+    }
+}
+
+/// Liveness: with a short delay, deferred writes left behind by a leader, by a kick, or queued
+/// while the writer is idle are committed by the delayed kick with no other write to carry them.
+@Suite struct WriteCoordinatorDelayedKickTests {
+    static func coordinator() throws -> (WriteCoordinator, SharedConnection) {
+        let connection = try SQLiteConnection(path: ":memory:")
+        try VaultSchema.migrate(connection)
+        let shared = SharedConnection(connection)
+        let coordinator = WriteCoordinator(
+            access: shared, label: "test.writer", maxBatch: 512, deferredDelay: .milliseconds(1), hasWAL: false,
+            merge: SQLiteSessionStore.writeMerged)
+        return (coordinator, shared)
+    }
+
+    /// Polls until nothing is pending (bounded: a lost kick fails the test instead of hanging).
+    static func drained(_ coordinator: WriteCoordinator) -> Bool {
+        let deadline = DispatchTime.now() + .seconds(30)
+        while coordinator.pendingCount > 0 {
+            if DispatchTime.now() > deadline { return false }
+            usleep(1_000)
+        }
+        return true
+    }
+
+    @Test func deferredWritesQueuedWhileIdleAreCommitted() throws {
+        let (coordinator, shared) = try Self.coordinator()
+        defer { coordinator.close() }
+        WriteCoordinatorPacingTests.submitDeferred(5, to: coordinator)
+        #expect(Self.drained(coordinator))
+        coordinator.queue.sync {}
+        #expect(try WriteCoordinatorMergeTests.details(shared).count == 5)
+    }
+
+    @Test func deferredWritesLeftByAKickAreCommitted() throws {
+        let (coordinator, shared) = try Self.coordinator()
+        defer { coordinator.close() }
+        WriteCoordinatorPacingTests.asynchronousWriteThen(6, coordinator)
+        #expect(Self.drained(coordinator))
+        coordinator.queue.sync {}
+        #expect(try WriteCoordinatorMergeTests.details(shared).count == 6)
+    }
+
+    @Test func deferredWritesLeftByALeaderAreCommitted() throws {
+        let (coordinator, shared) = try Self.coordinator()
+        defer { coordinator.close() }
+        let started = DispatchSemaphore(value: 0)
+        let gate = DispatchSemaphore(value: 0)
+        let group = DispatchGroup()
+        DispatchQueue.global().async(group: group) {
+            try? coordinator.perform(WriteTicket(waits: true) { _ in
+                started.signal()
+                gate.wait()
+            })
+        }
+        started.wait()
+        WriteCoordinatorPacingTests.submitDeferred(7, to: coordinator)
+        gate.signal()
+        group.wait()
+        #expect(Self.drained(coordinator))
+        coordinator.queue.sync {}
+        #expect(try WriteCoordinatorMergeTests.details(shared).count == 7)
     }
 }

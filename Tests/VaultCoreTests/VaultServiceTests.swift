@@ -71,6 +71,25 @@ import Testing
         }
     }
 
+    /// The sessions that PATCH and revoke answer with carry the export time noted in memory too.
+    @Test(arguments: StoreKind.allCases)
+    func updateAndRevokeAnswersShowTheNotedExportTime(_ kind: StoreKind) throws {
+        try withStore(kind) { store, _ in
+            let now = Atomic<Int64>(1_000)
+            let vault = try VaultService(store: store, master: try MasterKey.generate(), clock: { now.load(ordering: .relaxed) })
+            let a = try SessionName("a")
+            _ = try vault.create(name: a, imported: try Self.imported(randomBytes(256)), context: Self.ctx)
+            now.store(5_000, ordering: .relaxed)
+            _ = try vault.export(a, as: .pyrogram, context: Self.ctx)
+            #expect(try store.session(named: a)?.lastExportedAt == nil)  // noted, not flushed yet
+            now.store(6_000, ordering: .relaxed)
+            let updated = try vault.patch(a, changes: SessionChanges(userID: 42), expectedVersion: nil, context: Self.ctx)
+            #expect(updated.lastExportedAt == 5_000)
+            let tomb = try vault.revoke(a, context: Self.ctx)
+            #expect(tomb.lastExportedAt == 5_000)
+        }
+    }
+
     @Test func conversionLackingDataNamesEveryField() throws {
         try withStore(.memory) { store, _ in
             let vault = try VaultService(store: store, master: try MasterKey.generate())

@@ -96,7 +96,8 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
                     maxIdle: configuration.maxIdleReaders, maxOpen: configuration.maxReaders))
             coordinator = WriteCoordinator(
                 access: ConfinedWriter(writer), label: "session-vault.store.writer",
-                maxBatch: configuration.maxBatchSize, deferredDelay: delay, hasWAL: true, merge: Self.writeMerged)
+                maxBatch: configuration.maxBatchSize, deferredDelay: delay, hasWAL: true,
+                promptAt: Self.maxDeferredBacklog / 2, merge: Self.writeMerged)
         case .memory:
             let connection: SQLiteConnection
             do {
@@ -110,7 +111,8 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
             readers = .shared(shared)
             coordinator = WriteCoordinator(
                 access: shared, label: "session-vault.store.writer",
-                maxBatch: configuration.maxBatchSize, deferredDelay: delay, hasWAL: false, merge: Self.writeMerged)
+                maxBatch: configuration.maxBatchSize, deferredDelay: delay, hasWAL: false,
+                promptAt: Self.maxDeferredBacklog / 2, merge: Self.writeMerged)
         }
     }
 

@@ -62,7 +62,8 @@ public protocol SessionStore: Sendable {
     func update(_ session: StoredSession, expectedVersion: Int64) throws(StorageError) -> StoredSession
 
     /// Records an export (sets `lastExportedAt`, never backwards). Does not change `version`.
-    /// For the export hot path prefer ``enqueue(_:)`` with ``DeferredWrite/markExported(_:at:)``.
+    /// The service batches export times itself (`markExported(_ rows:)`, by id);
+    /// ``enqueue(_:)`` with ``DeferredWrite/markExported(_:at:)`` queues one without waiting.
     /// - Throws: ``StorageError/notFound``.
     func markExported(_ name: SessionName, at time: Int64) throws(StorageError)
 

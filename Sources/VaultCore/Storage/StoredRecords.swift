@@ -284,8 +284,9 @@ public struct AuditRecord: Sendable, Equatable {
     }
 }
 
-/// A write the caller does not wait for: it is committed with the next group commit (or after
-/// a short delay when the writer is idle). Used on read paths (export) so that bookkeeping never
+/// A write the caller does not wait for: it is committed with the next group commit that has
+/// another reason to run, or within the store's deferred-write delay (at once when half the
+/// deferred backlog is queued). Used on read paths (export) so that bookkeeping never
 /// costs the reader an fsync. Lost on a crash before that commit; failures are counted in
 /// ``StoreStatistics/deferredFailures``.
 public enum DeferredWrite: Sendable, Equatable {

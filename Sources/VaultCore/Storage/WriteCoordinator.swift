@@ -98,14 +98,15 @@ protocol WriterAccess: Sendable {
 /// - Then it hands leadership to the oldest waiting ticket's owner, or releases it.
 /// - Deferred tickets (no waiter) ride along with the next batch; when no leader is active, a
 ///   kick on the writer queue commits them after `deferredDelay` so that a stream of them is
-///   batched too. A leader or kick that is left with deferred tickets only (less than a batch)
+///   batched too. A leader or kick that is left with deferred tickets only (fewer than `promptCount`)
 ///   does not commit them at once either: it schedules that delayed kick, so a steady stream
 ///   is committed about once per `deferredDelay`, not in back-to-back small transactions.
 /// - Asynchronous tickets (``submit(_:)``, a completion instead of a waiter) never block their
 ///   submitter: when no leader is active an immediate kick runs them *on the writer queue*, and
 ///   the writer calls each completion after the commit. While that kick keeps finding pending
-///   tickets it keeps committing them in batches, so a stream of asynchronous writes is group
-///   committed with no thread waiting on a semaphore and no thread hop but the one to the writer.
+///   asynchronous tickets (or a full batch) it keeps committing them in batches, so a stream of
+///   asynchronous writes is group committed with no thread waiting on a semaphore and no thread
+///   hop but the one to the writer.
 ///
 /// Because only this queue ever writes, and every write transaction starts with
 /// `BEGIN IMMEDIATE`, writers never meet `SQLITE_BUSY` ("database is locked").
@@ -127,6 +128,9 @@ final class WriteCoordinator: @unchecked Sendable {
     private let state = PThreadLocked(State())
     private let access: any WriterAccess
     private let maxBatch: Int
+    /// Queued deferred tickets that are committed at once instead of after the delay: a full
+    /// batch, or fewer when the caller's backlog bound is lower (see ``init``).
+    private let promptCount: Int
     private let deferredDelay: DispatchTimeInterval
     private let hasWAL: Bool
     /// The writer queue: the only place the writer connection is used.
@@ -150,11 +154,12 @@ final class WriteCoordinator: @unchecked Sendable {
 
     init(
         access: any WriterAccess, label: String, maxBatch: Int, deferredDelay: DispatchTimeInterval, hasWAL: Bool,
-        merge: (@Sendable ([MergeableWrite], SQLiteConnection) throws -> Void)? = nil
+        promptAt: Int? = nil, merge: (@Sendable ([MergeableWrite], SQLiteConnection) throws -> Void)? = nil
     ) {
         self.access = access
         self.merge = merge
         self.maxBatch = max(1, maxBatch)
+        self.promptCount = max(1, min(self.maxBatch, promptAt ?? self.maxBatch))
         self.deferredDelay = deferredDelay
         self.hasWAL = hasWAL
         self.queue = DispatchQueue(label: label)
@@ -199,8 +204,8 @@ final class WriteCoordinator: @unchecked Sendable {
     private let pendingGauge = Atomic<Int>(0)
 
     /// Queues a deferred ticket. Never blocks. The delayed kick commits it, or an immediate one
-    /// once a full batch (`maxBatch`) is queued: a fast stream of deferred writes must not pile
-    /// up for the whole delay.
+    /// once `promptCount` are queued: a fast stream of deferred writes must not pile up for the
+    /// whole delay.
     func submitDeferred(_ ticket: WriteTicket) {
         enum Kick { case closed, none, now, later }
         let kick = state.withLock { s -> Kick in
@@ -208,7 +213,7 @@ final class WriteCoordinator: @unchecked Sendable {
             s.pending.append(ticket)
             pendingGauge.store(s.pending.count, ordering: .relaxed)
             if s.leaderActive || s.kickQueued { return .none }
-            if s.pending.count >= maxBatch {
+            if s.pending.count >= promptCount {
                 s.kickQueued = true
                 return .now
             }
@@ -248,9 +253,9 @@ final class WriteCoordinator: @unchecked Sendable {
         }
     }
 
-    /// Passes leadership to the oldest waiting ticket, or releases it (queueing an immediate
-    /// kick if deferred or asynchronous tickets remain: an asynchronous one must not wait for a
-    /// delayed kick).
+    /// Passes leadership to the oldest waiting ticket, or releases it, queueing an immediate
+    /// kick if an asynchronous ticket (which must not wait for a delayed kick) or `promptCount`
+    /// tickets remain, and the delayed kick if deferred tickets alone do.
     private func handOff() {
         enum Next { case none, promote(WriteTicket), kick, kickLater }
         let next = state.withLock { s -> Next in
@@ -274,25 +279,39 @@ final class WriteCoordinator: @unchecked Sendable {
     }
 
     /// True when `pending` holds an asynchronous ticket (its owner waits for the completion) or
-    /// a full batch. Deferred tickets alone wait for the delayed kick instead, so that a steady
+    /// `promptCount` tickets. Deferred tickets alone wait for the delayed kick instead, so that a steady
     /// stream of them (one audit row per export) is committed about once per `deferredDelay`
     /// in large batches, not in one small transaction after another: every commit makes each
     /// reader connection drop its page cache at its next read (WAL), and costs the writer a
     /// transaction and new WAL frames of the same few pages.
     private func needsPromptCommit(_ pending: [WriteTicket]) -> Bool {
-        pending.count >= maxBatch || pending.contains { !$0.isDeferred }
+        pending.count >= promptCount || pending.contains { !$0.isDeferred }
     }
 
     /// A kick on the writer queue: commits queued deferred and asynchronous tickets unless a
-    /// leader is active, and goes on while more arrive.
+    /// leader is active, and goes on while asynchronous ones (or a full batch) keep arriving.
+    /// An immediate kick that finds its reason gone (a leader took those tickets) leaves what
+    /// is left, deferred tickets only, to the delayed kick.
     private func kicked(delayed: Bool) {
-        let leads = state.withLock { s -> Bool in
+        enum Start { case lead, no, later }
+        let start = state.withLock { s -> Start in
             if delayed { s.delayedKickScheduled = false } else { s.kickQueued = false }
-            if s.leaderActive || s.pending.isEmpty { return false }
+            if s.leaderActive || s.pending.isEmpty { return .no }
+            if !delayed && !needsPromptCommit(s.pending) {
+                if s.delayedKickScheduled { return .no }
+                s.delayedKickScheduled = true
+                return .later
+            }
             s.leaderActive = true
-            return true
+            return .lead
         }
-        guard leads else { return }
+        switch start {
+        case .no: return
+        case .later:
+            queue.asyncAfter(deadline: .now() + deferredDelay) { self.kicked(delayed: true) }
+            return
+        case .lead: break
+        }
         while true {
             runBatch()
             enum Next { case done, promote(WriteTicket), again, later }
