@@ -222,6 +222,30 @@ struct StoreFileTests {
     }
 }
 
+/// Holds the store's writer inside an asynchronous ticket (bounded: 60 s) so that writes pile
+/// up behind it, until ``release()``.
+struct HeldWriter {
+    private let holding = DispatchSemaphore(value: 0)
+    private let gate = DispatchSemaphore(value: 0)
+    private let done = DispatchSemaphore(value: 0)
+    /// Whether the writer is inside the ticket.
+    let isHolding: Bool
+
+    init(_ store: SQLiteSessionStore) {
+        let (holding, gate, done) = (self.holding, self.gate, self.done)
+        store.coordinator.submit(WriteTicket(body: { _ in
+            holding.signal()
+            _ = gate.wait(timeout: .now() + .seconds(60))
+        }, completion: { _ in done.signal() }))
+        isHolding = holding.wait(timeout: .now() + .seconds(60)) == .success
+    }
+
+    func release() { gate.signal() }
+
+    /// Waits (60 s at most) for the held ticket's commit.
+    func finished() -> Bool { done.wait(timeout: .now() + .seconds(60)) == .success }
+}
+
 /// The deferred-write backlog is bounded by backpressure and loses nothing.
 @Suite struct StoreBacklogTests {
     @Test func aBurstOfDeferredWritesIsBoundedAndComplete() throws {
@@ -229,13 +253,8 @@ struct StoreFileTests {
             let total = 3 * SQLiteSessionStore.maxDeferredBacklog
             // Hold the writer so that the burst fills the backlog whatever the machine's speed;
             // let it go once an enqueue has had to wait.
-            let holding = DispatchSemaphore(value: 0)
-            let release = DispatchSemaphore(value: 0)
-            store.coordinator.submit(WriteTicket(body: { _ in
-                holding.signal()
-                _ = release.wait(timeout: .now() + .seconds(60))
-            }, completion: { _ in }))
-            #expect(holding.wait(timeout: .now() + .seconds(60)) == .success)
+            let held = HeldWriter(store)
+            #expect(held.isHolding)
             let burst = DispatchGroup()
             DispatchQueue.global().async(group: burst) {
                 for i in 0..<total {
@@ -249,7 +268,7 @@ struct StoreFileTests {
             }
             #expect(store.backpressureWaits.load(ordering: .relaxed) > 0)
             #expect(store.coordinator.pendingCount <= SQLiteSessionStore.maxDeferredBacklog + 1)
-            release.signal()
+            held.release()
             #expect(burst.wait(timeout: .now() + .seconds(60)) == .success)
             try store.flush()
             var seen = 0
@@ -354,21 +373,15 @@ struct StoreFileTests {
         try withStore(.file) { store, _ in
             #expect(!store.mayWaitNow)
             // Hold the writer inside a ticket so that deferred writes pile up behind it.
-            let holding = DispatchSemaphore(value: 0)
-            let release = DispatchSemaphore(value: 0)
-            let finished = DispatchSemaphore(value: 0)
-            store.coordinator.submit(WriteTicket(body: { _ in
-                holding.signal()
-                _ = release.wait(timeout: .now() + .seconds(60))
-            }, completion: { _ in finished.signal() }))
-            #expect(holding.wait(timeout: .now() + .seconds(60)) == .success)
+            let held = HeldWriter(store)
+            #expect(held.isHolding)
             for i in 0..<(SQLiteSessionStore.maxDeferredBacklog * 3 / 4) {
                 store.enqueue(.audit(AuditEvent(time: Int64(i), accessor: nil, action: "pile", sessionName: nil,
                                                 remoteAddress: nil, outcome: "ok", detail: nil)))
             }
             #expect(store.mayWaitNow)
-            release.signal()
-            #expect(finished.wait(timeout: .now() + .seconds(60)) == .success)
+            held.release()
+            #expect(held.finished())
             try store.flush()
             #expect(!store.mayWaitNow)
         }

@@ -213,6 +213,24 @@ import Testing
         coordinator.queue.sync {}  // the kick's decision about what is left is made by now
     }
 
+    /// The same with a leader: a waited-for write holds the writer while `deferred` deferred
+    /// tickets queue behind it; returns once that write is done.
+    static func leaderWriteThen(_ deferred: Int, _ coordinator: WriteCoordinator) {
+        let started = DispatchSemaphore(value: 0)
+        let gate = DispatchSemaphore(value: 0)
+        let group = DispatchGroup()
+        DispatchQueue.global().async(group: group) {
+            try? coordinator.perform(WriteTicket(waits: true) { _ in
+                started.signal()
+                gate.wait()
+            })
+        }
+        started.wait()
+        submitDeferred(deferred, to: coordinator)
+        gate.signal()
+        group.wait()
+    }
+
     @Test func deferredWritesLeftByAnAsynchronousWriteWaitForTheDelayedKick() throws {
         let (coordinator, shared) = try Self.coordinator(maxBatch: 512)
         defer { coordinator.close() }
@@ -228,19 +246,7 @@ import Testing
     @Test func deferredWritesLeftByALeaderWaitForTheDelayedKick() throws {
         let (coordinator, shared) = try Self.coordinator(maxBatch: 512)
         defer { coordinator.close() }
-        let started = DispatchSemaphore(value: 0)
-        let gate = DispatchSemaphore(value: 0)
-        let group = DispatchGroup()
-        DispatchQueue.global().async(group: group) {
-            try? coordinator.perform(WriteTicket(waits: true) { _ in
-                started.signal()
-                gate.wait()
-            })
-        }
-        started.wait()
-        Self.submitDeferred(7, to: coordinator)
-        gate.signal()
-        group.wait()
+        Self.leaderWriteThen(7, coordinator)
         coordinator.queue.sync {}
         #expect(coordinator.pendingCount == 7)
         #expect(coordinator.transactions.load(ordering: .relaxed) == 1)
@@ -346,19 +352,7 @@ import Testing
     @Test func deferredWritesLeftByALeaderAreCommitted() throws {
         let (coordinator, shared) = try Self.coordinator()
         defer { coordinator.close() }
-        let started = DispatchSemaphore(value: 0)
-        let gate = DispatchSemaphore(value: 0)
-        let group = DispatchGroup()
-        DispatchQueue.global().async(group: group) {
-            try? coordinator.perform(WriteTicket(waits: true) { _ in
-                started.signal()
-                gate.wait()
-            })
-        }
-        started.wait()
-        WriteCoordinatorPacingTests.submitDeferred(7, to: coordinator)
-        gate.signal()
-        group.wait()
+        WriteCoordinatorPacingTests.leaderWriteThen(7, coordinator)
         #expect(Self.drained(coordinator))
         coordinator.queue.sync {}
         #expect(try WriteCoordinatorMergeTests.details(shared).count == 7)

@@ -224,7 +224,7 @@ final class WriteCoordinator: @unchecked Sendable {
         switch kick {
         case .closed: deferredFailures.add(1, ordering: .relaxed)
         case .now: queue.async { self.kicked(delayed: false) }
-        case .later: queue.asyncAfter(deadline: .now() + deferredDelay) { self.kicked(delayed: true) }
+        case .later: kickLater()
         case .none: break
         }
     }
@@ -274,8 +274,13 @@ final class WriteCoordinator: @unchecked Sendable {
         case .none: break
         case .promote(let ticket): ticket.waiter?.signal()
         case .kick: queue.async { self.kicked(delayed: false) }
-        case .kickLater: queue.asyncAfter(deadline: .now() + deferredDelay) { self.kicked(delayed: true) }
+        case .kickLater: kickLater()
         }
+    }
+
+    /// Queues the delayed kick; the caller has set `delayedKickScheduled` under the lock.
+    private func kickLater() {
+        queue.asyncAfter(deadline: .now() + deferredDelay) { self.kicked(delayed: true) }
     }
 
     /// True when `pending` holds an asynchronous ticket (its owner waits for the completion) or
@@ -308,7 +313,7 @@ final class WriteCoordinator: @unchecked Sendable {
         switch start {
         case .no: return
         case .later:
-            queue.asyncAfter(deadline: .now() + deferredDelay) { self.kicked(delayed: true) }
+            kickLater()
             return
         case .lead: break
         }
@@ -326,7 +331,7 @@ final class WriteCoordinator: @unchecked Sendable {
             switch next {
             case .done: return
             case .later:
-                queue.asyncAfter(deadline: .now() + deferredDelay) { self.kicked(delayed: true) }
+                kickLater()
                 return
             case .again: continue
             case .promote(let ticket):
