@@ -123,6 +123,63 @@ struct LoopDeliveryTests {
         }
     }
 
+    /// A connection served on the loop keeps one persistent EPOLLIN registration while it only
+    /// reads: keep-alive requests answered inline cost no `epoll_ctl` re-arm each.
+    @Test func inlineKeepAliveRequestsDoNotReArm() async throws {
+        try await withServer(handler: Classifying { request in HTTPResponse(text: request.target) }) { server in
+            let client = try TestClient(port: server.port)
+            for i in 0..<50 {
+                client.send("GET /r\(i) HTTP/1.1\r\nHost: x\r\n\r\n")
+                #expect(try await client.readResponse().text == "/r\(i)")
+            }
+            #expect(server.loopRearms.load(ordering: .relaxed) == 0)
+            #expect(server.loopEventsDelivered.load(ordering: .relaxed) >= 50)
+        }
+    }
+
+    /// A handler that does not classify keeps one-shot registrations: one re-arm per event.
+    @Test func anUnclassifyingHandlerReArmsAfterEachEvent() async throws {
+        try await withServer(handler: HTTPClosureHandler { request in HTTPResponse(text: request.target) }) { server in
+            let client = try TestClient(port: server.port)
+            for i in 0..<5 {
+                client.send("GET /r\(i) HTTP/1.1\r\nHost: x\r\n\r\n")
+                #expect(try await client.readResponse().text == "/r\(i)")
+            }
+            #expect(server.loopRearms.load(ordering: .relaxed) >= 5)
+        }
+    }
+
+    /// While a flagged request runs off the loop, the next pipelined request waits in the socket.
+    /// The registration is one-shot during that time: the readable socket is reported at most
+    /// once, not on every `epoll_wait` (a persistent level-triggered registration would spin the
+    /// loop for as long as the handler runs). Then reading resumes and both are answered.
+    @Test func pipelinedBytesDuringAnOffloadedRequestDoNotSpinTheLoop() async throws {
+        let gate = Gate()
+        let handler = Classifying { request in
+            if request.target.hasPrefix("/block") { gate.pass() }
+            return HTTPResponse(text: request.target)
+        }
+        try await withServer(handler: handler) { server in
+            let client = try TestClient(port: server.port)
+            client.send("GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(await gate.waitForEntries(1))
+            let before = server.loopEventsDelivered.load(ordering: .relaxed)
+            client.send("GET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(server.loopEventsDelivered.load(ordering: .relaxed) - before <= 1)
+            gate.open()
+            #expect(try await client.readResponse().text == "/block")
+            #expect(try await client.readResponse().text == "/after")
+            // Back to reading on the loop: inline requests again cost no re-arm.
+            let rearms = server.loopRearms.load(ordering: .relaxed)
+            for i in 0..<10 {
+                client.send("GET /r\(i) HTTP/1.1\r\nHost: x\r\n\r\n")
+                #expect(try await client.readResponse().text == "/r\(i)")
+            }
+            #expect(server.loopRearms.load(ordering: .relaxed) == rearms)
+        }
+    }
+
     /// Many connections at once, spread over the loops, each with several keep-alive requests.
     @Test func manyConnectionsAcrossTheLoopsAreAllAnsweredInOrder() async throws {
         let handler = Classifying { request in HTTPResponse(text: request.target) }

@@ -99,8 +99,12 @@ final class Connection: @unchecked Sendable {
 
     /// The registration id in the server's event loop (0: not registered).
     private var loopID: UInt64 = 0
-    /// The epoll interest currently armed (0 after an event fired, until re-armed).
+    /// The epoll interest currently armed (0 after a one-shot event fired, until re-armed).
     private var armed: UInt32 = 0
+    /// Whether `armed` is a persistent registration (plain reading on a loop-handled connection,
+    /// see ``EventLoop``): it stays armed after an event, so an unchanged interest costs no
+    /// `epoll_ctl`.
+    private var armedPersistent = false
     /// Reading is paused (a handler runs off-queue, or a final response is stuck): no EPOLLIN.
     private var readPaused = false
     /// Output is pending after EAGAIN: EPOLLOUT is wanted.
@@ -207,7 +211,7 @@ final class Connection: @unchecked Sendable {
         assertOnQueue()
         // HTTP.md item 11(a): the first head must be complete within the header timeout from accept.
         setDeadline(.firstHeader, at: Connection.now() &+ timeouts.header)
-        guard let id = loop.add(fd: fd, connection: self, events: EventLoop.readable) else {
+        guard let id = loop.add(fd: fd, connection: self, events: EventLoop.readable, persistent: handledOnLoop) else {
             server.configuration.logger.log(.warning, "cannot watch an accepted socket: errno \(errno)")
             phase = .closed
             clearDeadline()
@@ -217,6 +221,7 @@ final class Connection: @unchecked Sendable {
         }
         loopID = id
         armed = EventLoop.readable
+        armedPersistent = handledOnLoop
     }
 
     /// Closes immediately: removes `fd` from epoll, closes it and tells the server.
@@ -227,18 +232,23 @@ final class Connection: @unchecked Sendable {
         clearDeadline()
         loop.remove(fd: fd, id: loopID)
         armed = 0
+        armedPersistent = false
         SocketIO.close(fd)
         outHead = []
         outBody = []
         server.connectionClosed(self)
     }
 
-    /// Event-loop delivery (on `queue`): the one-shot registration fired and is now disarmed.
-    /// Errors and hang-ups go to whichever side is interested, whose system call then reports them.
+    /// Event-loop delivery (on `queue`): a one-shot registration fired and is now disarmed (a
+    /// persistent one stays armed). Errors and hang-ups go to whichever side is interested, whose
+    /// system call then reports them.
     func ioEvent(_ events: UInt32, id: UInt64) {
         assertOnQueue()
         guard phase != .closed, id == loopID else { return }
-        armed = 0
+        #if DEBUG
+        server.loopEventsDelivered.add(1, ordering: .relaxed)
+        #endif
+        if !armedPersistent { armed = 0 }
         let failed = events & EventLoop.failed != 0
         if waitingForWrite && (failed || events & EventLoop.writable != 0) { writable() }
         if phase != .closed && wantsRead && (failed || events & EventLoop.readable != 0) { readable() }
@@ -261,8 +271,16 @@ final class Connection: @unchecked Sendable {
         if wantsRead { wanted |= EventLoop.readable }
         if waitingForWrite { wanted |= EventLoop.writable }
         if wanted == armed { return }
-        loop.rearm(fd: fd, id: loopID, events: wanted)
+        // Persistent only for plain reading on a connection whose events the loop runs itself:
+        // anything else is one-shot, so a level-triggered event can never repeat while nothing
+        // consumes it (a handler off the loop, a paused reader, a blocked write).
+        let persistent = handledOnLoop && wanted == EventLoop.readable
+        loop.rearm(fd: fd, id: loopID, events: wanted, persistent: persistent)
+        #if DEBUG
+        server.loopRearms.add(1, ordering: .relaxed)
+        #endif
         armed = wanted
+        armedPersistent = persistent
     }
 
     /// Graceful shutdown, step 2/3 (HTTP.md item 16): close if idle, otherwise finish the current

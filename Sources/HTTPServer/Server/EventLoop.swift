@@ -32,12 +32,18 @@ import Synchronization
 /// cannot depend on that path, so connections talk to epoll directly; Dispatch still runs their
 /// queues, the listener and the timers.
 ///
-/// **Protocol.** Every registration is `EPOLLONESHOT` and carries a registration id, not the fd:
-/// an event disarms the fd, and the connection re-arms it with the interest it has *after*
-/// handling the event (``Connection`` does this on its queue). Ids are never reused, so an event
-/// that was already fetched for a connection that has since closed (and whose fd number a new
-/// connection may now hold) finds no registration and is dropped. Level-triggered readiness plus
-/// one-shot arming means no event is lost and none is delivered twice concurrently.
+/// **Protocol.** Every registration carries a registration id, not the fd. Registrations are
+/// `EPOLLONESHOT`: an event disarms the fd, and the connection re-arms it with the interest it
+/// has *after* handling the event (``Connection`` does this on its queue). Ids are never reused,
+/// so an event that was already fetched for a connection that has since closed (and whose fd
+/// number a new connection may now hold) finds no registration and is dropped. Level-triggered
+/// readiness plus one-shot arming means no event is lost and none is delivered twice
+/// concurrently. One exception: a connection whose events this loop handles itself
+/// (`Connection.handledOnLoop`) keeps a *persistent* `EPOLLIN` registration while it only waits
+/// to read, which is most of its life. Its events run synchronously on this thread, so no second
+/// delivery can overlap, and the `epoll_ctl` re-arm per request (2 % of the loop's time under
+/// export load) goes away. Any other interest (writable, paused, handling off the loop) is armed
+/// one-shot again, so nothing level-triggered can fire while the loop cannot consume it.
 final class EventLoop: @unchecked Sendable {
     /// The process's loops, shared by every server (like Dispatch's manager thread); empty only
     /// if the kernel refused epoll, an eventfd or a thread, in which case servers refuse to start.
@@ -136,16 +142,17 @@ final class EventLoop: @unchecked Sendable {
         pthread_detach(thread)
     }
 
-    /// Registers `fd` for `connection`, armed for `events` (one shot); returns the id to use with
-    /// ``rearm(fd:id:events:)`` and ``remove(fd:id:)``, or nil if epoll refused the fd.
-    func add(fd: Int32, connection: Connection, events: UInt32) -> UInt64? {
+    /// Registers `fd` for `connection`, armed for `events` (one shot unless `persistent`); returns
+    /// the id to use with ``rearm(fd:id:events:persistent:)`` and ``remove(fd:id:)``, or nil if
+    /// epoll refused the fd.
+    func add(fd: Int32, connection: Connection, events: UInt32, persistent: Bool = false) -> UInt64? {
         let id = nextID.withLock { next -> UInt64 in
             defer { next &+= 1 }
             return next
         }
         registry.withLock { $0[id] = connection }
         var event = epoll_event()
-        event.events = events | EPOLLONESHOT.rawValue
+        event.events = events | (persistent ? 0 : EPOLLONESHOT.rawValue)
         event.data.u64 = id
         guard epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event) == 0 else {
             registry.withLock { $0[id] = nil }
@@ -154,10 +161,11 @@ final class EventLoop: @unchecked Sendable {
         return id
     }
 
-    /// Re-arms `fd` for `events` (0: registered but silent). Called on the connection's queue.
-    func rearm(fd: Int32, id: UInt64, events: UInt32) {
+    /// Re-arms `fd` for `events` (0: registered but silent), one shot unless `persistent` (see
+    /// the protocol above). Called on the connection's queue.
+    func rearm(fd: Int32, id: UInt64, events: UInt32, persistent: Bool = false) {
         var event = epoll_event()
-        event.events = events | EPOLLONESHOT.rawValue
+        event.events = events | (persistent ? 0 : EPOLLONESHOT.rawValue)
         event.data.u64 = id
         _ = epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &event)
     }

@@ -53,6 +53,12 @@ public final class HTTPServer: Sendable {
     let connectionCount = Atomic<Int>(0)
     /// Set by the listener when it paused at the connection cap; closers then wake it.
     let listenerWaitingForCapacity = Atomic<Bool>(false)
+    #if DEBUG
+    /// Events delivered to this server's connections, and `epoll_ctl` re-arms they made (tests
+    /// of the persistent registration; debug builds only).
+    let loopEventsDelivered = Atomic<Int>(0)
+    let loopRearms = Atomic<Int>(0)
+    #endif
 
     /// Every open connection, for shutdown and the handler watchdog.
     private let connections = Locked<[ObjectIdentifier: Connection]>([:])
