@@ -19,6 +19,12 @@ public final class Metrics: Sendable {
         var counts = [UInt64](repeating: 0, count: Metrics.buckets.count)
         var sum: Double = 0
         var total: UInt64 = 0
+
+        mutating func record(_ seconds: Double, bucket: Int?) {
+            if let bucket { counts[bucket] += 1 }
+            sum += seconds
+            total += 1
+        }
     }
 
     private struct State {
@@ -33,13 +39,13 @@ public final class Metrics: Sendable {
 
     /// Records one answered request.
     public func observe(route: String, method: String, status: Int, seconds: Double) {
+        let bucket = Metrics.buckets.firstIndex(where: { seconds <= $0 })
         state.withLock { s in
             s.requests[RequestKey(route: route, method: method, status: status), default: 0] += 1
-            var h = s.latency[route] ?? Histogram()
-            if let i = Metrics.buckets.firstIndex(where: { seconds <= $0 }) { h.counts[i] += 1 }
-            h.sum += seconds
-            h.total += 1
-            s.latency[route] = h
+            // In place (the dictionary's `default:` subscript modifies its value): a copy taken
+            // out and stored back shared `counts` with the stored one, so every request copied
+            // the bucket array (an allocation and a free on every request).
+            s.latency[route, default: Histogram()].record(seconds, bucket: bucket)
         }
     }
 

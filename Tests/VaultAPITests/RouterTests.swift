@@ -195,6 +195,12 @@ final class LogCapture: @unchecked Sendable {
         #expect(!blocks(.get, "/v1/sessions/a/export"))
         #expect(!blocks(.get, "/v1/sessions/a/export?format=telethon"))
         #expect(!blocks(.head, "/healthz"))
+        // Exact paths and suffixes, compared as bytes: near misses are single reads (or 404s).
+        #expect(!blocks(.get, "/v1/sessions/peers-x"))
+        #expect(!blocks(.get, "/v1/sessions/a/peersx"))
+        #expect(!blocks(.get, "/metricsx"))
+        #expect(!blocks(.get, "/v1/session"))
+        #expect(blocks(.get, "/v1/sessions/a/export?format=pyrogram-file"), "builds a .session file")
     }
 
     /// The memory engine's reads share the writer's connection and wait for its batch: every
