@@ -331,30 +331,20 @@ import Testing
         return true
     }
 
-    @Test func deferredWritesQueuedWhileIdleAreCommitted() throws {
+    /// Who leaves the deferred writes behind.
+    enum Scenario: CaseIterable, Sendable { case nobody, aKick, aLeader }
+
+    @Test(arguments: Scenario.allCases)
+    func deferredWritesLeftBehindAreCommitted(_ scenario: Scenario) throws {
         let (coordinator, shared) = try Self.coordinator()
         defer { coordinator.close() }
-        WriteCoordinatorPacingTests.submitDeferred(5, to: coordinator)
+        switch scenario {
+        case .nobody: WriteCoordinatorPacingTests.submitDeferred(5, to: coordinator)  // queued while idle
+        case .aKick: WriteCoordinatorPacingTests.asynchronousWriteThen(5, coordinator)
+        case .aLeader: WriteCoordinatorPacingTests.leaderWriteThen(5, coordinator)
+        }
         #expect(Self.drained(coordinator))
         coordinator.queue.sync {}
         #expect(try WriteCoordinatorMergeTests.details(shared).count == 5)
-    }
-
-    @Test func deferredWritesLeftByAKickAreCommitted() throws {
-        let (coordinator, shared) = try Self.coordinator()
-        defer { coordinator.close() }
-        WriteCoordinatorPacingTests.asynchronousWriteThen(6, coordinator)
-        #expect(Self.drained(coordinator))
-        coordinator.queue.sync {}
-        #expect(try WriteCoordinatorMergeTests.details(shared).count == 6)
-    }
-
-    @Test func deferredWritesLeftByALeaderAreCommitted() throws {
-        let (coordinator, shared) = try Self.coordinator()
-        defer { coordinator.close() }
-        WriteCoordinatorPacingTests.leaderWriteThen(7, coordinator)
-        #expect(Self.drained(coordinator))
-        coordinator.queue.sync {}
-        #expect(try WriteCoordinatorMergeTests.details(shared).count == 7)
     }
 }
