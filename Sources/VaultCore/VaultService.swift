@@ -327,10 +327,18 @@ public final class VaultService: Sendable {
     /// Metadata of one session (tombstones included).
     /// - Throws: ``VaultError/notFound``.
     public func session(_ name: SessionName) throws(VaultError) -> StoredSession {
+        var found = try storedSession(name)
+        withNotedExportTime(&found)
+        return found
+    }
+
+    /// The stored row, without the export time noted in memory: for the paths that only check
+    /// the session or read its key (every export), and answer something else.
+    /// - Throws: ``VaultError/notFound``.
+    private func storedSession(_ name: SessionName) throws(VaultError) -> StoredSession {
         let found: StoredSession?
         do { found = try store.session(named: name) } catch { throw VaultError(error) }
-        guard var found else { throw .notFound }
-        withNotedExportTime(&found)
+        guard let found else { throw .notFound }
         return found
     }
 
@@ -412,7 +420,7 @@ public final class VaultService: Sendable {
     /// Changes fields, compare-and-set on `expectedVersion` (the current version when nil).
     /// - Throws: ``VaultError/versionMismatch(current:)``, ``VaultError/revoked``, ``VaultError/notFound``.
     public func patch(_ name: SessionName, changes: SessionChanges, expectedVersion: Int64?, context: RequestContext) throws(VaultError) -> StoredSession {
-        var current = try session(name)
+        var current = try storedSession(name)
         if current.isRevoked { throw .revoked }
         if let expectedVersion, expectedVersion != current.version {
             throw .versionMismatch(current: current.version)
@@ -443,7 +451,7 @@ public final class VaultService: Sendable {
     ///   a conversion lacks, ``VaultError/notFound``, ``VaultError/sealed(reason:)``.
     public func export(_ name: SessionName, as format: ExportFormat, context: RequestContext) throws(VaultError) -> ExportedSession {
         let keyring = try keyring()
-        let stored = try session(name)
+        let stored = try storedSession(name)
         guard !stored.isRevoked, let sealed = stored.sealedAuthKey else {
             audit("session.export", name.rawValue, context, outcome: "gone")
             throw .revoked
@@ -511,7 +519,7 @@ public final class VaultService: Sendable {
     /// Revokes: the sealed key is destroyed, peers deleted, metadata kept as a tombstone.
     /// - Throws: ``VaultError/revoked`` when already revoked, ``VaultError/notFound``.
     public func revoke(_ name: SessionName, context: RequestContext) throws(VaultError) -> StoredSession {
-        if try session(name).isRevoked {
+        if try storedSession(name).isRevoked {
             audit("session.revoke", name.rawValue, context, outcome: "gone")
             throw .revoked
         }
@@ -531,7 +539,7 @@ public final class VaultService: Sendable {
 
     /// Upserts peers (by marked id) into a live session's cache.
     public func upsertPeers(_ peers: [Peer], in name: SessionName, context: RequestContext) throws(VaultError) -> StoredSession {
-        let s = try session(name)
+        let s = try storedSession(name)
         if s.isRevoked { throw .revoked }
         do {
             try store.upsertPeers(peers, in: name)
@@ -548,7 +556,7 @@ public final class VaultService: Sendable {
 
     /// Looks a peer up by marked id, username (case-insensitive) or phone.
     public func peer(in name: SessionName, id: Int64? = nil, username: String? = nil, phone: String? = nil) throws(VaultError) -> Peer? {
-        _ = try session(name)
+        _ = try storedSession(name)
         do {
             if let id { return try store.peer(id: id, in: name) }
             if let username { return try store.peer(username: username.lowercased(), in: name) }
@@ -561,7 +569,7 @@ public final class VaultService: Sendable {
 
     /// Every cached peer of a session.
     public func peers(in name: SessionName) throws(VaultError) -> [Peer] {
-        _ = try session(name)
+        _ = try storedSession(name)
         do { return try store.peers(in: name) } catch { throw VaultError(error) }
     }
 
