@@ -85,6 +85,30 @@ import Testing
     }
 }
 
+/// A waited-for write (`perform`, on another thread) that holds the coordinator's writer, as its
+/// leader, until ``release()``; `release` returns once that write is done.
+struct HeldLeader {
+    private let gate = DispatchSemaphore(value: 0)
+    private let done = DispatchGroup()
+
+    init(_ coordinator: WriteCoordinator) {
+        let started = DispatchSemaphore(value: 0)
+        let gate = self.gate
+        DispatchQueue.global().async(group: done) {
+            try? coordinator.perform(WriteTicket(waits: true) { _ in
+                started.signal()
+                gate.wait()
+            })
+        }
+        started.wait()
+    }
+
+    func release() {
+        gate.signal()
+        done.wait()
+    }
+}
+
 /// The coordinator itself: a merged run sits at its place between other writes of one batch,
 /// and a failing run falls back to one op at a time so only the failing op is lost.
 @Suite struct WriteCoordinatorMergeTests {
@@ -123,16 +147,8 @@ import Testing
         let (coordinator, shared) = try Self.coordinator()
         defer { coordinator.close() }
         // Hold the writer so that everything below queues up for one batch.
-        let started = DispatchSemaphore(value: 0)
-        let gate = DispatchSemaphore(value: 0)
+        let held = HeldLeader(coordinator)
         let group = DispatchGroup()
-        DispatchQueue.global().async(group: group) {
-            try? coordinator.perform(WriteTicket(waits: true) { _ in
-                started.signal()
-                gate.wait()
-            })
-        }
-        started.wait()
         for i in 0..<150 { coordinator.submitDeferred(Self.deferredAudit(Self.auditRow("a\(i)"))) }
         let ordinary = WriteTicket(waits: true) { connection in
             try connection.run(
@@ -142,7 +158,7 @@ import Testing
         // The ordinary write is queued once the count includes it (it waits as a follower).
         while coordinator.pendingCount < 151 { _ = sched_yield() }
         for i in 0..<150 { coordinator.submitDeferred(Self.deferredAudit(Self.auditRow("c\(i)"))) }
-        gate.signal()
+        held.release()
         group.wait()
         try coordinator.perform(WriteTicket(waits: true) { _ in })
         let expected = (0..<150).map { "a\($0)" } + ["b"] + (0..<150).map { "c\($0)" }
@@ -216,19 +232,9 @@ import Testing
     /// The same with a leader: a waited-for write holds the writer while `deferred` deferred
     /// tickets queue behind it; returns once that write is done.
     static func leaderWriteThen(_ deferred: Int, _ coordinator: WriteCoordinator) {
-        let started = DispatchSemaphore(value: 0)
-        let gate = DispatchSemaphore(value: 0)
-        let group = DispatchGroup()
-        DispatchQueue.global().async(group: group) {
-            try? coordinator.perform(WriteTicket(waits: true) { _ in
-                started.signal()
-                gate.wait()
-            })
-        }
-        started.wait()
+        let held = HeldLeader(coordinator)
         submitDeferred(deferred, to: coordinator)
-        gate.signal()
-        group.wait()
+        held.release()
     }
 
     @Test func deferredWritesLeftByAnAsynchronousWriteWaitForTheDelayedKick() throws {
