@@ -210,10 +210,10 @@ public final class VaultRouter: HTTPHandler {
 
     private func dispatch(_ request: HTTPRequest, route: inout String) throws(Problem) -> HTTPResponse {
         let path = request.path
-        var segments = Self.pathSegments(path)
+        let all = Self.pathSegments(path)
         // "/a/b" splits into ["", "a", "b"]; a trailing slash leaves an empty last segment.
-        guard segments.first == "" else { throw Problem.notFound("no such resource") }
-        segments.removeFirst()
+        guard all.first == "" else { throw Problem.notFound("no such resource") }
+        let segments = all.dropFirst()
         let method = request.method == .head ? HTTPMethod.get : request.method
 
         switch (segments.first ?? "", segments.count) {
@@ -235,8 +235,10 @@ public final class VaultRouter: HTTPHandler {
             throw Problem.notFound("no such resource")
         }
 
-        let rest = Array(segments.dropFirst())
+        // Slices keep the indices of `all`: `rest[rest.startIndex + k]` is the k-th after "v1".
+        let rest = segments.dropFirst()
         guard let top = rest.first else { throw Problem.notFound("no such resource") }
+        let second = rest.count > 1 ? rest[rest.startIndex + 1] : ""
         switch (top, rest.count) {
         case ("sessions", 1):
             route = "/v1/sessions"
@@ -244,7 +246,7 @@ public final class VaultRouter: HTTPHandler {
             let principal = try authenticate(request)
             return method == .post ? try createSession(request, principal) : try listSessions(request, principal)
         case ("sessions", 2), ("sessions", 3):
-            let name = try pathName(rest[1])
+            let name = try pathName(second)
             if rest.count == 2 {
                 route = "/v1/sessions/{name}"
                 try allow(method, [.get, .patch, .delete])
@@ -255,7 +257,7 @@ public final class VaultRouter: HTTPHandler {
                 default: return try revokeSession(request, name, principal)
                 }
             }
-            switch rest[2] {
+            switch rest[rest.startIndex + 2] {
             case "export":
                 route = "/v1/sessions/{name}/export"
                 try allow(method, [.get])
@@ -277,14 +279,14 @@ public final class VaultRouter: HTTPHandler {
             route = "/v1/tokens/{accessor}"
             try allow(method, [.get, .delete])
             let principal = try authenticate(request)
-            let accessor = String(rest[1])
+            let accessor = String(second)
             return method == .get ? try getToken(accessor, principal) : try revokeToken(request, accessor, principal)
         case ("audit", 1):
             route = "/v1/audit"
             try allow(method, [.get])
             return try auditLog(request, try authenticate(request))
         case ("sys", 2):
-            switch rest[1] {
+            switch second {
             case "status":
                 route = "/v1/sys/status"
                 try allow(method, [.get])
@@ -306,21 +308,28 @@ public final class VaultRouter: HTTPHandler {
     }
 
     /// `path` split at every `/` (empty segments kept, as `split(separator:omittingEmptySubsequences: false)`
-    /// would), scanning UTF-8 bytes: the Character-wise split cost 11 % of an export.
+    /// would). The slashes are found in the base string's contiguous UTF-8 and the segments cut at
+    /// byte offsets: stepping `Substring.UTF8View` indices one by one cost about 60 instructions a
+    /// byte of path, and the substring's own contiguous view goes through a generic slice.
     static func pathSegments(_ path: Substring) -> [Substring] {
         var segments: [Substring] = []
         segments.reserveCapacity(6)
-        let utf8 = path.utf8
-        var start = utf8.startIndex
-        var index = start
-        while index != utf8.endIndex {
-            if utf8[index] == UInt8(ascii: "/") {
-                segments.append(path[start..<index])
-                start = utf8.index(after: index)
+        var base = path.base
+        let utf8 = base.utf8
+        let lower = utf8.distance(from: utf8.startIndex, to: path.startIndex)
+        let upper = utf8.distance(from: utf8.startIndex, to: path.endIndex)
+        base.withUTF8 { bytes in
+            var start = lower
+            var offset = lower
+            while offset < upper {
+                if bytes[offset] == UInt8(ascii: "/") {
+                    segments.append(path[utf8.index(utf8.startIndex, offsetBy: start)..<utf8.index(utf8.startIndex, offsetBy: offset)])
+                    start = offset + 1
+                }
+                offset += 1
             }
-            index = utf8.index(after: index)
+            segments.append(path[utf8.index(utf8.startIndex, offsetBy: start)...])
         }
-        segments.append(path[start..<utf8.endIndex])
         return segments
     }
 

@@ -225,3 +225,34 @@ enum PlacementFile {
         return .file(dir.appendingPathComponent("vault.sqlite3").path)
     }
 }
+
+/// `VaultRouter.pathSegments` cuts at byte offsets of the base string: it must agree with the
+/// standard library's split on every path, including paths that are a slice of a longer target.
+@Suite struct RouterPathSegmentTests {
+    static let paths = [
+        "", "/", "//", "///", "/healthz", "/v1/sessions", "/v1/sessions/", "/v1/sessions/a/export",
+        "/v1/sessions/a//export", "v1/sessions", "/v1/sys/status/", "/é/ü/x", "/a%2Fb/c", "/v1/sessions/" + String(repeating: "n", count: 300),
+    ]
+
+    @Test(arguments: paths)
+    func agreesWithSplitOnWholeStrings(_ path: String) {
+        let expected = path.split(separator: "/", omittingEmptySubsequences: false)
+        #expect(VaultRouter.pathSegments(path[...]) == expected)
+    }
+
+    @Test(arguments: paths)
+    func agreesWithSplitOnSlicesOfALongerTarget(_ path: String) {
+        // As `HTTPRequest.path` is: the part of the target before `?`, here also after a prefix.
+        let target = "xx/y" + path + "?q=/a/b"
+        let start = target.utf8.index(target.startIndex, offsetBy: 4)
+        let end = target.utf8.index(start, offsetBy: path.utf8.count)
+        let slice = target[start..<end]
+        #expect(String(slice) == path)
+        let segments = VaultRouter.pathSegments(slice)
+        #expect(segments == path.split(separator: "/", omittingEmptySubsequences: false))
+        // Every segment lies inside the slice.
+        for segment in segments {
+            #expect(segment.startIndex >= slice.startIndex && segment.endIndex <= slice.endIndex)
+        }
+    }
+}

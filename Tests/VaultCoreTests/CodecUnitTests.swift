@@ -187,3 +187,21 @@ import VaultCore
         #expect(CodecError.invalidLength(361, expected: "362").description.contains("361"))
     }
 }
+
+@Suite struct CodecHexTests {
+    @Test func encodesEveryByteValueInLowerCaseAndDecodesItBack() throws {
+        let bytes = (0...255).map { UInt8($0) }
+        let text = Hex.encode(bytes)
+        let expected = bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+        #expect(text == expected)
+        #expect(Hex.decode(text) == bytes)
+        #expect(Hex.decode(text.uppercased()) == bytes)
+    }
+
+    @Test func encodesEmptyAndSlicedInput() {
+        #expect(Hex.encode([UInt8]()) == "")
+        let bytes: [UInt8] = [0x00, 0xAB, 0xCD, 0xEF, 0x10]
+        #expect(Hex.encode(bytes[1..<4]) == "abcdef")
+        #expect(Hex.encode(bytes[4...]).utf8.count == 2)
+    }
+}

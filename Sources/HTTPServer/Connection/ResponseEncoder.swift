@@ -47,35 +47,49 @@ enum ResponseEncoder {
         _ response: HTTPResponse, framing: Framing, date: [UInt8], to out: inout [UInt8]
     ) -> Bool {
         let status = response.status
-        out.append(contentsOf: "HTTP/1.1 ".utf8)
+        appendASCII("HTTP/1.1 ", to: &out)
         appendDecimal(status.code, to: &out)
         out.append(0x20)
-        out.append(contentsOf: status.reasonPhrase.utf8)
+        appendUTF8(status.reasonPhrase, to: &out)
         out.append(contentsOf: crlf)
         for field in response.headers {
             // The server owns framing and Date (RFC 9112 §6; RFC 9110 §6.6.1).
             if isServerOwned(field.name) { continue }
-            out.append(contentsOf: field.name.utf8)
-            out.append(contentsOf: ": ".utf8)
-            out.append(contentsOf: field.value.utf8)
+            appendUTF8(field.name, to: &out)
+            appendASCII(": ", to: &out)
+            appendUTF8(field.value, to: &out)
             out.append(contentsOf: crlf)
         }
         // RFC 9110 §8.6: no Content-Length in 1xx/204 responses; for 304 it is optional and we omit it.
         if !status.forbidsBody {
-            out.append(contentsOf: "Content-Length: ".utf8)
+            appendASCII("Content-Length: ", to: &out)
             appendDecimal(response.body.count, to: &out)
             out.append(contentsOf: crlf)
         }
-        out.append(contentsOf: "Date: ".utf8)
+        appendASCII("Date: ", to: &out)
         out.append(contentsOf: date)
         out.append(contentsOf: crlf)
         if framing.close {
-            out.append(contentsOf: "Connection: close\r\n".utf8)
+            appendASCII("Connection: close\r\n", to: &out)
         } else if framing.keepAliveHeader {
-            out.append(contentsOf: "Connection: keep-alive\r\n".utf8)
+            appendASCII("Connection: keep-alive\r\n", to: &out)
         }
         out.append(contentsOf: crlf)
         return !framing.isHead && !status.forbidsBody && !response.body.isEmpty
+    }
+
+    /// Appends a literal's bytes (a copy of contiguous memory; appending `String.UTF8View` goes
+    /// through the generic sequence path, and the head has about ten pieces).
+    @inline(__always)
+    private static func appendASCII(_ text: StaticString, to out: inout [UInt8]) {
+        text.withUTF8Buffer { out.append(contentsOf: $0) }
+    }
+
+    /// Appends the UTF-8 of a string from its contiguous storage.
+    @inline(__always)
+    private static func appendUTF8(_ text: String, to out: inout [UInt8]) {
+        var text = text
+        text.withUTF8 { out.append(contentsOf: $0) }
     }
 
     /// `Content-Length`, `Transfer-Encoding`, `Date` and `Connection` are written by the server.

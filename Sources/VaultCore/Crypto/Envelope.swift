@@ -31,12 +31,28 @@ public struct CipherContext: Sendable, Hashable, CustomStringConvertible {
     /// The canonical, length-prefixed bytes that are authenticated.
     public var bytes: [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(12 + table.utf8.count + row.utf8.count + column.utf8.count)
-        for part in [table, row, column] {
-            out.appendBigEndian(UInt32(truncatingIfNeeded: part.utf8.count))
-            out.append(contentsOf: part.utf8)
-        }
+        out.reserveCapacity(byteCount)
+        append(to: &out)
         return out
+    }
+
+    /// The length of ``bytes``.
+    var byteCount: Int { 12 + table.utf8.count + row.utf8.count + column.utf8.count }
+
+    /// Appends ``bytes`` to `out`.
+    func append(to out: inout [UInt8]) {
+        Self.append(table, to: &out)
+        Self.append(row, to: &out)
+        Self.append(column, to: &out)
+    }
+
+    /// One part: its UTF-8 length (4 bytes, big-endian), then its UTF-8.
+    private static func append(_ part: String, to out: inout [UInt8]) {
+        var part = part
+        part.withUTF8 { utf8 in
+            out.appendBigEndian(UInt32(truncatingIfNeeded: utf8.count))
+            out.append(contentsOf: utf8)
+        }
     }
 
     /// `table/row/column`. A row identity is not secret.
@@ -174,7 +190,11 @@ public enum Envelope {
     }
 
     private static func associatedData(header: ArraySlice<UInt8>, context: CipherContext) -> [UInt8] {
-        Array(header) + context.bytes
+        var out: [UInt8] = []
+        out.reserveCapacity(header.count + context.byteCount)
+        out.append(contentsOf: header)
+        context.append(to: &out)
+        return out
     }
 }
 

@@ -2,17 +2,26 @@
 
 /// Lower-case hexadecimal encoding and strict decoding.
 public enum Hex {
-    private static let digits = Array("0123456789abcdef".utf8)
 
     /// Lower-case hex of `bytes`.
-    public static func encode(_ bytes: some Sequence<UInt8>) -> String {
-        var out = [UInt8]()
-        out.reserveCapacity(bytes.underestimatedCount * 2)
-        for b in bytes {
-            out.append(digits[Int(b >> 4)])
-            out.append(digits[Int(b & 0x0F)])
+    public static func encode(_ bytes: some Collection<UInt8>) -> String {
+        // Written straight into the string's storage: one allocation, and no UTF-8 validation of
+        // digits that are ASCII by construction (the exported auth key's context takes this path).
+        String(unsafeUninitializedCapacity: bytes.count * 2) { out in
+            var o = 0
+            for b in bytes where o + 1 < out.count {
+                out[o] = digit(b >> 4)
+                out[o + 1] = digit(b & 0x0F)
+                o += 2
+            }
+            return o
         }
-        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// The lower-case digit of a nibble (`0...15`).
+    @inline(__always)
+    private static func digit(_ nibble: UInt8) -> UInt8 {
+        nibble < 10 ? 0x30 &+ nibble : 0x57 &+ nibble  // "0"... or "a" - 10...
     }
 
     /// Decodes hex (either case). Returns nil on odd length or a non-hex character.
