@@ -5,6 +5,24 @@ import VaultCore
 /// The `SessionStore` contract, run against every engine.
 @Suite("Store contract")
 struct StoreContractTests {
+    /// The export's read is the metadata read without the export time (a second lookup).
+    @Test(arguments: StoreKind.allCases)
+    func theExportReadIsTheRowWithoutTheExportTime(kind: StoreKind) throws {
+        try withStore(kind) { store, _ in
+            var session = try StoredSession.make("alpha")
+            session.lastExportedAt = 1_234
+            let stored = try store.insert(session)
+            #expect(try store.session(named: name("alpha"))?.lastExportedAt == 1_234)
+            var expected = stored
+            expected.lastExportedAt = nil
+            #expect(try store.sessionForExport(named: name("alpha")) == expected)
+            #expect(try store.sessionForExport(named: name("beta")) == nil)
+            _ = try store.revoke(name("alpha"), at: 2_000)
+            let revoked = try #require(try store.sessionForExport(named: name("alpha")))
+            #expect(revoked.isRevoked && revoked.sealedAuthKey == nil)
+        }
+    }
+
     @Test(arguments: StoreKind.allCases)
     func insertThenGetByNameAndID(kind: StoreKind) throws {
         try withStore(kind) { store, _ in

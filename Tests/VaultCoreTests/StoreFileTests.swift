@@ -57,6 +57,51 @@ struct StoreFileTests {
         #expect(try store.session(named: name("first")) != nil)
     }
 
+    /// Version 1 kept `last_exported_at` in the session row; version 2 moves it into
+    /// `session_exports`. A version-1 file written by hand keeps every time, and the upserts
+    /// keep the later of the migrated and a new time.
+    @Test func version1ExportTimesMoveToTheirOwnTable() throws {
+        let dir = try TempDir()
+        let path = dir.file("v1.db")
+        let old = try StoredSession.make("old")
+        let never = try StoredSession.make("never")
+        do {
+            let db = try SQLiteConnection(path: path)
+            try db.execute(VaultSchema.version1)
+            for (s, exported) in [(old, SQLiteValue.integer(5_000)), (never, .null)] {
+                try db.run("""
+                    INSERT INTO sessions (id, name, dc_id, source_format, created_at, updated_at, \
+                    last_exported_at, version, auth_key_id, sealed_auth_key, sealed_key_term) \
+                    VALUES (?1, ?2, 2, 'pyrogram', 1, 1, ?3, 1, ?4, ?5, 1)
+                    """, [.blob(s.id.bytes), .text(s.name.rawValue), exported, .text(s.authKeyID ?? ""), .blob(s.sealedAuthKey ?? [])])
+            }
+            try db.execute("PRAGMA user_version = 1; PRAGMA application_id = \(VaultSchema.applicationID)")
+            db.close()
+        }
+        let store = try SQLiteSessionStore(.file(path))
+        defer { store.close() }
+        #expect(try store.session(named: old.name)?.lastExportedAt == 5_000)
+        #expect(try store.session(named: never.name)?.lastExportedAt == nil)
+        #expect(try store.session(named: old.name)?.sealedAuthKey == old.sealedAuthKey)
+        // An older time does not move it back; a newer one does; a first one creates the row.
+        try store.markExported([(old.id, 4_000), (never.id, 7_000)])
+        #expect(try store.session(named: old.name)?.lastExportedAt == 5_000)
+        #expect(try store.session(named: never.name)?.lastExportedAt == 7_000)
+        try store.markExported(old.name, at: 6_000)
+        #expect(try store.session(named: old.name)?.lastExportedAt == 6_000)
+        #expect(throws: StorageError.notFound) { try store.markExported(try SessionName("nobody"), at: 1) }
+        // The column is gone from the session row, and the version says so.
+        let check = try SQLiteConnection(path: path, options: .init(readOnly: true, create: false))
+        defer { check.close() }
+        let columns = try check.query("SELECT name FROM pragma_table_info('sessions')").compactMap { row -> String? in
+            if case .text(let name) = row.first { return name }
+            return nil
+        }
+        #expect(columns.contains("name") && !columns.contains("last_exported_at"))
+        #expect(try VaultSchema.scalar(check, "PRAGMA user_version") == SQLiteSessionStore.schemaVersion)
+        #expect(try VaultSchema.scalar(check, "SELECT count(*) FROM session_exports") == 2)
+    }
+
     @Test func aNewerSchemaIsRefusedUntouched() throws {
         let dir = try TempDir()
         let path = dir.file("newer.db")

@@ -257,6 +257,9 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
                 throw StorageError.conflict(field: nameTaken ? "name" : "id")
             }
             let seq = connection.lastInsertRowID
+            if let exported = session.lastExportedAt {
+                try connection.run(SQL.markExportedBySeq, [.integer(exported), .integer(seq)])
+            }
             var stored = session
             stored.version = 1
             stored.peerCount = 0
@@ -273,6 +276,12 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
     public func session(named name: SessionName) throws(StorageError) -> StoredSession? {
         try read { connection in
             try connection.first(SQL.sessionByName, [.text(name.rawValue)], Self.decodeSession)
+        }
+    }
+
+    public func sessionForExport(named name: SessionName) throws(StorageError) -> StoredSession? {
+        try read { connection in
+            try connection.first(SQL.sessionForExportByName, [.text(name.rawValue)], Self.decodeSession)
         }
     }
 
@@ -713,7 +722,7 @@ extension SQLiteSessionStore {
     fileprivate static func sessionValues(_ s: StoredSession) -> [SQLiteValue] {
         let envelope: [SQLiteValue] = [
             .init(s.authKeyID), s.sealedAuthKey.map(SQLiteValue.blob) ?? .null,
-            .init(s.sealedKeyTerm.map(Int64.init)), .integer(s.createdAt), .init(s.lastExportedAt),
+            .init(s.sealedKeyTerm.map(Int64.init)), .integer(s.createdAt),
         ]
         return [.blob(s.id.bytes), .text(s.name.rawValue)] + mutableValues(s) + envelope
     }
@@ -879,17 +888,19 @@ enum MultiRow {
             "INSERT INTO audit (time, accessor, action, session_name, remote_address, outcome, detail) VALUES "
                 + placeholders(rows: 1 << k, columns: auditColumns))
     }
-    /// `markExported[k]` moves `last_exported_at` of `1 << k` distinct sessions (name, time).
-    static let markExported: [SQLiteStatementKey] = (0...7).map { k in
-        SQLiteStatementKey(
-            "UPDATE sessions SET last_exported_at = max(coalesce(last_exported_at, v.column2), v.column2) FROM (VALUES "
-                + placeholders(rows: 1 << k, columns: 2) + ") AS v WHERE sessions.name = v.column1")
-    }
+    /// `markExported[k]` moves the export time of `1 << k` distinct sessions (name, time) to the
+    /// later of the stored and the given one; names that match no session are ignored.
+    static let markExported: [SQLiteStatementKey] = (0...7).map { k in markExportedSQL(rows: 1 << k, by: "name") }
     /// `markExportedByID[k]`: the same by session id (id, time).
-    static let markExportedByID: [SQLiteStatementKey] = (0...7).map { k in
+    static let markExportedByID: [SQLiteStatementKey] = (0...7).map { k in markExportedSQL(rows: 1 << k, by: "id") }
+
+    /// An upsert into `session_exports` from `rows` (key, time) pairs. `WHERE true` keeps the
+    /// parser from reading `ON CONFLICT` as a join constraint.
+    private static func markExportedSQL(rows: Int, by key: String) -> SQLiteStatementKey {
         SQLiteStatementKey(
-            "UPDATE sessions SET last_exported_at = max(coalesce(last_exported_at, v.column2), v.column2) FROM (VALUES "
-                + placeholders(rows: 1 << k, columns: 2) + ") AS v WHERE sessions.id = v.column1")
+            "INSERT INTO session_exports (session_seq, last_exported_at) SELECT sessions.seq, v.column2 FROM (VALUES "
+                + placeholders(rows: rows, columns: 2) + ") AS v JOIN sessions ON sessions.\(key) = v.column1 WHERE true "
+                + "ON CONFLICT (session_seq) DO UPDATE SET last_exported_at = max(last_exported_at, excluded.last_exported_at)")
     }
     static let auditColumns = 7
 
@@ -951,18 +962,27 @@ enum MultiRow {
 
 /// Every SQL statement of the engine, in one place. Values are always bound, never inlined.
 private enum SQL {
+    /// The columns `decodeSession` reads, in its order. `last_exported_at` lives in
+    /// `session_exports` (schema version 2) and is selected where the column used to be.
     static let sessionColumns = """
         id, name, dc_id, api_id, test_mode, user_id, is_bot, server_address, port, date, auth_key_id, \
-        sealed_auth_key, sealed_key_term, source_format, created_at, updated_at, last_exported_at, version, \
+        sealed_auth_key, sealed_key_term, source_format, created_at, updated_at, \
+        (SELECT last_exported_at FROM session_exports WHERE session_seq = sessions.seq), version, \
         revoked_at, peer_count
         """
 
     static let insertSession = SQLiteStatementKey("""
         INSERT INTO sessions (id, name, dc_id, api_id, test_mode, user_id, is_bot, server_address, port, date, \
-        source_format, updated_at, auth_key_id, sealed_auth_key, sealed_key_term, created_at, last_exported_at, \
-        version, peer_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, 1, 0)
+        source_format, updated_at, auth_key_id, sealed_auth_key, sealed_key_term, created_at, \
+        version, peer_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 1, 0)
         """)
     static let sessionByName = SQLiteStatementKey("SELECT \(sessionColumns) FROM sessions WHERE name = ?1")
+    /// `sessionColumns` with NULL for the export time.
+    static let sessionForExportByName = SQLiteStatementKey("""
+        SELECT id, name, dc_id, api_id, test_mode, user_id, is_bot, server_address, port, date, auth_key_id, \
+        sealed_auth_key, sealed_key_term, source_format, created_at, updated_at, NULL, version, revoked_at, \
+        peer_count FROM sessions WHERE name = ?1
+        """)
     static let sessionByID = SQLiteStatementKey("SELECT \(sessionColumns) FROM sessions WHERE id = ?1")
     static let sessionBySeq = SQLiteStatementKey("SELECT \(sessionColumns) FROM sessions WHERE seq = ?1")
     static let sessionExistsByName = SQLiteStatementKey("SELECT 1 FROM sessions WHERE name = ?1")
@@ -982,8 +1002,14 @@ private enum SQL {
         server_address = ?6, port = ?7, date = ?8, source_format = ?9, updated_at = ?10, version = version + 1 \
         WHERE name = ?11 AND version = ?12 AND revoked_at IS NULL RETURNING \(sessionColumns)
         """)
+    /// The later of the stored and the given export time (the upsert keeps the maximum).
     static let markExported = SQLiteStatementKey("""
-        UPDATE sessions SET last_exported_at = max(coalesce(last_exported_at, ?1), ?1) WHERE name = ?2
+        INSERT INTO session_exports (session_seq, last_exported_at) SELECT seq, ?1 FROM sessions WHERE name = ?2 \
+        ON CONFLICT (session_seq) DO UPDATE SET last_exported_at = max(last_exported_at, excluded.last_exported_at)
+        """)
+    static let markExportedBySeq = SQLiteStatementKey("""
+        INSERT INTO session_exports (session_seq, last_exported_at) VALUES (?2, ?1) \
+        ON CONFLICT (session_seq) DO UPDATE SET last_exported_at = max(last_exported_at, excluded.last_exported_at)
         """)
     static let revoke = SQLiteStatementKey("""
         UPDATE sessions SET sealed_auth_key = NULL, sealed_key_term = NULL, revoked_at = ?1, updated_at = ?1, \

@@ -37,6 +37,12 @@ public protocol SessionStore: Sendable {
     /// - Throws: ``StorageError`` when the database fails.
     func session(named name: SessionName) throws(StorageError) -> StoredSession?
 
+    /// The session with this name as an export reads it: ``StoredSession/lastExportedAt`` is
+    /// always `nil` (an export never answers with it, and it is a second lookup), the rest as
+    /// ``session(named:)``.
+    /// - Throws: ``StorageError`` when the database fails.
+    func sessionForExport(named name: SessionName) throws(StorageError) -> StoredSession?
+
     /// The session with this row identity, or `nil`.
     /// - Throws: ``StorageError`` when the database fails.
     func session(id: SessionID) throws(StorageError) -> StoredSession?
