@@ -83,14 +83,15 @@ public final class VaultService: Sendable {
 
     /// Latest export time per session that may not be in the store yet (see ``flushExportTimes()``).
     ///
-    /// Why not write it with every export: `last_exported_at` is a column of the session row, so
-    /// each export dirtied a random page of the sessions table; under export load that was most
-    /// of the writer's work and it capped export throughput (measured: 30k → 39–43k req/s
-    /// without it, p99 halved). Exports now note the time here; one flush a second writes the
-    /// latest time of each exported session, and every read of metadata shows the newer of the
-    /// stored and the noted time, so the API never shows a stale value. The audit row of each
-    /// export is still written per export. A crash loses at most the last second of
-    /// `last_exported_at` updates, like the deferred audit rows; SIGTERM flushes them.
+    /// Why not write it with every export: each export dirtied a random page; under export load
+    /// that was most of the writer's work and it capped export throughput (measured: 30k →
+    /// 39–43k req/s without it, p99 halved). Exports now note the time here; one flush a second
+    /// writes the latest time of each exported session (into `session_exports`, a row of two
+    /// integers, so a flush dirties few pages), and every read of metadata shows the newer of
+    /// the stored and the noted time, so the API never shows a stale value. The audit row of
+    /// each export is still written per export. A crash loses at most the last second of export
+    /// times (the audit rows of those exports are committed within milliseconds); SIGTERM
+    /// flushes them.
     private let exportTimes = PThreadLocked(ExportTimes())
     /// True while a flush is scheduled.
     private let exportFlushScheduled = Atomic<Bool>(false)
