@@ -75,7 +75,9 @@ public struct HTTPRequest: Sendable {
     /// The request method.
     public var method: HTTPMethod
     /// The raw request-target (path plus optional `?query`), not percent-decoded.
-    public var target: String
+    public var target: String {
+        didSet { queryOffset = Self.queryOffset(in: target) }
+    }
     /// The protocol version of the request.
     public var version: HTTPVersion
     /// Header fields in arrival order, looked up case-insensitively.
@@ -100,6 +102,7 @@ public struct HTTPRequest: Sendable {
     ) {
         self.method = method
         self.target = target
+        self.queryOffset = Self.queryOffset(in: target)
         self.version = version
         self.headers = headers
         self.body = body
@@ -116,26 +119,25 @@ public struct HTTPRequest: Sendable {
 
     /// The path part of the target (before `?`), still percent-encoded.
     public var path: Substring {
-        if let q = queryMark { return target[..<q] }
-        return target[...]
+        guard let q = queryOffset else { return target[...] }
+        return target[..<target.utf8.index(target.startIndex, offsetBy: q)]
     }
 
     /// The query part of the target (after the first `?`), or nil when there is no `?`.
     public var query: Substring? {
-        guard let q = queryMark else { return nil }
-        return target[target.utf8.index(after: q)...]
+        guard let q = queryOffset else { return nil }
+        return target[target.utf8.index(target.startIndex, offsetBy: q + 1)...]
     }
 
+    /// The UTF-8 offset of the first `?` in ``target``, kept with it: `path` and `query` are
+    /// read several times a request (the scans cost about 800 instructions an export).
+    private var queryOffset: Int?
+
     /// Where the first `?` is. A scan of the contiguous bytes: the generic
-    /// `utf8.firstIndex(of:)` steps `String.Index` by `String.Index`, about 25 instructions a
-    /// byte, and `path` is read several times per request.
-    private var queryMark: String.Index? {
-        let utf8 = target.utf8
-        let found = utf8.withContiguousStorageIfAvailable { bytes -> Int? in
-            bytes.firstIndex(of: UInt8(ascii: "?"))
-        }
-        guard let found else { return utf8.firstIndex(of: UInt8(ascii: "?")) }
-        return found.map { utf8.index(utf8.startIndex, offsetBy: $0) }
+    /// `utf8.firstIndex(of:)` steps `String.Index` by `String.Index`, about 25 instructions a byte.
+    private static func queryOffset(in target: String) -> Int? {
+        var target = target
+        return target.withUTF8 { bytes in bytes.firstIndex(of: UInt8(ascii: "?")) }
     }
 
     /// The query as decoded `name=value` pairs in order (`application/x-www-form-urlencoded`

@@ -351,22 +351,9 @@ public struct HTTPRequestParser: Sendable {
 
     /// Parses `method SP request-target SP HTTP-version` from `buffer[lo..<hi]`.
     private mutating func parseRequestLine(_ lo: Int, _ hi: Int) -> HTTPParseError? {
-        var i = lo
-        while i < hi && buffer[i] != HTTPSyntax.sp {
-            guard HTTPSyntax.isTchar(buffer[i]) else { return .invalidRequestLine }
-            i += 1
-        }
-        let methodEnd = i
-        guard methodEnd > lo, i < hi else { return .invalidRequestLine }
-        i += 1
-        let targetStart = i
-        while i < hi && buffer[i] != HTTPSyntax.sp {
-            guard HTTPSyntax.isTargetByte(buffer[i]) else { return .invalidRequestLine }
-            i += 1
-        }
-        let targetEnd = i
-        guard targetEnd > targetStart, i < hi else { return .invalidRequestLine }
-        i += 1
+        let scanned = buffer.withUnsafeBufferPointer { Self.scanRequestLine($0, lo, hi) }
+        guard let (methodEnd, targetStart, targetEnd) = scanned else { return .invalidRequestLine }
+        let i = targetEnd + 1
         // HTTP-version = "HTTP/" DIGIT "." DIGIT, case-sensitive (RFC 9112 §2.3).
         guard hi - i == 8,
             buffer[i] == UInt8(ascii: "H"), buffer[i + 1] == UInt8(ascii: "T"),
@@ -393,6 +380,28 @@ public struct HTTPRequestParser: Sendable {
         }
         target = makeString(targetStart, targetEnd)
         return nil
+    }
+
+    /// Splits the request line `bytes[lo..<hi]` at its two spaces: `(methodEnd, targetStart,
+    /// targetEnd)` with a non-empty token method and a non-empty target of visible ASCII, or nil.
+    private static func scanRequestLine(_ bytes: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int) -> (Int, Int, Int)? {
+        guard lo >= 0, hi <= bytes.count, lo <= hi, let p = bytes.baseAddress else { return nil }
+        var i = lo
+        while i < hi && p[i] != HTTPSyntax.sp {
+            guard HTTPSyntax.isTchar(p[i]) else { return nil }
+            i += 1
+        }
+        let methodEnd = i
+        guard methodEnd > lo, i < hi else { return nil }
+        i += 1
+        let targetStart = i
+        while i < hi && p[i] != HTTPSyntax.sp {
+            guard HTTPSyntax.isTargetByte(p[i]) else { return nil }
+            i += 1
+        }
+        let targetEnd = i
+        guard targetEnd > targetStart, i < hi else { return nil }
+        return (methodEnd, targetStart, targetEnd)
     }
 
     /// Status for a request line longer than the limit, decided from its first `limit + 1` bytes
@@ -444,28 +453,39 @@ public struct HTTPRequestParser: Sendable {
         fieldCount += 1
         if fieldCount > maxFieldCount { return .tooManyHeaderFields }
 
-        // A leading SP/HTAB is obs-fold (RFC 9112 §5.2) or whitespace before the name: reject.
-        var i = lo
-        while i < hi && buffer[i] != HTTPSyntax.colon {
-            // Whitespace before the colon MUST be rejected (RFC 9112 §5.1); it is not a tchar.
-            guard HTTPSyntax.isTchar(buffer[i]) else { return .invalidHeaderField }
-            i += 1
-        }
-        let nameEnd = i
-        guard nameEnd > lo, i < hi else { return .invalidHeaderField }
-        i += 1
-        while i < hi && HTTPSyntax.isWhitespace(buffer[i]) { i += 1 }
-        var valueEnd = hi
-        while valueEnd > i && HTTPSyntax.isWhitespace(buffer[valueEnd - 1]) { valueEnd -= 1 }
-        let valueStart = i
-        for j in valueStart..<valueEnd where !HTTPSyntax.isFieldValueByte(buffer[j]) {
-            return .invalidHeaderField
-        }
+        let scanned = buffer.withUnsafeBufferPointer { Self.scanFieldLine($0, lo, hi) }
+        guard let (nameEnd, valueStart, valueEnd) = scanned else { return .invalidHeaderField }
         if isTrailer { return nil }
 
         if let error = inspectFramingField(lo, nameEnd, valueStart, valueEnd) { return error }
         headers.add(name: makeString(lo, nameEnd), value: makeString(valueStart, valueEnd))
         return nil
+    }
+
+    /// Splits the field line `bytes[lo..<hi]` (without CRLF) into name and trimmed value:
+    /// `(nameEnd, valueStart, valueEnd)`, or nil when it is not `token ":" OWS field-value OWS`.
+    /// Over the buffer's memory: indexing the array checked bounds on every byte of every line.
+    private static func scanFieldLine(_ bytes: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int) -> (Int, Int, Int)? {
+        guard lo >= 0, hi <= bytes.count, lo <= hi, let p = bytes.baseAddress else { return nil }
+        // A leading SP/HTAB is obs-fold (RFC 9112 §5.2) or whitespace before the name: reject.
+        var i = lo
+        while i < hi && p[i] != HTTPSyntax.colon {
+            // Whitespace before the colon MUST be rejected (RFC 9112 §5.1); it is not a tchar.
+            guard HTTPSyntax.isTchar(p[i]) else { return nil }
+            i += 1
+        }
+        let nameEnd = i
+        guard nameEnd > lo, i < hi else { return nil }
+        i += 1
+        while i < hi && HTTPSyntax.isWhitespace(p[i]) { i += 1 }
+        var valueEnd = hi
+        while valueEnd > i && HTTPSyntax.isWhitespace(p[valueEnd - 1]) { valueEnd -= 1 }
+        let valueStart = i
+        while i < valueEnd {
+            guard HTTPSyntax.isFieldValueByte(p[i]) else { return nil }
+            i += 1
+        }
+        return (nameEnd, valueStart, valueEnd)
     }
 
     /// Records the fields that decide framing and connection handling, straight from bytes.
