@@ -139,12 +139,13 @@ public final class VaultRouter: HTTPHandler {
             // Paths compared as bytes: `==` and `hasSuffix` on a Substring compare Characters
             // (seven comparisons were a fifth of this function's cost on every request).
             let path = request.path.utf8
+            let count = path.count  // a distance between indices: counted once, not per literal
             func equals(_ literal: StaticString) -> Bool {
-                path.count == literal.utf8CodeUnitCount
+                count == literal.utf8CodeUnitCount
                     && path.elementsEqual(UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
             }
             func endsWith(_ literal: StaticString) -> Bool {
-                path.count >= literal.utf8CodeUnitCount
+                count >= literal.utf8CodeUnitCount
                     && path.suffix(literal.utf8CodeUnitCount)
                         .elementsEqual(UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
             }

@@ -452,8 +452,8 @@ public final class VaultService: Sendable {
     ///   a conversion lacks, ``VaultError/notFound``, ``VaultError/sealed(reason:)``.
     public func export(_ name: SessionName, as format: ExportFormat, context: RequestContext) throws(VaultError) -> ExportedSession {
         let keyring = try keyring()
-        let found: StoredSession?
-        do { found = try store.sessionForExport(named: name) } catch { throw VaultError(error) }
+        let found: ExportRecord?
+        do { found = try store.exportRecord(named: name) } catch { throw VaultError(error) }
         guard let stored = found else { throw .notFound }
         guard !stored.isRevoked, let sealed = stored.sealedAuthKey else {
             audit("session.export", name.rawValue, context, outcome: "gone")

@@ -5,21 +5,21 @@ import VaultCore
 /// The `SessionStore` contract, run against every engine.
 @Suite("Store contract")
 struct StoreContractTests {
-    /// The export's read is the metadata read without the export time (a second lookup).
+    /// The export's read is the export's view of the full row, for live and revoked sessions.
     @Test(arguments: StoreKind.allCases)
-    func theExportReadIsTheRowWithoutTheExportTime(kind: StoreKind) throws {
+    func theExportRecordIsTheExportsViewOfTheRow(kind: StoreKind) throws {
         try withStore(kind) { store, _ in
             var session = try StoredSession.make("alpha")
             session.lastExportedAt = 1_234
+            session.testMode = true
+            session.isBot = nil
             let stored = try store.insert(session)
-            #expect(try store.session(named: name("alpha"))?.lastExportedAt == 1_234)
-            var expected = stored
-            expected.lastExportedAt = nil
-            #expect(try store.sessionForExport(named: name("alpha")) == expected)
-            #expect(try store.sessionForExport(named: name("beta")) == nil)
-            _ = try store.revoke(name("alpha"), at: 2_000)
-            let revoked = try #require(try store.sessionForExport(named: name("alpha")))
-            #expect(revoked.isRevoked && revoked.sealedAuthKey == nil)
+            #expect(try store.exportRecord(named: name("alpha")) == ExportRecord(stored))
+            #expect(try store.exportRecord(named: name("beta")) == nil)
+            let revoked = try store.revoke(name("alpha"), at: 2_000)
+            let record = try #require(try store.exportRecord(named: name("alpha")))
+            #expect(record == ExportRecord(revoked))
+            #expect(record.isRevoked && record.sealedAuthKey == nil && record.revokedAt == 2_000)
         }
     }
 

@@ -279,9 +279,9 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
         }
     }
 
-    public func sessionForExport(named name: SessionName) throws(StorageError) -> StoredSession? {
+    public func exportRecord(named name: SessionName) throws(StorageError) -> ExportRecord? {
         try read { connection in
-            try connection.first(SQL.sessionForExportByName, [.text(name.rawValue)], Self.decodeSession)
+            try connection.first(SQL.exportRecordByName, [.text(name.rawValue)], Self.decodeExportRecord)
         }
     }
 
@@ -754,6 +754,15 @@ extension SQLiteSessionStore {
             revokedAt: s.int64OrNil(18), peerCount: Int(truncatingIfNeeded: s.int64(19)))
     }
 
+    fileprivate static func decodeExportRecord(_ s: SQLiteStatement) throws -> ExportRecord {
+        guard let id = s.blob(0), id.count == SessionID.byteCount else { throw StorageError.corrupt }
+        return ExportRecord(
+            id: SessionID(unchecked: id), dcID: Int(truncatingIfNeeded: s.int64(1)), apiID: s.int64OrNil(2),
+            testMode: s.int64OrNil(3).map { $0 != 0 }, userID: s.int64OrNil(4), isBot: s.int64OrNil(5).map { $0 != 0 },
+            serverAddress: s.text(6), port: s.int64OrNil(7).map { Int(truncatingIfNeeded: $0) }, date: s.int64OrNil(8),
+            sealedAuthKey: s.blob(9), revokedAt: s.int64OrNil(10))
+    }
+
     fileprivate static func decodeToken(_ s: SQLiteStatement) throws -> TokenRecord {
         guard let accessor = s.text(0), let hash = s.blob(1), let policy = s.text(2) else {
             throw StorageError.corrupt
@@ -977,11 +986,10 @@ private enum SQL {
         version, peer_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 1, 0)
         """)
     static let sessionByName = SQLiteStatementKey("SELECT \(sessionColumns) FROM sessions WHERE name = ?1")
-    /// `sessionColumns` with NULL for the export time.
-    static let sessionForExportByName = SQLiteStatementKey("""
-        SELECT id, name, dc_id, api_id, test_mode, user_id, is_bot, server_address, port, date, auth_key_id, \
-        sealed_auth_key, sealed_key_term, source_format, created_at, updated_at, NULL, version, revoked_at, \
-        peer_count FROM sessions WHERE name = ?1
+    /// The columns of `ExportRecord`, in `decodeExportRecord`'s order.
+    static let exportRecordByName = SQLiteStatementKey("""
+        SELECT id, dc_id, api_id, test_mode, user_id, is_bot, server_address, port, date, sealed_auth_key, \
+        revoked_at FROM sessions WHERE name = ?1
         """)
     static let sessionByID = SQLiteStatementKey("SELECT \(sessionColumns) FROM sessions WHERE id = ?1")
     static let sessionBySeq = SQLiteStatementKey("SELECT \(sessionColumns) FROM sessions WHERE seq = ?1")

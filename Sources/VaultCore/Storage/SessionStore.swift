@@ -37,11 +37,9 @@ public protocol SessionStore: Sendable {
     /// - Throws: ``StorageError`` when the database fails.
     func session(named name: SessionName) throws(StorageError) -> StoredSession?
 
-    /// The session with this name as an export reads it: ``StoredSession/lastExportedAt`` is
-    /// always `nil` (an export never answers with it, and it is a second lookup), the rest as
-    /// ``session(named:)``.
+    /// The columns an export needs of the session with this name (tombstones included), or `nil`.
     /// - Throws: ``StorageError`` when the database fails.
-    func sessionForExport(named name: SessionName) throws(StorageError) -> StoredSession?
+    func exportRecord(named name: SessionName) throws(StorageError) -> ExportRecord?
 
     /// The session with this row identity, or `nil`.
     /// - Throws: ``StorageError`` when the database fails.

@@ -338,3 +338,50 @@ public enum StoreLocation: Sendable, Equatable, CustomStringConvertible {
         }
     }
 }
+
+/// What an export reads of a session row: the fields a session string or file is built from,
+/// the sealed key, and whether it is revoked. Narrower than ``StoredSession`` (no name, no
+/// bookkeeping): it is read on every export, and each column costs a decode.
+public struct ExportRecord: Sendable, Equatable {
+    public var id: SessionID
+    public var dcID: Int
+    public var apiID: Int64?
+    public var testMode: Bool?
+    public var userID: Int64?
+    public var isBot: Bool?
+    public var serverAddress: String?
+    public var port: Int?
+    public var date: Int64?
+    /// The sealed auth key envelope; `nil` when the session has no key or was revoked.
+    public var sealedAuthKey: [UInt8]?
+    /// Revocation time (ms); `nil` while the session is live.
+    public var revokedAt: Int64?
+
+    /// True for a revoked tombstone.
+    public var isRevoked: Bool { revokedAt != nil }
+
+    public init(
+        id: SessionID, dcID: Int, apiID: Int64?, testMode: Bool?, userID: Int64?, isBot: Bool?,
+        serverAddress: String?, port: Int?, date: Int64?, sealedAuthKey: [UInt8]?, revokedAt: Int64?
+    ) {
+        self.id = id
+        self.dcID = dcID
+        self.apiID = apiID
+        self.testMode = testMode
+        self.userID = userID
+        self.isBot = isBot
+        self.serverAddress = serverAddress
+        self.port = port
+        self.date = date
+        self.sealedAuthKey = sealedAuthKey
+        self.revokedAt = revokedAt
+    }
+
+    /// The export's view of a full row.
+    public init(_ s: StoredSession) {
+        self.init(
+            id: s.id, dcID: s.dcID, apiID: s.apiID, testMode: s.testMode, userID: s.userID, isBot: s.isBot,
+            serverAddress: s.serverAddress, port: s.port, date: s.date, sealedAuthKey: s.sealedAuthKey,
+            revokedAt: s.revokedAt)
+    }
+}
