@@ -46,50 +46,61 @@ enum ResponseEncoder {
     static func appendHead(
         _ response: HTTPResponse, framing: Framing, date: [UInt8], to out: inout [UInt8]
     ) -> Bool {
+        // Assembled in stack memory and appended once: ten-odd `Array.append(contentsOf:)` calls
+        // cost about 90 instructions each, a copy into a buffer a fraction of that. A head that
+        // does not fit (large handler headers) is written straight to `out` instead.
+        let fitted = withUnsafeTemporaryAllocation(byteCount: stackHeadBytes, alignment: 1) { raw -> Bool in
+            var sink = FixedSink(raw)
+            writeHead(response, framing: framing, date: date, to: &sink)
+            guard !sink.overflowed else { return false }
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[..<sink.count]))
+            return true
+        }
+        if !fitted {
+            var sink = ArraySink(bytes: out)
+            out = []  // keeps the buffer uniquely referenced while the sink appends
+            writeHead(response, framing: framing, date: date, to: &sink)
+            out = sink.bytes
+        }
+        return !framing.isHead && !response.status.forbidsBody && !response.body.isEmpty
+    }
+
+    /// Heads up to this size are assembled on the stack.
+    static let stackHeadBytes = 1024
+
+    /// The status line and header section, written once for both sinks.
+    private static func writeHead<Sink: HeadSink>(
+        _ response: HTTPResponse, framing: Framing, date: [UInt8], to sink: inout Sink
+    ) {
         let status = response.status
-        appendASCII("HTTP/1.1 ", to: &out)
-        appendDecimal(status.code, to: &out)
-        out.append(0x20)
-        appendUTF8(status.reasonPhrase, to: &out)
-        out.append(contentsOf: crlf)
+        sink.write("HTTP/1.1 ")
+        writeDecimal(status.code, to: &sink)
+        sink.write(" ")
+        sink.write(status.reasonPhrase)
+        sink.write("\r\n")
         for field in response.headers {
             // The server owns framing and Date (RFC 9112 §6; RFC 9110 §6.6.1).
             if isServerOwned(field.name) { continue }
-            appendUTF8(field.name, to: &out)
-            appendASCII(": ", to: &out)
-            appendUTF8(field.value, to: &out)
-            out.append(contentsOf: crlf)
+            sink.write(field.name)
+            sink.write(": ")
+            sink.write(field.value)
+            sink.write("\r\n")
         }
         // RFC 9110 §8.6: no Content-Length in 1xx/204 responses; for 304 it is optional and we omit it.
         if !status.forbidsBody {
-            appendASCII("Content-Length: ", to: &out)
-            appendDecimal(response.body.count, to: &out)
-            out.append(contentsOf: crlf)
+            sink.write("Content-Length: ")
+            writeDecimal(response.body.count, to: &sink)
+            sink.write("\r\n")
         }
-        appendASCII("Date: ", to: &out)
-        out.append(contentsOf: date)
-        out.append(contentsOf: crlf)
+        sink.write("Date: ")
+        date.withUnsafeBytes { sink.write($0) }
+        sink.write("\r\n")
         if framing.close {
-            appendASCII("Connection: close\r\n", to: &out)
+            sink.write("Connection: close\r\n")
         } else if framing.keepAliveHeader {
-            appendASCII("Connection: keep-alive\r\n", to: &out)
+            sink.write("Connection: keep-alive\r\n")
         }
-        out.append(contentsOf: crlf)
-        return !framing.isHead && !status.forbidsBody && !response.body.isEmpty
-    }
-
-    /// Appends a literal's bytes (a copy of contiguous memory; appending `String.UTF8View` goes
-    /// through the generic sequence path, and the head has about ten pieces).
-    @inline(__always)
-    private static func appendASCII(_ text: StaticString, to out: inout [UInt8]) {
-        text.withUTF8Buffer { out.append(contentsOf: $0) }
-    }
-
-    /// Appends the UTF-8 of a string from its contiguous storage.
-    @inline(__always)
-    private static func appendUTF8(_ text: String, to out: inout [UInt8]) {
-        var text = text
-        text.withUTF8 { out.append(contentsOf: $0) }
+        sink.write("\r\n")
     }
 
     /// `Content-Length`, `Transfer-Encoding`, `Date` and `Connection` are written by the server.
@@ -103,29 +114,65 @@ enum ResponseEncoder {
         }
     }
 
-    /// The line terminator.
-    static let crlf: [UInt8] = [0x0D, 0x0A]
-
-    /// Appends the decimal digits of a non-negative integer.
-    static func appendDecimal(_ value: Int, to out: inout [UInt8]) {
-        if value < 10 {
-            out.append(UInt8(truncatingIfNeeded: 0x30 + max(0, value)))
-            return
-        }
+    /// Writes the decimal digits of a non-negative integer (a negative one writes 0).
+    private static func writeDecimal<Sink: HeadSink>(_ value: Int, to sink: inout Sink) {
         var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
             UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
             (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        var v = value
+        var v = max(0, value)
         var count = 0
         withUnsafeMutableBytes(of: &digits) { d in
-            while v > 0 && count < 20 {
+            repeat {
                 d[19 - count] = UInt8(truncatingIfNeeded: 0x30 + v % 10)
                 v /= 10
                 count += 1
-            }
-            out.append(contentsOf: d[(20 - count)...])
+            } while v > 0 && count < 20
+            sink.write(UnsafeRawBufferPointer(rebasing: d[(20 - count)...]))
         }
     }
+}
+
+/// Where ``ResponseEncoder`` writes a head.
+private protocol HeadSink {
+    mutating func write(_ bytes: UnsafeRawBufferPointer)
+}
+
+extension HeadSink {
+    mutating func write(_ text: StaticString) {
+        text.withUTF8Buffer { write(UnsafeRawBufferPointer($0)) }
+    }
+
+    mutating func write(_ text: String) {
+        var text = text
+        text.withUTF8 { write(UnsafeRawBufferPointer($0)) }
+    }
+}
+
+/// A fixed buffer (stack memory); remembers an overflow instead of writing past the end.
+private struct FixedSink: HeadSink {
+    let buffer: UnsafeMutableRawBufferPointer
+    var count = 0
+    var overflowed = false
+
+    init(_ buffer: UnsafeMutableRawBufferPointer) { self.buffer = buffer }
+
+    mutating func write(_ bytes: UnsafeRawBufferPointer) {
+        guard !overflowed, bytes.count <= buffer.count - count else {
+            overflowed = true
+            return
+        }
+        if let source = bytes.baseAddress, let target = buffer.baseAddress {
+            (target + count).copyMemory(from: source, byteCount: bytes.count)
+        }
+        count += bytes.count
+    }
+}
+
+/// A growing array.
+private struct ArraySink: HeadSink {
+    var bytes: [UInt8]
+
+    mutating func write(_ raw: UnsafeRawBufferPointer) { bytes.append(contentsOf: raw) }
 }
 
 /// Prebuilt server-generated error responses (HTTP.md item 18): a fixed problem+json body,
