@@ -73,34 +73,34 @@ enum ResponseEncoder {
         _ response: HTTPResponse, framing: Framing, date: [UInt8], to sink: inout Sink
     ) {
         let status = response.status
-        sink.write("HTTP/1.1 ")
+        sink.write(literal: "HTTP/1.1 ")
         writeDecimal(status.code, to: &sink)
-        sink.write(" ")
+        sink.write(literal: " ")
         sink.write(status.reasonPhrase)
-        sink.write("\r\n")
+        sink.write(literal: "\r\n")
         for field in response.headers {
             // The server owns framing and Date (RFC 9112 §6; RFC 9110 §6.6.1).
             if isServerOwned(field.name) { continue }
             sink.write(field.name)
-            sink.write(": ")
+            sink.write(literal: ": ")
             sink.write(field.value)
-            sink.write("\r\n")
+            sink.write(literal: "\r\n")
         }
         // RFC 9110 §8.6: no Content-Length in 1xx/204 responses; for 304 it is optional and we omit it.
         if !status.forbidsBody {
-            sink.write("Content-Length: ")
+            sink.write(literal: "Content-Length: ")
             writeDecimal(response.body.count, to: &sink)
-            sink.write("\r\n")
+            sink.write(literal: "\r\n")
         }
-        sink.write("Date: ")
+        sink.write(literal: "Date: ")
         date.withUnsafeBytes { sink.write($0) }
-        sink.write("\r\n")
+        sink.write(literal: "\r\n")
         if framing.close {
-            sink.write("Connection: close\r\n")
+            sink.write(literal: "Connection: close\r\n")
         } else if framing.keepAliveHeader {
-            sink.write("Connection: keep-alive\r\n")
+            sink.write(literal: "Connection: keep-alive\r\n")
         }
-        sink.write("\r\n")
+        sink.write(literal: "\r\n")
     }
 
     /// `Content-Length`, `Transfer-Encoding`, `Date` and `Connection` are written by the server.
@@ -138,7 +138,8 @@ private protocol HeadSink {
 }
 
 extension HeadSink {
-    mutating func write(_ text: StaticString) {
+    /// A literal. (A separate label: with `write(_:)` a literal would pick the `String` overload.)
+    mutating func write(literal text: StaticString) {
         text.withUTF8Buffer { write(UnsafeRawBufferPointer($0)) }
     }
 
