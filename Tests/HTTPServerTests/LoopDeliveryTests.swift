@@ -27,6 +27,16 @@ struct LoopDeliveryTests {
         subscript(target: String) -> Bool? { onLoop.withLock { $0[target] } }
     }
 
+    /// The inline slots are shared by every server in the process, and the other suites run in
+    /// parallel: with the default limit (the CPU count) a request of these tests could find the
+    /// slots taken and be handed off, which these tests would see as a re-arm or an off-loop
+    /// placement. A limit no test reaches keeps what they check deterministic.
+    static var inlineAlways: HTTPServerConfiguration {
+        var configuration = HTTPServerConfiguration.forTests
+        configuration.inlineHandlerLimit = 1_000
+        return configuration
+    }
+
     @Test func thereIsALoopPerTwoCPUsAndConnectionsTakeTurns() {
         #expect(EventLoop.all.count == max(1, InlineHandlerSlots.cpuCount / 2))
         let first = EventLoop.next()
@@ -51,7 +61,7 @@ struct LoopDeliveryTests {
             placement.note(request.target)
             return HTTPResponse(status: .ok, text: request.target, headers: ["X-Body-Length": String(request.body.count)])
         }
-        try await withServer(handler: handler) { server in
+        try await withServer(Self.inlineAlways, handler: handler) { server in
             let client = try TestClient(port: server.port)
             try await expectPipelinedRequestsAnsweredInOrder(client)
             for i in 1...3 {
@@ -89,7 +99,7 @@ struct LoopDeliveryTests {
             if request.target.hasPrefix("/block") { gate.pass() }
             return HTTPResponse(text: request.target)
         }
-        try await withServer(handler: handler) { server in
+        try await withServer(Self.inlineAlways, handler: handler) { server in
             let blocked = try TestClient(port: server.port)
             blocked.send("GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
             #expect(await gate.waitForEntries(1))
@@ -126,7 +136,7 @@ struct LoopDeliveryTests {
     /// A connection served on the loop keeps one persistent EPOLLIN registration while it only
     /// reads: keep-alive requests answered inline cost no `epoll_ctl` re-arm each.
     @Test func inlineKeepAliveRequestsDoNotReArm() async throws {
-        try await withServer(handler: Classifying { request in HTTPResponse(text: request.target) }) { server in
+        try await withServer(Self.inlineAlways, handler: Classifying { request in HTTPResponse(text: request.target) }) { server in
             let client = try TestClient(port: server.port)
             for i in 0..<50 {
                 client.send("GET /r\(i) HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -159,7 +169,7 @@ struct LoopDeliveryTests {
             if request.target.hasPrefix("/block") { gate.pass() }
             return HTTPResponse(text: request.target)
         }
-        try await withServer(handler: handler) { server in
+        try await withServer(Self.inlineAlways, handler: handler) { server in
             let client = try TestClient(port: server.port)
             client.send("GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
             #expect(await gate.waitForEntries(1))
