@@ -334,7 +334,7 @@ public final class VaultService: Sendable {
     }
 
     /// The stored row, without the export time noted in memory: for the paths that only check
-    /// the session or read its key (every export), and answer something else.
+    /// the session and answer something else (an export reads the narrower ``ExportRecord``).
     /// - Throws: ``VaultError/notFound``.
     private func storedSession(_ name: SessionName) throws(VaultError) -> StoredSession {
         let found: StoredSession?

@@ -258,7 +258,7 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
             }
             let seq = connection.lastInsertRowID
             if let exported = session.lastExportedAt {
-                try connection.run(SQL.markExportedBySeq, [.integer(exported), .integer(seq)])
+                try connection.run(SQL.markExportedBySeq, [.integer(seq), .integer(exported)])
             }
             var stored = session
             stored.version = 1
@@ -909,8 +909,11 @@ enum MultiRow {
         SQLiteStatementKey(
             "INSERT INTO session_exports (session_seq, last_exported_at) SELECT sessions.seq, v.column2 FROM (VALUES "
                 + placeholders(rows: rows, columns: 2) + ") AS v JOIN sessions ON sessions.\(key) = v.column1 WHERE true "
-                + "ON CONFLICT (session_seq) DO UPDATE SET last_exported_at = max(last_exported_at, excluded.last_exported_at)")
+                + keepLaterExportTime)
     }
+    /// The conflict clause of every export-time upsert: the later of the stored and the new time.
+    static let keepLaterExportTime =
+        "ON CONFLICT (session_seq) DO UPDATE SET last_exported_at = max(last_exported_at, excluded.last_exported_at)"
     static let auditColumns = 7
 
     /// `(?1, ?2), (?3, ?4), …`
@@ -1011,14 +1014,11 @@ private enum SQL {
         WHERE name = ?11 AND version = ?12 AND revoked_at IS NULL RETURNING \(sessionColumns)
         """)
     /// The later of the stored and the given export time (the upsert keeps the maximum).
-    static let markExported = SQLiteStatementKey("""
-        INSERT INTO session_exports (session_seq, last_exported_at) SELECT seq, ?1 FROM sessions WHERE name = ?2 \
-        ON CONFLICT (session_seq) DO UPDATE SET last_exported_at = max(last_exported_at, excluded.last_exported_at)
-        """)
-    static let markExportedBySeq = SQLiteStatementKey("""
-        INSERT INTO session_exports (session_seq, last_exported_at) VALUES (?2, ?1) \
-        ON CONFLICT (session_seq) DO UPDATE SET last_exported_at = max(last_exported_at, excluded.last_exported_at)
-        """)
+    static let markExported = SQLiteStatementKey(
+        "INSERT INTO session_exports (session_seq, last_exported_at) SELECT seq, ?1 FROM sessions WHERE name = ?2 "
+            + MultiRow.keepLaterExportTime)
+    static let markExportedBySeq = SQLiteStatementKey(
+        "INSERT INTO session_exports (session_seq, last_exported_at) VALUES (?1, ?2) " + MultiRow.keepLaterExportTime)
     static let revoke = SQLiteStatementKey("""
         UPDATE sessions SET sealed_auth_key = NULL, sealed_key_term = NULL, revoked_at = ?1, updated_at = ?1, \
         version = version + 1, peer_count = 0 WHERE seq = ?2 AND revoked_at IS NULL RETURNING \(sessionColumns)
