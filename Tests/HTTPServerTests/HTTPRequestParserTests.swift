@@ -467,6 +467,11 @@ struct HTTPMessageTests {
         let request = HTTPRequest(method: .get, target: target)
         #expect(request.path == path[...])
         #expect(request.query == query.map { $0[...] })
+        // The `?` offset is kept with the target: assigning a new target moves it too.
+        var changed = HTTPRequest(method: .get, target: "/before?long=query&more")
+        changed.target = target
+        #expect(changed.path == path[...])
+        #expect(changed.query == query.map { $0[...] })
     }
 
     @Test func headersAreCaseInsensitiveAndOrdered() {

@@ -359,24 +359,10 @@ public struct ExportRecord: Sendable, Equatable {
 
     /// True for a revoked tombstone.
     public var isRevoked: Bool { revokedAt != nil }
+}
 
-    public init(
-        id: SessionID, dcID: Int, apiID: Int64?, testMode: Bool?, userID: Int64?, isBot: Bool?,
-        serverAddress: String?, port: Int?, date: Int64?, sealedAuthKey: [UInt8]?, revokedAt: Int64?
-    ) {
-        self.id = id
-        self.dcID = dcID
-        self.apiID = apiID
-        self.testMode = testMode
-        self.userID = userID
-        self.isBot = isBot
-        self.serverAddress = serverAddress
-        self.port = port
-        self.date = date
-        self.sealedAuthKey = sealedAuthKey
-        self.revokedAt = revokedAt
-    }
-
+// In an extension, so that the store keeps the implicit memberwise initialiser.
+extension ExportRecord {
     /// The export's view of a full row.
     public init(_ s: StoredSession) {
         self.init(
