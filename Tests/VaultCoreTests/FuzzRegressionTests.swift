@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import Foundation
 import Testing
 
 @testable import VaultCore
@@ -73,5 +74,26 @@ import Testing
         let back = try SessionFileReader.read(bytes: bytes)
         #expect(back.peers.first?.phoneNumber == "123\u{0}456")
         if format == .telethonFile { #expect(back.peers.first?.name == "a\u{0}b") }
+    }
+
+    /// FailCases/FuzzSessionFile/damaged-id-index-order (the file as found: a pyrogram v3 file
+    /// whose `peers` schema text was damaged so that `id` is no longer the rowid, leaving the
+    /// `idx_peers_id` index in a different order from the ids the reader gets). The reader's
+    /// `ORDER BY id` followed the index, so the peers came out in another order than the same
+    /// peers written to a Telethon file and read back. The reader now returns peers in id order
+    /// whatever the file's indexes say.
+    @Test func peersComeBackInIDOrderWhateverTheFilesIndexSays() throws {
+        let path = URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fuzz/FailCases/FuzzSessionFile/damaged-id-index-order")
+        let bytes = Array(try Data(contentsOf: path))
+        let imported = try SessionFileReader.read(bytes: bytes, limits: SessionFileReader.Limits())
+        let ids = imported.peers.map(\.id)
+        #expect(ids.count == 9)
+        #expect(ids == ids.sorted())
+        let written = try SessionFileWriter.write(imported.session, peers: imported.peers, as: .telethonFile, now: Self.now)
+        let back = try SessionFileReader.read(bytes: written, limits: SessionFileReader.Limits())
+        #expect(back.peers.map(\.id) == ids)
+        #expect(back.peers.map(\.accessHash) == imported.peers.map(\.accessHash))
     }
 }

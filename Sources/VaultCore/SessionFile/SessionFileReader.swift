@@ -443,19 +443,36 @@ struct SessionFileTables {
     func columns(_ table: String) -> Set<String> { columnsByTable[table] ?? [] }
 }
 
-/// Collects peers in file order and attaches extra usernames by id.
+/// Collects peers and attaches extra usernames by id.
 private struct PeerCollector {
-    private(set) var peers: [Peer] = []
+    private var collected: [Peer] = []
     private var indexByID: [Int64: Int] = [:]
 
+    /// The peers in ascending id order (rows of one id in file order). The queries ask SQLite
+    /// for `ORDER BY id`, which it answers from the id index; in a damaged file whose index
+    /// disagrees with its table (which `quick_check` does not compare) that order is not id
+    /// order, and the same peers written to another format and read back came out in a
+    /// different order (found by the session-file fuzzer).
+    var peers: [Peer] {
+        var inIDOrder = true
+        for i in collected.indices.dropFirst() where collected[i - 1].id > collected[i].id {
+            inIDOrder = false
+            break
+        }
+        if inIDOrder { return collected }
+        return collected.enumerated()
+            .sorted { ($0.element.id, $0.offset) < ($1.element.id, $1.offset) }
+            .map(\.element)
+    }
+
     mutating func append(_ peer: Peer) {
-        indexByID[peer.id] = peers.count
-        peers.append(peer)
+        indexByID[peer.id] = collected.count
+        collected.append(peer)
     }
 
     /// Adds `username` to the peer `id` unless it already has it; ignores unknown peers.
     mutating func addUsername(_ username: String, to id: Int64) {
-        guard let index = indexByID[id], !peers[index].usernames.contains(username) else { return }
-        peers[index].usernames.append(username)
+        guard let index = indexByID[id], !collected[index].usernames.contains(username) else { return }
+        collected[index].usernames.append(username)
     }
 }
