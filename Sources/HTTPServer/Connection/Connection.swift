@@ -107,6 +107,9 @@ final class Connection: @unchecked Sendable {
     private var armedPersistent = false
     /// Reading is paused (a handler runs off-queue, or a final response is stuck): no EPOLLIN.
     private var readPaused = false
+    /// A response is queued in the loop's batch (``EventLoop/deferFlush(_:)``): it is sent by
+    /// ``sendDeferred()``, and the registration stays as it is until then.
+    private var flushDeferred = false
     /// Output is pending after EAGAIN: EPOLLOUT is wanted.
     private var waitingForWrite = false
 
@@ -266,7 +269,7 @@ final class Connection: @unchecked Sendable {
 
     /// Arms the registration for what the connection wants now, if that differs from what is armed.
     private func updateInterest() {
-        guard phase != .closed else { return }
+        guard phase != .closed, !flushDeferred else { return }
         var wanted: UInt32 = 0
         if wantsRead { wanted |= EventLoop.readable }
         if waitingForWrite { wanted |= EventLoop.writable }
@@ -526,8 +529,30 @@ final class Connection: @unchecked Sendable {
             afterFlush = (keepAlive || bodyUnread || parser.bufferedByteCount > 0) ? .linger : .close
         } else {
             afterFlush = .nextRequest
+            // On the loop thread, a keep-alive response waits for the end of the loop's batch of
+            // events (see ``EventLoop``). Closing responses go at once: nothing follows them.
+            if handledOnLoop && loop.deferFlush(self) {
+                flushDeferred = true
+                #if DEBUG
+                server.responsesDeferred.add(1, ordering: .relaxed)
+                #endif
+                return
+            }
         }
         flush()
+    }
+
+    /// Sends a response that ``respond(_:method:version:keepAlive:bodyUnread:)`` left to the
+    /// loop's batch, then goes on with pipelined requests (their responses go at once).
+    func sendDeferred() {
+        assertOnQueue()
+        guard flushDeferred else { return }
+        flushDeferred = false
+        if phase == .writing {
+            flush()
+            if phase == .idle || phase == .reading { processBuffered() }
+        }
+        updateInterest()
     }
 
     /// Sends `HTTP/1.1 100 Continue` (interim; the body keeps arriving meanwhile).

@@ -58,6 +58,8 @@ public final class HTTPServer: Sendable {
     /// of the persistent registration; debug builds only).
     let loopEventsDelivered = Atomic<Int>(0)
     let loopRearms = Atomic<Int>(0)
+    /// Responses held back to the end of a loop's batch (``EventLoop/deferFlush(_:)``).
+    let responsesDeferred = Atomic<Int>(0)
     #endif
 
     /// Every open connection, for shutdown and the handler watchdog.
