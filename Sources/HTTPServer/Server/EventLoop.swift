@@ -49,9 +49,10 @@ import Synchronization
 /// the events of one `epoll_wait` is not sent at once: the connection is queued
 /// (``deferFlush(_:)``) and sent after the batch, or as soon as ``deferredFlushLimit`` are
 /// waiting. A client that waits in `epoll_wait` for its answers is then woken once for a burst of
-/// them instead of once for each. Measured with `wrk -t1 -c64` on export: wrk's voluntary context
-/// switches per request 0.82 → 0.04, and the server's involuntary ones per 6 s run about
-/// 15,000 → 2,000–7,000. The cost is latency for the first responses of a batch: at most the
+/// them instead of once for each. Measured with `wrk -t1 -c64` on export (BENCHMARKS.md, seventh
+/// session): wrk's voluntary context switches per request 0.77 → 0.065 and its CPU 47–53 % → 35–38 %;
+/// the loop's own cost per request barely moves (it no longer pays for most wake-ups, and pays
+/// for one more `queue.sync`). The cost is latency for the first responses of a batch: at most the
 /// handler time of ``deferredFlushLimit`` inline requests (a few hundred microseconds).
 ///
 /// `@unchecked Sendable`: `epfd`, `wakeFD` are immutable, the registry and the id counter are
