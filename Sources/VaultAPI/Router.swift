@@ -482,10 +482,16 @@ public final class VaultRouter: HTTPHandler {
             case .diskFull, .readOnly:
                 return Problem(status: 503, title: "Service Unavailable", detail: "storage is not writable right now",
                                headers: [("Retry-After", "30")])
+            case .unavailable(let reason):
+                return Problem(status: 503, title: "Service Unavailable", detail: "storage is unavailable: \(reason)",
+                               headers: [("Retry-After", "30")])
             default:
                 log.error("storage failure", [("error", e.description)])
                 return Problem(status: 500, title: "Internal Server Error", detail: "storage failure")
             }
+        case .keyringChanged:
+            return Problem(status: 409, title: "Conflict",
+                           detail: "the keyring was changed by another process meanwhile; nothing was changed, retry")
         case .integrity:
             log.error("integrity failure on stored data")
             return Problem(status: 500, title: "Internal Server Error", detail: "stored data failed its integrity check")

@@ -17,12 +17,16 @@ extension VaultRouter {
         let draining = serverState.isDraining
         var storageOK = true
         do { _ = try vault.store.countSessions() } catch { storageOK = false }
-        let ready = !sealed && !draining && storageOK
+        // A full disk leaves reads working (ready, but not writable); a database file removed
+        // under the running vault does not (not ready).
+        let health = vault.store.health()
+        let ready = !sealed && !draining && storageOK && !health.failed
         var members: [(String, JSONValue)] = [
             ("ready", .bool(ready)), ("engine", .string(info.engine)), ("fallback", .bool(info.fallbackReason != nil)),
             ("fallback_reason", info.fallbackReason.map { .string($0) } ?? .null), ("sealed", .bool(sealed)),
-            ("draining", .bool(draining)),
+            ("draining", .bool(draining)), ("writable", .bool(health.writable)),
         ]
+        if let reason = health.reason { members.append(("writable_reason", .string(reason))) }
         if let reason = vault.sealedReason { members.append(("sealed_reason", .string(reason))) }
         if !storageOK { members.append(("storage", .string("unavailable"))) }
         return json(.object(members), status: ready ? 200 : 503)
@@ -39,6 +43,8 @@ extension VaultRouter {
         gauges.append((name: "sv_storage_fallback", help: "1 when the vault fell back to memory storage.", labels: "",
                        value: info.fallbackReason == nil ? 0 : 1))
         gauges.append((name: "sv_sealed", help: "1 when the vault is sealed.", labels: "", value: vault.sealedReason == nil ? 0 : 1))
+        gauges.append((name: "sv_storage_writable", help: "1 when the storage takes writes.", labels: "",
+                       value: vault.store.health().writable ? 1 : 0))
         if let terms = try? vault.keyTerms() {
             gauges.append((name: "sv_key_term", help: "Current data-key term.", labels: "", value: Double(terms.current)))
         }
@@ -62,6 +68,7 @@ extension VaultRouter {
         do { counts = try vault.store.countSessions() } catch { throw problem(for: VaultError(error), name: nil) }
         do { tokens = try vault.tokens() } catch { throw problem(for: error, name: nil) }
         let keys: JSONValue = (try? vault.keyTerms()).map(Self.keyJSON) ?? .null
+        let health = vault.store.health()
         return json(.object([
             ("version", .string(info.version)),
             ("sealed", .bool(vault.sealedReason != nil)),
@@ -70,6 +77,8 @@ extension VaultRouter {
                 ("fallback", .bool(info.fallbackReason != nil)),
                 ("fallback_reason", info.fallbackReason.map { .string($0) } ?? .null),
                 ("synchronous", .string(info.synchronous)),
+                ("writable", .bool(health.writable)),
+                ("writable_reason", health.reason.map { .string($0) } ?? .null),
             ])),
             ("keys", keys),
             ("counts", .object([

@@ -40,6 +40,9 @@ public struct ServiceConfiguration: Equatable, Sendable {
     public var dev: Bool
     /// Refuse to start instead of falling back to memory when the data folder cannot be written.
     public var requirePersistence: Bool
+    /// Start a new vault even where a master key waits for a database that is missing or empty
+    /// (`--initialize`, `SESSION_VAULT_INITIALIZE`); without it such a start is refused.
+    public var initialize: Bool
     /// A file of `name session_string` lines loaded into the vault at start.
     public var importFile: String?
     public var logFormat: Log.Format
@@ -60,6 +63,7 @@ public struct ServiceConfiguration: Equatable, Sendable {
         public var rootTokenFile: String?
         public var dev = false
         public var requirePersistence = false
+        public var initialize = false
         public var importFile: String?
         public var logFormat: String?
         public var logLevel: String?
@@ -94,6 +98,8 @@ public struct ServiceConfiguration: Equatable, Sendable {
         let devEnv = try bool("SESSION_VAULT_DEV")
         let dev = flags.dev || devEnv
         let requireEnv = try bool("SESSION_VAULT_REQUIRE_PERSISTENCE")
+        let initializeEnv = try bool("SESSION_VAULT_INITIALIZE")
+        let initialize = flags.initialize || initializeEnv
         let dataDirectory = value(flags.dataDirectory, "SESSION_VAULT_DATA_DIR") ?? "data"
 
         // Listen address: flag, SESSION_VAULT_LISTEN, then PORT (the ephemeral platforms'
@@ -134,8 +140,11 @@ public struct ServiceConfiguration: Equatable, Sendable {
             masterKey = .environment(k)
         } else if dev || storage == .memory {
             masterKey = .ephemeral
+        } else if case .file(let path) = storage {
+            // Beside the database it opens, wherever that is (not in the default data folder).
+            masterKey = .generatedFile(siblingPath(of: path, named: "master.key"))
         } else {
-            masterKey = .generatedFile(dataDirectory + "/master.key")
+            masterKey = .ephemeral
         }
 
         let rootToken: RootTokenSource
@@ -175,9 +184,16 @@ public struct ServiceConfiguration: Equatable, Sendable {
         return ServiceConfiguration(
             host: host, port: port, storage: storage, masterKey: masterKey, rootToken: rootToken, dev: dev,
             requirePersistence: flags.requirePersistence || requireEnv,
+            initialize: initialize,
             importFile: value(flags.importFile, "SESSION_VAULT_IMPORT_FILE"),
             logFormat: logFormat, logLevel: logLevel, synchronousFull: synchronousFull,
             maxBodyBytes: maxBodyBytes, dataDirectory: dataDirectory)
+    }
+
+    /// `name` in the folder of `path` (`a/b/vault.db` → `a/b/master.key`, `vault.db` → `master.key`).
+    public static func siblingPath(of path: String, named name: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return name }
+        return String(path[...slash]) + name
     }
 
     /// Parses `HOST:PORT`, `[IPv6]:PORT` or `:PORT` (all interfaces).

@@ -21,6 +21,9 @@ public enum VaultError: Error, Equatable, Sendable, CustomStringConvertible {
     case storage(StorageError)
     /// A cryptographic operation failed on data the vault itself wrote (tampering or a bug).
     case integrity
+    /// Another process changed the keyring since this one read it (a rekey or rotation of its
+    /// own); nothing was written. Retry after reloading, or restart with the right key.
+    case keyringChanged
 
     public var description: String {
         switch self {
@@ -33,6 +36,7 @@ public enum VaultError: Error, Equatable, Sendable, CustomStringConvertible {
         case .missingFields(let fields): return "missing fields: \(fields.joined(separator: ", "))"
         case .storage(let error): return "storage failure: \(error)"
         case .integrity: return "stored data failed its integrity check"
+        case .keyringChanged: return "the keyring was changed by another process meanwhile; nothing was changed"
         }
     }
 

@@ -101,9 +101,14 @@ public final class VaultService: Sendable {
     static let exportTimesFlushDelay = DispatchTimeInterval.seconds(1)
 
     private enum KeyState {
-        case unsealed(Keyring)
+        /// The keyring and the stored generation it was read or last written at.
+        case unsealed(Keyring, generation: Int64)
         case sealed(String)
     }
+
+    /// Serialises the operations that change keys (rotate, rewrap, rekey) within this process;
+    /// across processes, every keyring write is conditional on the generation it read.
+    private let keyChanges = PThreadMutex()
 
     private struct CachedToken {
         var record: TokenRecord
@@ -122,10 +127,10 @@ public final class VaultService: Sendable {
         self.store = store
         let clock = clock ?? { VaultService.nowMilliseconds() }
         self.clock = clock
-        let terms: [KeyTermRecord]
-        do { terms = try store.loadKeyTerms() } catch { throw VaultError(error) }
+        let stored: StoredKeyring
+        do { stored = try store.loadKeyring() } catch { throw VaultError(error) }
         let keyState: KeyState
-        if terms.isEmpty {
+        if stored.terms.isEmpty {
             if let master {
                 let sessionCount: Int
                 do { sessionCount = try store.countSessions().total } catch { throw VaultError(error) }
@@ -133,32 +138,49 @@ public final class VaultService: Sendable {
                     // Sessions without a keyring: never invent keys over existing data.
                     keyState = .sealed("the database has sessions but no keyring")
                 } else {
-                    do {
-                        let (keyring, sealed) = try Keyring.create(master: master, createdAt: clock())
-                        for term in sealed {
-                            try store.appendKeyTerm(KeyTermRecord(term: term.term, createdAt: term.createdAt, sealedKey: term.sealedKey))
-                        }
-                        keyState = .unsealed(keyring)
-                    } catch let error as StorageError {
-                        throw VaultError(error)
-                    } catch {
-                        throw VaultError.integrity
-                    }
+                    keyState = try Self.createKeyring(store: store, master: master, generation: stored.generation, now: clock())
                 }
             } else {
                 keyState = .sealed("no master key was configured")
             }
         } else if let master {
-            let sealed = terms.map { SealedTerm(term: $0.term, createdAt: $0.createdAt, sealedKey: $0.sealedKey) }
-            do {
-                keyState = .unsealed(try Keyring.unseal(sealed, master: master))
-            } catch {
-                keyState = .sealed("the master key does not open this vault's keyring")
-            }
+            keyState = Self.unseal(stored, master: master)
         } else {
             keyState = .sealed("no master key was configured")
         }
         state = PThreadLocked(keyState)
+    }
+
+    /// A new keyring persisted at `generation`; if another process created one meanwhile,
+    /// that one (opened with `master`, or sealed when it does not open).
+    private static func createKeyring(store: any SessionStore, master: MasterKey, generation: Int64, now: Int64)
+        throws(VaultError) -> KeyState
+    {
+        do {
+            let (keyring, sealed) = try Keyring.create(master: master, createdAt: now)
+            var written: Int64? = generation
+            for term in sealed {
+                guard let current = written else { break }
+                written = try store.appendKeyTerm(
+                    KeyTermRecord(term: term.term, createdAt: term.createdAt, sealedKey: term.sealedKey), ifGeneration: current)
+            }
+            if let written { return .unsealed(keyring, generation: written) }
+            return unseal(try store.loadKeyring(), master: master)
+        } catch let error as StorageError {
+            throw VaultError(error)
+        } catch {
+            throw VaultError.integrity
+        }
+    }
+
+    /// The stored keyring opened with `master`, or the sealed state saying why not.
+    private static func unseal(_ stored: StoredKeyring, master: MasterKey) -> KeyState {
+        let sealed = stored.terms.map { SealedTerm(term: $0.term, createdAt: $0.createdAt, sealedKey: $0.sealedKey) }
+        do {
+            return .unsealed(try Keyring.unseal(sealed, master: master), generation: stored.generation)
+        } catch {
+            return .sealed("the master key does not open this vault's keyring")
+        }
     }
 
     /// Unix time in milliseconds.
@@ -179,10 +201,32 @@ public final class VaultService: Sendable {
     }
 
     private func keyring() throws(VaultError) -> Keyring {
+        try keyringAndGeneration().keyring
+    }
+
+    private func keyringAndGeneration() throws(VaultError) -> (keyring: Keyring, generation: Int64) {
         let s = state.withLock { $0 }
         switch s {
-        case .unsealed(let k): return k
+        case .unsealed(let k, let generation): return (k, generation)
         case .sealed(let reason): throw .sealed(reason: reason)
+        }
+    }
+
+    /// After a conditional keyring write found the keyring changed by another process: adopt
+    /// the stored keyring if this process's master key opens it, otherwise seal (this process
+    /// must never write under a master key the keyring no longer uses).
+    /// - Throws: ``VaultError/sealed(reason:)`` when it sealed.
+    private func reloadKeyring(_ current: Keyring) throws(VaultError) {
+        let stored: StoredKeyring
+        do { stored = try store.loadKeyring() } catch { throw VaultError(error) }
+        let sealed = stored.terms.map { SealedTerm(term: $0.term, createdAt: $0.createdAt, sealedKey: $0.sealedKey) }
+        do {
+            let fresh = try current.reopened(sealed)
+            state.withLock { $0 = .unsealed(fresh, generation: stored.generation) }
+        } catch {
+            let reason = "another process re-sealed the keyring under a different master key; restart with that key"
+            state.withLock { $0 = .sealed(reason) }
+            throw .sealed(reason: reason)
         }
     }
 
@@ -656,59 +700,87 @@ public final class VaultService: Sendable {
         return (k.currentTerm, k.terms)
     }
 
-    /// Adds a new data-key term; persisted before it is used.
+    /// Adds a new data-key term; persisted before it is used. Rotations of this process run one
+    /// at a time; one that finds the keyring changed by another process reloads it and retries.
     public func rotate(context: RequestContext) throws(VaultError) -> UInt32 {
-        let k = try keyring()
-        let prepared: SealedTerm
-        do { prepared = try k.prepareRotation(createdAt: clock()) } catch { throw .integrity }
-        do {
-            try store.appendKeyTerm(KeyTermRecord(term: prepared.term, createdAt: prepared.createdAt, sealedKey: prepared.sealedKey))
-        } catch {
-            throw VaultError(error)
+        try keyChanges.withLock { () throws(VaultError) -> UInt32 in
+            for _ in 0..<3 {
+                let (k, generation) = try keyringAndGeneration()
+                let prepared: SealedTerm
+                do { prepared = try k.prepareRotation(createdAt: clock()) } catch { throw .integrity }
+                let written: Int64?
+                do throws(StorageError) {
+                    written = try store.appendKeyTerm(
+                        KeyTermRecord(term: prepared.term, createdAt: prepared.createdAt, sealedKey: prepared.sealedKey),
+                        ifGeneration: generation)
+                } catch {
+                    throw VaultError(error)
+                }
+                guard let written else {
+                    try reloadKeyring(k)
+                    continue
+                }
+                do { try k.activate(prepared) } catch { throw .integrity }
+                state.withLock { $0 = .unsealed(k, generation: written) }
+                audit("keys.rotate", nil, context, outcome: "ok", detail: String(prepared.term))
+                return prepared.term
+            }
+            throw .keyringChanged
         }
-        do { try k.activate(prepared) } catch { throw .integrity }
-        audit("keys.rotate", nil, context, outcome: "ok", detail: String(prepared.term))
-        return prepared.term
     }
 
     /// Re-seals every stored auth key under the current term.
     /// - Returns: how many were re-sealed.
     public func rewrap(context: RequestContext) throws(VaultError) -> Int {
-        let k = try keyring()
-        var cursor: SessionID?
-        var count = 0
-        while true {
-            let batch: [RewrapCandidate]
-            do { batch = try store.sessionsNeedingRewrap(currentTerm: k.currentTerm, after: cursor, limit: 256) } catch {
-                throw VaultError(error)
-            }
-            if batch.isEmpty { break }
-            for c in batch {
-                cursor = c.id
-                let fresh: [UInt8]
-                do { fresh = try k.rewrap(c.sealedAuthKey, context: Self.authKeyContext(c.id)) } catch { throw .integrity }
-                do {
-                    if try store.replaceSealedAuthKey(id: c.id, expected: c.sealedAuthKey, new: fresh, term: k.currentTerm) {
-                        count += 1
-                    }
-                } catch {
+        try keyChanges.withLock { () throws(VaultError) -> Int in
+            let k = try keyring()
+            let term = k.currentTerm
+            var cursor: SessionID?
+            var count = 0
+            while true {
+                let batch: [RewrapCandidate]
+                do throws(StorageError) { batch = try store.sessionsNeedingRewrap(currentTerm: term, after: cursor, limit: 256) } catch {
                     throw VaultError(error)
                 }
+                if batch.isEmpty { break }
+                for c in batch {
+                    cursor = c.id
+                    let fresh: [UInt8]
+                    do { fresh = try k.rewrap(c.sealedAuthKey, context: Self.authKeyContext(c.id)) } catch { throw .integrity }
+                    do throws(StorageError) {
+                        if try store.replaceSealedAuthKey(id: c.id, expected: c.sealedAuthKey, new: fresh, term: term) {
+                            count += 1
+                        }
+                    } catch {
+                        throw VaultError(error)
+                    }
+                }
             }
+            audit("keys.rewrap", nil, context, outcome: "ok", detail: String(count))
+            return count
         }
-        audit("keys.rewrap", nil, context, outcome: "ok", detail: String(count))
-        return count
     }
 
-    /// Re-seals the keyring under `newMaster` (the data keys do not change).
+    /// Re-seals the keyring under `newMaster` (the data keys do not change). The new keyring is
+    /// stored first, on the condition that nobody changed it since it was read, and only then
+    /// adopted; on any failure the vault stays wholly under the old master key.
+    /// - Throws: ``VaultError/keyringChanged`` when another process changed the keyring meanwhile.
     public func rekey(to newMaster: MasterKey) throws(VaultError) {
-        let k = try keyring()
-        let sealed: [SealedTerm]
-        do { sealed = try k.rekey(newMaster: newMaster) } catch { throw .integrity }
-        do {
-            try store.replaceKeyTerms(sealed.map { KeyTermRecord(term: $0.term, createdAt: $0.createdAt, sealedKey: $0.sealedKey) }, meta: [:])
-        } catch {
-            throw VaultError(error)
+        try keyChanges.withLock { () throws(VaultError) in
+            let (k, generation) = try keyringAndGeneration()
+            let sealed: [SealedTerm]
+            do { sealed = try k.sealedTerms(under: newMaster) } catch { throw .integrity }
+            let written: Int64?
+            do throws(StorageError) {
+                written = try store.replaceKeyTerms(
+                    sealed.map { KeyTermRecord(term: $0.term, createdAt: $0.createdAt, sealedKey: $0.sealedKey) },
+                    meta: [:], ifGeneration: generation)
+            } catch {
+                throw VaultError(error)
+            }
+            guard let written else { throw .keyringChanged }
+            do { _ = try k.rekey(newMaster: newMaster) } catch { throw .integrity }
+            state.withLock { $0 = .unsealed(k, generation: written) }
         }
     }
 

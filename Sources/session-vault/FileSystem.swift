@@ -36,6 +36,19 @@ enum FileSystem {
         return stat(path, &info) == 0
     }
 
+    /// The size of the file at `path` in bytes, or nil if it cannot be stat'ed.
+    static func size(_ path: String) -> Int64? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return Int64(info.st_size)
+    }
+
+    /// Whether this process may write `path` (`access(W_OK)`: false on a read-only mount even
+    /// for root, and for a file or folder whose permissions forbid it to this user).
+    static func isWritable(_ path: String) -> Bool {
+        access(path.isEmpty ? "." : path, W_OK) == 0
+    }
+
     /// The permission bits of `path`, or nil if it cannot be stat'ed.
     static func permissions(_ path: String) -> Int? {
         var info = stat()

@@ -17,7 +17,11 @@ struct RekeyCommand: ParsableCommand {
             neither is ever taken from the command line. The storage is SESSION_VAULT_STORAGE / --storage \
             (a file). Restart the service with the new key afterwards.
 
-            Exit codes: 0 rekeyed, 65 the database is not usable, 78 a key is missing or wrong.
+            The service must be stopped: rekey takes the same lock as serve and refuses, \
+            naming the holder, while a vault process has the file open.
+
+            Exit codes: 0 rekeyed, 65 the database is not usable, 75 the vault is in use \
+            (stop the service first), 78 a key is missing or wrong.
             """
     )
 
@@ -50,6 +54,9 @@ struct RekeyCommand: ParsableCommand {
         guard FileSystem.exists(path) else {
             throw ServiceRunner.fail(log, Exit.dataError, "no vault database at \(path)")
         }
+        // Held until the end of run(): a serve started meanwhile is refused too.
+        let lock = try ServiceRunner.lockVault(path, command: "rekey", log: log)
+        defer { withExtendedLifetime(lock) {} }
         let store: SQLiteSessionStore
         do { store = try SQLiteSessionStore(.file(path)) } catch {
             throw ServiceRunner.fail(log, Exit.dataError, "cannot open \(path): \(error)")

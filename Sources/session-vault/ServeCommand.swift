@@ -33,6 +33,8 @@ struct ServeCommand: ParsableCommand {
             - SESSION_VAULT_ROOT_TOKEN / _ROOT_TOKEN_FILE: the root token; without one, \
             a token is generated on first start and printed once on stdout.
             - SESSION_VAULT_REQUIRE_PERSISTENCE=true: no memory fallback.
+            - SESSION_VAULT_INITIALIZE=true: start a new vault where a master key file waits \
+            for a database that is missing, or where the database file is empty.
             - SESSION_VAULT_IMPORT_FILE: "NAME SESSION_STRING" lines to load at start.
             - SESSION_VAULT_SYNCHRONOUS: full (default, loses nothing acknowledged) \
             or normal.
@@ -42,9 +44,14 @@ struct ServeCommand: ParsableCommand {
             _MAX_CONNECTIONS, _MAX_INFLIGHT, _HANDLER_THREADS, _MAX_BODY_BYTES, _MAX_REQUESTS_PER_CONNECTION.
             - SESSION_VAULT_EVENT_LOOPS: event-loop threads, 1…64 (default half the CPUs, at least 1).
 
+            One process at a time serves a vault file: it holds an exclusive lock on \
+            PATH.lock beside the database. SIGHUP is ignored (nothing to reload).
+
             Exit codes: 0 clean shutdown after SIGTERM/SIGINT, 64 usage, 65 unusable \
-            data (not a vault database, bad import file), 69 cannot listen, 73 \
-            persistence required but impossible, 78 configuration error.
+            data (not a vault database, an empty database file, a master key without its \
+            database, bad import file), 69 cannot listen, 73 persistence required but \
+            impossible, 75 the vault file is in use by another process (named), 77 an \
+            existing vault database cannot be written, 78 configuration error.
             """
     )
 
@@ -78,6 +85,9 @@ struct ServeCommand: ParsableCommand {
     @Flag(name: .long, help: "Refuse to start when the data folder cannot be written (no memory fallback).")
     var requirePersistence = false
 
+    @Flag(name: .long, help: "Start a new vault even though a master key file waits for a missing or empty database.")
+    var initialize = false
+
     func run() throws {
         // Before any thread exists, so that every thread shares the one malloc arena.
         MallocTuning.apply()
@@ -96,6 +106,7 @@ struct ServeCommand: ParsableCommand {
         flags.logLevel = logLevel
         flags.dev = dev
         flags.requirePersistence = requirePersistence
+        flags.initialize = initialize
         let service = try ServiceRunner.start(flags: flags, testRoutes: ServeCommand.environment("SESSION_VAULT_TEST_ROUTES") == "1")
         withExtendedLifetime(service) { dispatchMain() }
     }

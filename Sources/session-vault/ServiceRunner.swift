@@ -12,6 +12,10 @@ enum Exit {
     static let dataError: Int32 = 65
     static let unavailable: Int32 = 69
     static let cannotCreate: Int32 = 73
+    /// The vault file is in use by another process (a running `serve`, or a `rekey`).
+    static let inUse: Int32 = 75
+    /// An existing vault database cannot be written (read-only file, folder or mount).
+    static let noPermission: Int32 = 77
     static let config: Int32 = 78
 }
 
@@ -20,11 +24,18 @@ final class ServiceRunner {
     let server: HTTPServer
     let store: any SessionStore
     let signalSources: [any DispatchSourceSignal]
+    /// The file vault's one-process lock, held until the process exits.
+    let lock: VaultFileLock?
+    /// Watches the store's health and logs when writes start or stop failing.
+    let healthWatch: any DispatchSourceTimer
 
-    private init(server: HTTPServer, store: any SessionStore, signalSources: [any DispatchSourceSignal]) {
+    private init(server: HTTPServer, store: any SessionStore, signalSources: [any DispatchSourceSignal],
+                 lock: VaultFileLock?, healthWatch: any DispatchSourceTimer) {
         self.server = server
         self.store = store
         self.signalSources = signalSources
+        self.lock = lock
+        self.healthWatch = healthWatch
     }
 
     static func fail(_ log: Log, _ code: Int32, _ message: String) -> ExitCode {
@@ -56,10 +67,10 @@ final class ServiceRunner {
         }
 
         // Storage: the file engine, or memory (asked for, or as a loud fallback).
-        let (store, info) = try openStorage(config, log: log, startedAt: startedAt)
+        let (store, info, lock) = try openStorage(config, log: log, startedAt: startedAt)
 
         // Keys: never generate a master key over an existing keyring.
-        let master = try loadMasterKey(config, store: store, log: log)
+        let master = try loadMasterKey(config, store: store, log: log, memoryFallback: info.fallbackReason != nil)
         let vault: VaultService
         do {
             vault = try VaultService(store: store, master: master)
@@ -78,18 +89,9 @@ final class ServiceRunner {
         let router = VaultRouter(vault: vault, info: info, serverState: state, log: log)
         let handler: any HTTPHandler = testRoutes ? TestRouteHandler(testRoutes: ServeHandler(state: state, testRoutes: true), main: router) : router
         let server = HTTPServer(configuration: http, state: state, handler: handler)
-        do {
-            try server.start()
-        } catch {
-            store.close()
-            throw fail(log, Exit.unavailable, "cannot listen on \(config.host):\(config.port): \(error)")
-        }
-        let address = server.localAddress ?? "\(config.host):\(config.port)"
-        // The server itself has logged "listening on ADDRESS" (scripts and tests wait for it),
-        // through `log`, so JSON logs stay one JSON object per line.
-        log.info("session-vault started", [("listen", address), ("storage", info.engine), ("version", VaultVersion.current)])
-
-        // HTTP.md item 16: drain on SIGTERM/SIGINT, close the database cleanly, exit 0.
+        // HTTP.md item 16: drain on SIGTERM/SIGINT, close the database cleanly, exit 0. Installed
+        // before the listener opens: a SIGTERM that comes as soon as the port answers must drain,
+        // not kill (the handlers run on the main queue, so only once the server has started).
         let drain = http.drainTimeout
         var sources: [any DispatchSourceSignal] = []
         // Handlers run on the main queue, one at a time: a second signal during the drain
@@ -113,7 +115,69 @@ final class ServiceRunner {
             source.activate()
             sources.append(source)
         }
-        return ServiceRunner(server: server, store: store, signalSources: sources)
+        // SIGHUP (a closed terminal, or a supervisor's habit) must neither kill nor drain: there
+        // is nothing to reload yet.
+        signal(SIGHUP, SIG_IGN)
+        let hangUp = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .main)
+        hangUp.setEventHandler { log.info("SIGHUP ignored: there is nothing to reload; SIGTERM stops the vault") }
+        hangUp.activate()
+        sources.append(hangUp)
+        do {
+            try server.start()
+        } catch {
+            store.close()
+            throw fail(log, Exit.unavailable, "cannot listen on \(config.host):\(config.port): \(error)")
+        }
+        let address = server.localAddress ?? "\(config.host):\(config.port)"
+        // The server itself has logged "listening on ADDRESS" (scripts and tests wait for it),
+        // through `log`, so JSON logs stay one JSON object per line.
+        log.info("session-vault started", [("listen", address), ("storage", info.engine), ("version", VaultVersion.current)])
+
+        return ServiceRunner(server: server, store: store, signalSources: sources, lock: lock,
+                             healthWatch: watchHealth(of: store, log: log))
+    }
+
+    /// Checks the store every two seconds and logs each change: loudly when writes start failing
+    /// (a full disk, a database file removed under the vault), once more when they work again.
+    static func watchHealth(of store: any SessionStore, log: Log) -> any DispatchSourceTimer {
+        let timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "session-vault.health"))
+        nonisolated(unsafe) var last = StoreHealth()
+        timer.schedule(deadline: .now() + .seconds(2), repeating: .seconds(2), leeway: .milliseconds(500))
+        timer.setEventHandler {
+            let now = store.health()
+            defer { last = now }
+            guard now != last else { return }
+            if now.failed {
+                log.error("STORAGE FAILURE: the vault can no longer write its data; readiness fails until a restart",
+                          [("reason", now.reason ?? "unknown")])
+            } else if !now.writable {
+                log.error("storage is not writable: writes answer 503 until it is", [("reason", now.reason ?? "unknown")])
+            } else {
+                log.info("storage is writable again")
+            }
+        }
+        timer.activate()
+        return timer
+    }
+
+    /// What the lock file says about this process.
+    static func holderLine(_ command: String) -> String {
+        var name = [CChar](repeating: 0, count: 256)
+        let host = gethostname(&name, name.count - 1) == 0
+            ? String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "unknown host"
+        return "pid \(getpid()) (session-vault \(command)) on \(host) since \(Timestamp.rfc3339(milliseconds: Timestamp.nowMilliseconds()))"
+    }
+
+    /// Takes the file vault's one-process lock, or throws the exit that says who holds it.
+    static func lockVault(_ path: String, command: String, log: Log) throws -> VaultFileLock {
+        do {
+            return try VaultFileLock(databasePath: path, holder: holderLine(command))
+        } catch .held(let holder) {
+            throw fail(log, Exit.inUse, "refusing to \(command): \(path) is in use by \(holder.isEmpty ? "another process" : holder); "
+                       + "one process at a time opens a vault file (stop it first)")
+        } catch {
+            throw fail(log, Exit.noPermission, "refusing to \(command): \(error)")
+        }
     }
 
     static func httpLevel(_ level: Log.Level) -> HTTPLogLevel {
@@ -136,14 +200,16 @@ final class ServiceRunner {
 
     // MARK: Storage
 
-    static func openStorage(_ config: ServiceConfiguration, log: Log, startedAt: Int64) throws -> (any SessionStore, ServiceInfo) {
+    static func openStorage(_ config: ServiceConfiguration, log: Log, startedAt: Int64) throws
+        -> (any SessionStore, ServiceInfo, VaultFileLock?)
+    {
         let sqliteConfig = SQLiteStoreConfiguration(synchronous: config.synchronousFull ? .full : .normal)
         let sync = config.synchronousFull ? "full" : "normal"
-        func memory(_ reason: String?) throws -> (any SessionStore, ServiceInfo) {
+        func memory(_ reason: String?) throws -> (any SessionStore, ServiceInfo, VaultFileLock?) {
             do {
                 let s = try SQLiteSessionStore(.memory, configuration: sqliteConfig)
                 return (s, ServiceInfo(engine: "memory", path: nil, fallbackReason: reason, synchronous: sync,
-                                       version: VaultVersion.current, startedAt: startedAt))
+                                       version: VaultVersion.current, startedAt: startedAt), nil)
             } catch {
                 throw fail(log, Exit.unavailable, "cannot open in-memory storage: \(error)")
             }
@@ -156,18 +222,27 @@ final class ServiceRunner {
             return try memory(nil)
         case .file(let path):
             let dir = FileSystem.parentDirectory(of: path)
+            let existing = FileSystem.exists(path)
+            try checkExistingData(path, existing: existing, config: config, log: log)
             var reason: String?
             if !dir.isEmpty && !FileSystem.exists(dir) && !FileSystem.makeDirectories(dir, mode: 0o700) {
                 reason = "cannot create the data folder \(dir)"
+            } else if !existing && !FileSystem.isWritable(dir) {
+                reason = "cannot write the data folder \(dir.isEmpty ? "." : dir)"
             }
             if reason == nil {
+                let lock = try lockVault(path, command: "serve", log: log)
                 do {
                     let s = try SQLiteSessionStore(.file(path), configuration: sqliteConfig)
                     return (s, ServiceInfo(engine: "file", path: path, fallbackReason: nil, synchronous: sync,
-                                           version: VaultVersion.current, startedAt: startedAt))
+                                           version: VaultVersion.current, startedAt: startedAt), lock)
                 } catch {
                     switch error {
                     case .cannotOpen, .readOnly, .diskFull:
+                        if existing {
+                            throw fail(log, Exit.noPermission, "refusing to start: the vault database \(path) exists but cannot be "
+                                       + "written (\(error)); fix that and restart: an existing vault is never replaced by an empty memory vault")
+                        }
                         reason = "cannot write \(path): \(error)"
                     default:
                         // Data exists but is not usable: never hide that behind a fresh memory vault.
@@ -184,9 +259,36 @@ final class ServiceRunner {
         }
     }
 
+    /// The checks before a file vault is opened, so that data which exists is never silently
+    /// replaced: an empty database file (0 bytes is no vault: SQLite would start a new one in it),
+    /// a master key beside a database that is gone, and an existing database this process cannot
+    /// write (the memory fallback is only for a vault that has nothing yet). `--initialize`
+    /// allows the first two.
+    static func checkExistingData(_ path: String, existing: Bool, config: ServiceConfiguration, log: Log) throws {
+        let dir = FileSystem.parentDirectory(of: path)
+        let initialize = "restore it from a backup, or start a new, empty vault with --initialize (SESSION_VAULT_INITIALIZE=true)"
+        if existing {
+            if FileSystem.size(path) == 0 && !config.initialize {
+                throw fail(log, Exit.dataError, "refusing to start: the vault database \(path) is empty (0 bytes), so it holds no vault; \(initialize)")
+            }
+            if !FileSystem.isWritable(path) || !FileSystem.isWritable(dir) {
+                throw fail(log, Exit.noPermission, "refusing to start: the vault database \(path) exists but is read-only "
+                           + "(the file or its folder \(dir.isEmpty ? "." : dir) cannot be written); make both writable and restart: "
+                           + "an existing vault is never replaced by an empty memory vault")
+            }
+        } else {
+            let key = ServiceConfiguration.siblingPath(of: path, named: "master.key")
+            if FileSystem.exists(key) && !config.initialize {
+                throw fail(log, Exit.dataError, "refusing to start: \(key) is a master key but its vault database \(path) is missing; "
+                           + "if the database was moved or deleted, \(initialize)")
+            }
+        }
+    }
+
     // MARK: Keys
 
-    static func loadMasterKey(_ config: ServiceConfiguration, store: any SessionStore, log: Log) throws -> MasterKey? {
+    static func loadMasterKey(_ config: ServiceConfiguration, store: any SessionStore, log: Log,
+                              memoryFallback: Bool = false) throws -> MasterKey? {
         switch config.masterKey {
         case .environment(let text):
             do { return try MasterKey(base64: text, source: "SESSION_VAULT_MASTER_KEY") } catch {
@@ -199,6 +301,12 @@ final class ServiceRunner {
             if !config.dev { log.warning("using a throwaway master key: memory storage keeps nothing anyway") }
             do { return try MasterKey.generate() } catch { throw fail(log, Exit.unavailable, "cannot generate a key: \(error)") }
         case .generatedFile(let path):
+            if memoryFallback {
+                // The data folder cannot be written, so neither can a key file beside it; the
+                // memory vault keeps nothing a key would have to open later.
+                log.warning("using a throwaway master key for the memory fallback: no key file is written, nothing is kept")
+                do { return try MasterKey.generate() } catch { throw fail(log, Exit.unavailable, "cannot generate a key: \(error)") }
+            }
             if FileSystem.exists(path) {
                 return try readKeyFile(path, store: store, log: log, source: path)
             }

@@ -317,26 +317,33 @@ struct StoreContractTests {
     @Test(arguments: StoreKind.allCases)
     func keyringTermsAndMeta(kind: StoreKind) throws {
         try withStore(kind) { store, _ in
-            #expect(try store.loadKeyTerms().isEmpty)
+            #expect(try store.loadKeyring() == StoredKeyring(generation: 0, terms: []))
             let t2 = KeyTermRecord(term: 2, createdAt: 20, sealedKey: randomBytes(60))
             let t1 = KeyTermRecord(term: 1, createdAt: 10, sealedKey: randomBytes(60))
-            try store.appendKeyTerm(t2)
-            try store.appendKeyTerm(t1)
+            #expect(try store.appendKeyTerm(t2, ifGeneration: 0) == 1)
+            #expect(try store.appendKeyTerm(t1, ifGeneration: 1) == 2)
             #expect(try store.loadKeyTerms() == [t1, t2])
             #expect(throws: StorageError.conflict(field: "term")) {
-                try store.appendKeyTerm(KeyTermRecord(term: 2, createdAt: 30, sealedKey: [1]))
+                try store.appendKeyTerm(KeyTermRecord(term: 2, createdAt: 30, sealedKey: [1]), ifGeneration: 2)
             }
             let big = KeyTermRecord(term: UInt32.max, createdAt: 1, sealedKey: [9])
-            try store.appendKeyTerm(big)
+            #expect(try store.appendKeyTerm(big, ifGeneration: 2) == 3)
             #expect(try store.loadKeyTerms().last == big)
+
+            // Issue 14 item 1: a write from a stale view of the keyring changes nothing.
+            #expect(try store.appendKeyTerm(KeyTermRecord(term: 7, createdAt: 1, sealedKey: [7]), ifGeneration: 2) == nil)
+            #expect(try store.loadKeyring() == StoredKeyring(generation: 3, terms: [t1, t2, big]))
 
             // Rekey: new terms and the new check value in one transaction.
             let rekeyed = [KeyTermRecord(term: 1, createdAt: 10, sealedKey: randomBytes(60)),
                            KeyTermRecord(term: 2, createdAt: 20, sealedKey: randomBytes(60))]
-            try store.replaceKeyTerms(rekeyed, meta: ["master_check": [1, 2, 3]])
-            #expect(try store.loadKeyTerms() == rekeyed)
+            #expect(try store.replaceKeyTerms(rekeyed, meta: ["master_check": [4]], ifGeneration: 1) == nil)
+            #expect(try store.loadKeyring() == StoredKeyring(generation: 3, terms: [t1, t2, big]))
+            #expect(try store.meta("master_check") == nil)
+            #expect(try store.replaceKeyTerms(rekeyed, meta: ["master_check": [1, 2, 3]], ifGeneration: 3) == 4)
+            #expect(try store.loadKeyring() == StoredKeyring(generation: 4, terms: rekeyed))
             #expect(try store.meta("master_check") == [1, 2, 3])
-            #expect(throws: StorageError.self) { try store.replaceKeyTerms([t1, t1], meta: [:]) }
+            #expect(throws: StorageError.self) { try store.replaceKeyTerms([t1, t1], meta: [:], ifGeneration: 4) }
             #expect(try store.loadKeyTerms() == rekeyed)
 
             #expect(try store.meta("root") == nil)

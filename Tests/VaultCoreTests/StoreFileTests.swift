@@ -19,7 +19,7 @@ struct StoreFileTests {
             let store = try SQLiteSessionStore(.file(path))
             try store.insert(session, peers: [peer])
             try store.insertToken(token)
-            try store.appendKeyTerm(term)
+            #expect(try store.appendKeyTerm(term, ifGeneration: 0) == 1)
             try store.setMeta("check", value: [1, 2])
             _ = try store.appendAudit(AuditEvent(time: 1, action: "create", outcome: "ok"))
             store.enqueue(.markExported(session.name, at: 77))

@@ -140,6 +140,14 @@ public final class Keyring: Sendable, CustomStringConvertible {
         return try Keyring(master: master, keys: keys, createdAt: created)
     }
 
+    /// The persisted keyring `sealed` opened with this keyring's master key (after another
+    /// process changed the stored keyring).
+    /// - Throws: as ``unseal(_:master:)``: ``CryptoError/sealed`` when it was re-sealed under
+    ///   another master key.
+    public func reopened(_ sealed: [SealedTerm]) throws(CryptoError) -> Keyring {
+        try Self.unseal(sealed, master: state.withLock { $0.master })
+    }
+
     // MARK: Metadata
 
     /// The term new values are sealed under (the highest).

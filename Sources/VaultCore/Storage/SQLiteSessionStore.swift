@@ -2,6 +2,11 @@
 import Dispatch
 import Synchronization
 internal import CSQLite
+#if canImport(Glibc)
+internal import Glibc
+#elseif canImport(Darwin)
+internal import Darwin
+#endif
 
 /// Tuning of ``SQLiteSessionStore``. Every field has a documented default.
 public struct SQLiteStoreConfiguration: Sendable, Equatable {
@@ -73,6 +78,8 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
     public let configuration: SQLiteStoreConfiguration
     private let readers: Readers
     let coordinator: WriteCoordinator
+    /// The file engine's database file as it was opened (nil for memory).
+    private let fileIdentity: DatabaseFileIdentity?
 
     /// Opens (creating or migrating as needed) a store.
     ///
@@ -90,6 +97,8 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
         switch location {
         case .file(let path):
             let writer = try Self.openWriter(path: path, configuration: configuration)
+            let identity = DatabaseFileIdentity(path: path)
+            fileIdentity = identity
             readers = .pool(
                 ReaderPool(
                     path: path, busyTimeout: configuration.busyTimeoutMilliseconds,
@@ -97,8 +106,10 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
             coordinator = WriteCoordinator(
                 access: ConfinedWriter(writer), label: "session-vault.store.writer",
                 maxBatch: configuration.maxBatchSize, deferredDelay: delay, hasWAL: true,
-                promptAt: Self.maxDeferredBacklog / 2, merge: Self.writeMerged)
+                promptAt: Self.maxDeferredBacklog / 2, merge: Self.writeMerged,
+                precheck: { identity.check() })
         case .memory:
+            fileIdentity = nil
             let connection: SQLiteConnection
             do {
                 connection = try SQLiteConnection(path: ":memory:")
@@ -437,36 +448,70 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
 
     // MARK: Keyring
 
-    public func loadKeyTerms() throws(StorageError) -> [KeyTermRecord] {
+    public func loadKeyring() throws(StorageError) -> StoredKeyring {
         try read { connection in
-            try connection.all(SQL.keyTerms, []) { statement in
+            // Generation first (see the protocol): a racing keyring write can then only make
+            // this view look older than it is, and the writer's condition fails safe.
+            let generation = try connection.first(SQL.getMeta, [.text(Self.keyringGenerationKey)]) { $0.blob(0) ?? [] }
+            let terms = try connection.all(SQL.keyTerms, []) { statement in
                 KeyTermRecord(
                     term: UInt32(truncatingIfNeeded: statement.int64(0)), createdAt: statement.int64(1),
                     sealedKey: statement.blob(2) ?? [])
             }
+            return StoredKeyring(generation: Self.decodeGeneration(generation), terms: terms)
         }
     }
 
-    public func appendKeyTerm(_ term: KeyTermRecord) throws(StorageError) {
+    public func appendKeyTerm(_ term: KeyTermRecord, ifGeneration generation: Int64) throws(StorageError) -> Int64? {
         try write { connection in
+            guard let next = try Self.advanceKeyringGeneration(from: generation, on: connection) else { return nil }
             do {
                 try connection.run(SQL.insertKeyTerm, Self.keyTermValues(term))
             } catch let error as SQLiteError where error.isUniqueViolation {
                 throw StorageError.conflict(field: "term")
             }
+            return next
         }
     }
 
-    public func replaceKeyTerms(_ terms: [KeyTermRecord], meta: [String: [UInt8]]) throws(StorageError) {
+    public func replaceKeyTerms(_ terms: [KeyTermRecord], meta: [String: [UInt8]], ifGeneration generation: Int64)
+        throws(StorageError) -> Int64?
+    {
         guard Set(terms.map(\.term)).count == terms.count else {
             throw .invalidArgument(field: "term", reason: "terms must be distinct")
         }
         let entries = meta.sorted { $0.key < $1.key }
-        try write { connection in
+        return try write { connection in
+            guard let next = try Self.advanceKeyringGeneration(from: generation, on: connection) else { return nil }
             try connection.run(SQL.deleteKeyTerms)
             for term in terms { try connection.run(SQL.insertKeyTerm, Self.keyTermValues(term)) }
             for (key, value) in entries { try connection.run(SQL.setMeta, [.text(key), .blob(value)]) }
+            return next
         }
+    }
+
+    /// Meta key of the keyring's generation (8 bytes, big-endian).
+    static let keyringGenerationKey = "keyring_generation"
+
+    /// Inside a write transaction (`BEGIN IMMEDIATE` holds the database's write lock, so no
+    /// other process can change the keyring between the check and the write): bumps the
+    /// generation if it is still `expected`. Returns the new one, or nil when it moved on.
+    private static func advanceKeyringGeneration(from expected: Int64, on connection: SQLiteConnection) throws -> Int64? {
+        let stored = try connection.first(SQL.getMeta, [.text(keyringGenerationKey)]) { $0.blob(0) ?? [] }
+        guard decodeGeneration(stored) == expected, expected < Int64.max else { return nil }
+        let next = expected + 1
+        try connection.run(SQL.setMeta, [.text(keyringGenerationKey), .blob(encodeGeneration(next))])
+        return next
+    }
+
+    static func encodeGeneration(_ value: Int64) -> [UInt8] {
+        (0..<8).map { UInt8(truncatingIfNeeded: value >> (56 - 8 * $0)) }
+    }
+
+    /// 0 when absent (a database from before generations were counted) or malformed.
+    static func decodeGeneration(_ bytes: [UInt8]?) -> Int64 {
+        guard let bytes, bytes.count == 8 else { return 0 }
+        return bytes.reduce(Int64(0)) { $0 << 8 | Int64($1) }
     }
 
     public func sessionsNeedingRewrap(currentTerm: UInt32, after cursor: SessionID?, limit: Int)
@@ -686,6 +731,19 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
             deferredFailures: coordinator.deferredFailures.load(ordering: .relaxed),
             largestBatch: coordinator.largestBatch.load(ordering: .relaxed),
             readerConnections: readerConnections)
+    }
+
+    /// Not writable while the last writes failed for want of storage (until one commits), or for
+    /// good once the database file was removed or replaced (checked here with one `stat`, and
+    /// before every write transaction).
+    public func health() -> StoreHealth {
+        if let lost = fileIdentity?.check() {
+            return StoreHealth(writable: false, reason: lost.description, failed: true)
+        }
+        if let failure = coordinator.lastStorageFailure.withLock({ $0 }) {
+            return StoreHealth(writable: false, reason: failure.description)
+        }
+        return StoreHealth()
     }
 
     /// Closes idle readers, refuses new work, waits for queued writes, checkpoints with
@@ -1111,4 +1169,38 @@ private enum SQL {
         SELECT id, time, accessor, action, session_name, remote_address, outcome, detail FROM audit \
         WHERE id < ?1 ORDER BY id DESC LIMIT ?2
         """)
+}
+
+/// The file a store opened, by device and inode. SQLite keeps writing to the file it has open
+/// even after its path was unlinked or replaced, so without this check a deleted database would
+/// go on acknowledging writes that no restart can find. Once the path stops naming the opened
+/// file the store is lost for good (a file put back later is not the one these connections use).
+final class DatabaseFileIdentity: Sendable {
+    let path: String
+    private let opened: (device: UInt64, inode: UInt64)?
+    private let lost = PThreadLocked<StorageError?>(nil)
+
+    init(path: String) {
+        self.path = path
+        opened = Self.identity(of: path)
+    }
+
+    /// Nil while `path` still names the opened file; otherwise ``StorageError/unavailable(reason:)``.
+    func check() -> StorageError? {
+        if let known = lost.withLock({ $0 }) { return known }
+        guard let opened else { return nil }  // could not stat at open: nothing to compare
+        let now = Self.identity(of: path)
+        guard now == nil || now?.device != opened.device || now?.inode != opened.inode else { return nil }
+        let failure = StorageError.unavailable(
+            reason: "the database file was removed or replaced while the vault was running; writes are refused "
+                + "(restore it from a backup and restart)")
+        lost.withLock { $0 = failure }
+        return failure
+    }
+
+    private static func identity(of path: String) -> (device: UInt64, inode: UInt64)? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return (UInt64(info.st_dev), UInt64(info.st_ino))
+    }
 }

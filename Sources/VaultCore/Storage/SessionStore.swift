@@ -114,18 +114,24 @@ public protocol SessionStore: Sendable {
 
     // MARK: Keyring
 
-    /// Every keyring term, ordered by term.
+    /// The keyring's terms and generation, as one consistent view: the generation is read
+    /// first, so a view that races a keyring write can only pair old terms with an old
+    /// generation (whose conditional write then fails), never new terms with an old one.
     /// - Throws: ``StorageError`` when the database fails.
-    func loadKeyTerms() throws(StorageError) -> [KeyTermRecord]
+    func loadKeyring() throws(StorageError) -> StoredKeyring
 
-    /// Adds a term (rotation).
+    /// Adds a term (rotation) if the keyring is still at `generation`.
+    /// - Returns: the new generation, or `nil` when the keyring changed since it was read
+    ///   (nothing was written).
     /// - Throws: ``StorageError/conflict(field:)`` naming `term` when it exists.
-    func appendKeyTerm(_ term: KeyTermRecord) throws(StorageError)
+    func appendKeyTerm(_ term: KeyTermRecord, ifGeneration generation: Int64) throws(StorageError) -> Int64?
 
     /// Atomically replaces the whole keyring (rekey under a new master key) and sets `meta`
-    /// values (e.g. the new master-key check value) in the same transaction.
+    /// values in the same transaction, if the keyring is still at `generation`.
+    /// - Returns: the new generation, or `nil` when the keyring changed since it was read.
     /// - Throws: ``StorageError/invalidArgument(field:reason:)`` naming `term` for duplicates.
-    func replaceKeyTerms(_ terms: [KeyTermRecord], meta: [String: [UInt8]]) throws(StorageError)
+    func replaceKeyTerms(_ terms: [KeyTermRecord], meta: [String: [UInt8]], ifGeneration generation: Int64)
+        throws(StorageError) -> Int64?
 
     /// Up to `limit` live sessions whose auth key is sealed under a term other than
     /// `currentTerm`, ordered by id, after `cursor` (exclusive). Pass the last id back as the
@@ -205,6 +211,9 @@ public protocol SessionStore: Sendable {
     /// Current counters.
     func statistics() -> StoreStatistics
 
+    /// Whether writes can succeed now (see ``StoreHealth``). Cheap enough for `/readyz`.
+    func health() -> StoreHealth
+
     /// Waits for pending writes, checkpoints and truncates the WAL, and closes every connection.
     /// Later calls throw ``StorageError/closed``. Idempotent.
     func close()
@@ -221,6 +230,12 @@ extension SessionStore {
     /// work, not just do its own: a server asks before running a request on a thread that must
     /// not block (an event loop). The default says no.
     public var mayWaitNow: Bool { false }
+
+    /// Every term of the keyring, ordered by term.
+    /// - Throws: ``StorageError`` when the database fails.
+    public func loadKeyTerms() throws(StorageError) -> [KeyTermRecord] {
+        try loadKeyring().terms
+    }
 
     /// Inserts a session without peers.
     /// - Throws: see ``SessionStore/insert(_:peers:)``.

@@ -35,6 +35,9 @@ public enum StorageError: Error, Equatable, Sendable, CustomStringConvertible {
     case diskFull
     /// The store was closed.
     case closed
+    /// The data is no longer where the store opened it (the database file was removed or
+    /// replaced while the vault ran): every write is refused until a restart; `reason` says what.
+    case unavailable(reason: String)
     /// Any other SQLite failure, with its extended result code.
     case sqlite(SQLiteError)
 
@@ -54,7 +57,18 @@ public enum StorageError: Error, Equatable, Sendable, CustomStringConvertible {
         case .corrupt: return "the database is corrupt"
         case .diskFull: return "the disk is full"
         case .closed: return "the store is closed"
+        case .unavailable(let reason): return "storage unavailable: \(reason)"
         case .sqlite(let error): return error.description
+        }
+    }
+
+    /// True for a failure that says the storage cannot take writes right now (full disk,
+    /// read-only file, I/O error, data gone), as opposed to a failure of one write's own input.
+    public var meansNotWritable: Bool {
+        switch self {
+        case .diskFull, .readOnly, .unavailable, .cannotOpen: return true
+        case .sqlite(let e): return e.code == SQLITE_IOERR || e.code == SQLITE_CANTOPEN
+        default: return false
         }
     }
 

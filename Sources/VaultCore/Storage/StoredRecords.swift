@@ -175,6 +175,39 @@ public struct SessionCounts: Sendable, Equatable {
 }
 
 /// One keyring term: a data key sealed under the master key by the crypto layer.
+/// The stored keyring: its terms and its generation, which every keyring write increases by one.
+/// A writer passes back the generation it read, so a keyring changed meanwhile (another
+/// process rotated or rekeyed) is never overwritten from a stale copy.
+public struct StoredKeyring: Sendable, Equatable {
+    /// 0 for a database that has never had a keyring write counted.
+    public var generation: Int64
+    /// Every term, ordered by term.
+    public var terms: [KeyTermRecord]
+
+    public init(generation: Int64, terms: [KeyTermRecord]) {
+        self.generation = generation
+        self.terms = terms
+    }
+}
+
+/// Whether the store can take writes now, for `/readyz` and `/v1/sys/status`.
+public struct StoreHealth: Sendable, Equatable {
+    /// False while writes fail for want of storage (full disk, read-only, I/O errors) or after
+    /// the data was lost; reads may still work.
+    public var writable: Bool
+    /// Why it is not writable (no secret, no path).
+    public var reason: String?
+    /// True when the store can no longer serve at all until a restart (the database file was
+    /// removed or replaced): readiness fails.
+    public var failed: Bool
+
+    public init(writable: Bool = true, reason: String? = nil, failed: Bool = false) {
+        self.writable = writable
+        self.reason = reason
+        self.failed = failed
+    }
+}
+
 public struct KeyTermRecord: Sendable, Equatable {
     /// Term number (grows with each rotation).
     public var term: UInt32

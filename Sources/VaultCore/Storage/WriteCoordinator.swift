@@ -152,12 +152,21 @@ final class WriteCoordinator: @unchecked Sendable {
     /// Runs of mergeable tickets written through `merge` (statistics and tests).
     let mergedRuns = Atomic<Int>(0)
 
+    /// Asked on the writer queue before every transaction; a failure it returns fails the whole
+    /// batch untouched (the file engine's check that its database file is still the one it opened).
+    private let precheck: (@Sendable () -> StorageError?)?
+    /// The storage-level failure (``StorageError/meansNotWritable``) of the last batch that
+    /// committed nothing, cleared by the next commit: whether the store can take writes now.
+    let lastStorageFailure = PThreadLocked<StorageError?>(nil)
+
     init(
         access: any WriterAccess, label: String, maxBatch: Int, deferredDelay: DispatchTimeInterval, hasWAL: Bool,
-        promptAt: Int? = nil, merge: (@Sendable ([MergeableWrite], SQLiteConnection) throws -> Void)? = nil
+        promptAt: Int? = nil, merge: (@Sendable ([MergeableWrite], SQLiteConnection) throws -> Void)? = nil,
+        precheck: (@Sendable () -> StorageError?)? = nil
     ) {
         self.access = access
         self.merge = merge
+        self.precheck = precheck
         self.maxBatch = max(1, maxBatch)
         self.promptCount = max(1, min(self.maxBatch, promptAt ?? self.maxBatch))
         self.deferredDelay = deferredDelay
@@ -361,8 +370,13 @@ final class WriteCoordinator: @unchecked Sendable {
                 for ticket in batch { ticket.error = .closed }
                 return
             }
+            if let failure = precheck?() {
+                for ticket in batch { ticket.error = failure }
+                return
+            }
             execute(batch, on: connection)
         }
+        noteHealth(of: batch)
         for ticket in batch {
             if ticket.error != nil {
                 failedWrites.add(1, ordering: .relaxed)
@@ -371,6 +385,16 @@ final class WriteCoordinator: @unchecked Sendable {
             ticket.isDone = true
             ticket.waiter?.signal()
             ticket.completion?(ticket.error)
+        }
+    }
+
+    /// A batch in which anything committed proves the storage writable; one that committed
+    /// nothing and failed for want of storage says it is not (see ``lastStorageFailure``).
+    private func noteHealth(of batch: [WriteTicket]) {
+        if batch.contains(where: { $0.error == nil }) {
+            lastStorageFailure.withLock { if $0 != nil { $0 = nil } }
+        } else if let failure = batch.lazy.compactMap(\.error).first(where: \.meansNotWritable) {
+            lastStorageFailure.withLock { $0 = failure }
         }
     }
 
