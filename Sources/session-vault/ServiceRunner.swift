@@ -173,11 +173,15 @@ final class ServiceRunner {
         do {
             return try VaultFileLock(databasePath: path, holder: holderLine(command))
         } catch .held(let holder) {
-            throw fail(log, Exit.inUse, "refusing to \(command): \(path) is in use by \(holder.isEmpty ? "another process" : holder); "
-                       + "one process at a time opens a vault file (stop it first)")
+            throw inUse(path, holder: holder, command: command, log: log)
         } catch {
             throw fail(log, Exit.noPermission, "refusing to \(command): \(error)")
         }
+    }
+
+    static func inUse(_ path: String, holder: String, command: String, log: Log) -> ExitCode {
+        fail(log, Exit.inUse, "refusing to \(command): \(path) is in use by \(holder.isEmpty ? "another process" : holder); "
+             + "one process at a time opens a vault file (stop it first)")
     }
 
     static func httpLevel(_ level: Log.Level) -> HTTPLogLevel {
@@ -225,13 +229,23 @@ final class ServiceRunner {
             let existing = FileSystem.exists(path)
             try checkExistingData(path, existing: existing, config: config, log: log)
             var reason: String?
-            if !dir.isEmpty && !FileSystem.exists(dir) && !FileSystem.makeDirectories(dir, mode: 0o700) {
+            if !dir.isEmpty && !FileSystem.isDirectory(dir) && !FileSystem.makeDirectories(dir, mode: 0o700) {
                 reason = "cannot create the data folder \(dir)"
             } else if !existing && !FileSystem.isWritable(dir) {
                 reason = "cannot write the data folder \(dir.isEmpty ? "." : dir)"
             }
+            var lock: VaultFileLock?
             if reason == nil {
-                let lock = try lockVault(path, command: "serve", log: log)
+                do {
+                    lock = try VaultFileLock(databasePath: path, holder: holderLine("serve"))
+                } catch .held(let holder) {
+                    throw inUse(path, holder: holder, command: "serve", log: log)
+                } catch {
+                    if existing { throw fail(log, Exit.noPermission, "refusing to start: \(error)") }
+                    reason = "\(error)"
+                }
+            }
+            if reason == nil {
                 do {
                     let s = try SQLiteSessionStore(.file(path), configuration: sqliteConfig)
                     return (s, ServiceInfo(engine: "file", path: path, fallbackReason: nil, synchronous: sync,
