@@ -22,7 +22,9 @@ let package = Package(
         .library(name: "HTTPServer", targets: ["HTTPServer"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        // Pinned exactly: an image built next month resolves the same version (Package.resolved stays
+        // ignored, since the local package mirror's commit ids differ from upstream's).
+        .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
     ],
     targets: [
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),

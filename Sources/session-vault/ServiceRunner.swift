@@ -66,6 +66,9 @@ final class ServiceRunner {
             throw fail(log, Exit.config, "configuration error: \(error)")
         }
 
+        // The import file is checked whole before anything else happens.
+        let toImport = try config.importFile.map { try parseImportFile($0, log: log) } ?? []
+
         // Storage: the file engine, or memory (asked for, or as a loud fallback).
         let (store, info, lock) = try openStorage(config, log: log, startedAt: startedAt)
 
@@ -82,7 +85,7 @@ final class ServiceRunner {
             log.error("THE VAULT IS SEALED: it serves no secrets until it is restarted with the right master key", [("reason", reason)])
         } else {
             try installRootToken(config, vault: vault, log: log)
-            if let path = config.importFile { try importSessions(from: path, into: vault, log: log) }
+            try importSessions(toImport, into: vault, log: log)
         }
 
         let state = HTTPServerState()
@@ -312,7 +315,12 @@ final class ServiceRunner {
         case .file(let path):
             return try readKeyFile(path, store: store, log: log, source: "SESSION_VAULT_MASTER_KEY_FILE")
         case .ephemeral:
-            if !config.dev { log.warning("using a throwaway master key: memory storage keeps nothing anyway") }
+            if config.dev {
+                log.warning("DEVELOPMENT MODE (--dev): memory storage and a throwaway master key; every session, token "
+                            + "and key is gone when the process stops. Never use it for real accounts")
+            } else {
+                log.warning("using a throwaway master key: memory storage keeps nothing anyway")
+            }
             do { return try MasterKey.generate() } catch { throw fail(log, Exit.unavailable, "cannot generate a key: \(error)") }
         case .generatedFile(let path):
             if memoryFallback {
@@ -406,12 +414,18 @@ final class ServiceRunner {
 
     // MARK: Import at start
 
-    /// Imports `NAME SESSION_STRING` lines (blank lines and `#` comments ignored). Every line is
-    /// checked before anything is stored; names that already exist are skipped (restarts).
-    static func importSessions(from path: String, into vault: VaultService, log: Log) throws {
-        guard let bytes = try? CLI.readFile(path), bytes.count <= 64 << 20,
-            let text = String(validating: bytes, as: UTF8.self) else {
-            throw fail(log, Exit.dataError, "cannot read the import file \(path)")
+    /// Reads and checks every `NAME SESSION_STRING` line (blank lines and `#` comments ignored)
+    /// before anything else happens at start, so a bad file stops the vault before it prints a
+    /// root token or opens storage. A missing file exits 66, a bad line 65 naming its number and
+    /// what is wrong with it (never the string itself).
+    static func parseImportFile(_ path: String, log: Log) throws -> [(SessionName, ImportedSession)] {
+        var bytes: [UInt8]
+        do { bytes = try CLI.readFile(path) } catch {
+            throw fail(log, error.status.rawValue, "cannot read the import file: \(error.message)")
+        }
+        defer { SecretBytes.wipe(&bytes) }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw fail(log, Exit.dataError, "the import file \(path) is not UTF-8 text")
         }
         var parsed: [(SessionName, ImportedSession)] = []
         for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
@@ -420,20 +434,25 @@ final class ServiceRunner {
             if line.isEmpty || line.hasPrefix("#") { continue }
             let parts = line.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
             guard parts.count == 2 else {
-                throw fail(log, Exit.dataError, "import file line \(index + 1): expected NAME SESSION_STRING")
+                throw fail(log, Exit.dataError, "import file \(path) line \(index + 1): expected NAME SESSION_STRING (one space between them)")
             }
             do {
                 let name = try SessionName(String(parts[0]))
                 let imported = try SessionStringCodec.decode(String(parts[1]))
                 parsed.append((name, imported))
             } catch let e as ModelError {
-                throw fail(log, Exit.dataError, "import file line \(index + 1): \(e)")
+                throw fail(log, Exit.dataError, "import file \(path) line \(index + 1): \(e)")
             } catch let e as CodecError {
-                throw fail(log, Exit.dataError, "import file line \(index + 1): session_string: \(e)")
+                throw fail(log, Exit.dataError, "import file \(path) line \(index + 1): \(e)")
             } catch {
-                throw fail(log, Exit.dataError, "import file line \(index + 1): invalid")
+                throw fail(log, Exit.dataError, "import file \(path) line \(index + 1): invalid")
             }
         }
+        return parsed
+    }
+
+    /// Stores the parsed sessions; names that already exist are skipped (restarts).
+    static func importSessions(_ parsed: [(SessionName, ImportedSession)], into vault: VaultService, log: Log) throws {
         var created = 0
         for (name, imported) in parsed {
             do {
