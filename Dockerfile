@@ -34,9 +34,11 @@ ENV SESSION_VAULT_LISTEN=0.0.0.0:8080 \
     SESSION_VAULT_LOG_FORMAT=json
 EXPOSE 8080
 # The drain deadline (8 s) stays below Docker's default 10 s stop timeout.
+# Healthy means ready: a sealed vault, one draining, or one whose database file was removed is
+# reported unhealthy; a full disk is not (reads still work; /readyz says "writable": false).
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=15s --timeout=3s --start-period=5s --retries=3 \
-  CMD curl -fsS http://127.0.0.1:8080/healthz || exit 1
+  CMD curl -fsS -o /dev/null http://127.0.0.1:8080/readyz || exit 1
 # Exec form: the vault is PID 1's only process and receives SIGTERM directly.
 ENTRYPOINT ["/usr/local/bin/session-vault"]
 CMD ["serve"]

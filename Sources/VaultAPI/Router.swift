@@ -110,7 +110,9 @@ public final class VaultRouter: HTTPHandler {
     private func finished(_ request: HTTPRequest, route: String, _ response: HTTPResponse, started: UInt64) {
         let seconds = Double(Self.monotonicNanoseconds() - started) / 1e9
         metrics.observe(route: route, method: request.method.rawValue, status: response.status.code, seconds: seconds)
-        if response.status.code >= 500 {
+        // A 503 is a state the vault is in (sealed, draining, storage not writable), logged once
+        // when it changes (ServiceRunner's watch), not on every probe or request it refuses.
+        if response.status.code >= 500 && response.status.code != 503 {
             log.error("request failed", [("method", request.method.rawValue), ("route", route), ("status", String(response.status.code))])
         } else if log.enabled(.debug) {
             log.debug("request", [("method", request.method.rawValue), ("route", route), ("status", String(response.status.code)),

@@ -137,16 +137,24 @@ final class ServiceRunner {
         log.info("session-vault started", [("listen", address), ("storage", info.engine), ("version", VaultVersion.current)])
 
         return ServiceRunner(server: server, store: store, signalSources: sources, lock: lock,
-                             healthWatch: watchHealth(of: store, log: log))
+                             healthWatch: watchHealth(of: store, vault: vault, log: log))
     }
 
-    /// Checks the store every two seconds and logs each change: loudly when writes start failing
-    /// (a full disk, a database file removed under the vault), once more when they work again.
-    static func watchHealth(of store: any SessionStore, log: Log) -> any DispatchSourceTimer {
+    /// Checks the store and the seal every two seconds and logs each change: loudly when writes
+    /// start failing (a full disk, a database file removed under the vault) or the vault seals
+    /// itself (another process re-sealed the keyring), once more when writes work again. The
+    /// requests refused meanwhile are not logged one by one.
+    static func watchHealth(of store: any SessionStore, vault: VaultService, log: Log) -> any DispatchSourceTimer {
         let timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "session-vault.health"))
         nonisolated(unsafe) var last = StoreHealth()
+        nonisolated(unsafe) var lastSealed = vault.sealedReason
         timer.schedule(deadline: .now() + .seconds(2), repeating: .seconds(2), leeway: .milliseconds(500))
         timer.setEventHandler {
+            let sealed = vault.sealedReason
+            if sealed != lastSealed, let sealed {
+                log.error("THE VAULT IS SEALED: it serves no secrets until it is restarted with the right master key", [("reason", sealed)])
+            }
+            lastSealed = sealed
             let now = store.health()
             defer { last = now }
             guard now != last else { return }

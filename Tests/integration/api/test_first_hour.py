@@ -47,3 +47,17 @@ def test_a_bad_import_line_fails_before_the_root_token_is_printed(tmp_path: Path
     assert b"root token" not in done.stdout, "a root token was printed before the import file was refused"
     assert good.encode() not in done.stdout + done.stderr
     assert not (tmp_path / "data").exists(), "a refused start created the data folder"
+
+
+def test_a_sealed_vault_logs_its_state_once_not_on_every_probe(vault_factory) -> None:
+    v = vault_factory().start()
+    v.stop(expect_exit=0)
+    v.master_key = new_master_key()  # the wrong key: sealed
+    v.start()
+    for _ in range(20):
+        assert v.client.get("/readyz", token=None).status == 503
+        assert v.client.get("/v1/sessions").status == 503
+    err = v.server.stderr()
+    assert err.count("THE VAULT IS SEALED") == 1, err
+    assert "request failed" not in err, err
+    v.stop(expect_exit=0)
