@@ -42,10 +42,11 @@ public struct ConversionOverrides: Sendable, Equatable {
 /// The Python exporters pack whatever they get (short keys zero-padded, long keys truncated,
 /// `is_bot=None` as false; docs/formats.md, "Field values"). The vault refuses instead of
 /// inventing (docs/formats.md, "Conversions and exports"):
-/// * Pyrogram: `dc_id` must be in the DC table for the test mode (prod 1–5, 203; test 1–3);
-///   `api_id` 1…2^32−1 (0 means "unknown" and is treated as missing); `user_id` 1…2^63−1 (0 is
-///   treated as missing: pyrogram takes a session with user_id 0 as *not authorised* and starts
-///   a new login); `test_mode`, `is_bot` and a non-zero key are required.
+/// * Pyrogram: `dc_id` 1…255, kept as stored (the string carries no address, and every reader
+///   but kurigram accepts any DC byte); `api_id` 1…2^32−1 (0 means "unknown" and is treated as
+///   missing); `user_id` 1…2^63−1 (0 is treated as missing: pyrogram takes a session with
+///   user_id 0 as *not authorised* and starts a new login); `test_mode`, `is_bot` and a non-zero
+///   key are required.
 /// * Telethon: `dc_id` 1…255, a non-zero key, and an address/port — the session's own, or from
 ///   the DC table by `dc_id` and test mode (port 443, test DCs 80).
 /// * `test_mode`, when neither the session nor the overrides say, is inferred from a known DC
