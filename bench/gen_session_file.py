@@ -6,11 +6,12 @@ Usage: gen_session_file.py OUT.session [--peers 10000] [--seed 11]
        [--vector Tests/VaultCoreTests/Vectors/sessions/pyrogram_user.json]
 
 The schema is not retyped here: the CREATE statements (tables, indexes, trigger) are taken
-verbatim from the vector's `sqlite.sqlite_master` (FORMATS.md §3.1, written by pyrogram 2.0.106),
-in the vector's order. Content follows FORMATS.md §3: one `sessions` row, `version.number = 3`,
-rollback journal (no WAL), peers with marked ids (users positive, basic groups -chat_id,
-channels/supergroups -1000000000000 - channel_id), `type` stored as TEXT, lower-case usernames,
-phone digits without '+', basic groups with access_hash 0. Prints the expected Pyrogram string of
+verbatim from the vector's `sqlite.sqlite_master` (docs/formats.md, "Schema v2 and v3 (pyrogram,
+hydrogram)", written by pyrogram 2.0.106), in the vector's order. Content follows docs/formats.md,
+"Pyrogram-family .session files": one `sessions` row, `version.number = 3`, rollback journal
+(no WAL), peers with marked ids (users positive, basic groups -chat_id, channels/supergroups
+-1000000000000 - channel_id), `type` stored as TEXT, lower-case usernames, phone digits without
+'+', basic groups with access_hash 0. Prints the expected Pyrogram string of
 the session (what export must return after the import) as `expected=<string>` on stdout.
 """
 import argparse

@@ -9,7 +9,7 @@ POST /v1/sessions {"name","dc_id","api_id","test_mode","user_id","is_bot","auth_
 keep-alive connections in parallel. Writes OUT_DIR/names.txt (one name per line, the wrk scripts
 read it) and OUT_DIR/expected.tsv (name, expected Pyrogram string). Any answer other than 201 stops
 the run with exit status 1; so does passing --deadline seconds. Then --verify random names are
-exported and compared byte for byte with the expected string (FORMATS.md: Pyrogram current layout
+exported and compared byte for byte with the expected string (docs/formats.md: Pyrogram current layout
 ">BI?256sQ?", urlsafe base64 without padding, 362 characters).
 Token: SV_BENCH_TOKEN from the environment. Loopback URLs only.
 """
@@ -36,7 +36,7 @@ def rows(n, seed):
     for i in range(n):
         name, dc_id, api_id = "s%05d_%08x" % (i, rng.getrandbits(32)), rng.randint(1, 5), rng.randint(1, 2**31 - 1)
         test_mode = rng.random() < 0.05
-        if test_mode:  # the test network has DCs 1-3 only (FORMATS.md DC table); the vault refuses others on export
+        if test_mode:  # the test network has DCs 1-3 only (docs/formats.md, "Data centers"); file exports refuse others
             dc_id = 1 + (dc_id - 1) % 3
         yield {
             "name": name,

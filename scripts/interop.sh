@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Interop proof: one virtualenv per real Telegram client library (each pins the exact version
-# FORMATS.md was verified against), a runner venv with pytest, then `pytest Tests/interop`.
+# docs/formats.md was verified against), a runner venv with pytest, then `pytest Tests/interop`.
 #
 # Idempotent: a venv whose `.pinned` marker matches its pin list is reused as is, so a second
 # run spends no time installing. Pure-Python wheels only (no tgcrypto: nothing here encrypts).
@@ -35,7 +35,7 @@ while [ "$#" -gt 0 ]; do
     shift
 done
 
-# key -> pip requirements (space separated). Keys match FORMATS.md / the vectors. Transitive
+# key -> pip requirements (space separated). Keys match docs/formats.md / the vectors. Transitive
 # dependencies are pinned too (the set this suite was verified with), so a new release of e.g.
 # aiosqlite cannot silently change what "hydrogram 0.2.0" does.
 declare -A PINS=(

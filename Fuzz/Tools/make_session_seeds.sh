@@ -13,7 +13,8 @@ for src in "$root"/Tests/VaultCoreTests/Vectors/sessions/*.session; do
     sqlite3 "$dst" "PRAGMA journal_mode=DELETE; PRAGMA page_size=512; VACUUM;" >/dev/null
     rm -f "$dst-journal" "$dst-wal" "$dst-shm"
 done
-# One WAL-mode file as well (hydrogram writes them; the reader patches the header, FORMATS §3).
+# One WAL-mode file as well (hydrogram writes them; the reader patches the header; docs/formats.md,
+# "Hydrogram and WAL").
 cp "$out/hydrogram_user" "$out/hydrogram_user_wal"
 sqlite3 "$out/hydrogram_user_wal" "PRAGMA journal_mode=WAL;" >/dev/null
 rm -f "$out/hydrogram_user_wal-wal" "$out/hydrogram_user_wal-shm"

@@ -2,7 +2,8 @@
 import Testing
 import VaultCore
 
-/// Decoder leniency/strictness (FORMATS.md §1.2, §2), hand-built payloads and the export policy.
+/// Decoder leniency/strictness (docs/formats.md, "Base64 and padding", "Telethon session strings"),
+/// hand-built payloads and the export policy.
 @Suite struct CodecSessionStringTests {
     static let standardDigits = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 

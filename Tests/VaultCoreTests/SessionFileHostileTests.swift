@@ -190,7 +190,7 @@ import Testing
             let imported = try SessionFileReader.read(bytes: try sessionFileModified(telethon, sql))
             #expect(imported.session.authKey == nil, "\(sql)")
         }
-        // A fresh Telethon file: DC 0, no address, an empty key (FORMATS §4.2).
+        // A fresh Telethon file: DC 0, no address, an empty key (docs/formats.md, "Rows and values").
         let fresh = try SessionFileReader.read(bytes: try sessionFileModified(
             telethon, "DELETE FROM sessions; INSERT INTO sessions VALUES (0, NULL, NULL, x'', NULL, x''); DELETE FROM entities"))
         #expect(fresh.session == TelegramSession(dcID: 0))

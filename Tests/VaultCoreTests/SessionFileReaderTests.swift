@@ -4,7 +4,8 @@ import Testing
 
 @testable import VaultCore
 
-/// Every session-file vector imports to exactly what the library wrote (FORMATS §3–§4).
+/// Every session-file vector imports to exactly what the library wrote (docs/formats.md,
+/// "Pyrogram-family .session files", "Telethon .session files").
 @Suite struct SessionFileReaderVectorTests {
     @Test(arguments: SessionFileVector.names)
     func importsVectorExactly(name: String) throws {
@@ -49,8 +50,9 @@ import Testing
             #expect(phones.contains(phone), "phone \(phone)")
         }
         // `usernames` lists every username fed to the writer; some formats keep only the first
-        // one per peer (pyrogram v3, Telethon; FORMATS §3.1, §4.2). A look-up must resolve
-        // exactly when the file itself holds the username.
+        // one per peer (pyrogram v3, Telethon; docs/formats.md, "Schema v2 and v3 (pyrogram,
+        // hydrogram)", "Rows and values"). A look-up must resolve exactly when the file itself
+        // holds the username.
         let stored = storedUsernames(vector)
         let resolved = Set(peers.flatMap(\.usernames))
         for username in lookups["usernames"]?.array ?? [] {
@@ -112,7 +114,8 @@ import Testing
             userID: s["user_id"]?.int64, isBot: s["is_bot"]?.bool, serverAddress: s["server_address"]?.string,
             port: s["port"]?.int64.map { Int($0) }, date: s["date"]?.int64)
         if vector.isTelethon {
-            // Own user id: the pseudo entity id 0 (FORMATS §4.2), which is the input self_user_id.
+            // Own user id: the pseudo entity id 0 (docs/formats.md, "Rows and values"), which is the
+            // input self_user_id.
             let pseudo = try #require(vector.expectedRows("entities").first { $0["id"]?.int64 == 0 })
             session.userID = pseudo["hash"]?.int64
             #expect(session.userID == vector.json["input"]?["self_user_id"]?.int64)

@@ -106,7 +106,7 @@ import Testing
             try SessionFileWriter.write(imported.session, peers: imported.peers, as: format, now: now)
         }
         // Telethon files and pyrogram 1.x (v2) files have no api_id: a Pyrogram-family file
-        // cannot be made from them without inventing one (FORMATS §1.4).
+        // cannot be made from them without inventing one (docs/formats.md, "Conversions and exports").
         if format != .telethonFile && imported.session.apiID == nil {
             #expect(throws: SessionFileError.missingField("api_id")) { try result.get() }
             return
@@ -271,7 +271,8 @@ import Testing
         try withSessionFileTempDir { dir in
             let db = try sessionFileOpen(telethonBytes, in: dir)
             defer { db.close() }
-            // Telethon stores digit phones as INTEGER (FORMATS §4.2); anything else stays TEXT.
+            // Telethon stores digit phones as INTEGER (docs/formats.md, "Rows and values"); anything
+            // else stays TEXT.
             #expect(try db.query("SELECT typeof(phone) FROM entities WHERE id = 43") == [[.text("integer")]])
             #expect(try db.query("SELECT typeof(phone) FROM entities WHERE id = 42") == [[.text("text")]])
             #expect(try db.query("SELECT hash FROM entities WHERE id = 0") == [[.integer(5_000_000_000)]])

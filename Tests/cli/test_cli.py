@@ -162,7 +162,7 @@ def expected_for_string(entry):
 
 
 def telethon_string(dc_id, address, port, key):
-    """A Telethon StringSession built with struct + base64 (FORMATS §2)."""
+    """A Telethon StringSession built with struct + base64 (docs/formats.md, "Telethon session strings")."""
     packed = struct.pack(">B4sH256s", dc_id, bytes(int(part) for part in address.split(".")), port, key)
     return "1" + base64.urlsafe_b64encode(packed).decode()
 
@@ -593,7 +593,7 @@ def test_help_documents_exit_codes_and_examples():
 
 
 def test_keyless_telethon_string_names_the_key_no_flag_can_supply():
-    # Telethon writes an all-zero key for "no key" (FORMATS §4.2).
+    # Telethon writes an all-zero key for "no key" (docs/formats.md, "Telethon session strings").
     keyless = telethon_string(2, "149.154.167.51", 443, bytes(256)).encode()
     output, _ = inspect_ok("-", stdin=keyless)
     assert output["auth_key_id"] is None

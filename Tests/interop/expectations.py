@@ -1,11 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
-"""What each real library does with each string and file, as FORMATS.md §7 documents it.
+"""What each real library does with each string and file, as docs/formats.md ("Which library
+reads what") documents it.
 
 This is the single place where "library X cannot read Y" lives. The matrix and the vector
 checks ask it what to expect and then assert the library's *own* behaviour: an "n.a." cell is
 still a real test, it just expects the documented failure instead of success.
 
-Additions verified while building this suite (not in FORMATS.md §7.2, see the report):
+Additions verified while building this suite (docs/formats.md, "Which library reads what", has them too):
 pyrogram 1.4.16 opens v3, v4, v6 and v7 files by column name without migrating them (same
 look-up limits as pyrogram 2.x on kurigram files); Telethon (1.42 and 1.45) rejects every
 Pyrogram-family file with ``sqlite3.OperationalError: no such column: version``.
@@ -18,13 +19,14 @@ WRITERS = ["pyrogram", "hydrogram", "kurigram", "pyrofork", "telethon", "pyrogra
 PYRO = {"pyrogram", "hydrogram", "kurigram", "pyrofork", "pyrogram-1.4"}
 TELE = {"telethon", "telethon-1.42"}
 
-# FORMATS.md §2: pyrogram's DC table, used for Pyrogram → Telethon conversions.
+# docs/formats.md, "Data centers": pyrogram's DC table, used for Pyrogram → Telethon conversions.
 PROD_DCS = {1: "149.154.175.53", 2: "149.154.167.51", 3: "149.154.175.100", 4: "149.154.167.91",
             5: "91.108.56.130", 203: "91.105.192.100"}
 TEST_DCS = {1: "149.154.175.10", 2: "149.154.167.40", 3: "149.154.175.117"}
 TEST_ADDRESSES = set(TEST_DCS.values())
 
-# Peer type texts each Pyrogram-family reader maps to an InputPeer (FORMATS.md §3, §3.4).
+# Peer type texts each Pyrogram-family reader maps to an InputPeer (docs/formats.md,
+# "Pyrogram-family .session files").
 KNOWN_TYPES = {
     "kurigram": {"user", "bot", "group", "channel", "supergroup", "forum", "direct", "community"},
 }
@@ -72,39 +74,42 @@ def address_for(test_mode, dc_id):
 # --------------------------------------------------------------------------- strings
 
 def string_format(s):
-    """Name the layout of a session string the way the readers would see it (FORMATS.md §1.3, §2)."""
+    """Name the layout of a session string the way the readers would see it (docs/formats.md,
+    "Choosing the layout", "Telethon session strings")."""
     if s.startswith("1") and len(s) in (353, 369):
         return "telethon-ipv4" if len(s) == 353 else "telethon-ipv6"
     return {351: "pyrogram-legacy-32", 356: "pyrogram-legacy-64", 362: "pyrogram-current"}.get(len(s), "unknown")
 
 
 def expect_string(reader, fmt, fields):
-    """FORMATS.md §7.1. ``fields`` are the values the string carries (dc_id, test_mode)."""
+    """docs/formats.md, "Which library reads what" (strings). ``fields`` are the values the string
+    carries (dc_id, test_mode)."""
     if fmt.startswith("telethon"):
         if reader in TELE:
             return ok()
         return fails("struct.error", "unpack requires a buffer",
-                     "Pyrogram-family readers decode a Telethon string as the current layout (§1.5)")
+                     "Pyrogram-family readers decode a Telethon string as the current layout (docs/formats.md#telling-strings-apart)")
     if reader in TELE:
-        return fails("ValueError", "Not a valid string", "Telethon strings start with '1' (§1.5)")
+        return fails("ValueError", "Not a valid string", "Telethon strings start with '1' (docs/formats.md#telling-strings-apart)")
     if fmt == "pyrogram-current":
         if reader == "pyrogram-1.4":
             return fails("struct.error", "unpack requires a buffer",
-                         "pyrogram 1.4 only knows the legacy layouts (§1.3)")
+                         "pyrogram 1.4 only knows the legacy layouts (docs/formats.md#choosing-the-layout)")
         if reader == "kurigram" and not kurigram_knows_dc(bool(fields.get("test_mode")), fields.get("dc_id")):
             return fails("KeyError", str(fields.get("dc_id")),
-                         "kurigram maps dc_id through its DC table while importing (§1.4)")
+                         "kurigram maps dc_id through its DC table while importing (docs/formats.md#field-values)")
         return ok()
     # legacy layouts
     if reader == "hydrogram":
-        return fails("struct.error", "unpack requires a buffer", "hydrogram dropped legacy strings (§1.3)")
+        return fails("struct.error", "unpack requires a buffer", "hydrogram dropped legacy strings (docs/formats.md#choosing-the-layout)")
     return ok("legacy layout: api_id NULL")
 
 
 # --------------------------------------------------------------------------- files
 
 def expect_file_open(reader, info):
-    """FORMATS.md §7.2 for a file described by ``sessionfile.inspect``."""
+    """docs/formats.md, "Which library reads what" (files), for a file described by
+    ``sessionfile.inspect``."""
     family, version = info["family"], info.get("schema_version")
     if family == "pyrogram":
         if reader in TELE:
@@ -113,19 +118,19 @@ def expect_file_open(reader, info):
         if reader == "kurigram":
             if version == 4:
                 return fails("sqlite3.OperationalError", "table update_state already exists",
-                             "kurigram cannot open pyrofork v4 files (§3.4)")
+                             "kurigram cannot open pyrofork v4 files (docs/formats.md#schema-v6-and-v7-kurigram)")
             session = info.get("session", {})
             if version < 7 and not kurigram_knows_dc(bool(session.get("test_mode")), session.get("dc_id")):
                 return fails("KeyError", str(session.get("dc_id")),
-                             "kurigram's v6→v7 migration looks the DC up in its table (§3.4)")
+                             "kurigram's v6→v7 migration looks the DC up in its table (docs/formats.md#schema-v6-and-v7-kurigram)")
         return ok()
     if family == "telethon":
         if reader in PYRO:
             return fails("sqlite3.OperationalError", "no such column: number",
-                         "Pyrogram-family readers read version.number (§7.2)")
+                         "Pyrogram-family readers read version.number (docs/formats.md#which-library-reads-what)")
         if reader == "telethon-1.42" and version >= 8:
             return fails("ValueError", "too many values to unpack",
-                         "Telethon ≤ 1.42 unpacks 5 session columns; v8 has 6 (§4.2)")
+                         "Telethon ≤ 1.42 unpacks 5 session columns; v8 has 6 (docs/formats.md#schema-v7-and-v8)")
         return ok()
     return fails("Exception", "", "unknown file family")
 
@@ -148,7 +153,8 @@ def _fresh(peer, now):
 
 
 def expect_lookup(reader, info, peer, how, value, now=None):
-    """Outcome of one peer look-up by a reader that opened the file (FORMATS.md §3, §4, §7.2)."""
+    """Outcome of one peer look-up by a reader that opened the file (docs/formats.md, "Pyrogram-family
+    .session files", "Telethon .session files", "Which library reads what")."""
     now = now if now is not None else time.time()
     target = expected_input_peer(peer)
     if info["family"] == "telethon":
@@ -164,7 +170,7 @@ def expect_lookup(reader, info, peer, how, value, now=None):
     if how in ("id", "phone"):
         if not type_ok:
             return fails("ValueError", f"Invalid peer type: {peer.get('type')}",
-                         f"{reader} does not know kurigram's peer type {peer.get('type')!r} (§7.2)")
+                         f"{reader} does not know kurigram's peer type {peer.get('type')!r} (docs/formats.md#which-library-reads-what)")
         return ok(peer=target)
 
     # username look-ups
@@ -172,21 +178,21 @@ def expect_lookup(reader, info, peer, how, value, now=None):
     if reader == "kurigram":
         if not kurigram_file:
             return fails("KeyError", "Username not found",
-                         "kurigram's migration does not copy peers.username into usernames (§3.4)")
+                         "kurigram's migration does not copy peers.username into usernames (docs/formats.md#schema-v6-and-v7-kurigram)")
         fresh = _fresh(peer, now)
         if fresh is None:
             return Expect(False, skip=True, reason="too close to the 8 h username TTL")
         return ok(peer=target) if fresh else fails("KeyError", "Username expired", "8 h username TTL")
     if kurigram_file:
         return fails("sqlite3.OperationalError", "no such column: username",
-                     "kurigram files have no peers.username column (§7.2)")
+                     "kurigram files have no peers.username column (docs/formats.md#which-library-reads-what)")
     has_table = "usernames" in info.get("tables", [])
     if value == primary:
         fresh = _fresh(peer, now)
     elif reader == "pyrofork":
         if not has_table:
             return fails("sqlite3.OperationalError", "no such table: usernames",
-                         "pyrofork falls back to its usernames table, absent from this file (§3.3)")
+                         "pyrofork falls back to its usernames table, absent from this file (docs/formats.md#schema-v4-pyrofork)")
         if version == 4 and value in peer["usernames"]:
             fresh = _fresh(peer, now)
         else:
@@ -293,7 +299,7 @@ def compare_fields(expected, got):
 
 
 ALL_FIELDS = ["dc_id", "api_id", "test_mode", "auth_key_hex", "user_id", "is_bot", "server_address", "port"]
-# What each carrier holds (FORMATS.md §1, §2, §3, §4).
+# What each carrier holds (docs/formats.md, "What the vault reads and writes").
 CARRIED = {
     "pyrogram": {"dc_id", "api_id", "test_mode", "auth_key_hex", "user_id", "is_bot"},
     "pyrogram-legacy": {"dc_id", "test_mode", "auth_key_hex", "user_id", "is_bot"},
@@ -308,7 +314,9 @@ def expected_reader_fields(reader, carrier, truth):
     """What ``reader`` must return after loading ``carrier`` made from session values ``truth``."""
     t = {k: (truth.get(k) if k in CARRIED[carrier] else None) for k in ALL_FIELDS}
     if reader == "kurigram" and carrier != "kurigram-file":
-        if carrier == "pyrogram-legacy":  # left at the new-file default whatever the DC (§3.4)
+        # Legacy import: left at the new-file default whatever the DC (docs/formats.md, "Schema v6
+        # and v7 (kurigram)").
+        if carrier == "pyrogram-legacy":
             t["server_address"], t["port"] = "149.154.167.51", 443
         else:  # import / migration fill them from kurigram's table
             addr = address_for(bool(t.get("test_mode")), t.get("dc_id"))

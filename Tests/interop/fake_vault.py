@@ -5,7 +5,8 @@ HTTP API is being built (``SESSION_VAULT_BIN=Tests/interop/fake_vault.py scripts
 It implements the slice of the documented API the matrix uses (see vault.py's docstring), in
 memory, with no encryption and no hardening. It is not the product and never ships; it exists so
 that the vault-side glue is exercised now and its expectations are executable. Where a choice is
-open it takes the FORMATS.md §9 suggestion.
+open it does what docs/formats.md describes for the vault ("What the vault reads and
+writes", "Conversions and exports").
 """
 
 import base64

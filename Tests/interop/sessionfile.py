@@ -30,7 +30,8 @@ def inspect(path):
     ``family`` is ``pyrogram`` (``version.number``) or ``telethon`` (``version.version``).
     ``peers`` is a list of ``{"id", "access_hash", "type", "usernames", "phone",
     "last_update_on"}`` with ``usernames`` in the order the owning library treats as primary
-    first (FORMATS.md §3.3/§3.4/§4.2).
+    first (docs/formats.md, "Schema v4 (pyrofork)", "Schema v6 and v7 (kurigram)",
+    "Rows and values").
     """
     with open(path, "rb") as fh:
         header = fh.read(100)

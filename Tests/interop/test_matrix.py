@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """The interop proof: every writer's session → vault (as its string and as its file) → every
-export format → every library that can read it (FORMATS.md §7) must see the same session.
+export format → every library that can read it (docs/formats.md, "Which library reads what")
+must see the same session.
 
 One vault process serves the whole run; everything is computed once in session fixtures and
 each test below only checks its own slice, so every cell is its own test id.
@@ -34,8 +35,8 @@ ADDRESS = ["server_address", "port", "dc_id"]
 NAMEABLE = PATCHABLE + ADDRESS + ["auth_key"]
 PATCH_API_ID = 424242
 
-# The shape each export format must have (FORMATS.md §9, DESIGN.md export list); used to tell
-# which reader limitations apply, independent of what the vault actually produced.
+# The shape each export format must have (docs/formats.md, "What the vault reads and writes";
+# DESIGN.md export list); used to tell which reader limitations apply, independent of what the vault actually produced.
 SPEC_INFO = {
     "pyrogram-file": {"family": "pyrogram", "schema_version": 3, "tables": ["peers", "sessions", "version"],
                       "peer_columns": ["id", "access_hash", "type", "username", "phone_number", "last_update_on"]},
@@ -99,7 +100,7 @@ class Flow:
         self.file_hash_before = self.file_hash_after = None
 
     def known_after_import(self):
-        """What the vault can know from this source (FORMATS.md §1–§4)."""
+        """What the vault can know from this source (docs/formats.md, "What the vault reads and writes")."""
         c, key = self.case, self.made["auth_key_hex"]
         if c.is_telethon:
             return {"dc_id": c.fields["dc_id"], "server_address": c.fields["server_address"],
@@ -227,7 +228,8 @@ def run_flow(v, flow, directory):
             except Exception as exc:  # not even SQLite: the export test reports it
                 export.info = {"family": "unreadable", "error": repr(exc)}
         if export.available and flow.case.is_telethon and export.truth.get("test_mode") is None:
-            # Telethon has no test flag; deriving it from the address (FORMATS.md §2) is allowed.
+            # Telethon has no test flag; deriving it from the address (docs/formats.md, "Data
+            # centers") is allowed.
             derived = export.truth.get("server_address") in ex.TEST_ADDRESSES
             if export.fmt == "pyrogram":
                 carried = _decode_pyrogram(export.final.text())["test_mode"]

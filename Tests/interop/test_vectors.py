@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Prove the harness before the vault exists: the workers, driving the real libraries, must
 reproduce what the shared vectors recorded (session_strings.json, invalid_session_strings.json)
-and what FORMATS.md §7.2 says about every vector ``.session`` file."""
+and what docs/formats.md ("Which library reads what") says about every vector ``.session`` file."""
 
 import pathlib
 
@@ -69,10 +69,11 @@ def _check_string(recorded, mine):
 @pytest.mark.parametrize("reader", ex.READERS)
 @pytest.mark.parametrize("entry", STRINGS, ids=lambda e: e["id"])
 def test_vector_string(string_results, entry, reader):
-    """A valid vector string read by each library gives what the vector recorded (FORMATS.md §7.1)."""
+    """A valid vector string read by each library gives what the vector recorded (docs/formats.md,
+    "Which library reads what")."""
     mine = string_results[reader][f"valid:{entry['id']}"]
     assert _check_string(entry["readers"][reader], mine) == []
-    # and the recorded behaviour is what expectations.py predicts from FORMATS.md
+    # and the recorded behaviour is what expectations.py predicts from docs/formats.md
     fmt = ex.string_format(entry["string"])
     expect = ex.expect_string(reader, fmt, entry["fields"])
     assert ex.check_result(expect, mine) == [], expect
@@ -89,8 +90,8 @@ def test_vector_invalid_string(string_results, entry, reader):
 @pytest.mark.parametrize("reader", ex.READERS)
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
 def test_vector_file(file_results, path, reader):
-    """Each vector file opened by each library behaves as FORMATS.md §7.2 says: fields equal the
-    file's contents, every peer look-up succeeds or fails the documented way."""
+    """Each vector file opened by each library behaves as docs/formats.md ("Which library reads
+    what") says: fields equal the file's contents, every peer look-up succeeds or fails the documented way."""
     infos, results = file_results
     info, res = infos[path.name], results[reader][path.name]
     expect = ex.expect_file_open(reader, info)

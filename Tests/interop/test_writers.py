@@ -2,7 +2,7 @@
 """Library-only part of the matrix (no vault): what each writer makes, read by every library.
 
 This pins the baseline the vault is measured against: every "n.a." here is the libraries'
-own incompatibility (FORMATS.md §7), and every cell runs the real reader.
+own incompatibility (docs/formats.md, "Which library reads what"), and every cell runs the real reader.
 """
 
 import os
@@ -13,7 +13,7 @@ import cases
 import expectations as ex
 import harness
 
-# FORMATS.md §7.3: what each writer produces.
+# docs/formats.md, "Libraries and conventions": what each writer produces.
 WRITER_SHAPES = {
     "pyrogram": ("pyrogram", 3, "rollback", "pyrogram"),
     "hydrogram": ("pyrogram", 3, "wal", "pyrogram"),
@@ -50,7 +50,8 @@ def truth_of(case, made_case):
 
 @pytest.mark.parametrize("case", cases.CASES, ids=lambda c: c.key)
 def test_writer_made(made, case):
-    """The writer stored exactly what it was given, in the shape FORMATS.md §7.3 describes."""
+    """The writer stored exactly what it was given, in the shape docs/formats.md describes
+    ("Libraries and conventions")."""
     m = made[case.key]
     info = m["info"]
     family, version, journal, carrier = WRITER_SHAPES[case.writer]

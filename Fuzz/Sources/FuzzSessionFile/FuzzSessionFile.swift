@@ -6,7 +6,7 @@
 //     ASan report (typed throws make "some other error" impossible to express).
 //  2. When reading succeeds, writing the result with `SessionFileWriter.write(_:peers:as:)` to
 //     each file format either fails with `.missingField`/`.invalidField` (the format cannot hold
-//     it, FORMATS §9) or produces a file that reads back with the same session fields and peers,
+//     it; docs/formats.md, "Conversions and exports") or produces a file that reads back with the same session fields and peers,
 //     as far as that format keeps them (the lossy mappings documented on SessionFileWriter).
 //     A writer `.io` failure or an unreadable written file is a bug.
 // Seeds: Fuzz/Corpus/FuzzSessionFile (the vector files re-packed with 512-byte pages).

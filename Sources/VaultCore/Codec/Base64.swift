@@ -2,14 +2,14 @@
 
 /// Base64 (RFC 4648) encoding and a bounded, position-reporting decoder.
 ///
-/// The decoder is shaped by what the Python session readers accept (FORMATS.md §1.2): they use
-/// `base64.urlsafe_b64decode`, which also takes the standard alphabet (`+` `/`), so decoding here
-/// accepts **both** alphabets (even mixed). It is otherwise strict where Python is silently
-/// lenient: whitespace, other ASCII junk and `=` anywhere but at the end are errors that report
-/// the 0-based position of the first bad character (never the character itself), and non-zero
-/// unused bits in the last character are refused (RFC 4648 §3.5). Whether and how much `=`
-/// padding is allowed is a per-format decision, so the core reports the padding it found and the
-/// session-string decoders decide.
+/// The decoder is shaped by what the Python session readers accept (docs/formats.md, "Base64 and
+/// padding"): they use `base64.urlsafe_b64decode`, which also takes the standard alphabet
+/// (`+` `/`), so decoding here accepts **both** alphabets (even mixed). It is otherwise strict
+/// where Python is silently lenient: whitespace, other ASCII junk and `=` anywhere but at the
+/// end are errors that report the 0-based position of the first bad character (never the
+/// character itself), and non-zero unused bits in the last character are refused (RFC 4648
+/// §3.5). Whether and how much `=` padding is allowed is a per-format decision, so the core
+/// reports the padding it found and the session-string decoders decide.
 public enum Base64 {
     /// The two RFC 4648 alphabets. They differ only in the characters for 62 and 63.
     public enum Alphabet: Sendable {

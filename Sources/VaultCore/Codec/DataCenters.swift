@@ -14,7 +14,8 @@ public struct DataCenter: Sendable, Hashable {
     public let port: Int
 }
 
-/// The DC table of FORMATS.md §2 (pyrogram 2.0.106's `DataCenter`), looked up both ways.
+/// The DC table (docs/formats.md, "Data centers"; pyrogram 2.0.106's `DataCenter`), looked up
+/// both ways.
 ///
 /// Pyrogram → Telethon conversion takes the address and port from here; Telethon → Pyrogram
 /// uses the reverse look-up to infer the test-mode flag from the address (a test-DC address can

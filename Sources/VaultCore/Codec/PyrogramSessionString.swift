@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 
-/// Pyrogram-family session strings (pyrogram, hydrogram, kurigram, pyrofork; FORMATS.md §1).
+/// Pyrogram-family session strings (pyrogram, hydrogram, kurigram, pyrofork;
+/// docs/formats.md, "Pyrogram-family session strings").
 ///
 /// ## Layouts
 ///
@@ -129,7 +130,7 @@ public enum PyrogramSessionString {
         var reader = ByteReader(raw)
         let dcID = try reader.readUInt8()
         let apiID: UInt32? = if layout == .current { try reader.readUInt32() } else { nil }
-        // `?` is a C bool: Python's struct reads any non-zero byte as True (FORMATS.md §1.1).
+        // `?` is a C bool: Python's struct reads any non-zero byte as True (docs/formats.md, "Layouts").
         let testMode = try reader.readUInt8() != 0
         let keyBytes = try reader.readBytes(AuthKey.byteCount)
         let userID: UInt64 =
@@ -140,7 +141,7 @@ public enum PyrogramSessionString {
         }
 
         guard dcID != 0 else { throw .fieldOutOfRange(field: "dc_id", reason: "0 is not a data center") }
-        // A u64 above Int64.max decodes in Python but cannot be stored (FORMATS.md §1.4).
+        // A u64 above Int64.max decodes in Python but cannot be stored (docs/formats.md, "Field values").
         guard let signedUserID = Int64(exactly: userID) else {
             throw .fieldOutOfRange(field: "user_id", reason: "above 2^63−1, cannot be stored")
         }

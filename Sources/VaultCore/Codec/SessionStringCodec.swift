@@ -29,7 +29,7 @@ public struct ConversionOverrides: Sendable, Equatable {
 /// Format detection, decoding and policy-checked export of session strings — the entry point
 /// the rest of the vault calls.
 ///
-/// ## Detection (FORMATS.md §9)
+/// ## Detection (docs/formats.md, "Telling strings apart")
 ///
 /// A string that starts with `1` and has 353 or 369 characters is Telethon (``decode(_:)`` sends
 /// every 353/369-character input to the Telethon decoder, so a wrong version character is
@@ -40,11 +40,13 @@ public struct ConversionOverrides: Sendable, Equatable {
 /// ## Export policy (stricter than the libraries, on purpose)
 ///
 /// The Python exporters pack whatever they get (short keys zero-padded, long keys truncated,
-/// `is_bot=None` as false, FORMATS.md §1.4). The vault refuses instead of inventing:
-/// * Pyrogram: `dc_id` must be in the DC table for the test mode (prod 1–5, 203; test 1–3);
-///   `api_id` 1…2^32−1 (0 means "unknown" and is treated as missing); `user_id` 1…2^63−1 (0 is
-///   treated as missing: pyrogram takes a session with user_id 0 as *not authorised* and starts
-///   a new login); `test_mode`, `is_bot` and a non-zero key are required.
+/// `is_bot=None` as false; docs/formats.md, "Field values"). The vault refuses instead of
+/// inventing (docs/formats.md, "Conversions and exports"):
+/// * Pyrogram: `dc_id` 1…255, kept as stored (the string carries no address, and every reader
+///   but kurigram accepts any DC byte); `api_id` 1…2^32−1 (0 means "unknown" and is treated as
+///   missing); `user_id` 1…2^63−1 (0 is treated as missing: pyrogram takes a session with
+///   user_id 0 as *not authorised* and starts a new login); `test_mode`, `is_bot` and a non-zero
+///   key are required.
 /// * Telethon: `dc_id` 1…255, a non-zero key, and an address/port — the session's own, or from
 ///   the DC table by `dc_id` and test mode (port 443, test DCs 80).
 /// * `test_mode`, when neither the session nor the overrides say, is inferred from a known DC
@@ -153,8 +155,8 @@ public enum SessionStringCodec {
         }
         guard userID > 0 else { throw .fieldOutOfRange(field: "user_id", reason: "must be 1…2^63−1") }
         // The string carries dc_id and test_mode, never an address, and pyrogram, hydrogram and
-        // pyrofork accept any DC byte (FORMATS.md §1.4): give back what was stored, as the
-        // libraries would. (kurigram alone maps the DC through its table on import and refuses
+        // pyrofork accept any DC byte (docs/formats.md, "Field values"): give back what was
+        // stored, as the libraries would. (kurigram alone maps the DC through its table on import and refuses
         // test DC 4/5; that is its documented behaviour, not a reason to refuse everyone.)
         guard (1...255).contains(session.dcID) else {
             throw .fieldOutOfRange(field: "dc_id", reason: "must fit one byte (1…255)")
@@ -171,7 +173,7 @@ public enum SessionStringCodec {
         var missing: [String] = []
         if session.dcID == 0 { missing.append("dc_id") }
         if address == nil {
-            // Pyrogram → Telethon: the address comes from the DC table (FORMATS.md §2).
+            // Pyrogram → Telethon: the address comes from the DC table (docs/formats.md, "Data centers").
             if let testMode = try testMode(session, overrides) {
                 if let dc = DataCenters.lookup(id: session.dcID, testMode: testMode) {
                     address = dc.ipv4

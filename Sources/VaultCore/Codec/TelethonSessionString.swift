@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-/// Telethon `StringSession` strings (FORMATS.md §2).
+/// Telethon `StringSession` strings (docs/formats.md, "Telethon session strings").
 ///
 /// Text = version character `1` + URL-safe base64 **with** padding of `>B{4|16}sH256s`:
 /// `dc_id` (u8) · packed IP address (4 or 16 bytes) · `port` (u16 BE) · `auth_key` (256 bytes).
@@ -76,7 +76,7 @@ public enum TelethonSessionString {
         guard let address else {
             throw .fieldOutOfRange(field: "server_address", reason: "not a 4- or 16-byte address")
         }
-        // Telethon: a 256-byte all-zero key is "no key" (FORMATS.md §2).
+        // Telethon: a 256-byte all-zero key is "no key" (docs/formats.md, "Telethon session strings").
         let authKey: AuthKey? =
             if keyBytes.contains(where: { $0 != 0 }) { try AuthKey.copying(keyBytes) } else { nil }
         let session = TelegramSession(

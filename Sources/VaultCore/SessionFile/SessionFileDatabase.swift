@@ -21,10 +21,10 @@ final class SessionFileDatabase {
 
     /// Opens a read-only database over a private copy of `bytes`, hardened for hostile input.
     ///
-    /// If the header says WAL (bytes 18/19 = 2, as hydrogram leaves its files, FORMATS §3.2),
-    /// the **copy** is patched to 1 (rollback journal). A `.session` upload is a single file:
-    /// whatever an un-checkpointed `-wal` held is not part of it anyway, and the in-memory VFS
-    /// cannot provide the shared-memory index WAL mode needs. The caller's bytes stay as they are.
+    /// If the header says WAL (bytes 18/19 = 2, as hydrogram leaves its files; docs/formats.md,
+    /// "Hydrogram and WAL"), the **copy** is patched to 1 (rollback journal). A `.session` upload
+    /// is a single file: whatever an un-checkpointed `-wal` held is not part of it anyway, and the
+    /// in-memory VFS cannot provide the shared-memory index WAL mode needs. The caller's bytes stay as they are.
     init(readOnlyCopyOf bytes: [UInt8]) throws(SQLiteError) {
         let connection = try SQLiteConnection(path: ":memory:")
         let image = UnsafeMutableRawBufferPointer.allocate(

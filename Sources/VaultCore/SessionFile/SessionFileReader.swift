@@ -8,7 +8,8 @@ internal import CSQLite
     internal import Darwin
 #endif
 
-/// Reads Telegram client `.session` files (SQLite) of every schema in FORMATS.md §3–§4:
+/// Reads Telegram client `.session` files (SQLite) of every schema in docs/formats.md
+/// ("Pyrogram-family .session files", "Telethon .session files"):
 /// Pyrogram v2/v3 (pyrogram 1.x/2.x, hydrogram, also in WAL mode), pyrofork v4, kurigram v6/v7,
 /// Telethon v7/v8, peers included.
 ///
@@ -21,7 +22,7 @@ internal import CSQLite
 /// * hardens the connection (defensive mode, no triggers/views/extensions, untrusted schema,
 ///   tight `sqlite3_limit`s) and runs `PRAGMA quick_check` before reading anything;
 /// * detects the schema from the `version` table and reads every value by column name with its
-///   storage class checked (FORMATS §9).
+///   storage class checked (docs/formats.md, "How the vault reads and writes them").
 ///
 /// Lossy by design (the formats do not carry more): Pyrogram v2 has no `api_id`; Telethon has no
 /// `api_id`, `is_bot`, `date` or peer types; Telethon `takeout_id`, `tmp_auth_key`, `sent_files`
@@ -78,7 +79,7 @@ public enum SessionFileReader {
     /// Reads the file at `path` (at most ``Limits/maxBytes``; must be a regular file) and parses
     /// it with ``read(bytes:limits:)``. The file is opened read-only and never modified. Only
     /// the main file is read: content still sitting in a `-wal` next to it is not included
-    /// (the libraries checkpoint it on a clean close, FORMATS §3).
+    /// (the libraries checkpoint it on a clean close; docs/formats.md, "Hydrogram and WAL").
     /// - Throws: ``SessionFileError/io(_:)`` when the file cannot be opened or read, plus
     ///   everything ``read(bytes:limits:)`` throws.
     public static func read(path: String, limits: Limits = Limits()) throws(SessionFileError) -> ImportedSession {
@@ -126,7 +127,7 @@ public enum SessionFileReader {
         return version
     }
 
-    // MARK: - Pyrogram family (FORMATS §3)
+    // MARK: - Pyrogram family (docs/formats.md, "Pyrogram-family .session files")
 
     private static func readPyrogramFamily(
         _ db: SQLiteConnection, tables: SessionFileTables, version: Int64, limits: Limits
@@ -140,8 +141,9 @@ public enum SessionFileReader {
         case 7: format = .kurigramFileV7
         default: throw .unsupportedSchema("Pyrogram-family schema version \(version)")
         }
-        // Which table holds the usernames (FORMATS §3.3, §3.4): pyrogram/pyrofork keep the first
-        // one in peers.username, pyrofork the others in usernames(id = username, peer_id);
+        // Which table holds the usernames (docs/formats.md, "Schema v4 (pyrofork)" and "Schema v6
+        // and v7 (kurigram)"): pyrogram/pyrofork keep the first one in peers.username, pyrofork
+        // the others in usernames(id = username, peer_id);
         // kurigram keeps all of them in usernames(id = peer id, username) and none in peers.
         let usernameColumns = tables.columns("usernames")
         let extraUsernames: UsernameTable?
@@ -169,7 +171,7 @@ public enum SessionFileReader {
         var peers = PeerCollector()
         if tables.has("peers") {
             // kurigram v6/v7 never reads a leftover peers.username (kept by its v3→v4 migration),
-            // and neither do we: those values are stale (FORMATS §3.4).
+            // and neither do we: those values are stale (docs/formats.md, "Schema v6 and v7 (kurigram)").
             let usePeersUsername = extraUsernames != .kurigram && version <= 4
             try readPyrogramPeers(db, columns: tables.columns("peers"), usePeersUsername: usePeersUsername,
                                   limits: limits, into: &peers)
@@ -266,7 +268,7 @@ public enum SessionFileReader {
         }
     }
 
-    // MARK: - Telethon (FORMATS §4)
+    // MARK: - Telethon (docs/formats.md, "Telethon .session files")
 
     private static func readTelethon(
         _ db: SQLiteConnection, tables: SessionFileTables, version: Int64, limits: Limits
@@ -283,7 +285,7 @@ public enum SessionFileReader {
         guard try row.step() else { throw .invalidField("sessions", "holds no row") }
         var session = TelegramSession(dcID: try dcID(row))
         // Telethon writes an empty blob when there is no key, and its strings use an all-zero
-        // key for the same thing (FORMATS §4.2): both mean "no key".
+        // key for the same thing (docs/formats.md, "Rows and values"): both mean "no key".
         session.authKey = try authKey(row, zeroMeansNone: true)
         try readAddress(row, into: &session)
         guard try !row.step() else { throw .invalidField("sessions", "must hold exactly one row") }

@@ -4,10 +4,10 @@ internal import CSQLite
 /// A `SELECT` over the columns of one table that actually exist, read by column **name**.
 ///
 /// Session files of the same family differ in column order (migrations append columns with
-/// `ALTER TABLE`, FORMATS §3) and in which columns exist at all, so the reader never relies on
-/// positions: it asks for the columns it knows, skips the absent ones (they read as `nil`), and
-/// checks each value's storage class. Column names come from this module's fixed lists, never
-/// from the file, so quoting them is safe.
+/// `ALTER TABLE`; docs/formats.md, "Pyrogram-family .session files") and in which columns exist
+/// at all, so the reader never relies on positions: it asks for the columns it knows, skips the
+/// absent ones (they read as `nil`), and checks each value's storage class. Column names come
+/// from this module's fixed lists, never from the file, so quoting them is safe.
 struct SessionFileRow {
     private let statement: SQLiteStatement
     private let positions: [String: Int32]
@@ -48,7 +48,7 @@ struct SessionFileRow {
     }
 
     /// A TEXT column (an INTEGER is rendered in decimal when `allowInteger`, for phone numbers
-    /// that Telethon stores as integers, FORMATS §4.2); nil for NULL or an absent column.
+    /// that Telethon stores as integers; docs/formats.md, "Rows and values"); nil for NULL or an absent column.
     /// - Throws: ``SessionFileError/invalidField(_:_:)`` for any other storage class.
     func text(
         _ column: String, field: String? = nil, allowInteger: Bool = false
@@ -63,7 +63,7 @@ struct SessionFileRow {
     }
 
     /// The column's text if it is TEXT, else nil (for `peers.type`, whose declared type is
-    /// INTEGER but whose values are TEXT, FORMATS §3).
+    /// INTEGER but whose values are TEXT; docs/formats.md, "Pyrogram-family .session files").
     func textIfText(_ column: String) -> String? {
         guard let i = positions[column], statement.type(i) == SQLITE_TEXT else { return nil }
         return statement.text(i)

@@ -7,7 +7,8 @@
 /// the `sqlite_master` of a file we write is text-for-text the one the library itself writes.
 /// SQLite keeps the text as given; whitespace matters. Tests compare them with the vectors.
 enum SessionFileSchema {
-    /// pyrogram 2.0.106 schema v3 (FORMATS §3.1), from `pyrogram_user.session`.
+    /// pyrogram 2.0.106 schema v3 (docs/formats.md, "Schema v2 and v3 (pyrogram, hydrogram)"),
+    /// from `pyrogram_user.session`.
     static let pyrogramV3: [String] = [
         """
         CREATE TABLE sessions
@@ -53,7 +54,7 @@ enum SessionFileSchema {
         """,
     ]
 
-    /// kurigram 2.2.26 schema v7 (FORMATS §3.4), from `kurigram_user.session`.
+    /// kurigram 2.2.26 schema v7 (docs/formats.md, "Schema v6 and v7 (kurigram)"), from `kurigram_user.session`.
     static let kurigramV7: [String] = [
         """
         CREATE TABLE sessions
@@ -119,8 +120,9 @@ enum SessionFileSchema {
         """,
     ]
 
-    /// Telethon 1.42 schema v7 (FORMATS §4.1), from `telethon-1.42_user.session`. Telethon reads
-    /// `sessions` with `SELECT *` and unpacks by position, so this column order is load-bearing.
+    /// Telethon 1.42 schema v7 (docs/formats.md, "Schema v7 and v8"), from
+    /// `telethon-1.42_user.session`. Telethon reads `sessions` with `SELECT *` and unpacks by
+    /// position, so this column order is load-bearing.
     static let telethonV7: [String] = [
         "CREATE TABLE version (version integer primary key)",
         """

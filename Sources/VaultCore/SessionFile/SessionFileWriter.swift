@@ -7,7 +7,8 @@ internal import CSQLite
     internal import Darwin
 #endif
 
-/// Writes `.session` files that the Python clients open as their own (FORMATS §9):
+/// Writes `.session` files that the Python clients open as their own (docs/formats.md,
+/// "What the vault reads and writes"):
 ///
 /// * ``ExportFormat/pyrogramFile``: pyrogram 2.0.106 schema **v3**, opened by pyrogram,
 ///   hydrogram, pyrofork (→ v4) and kurigram (→ v7);
@@ -23,7 +24,8 @@ internal import CSQLite
 ///
 /// Nothing is invented: a field the target format needs and the session lacks is refused with
 /// ``SessionFileError/missingField(_:)`` naming it. Only the server address and port are derived,
-/// from the published DC table (FORMATS §3.4), exactly as the libraries do themselves.
+/// from the published DC table (docs/formats.md, "Data centers"), exactly as the libraries do
+/// themselves.
 ///
 /// Lossy mappings (the target formats cannot hold more):
 /// * Pyrogram v3 keeps one username per peer (the first) and the types user, bot, group,
@@ -105,7 +107,7 @@ public enum SessionFileWriter {
                 try insert.bind(secret: key.bytes, at: 4)
                 _ = try insert.step()
                 insert.reset()
-                // The client's pseudo entity for the own account (FORMATS §4.2).
+                // The client's pseudo entity for the own account (docs/formats.md, "Rows and values").
                 if let userID = session.userID {
                     try db.run(
                         "INSERT INTO entities (id, hash, username, phone, name, date) VALUES (0, ?, NULL, NULL, NULL, ?)",
@@ -165,8 +167,8 @@ public enum SessionFileWriter {
         return key
     }
 
-    /// The Pyrogram-family session fields (FORMATS §1.4, §9): the libraries need every one of
-    /// them to start a client from the file without asking.
+    /// The Pyrogram-family session fields (docs/formats.md, "Conversions and exports"): the
+    /// libraries need every one of them to start a client from the file without asking.
     private static func pyrogramFields(
         _ session: TelegramSession, needsAddress: Bool
     ) throws(SessionFileError) -> PyrogramFields {
@@ -181,7 +183,7 @@ public enum SessionFileWriter {
         var fields = PyrogramFields(
             dcID: session.dcID, apiID: apiID, testMode: testMode, userID: userID, isBot: isBot)
         if needsAddress, session.serverAddress != nil {
-            // kurigram v7 connects to the stored address (FORMATS §3.4).
+            // kurigram v7 connects to the stored address (docs/formats.md, "Schema v6 and v7 (kurigram)").
             fields.address = try explicitAddress(session)
         } else {
             // pyrogram looks the DC up in its table; kurigram fills the address from the same one.
@@ -194,8 +196,8 @@ public enum SessionFileWriter {
         return fields
     }
 
-    /// Telethon needs an address and port (FORMATS §4.2); derived from the DC table when absent,
-    /// which needs to know the network.
+    /// Telethon needs an address and port (docs/formats.md, "Rows and values"); derived from the
+    /// DC table when absent, which needs to know the network.
     private static func telethonAddress(_ session: TelegramSession) throws(SessionFileError) -> SessionFileDataCenters.Address {
         if session.serverAddress != nil { return try explicitAddress(session) }
         guard let testMode = session.testMode else { throw .missingField("test_mode") }
@@ -246,7 +248,7 @@ public enum SessionFileWriter {
         peer.type ?? .inferred(fromMarkedID: peer.id)
     }
 
-    /// pyrogram 2.0.106 knows five type strings (FORMATS §3.1).
+    /// pyrogram 2.0.106 knows five type strings (docs/formats.md, "Pyrogram-family .session files").
     static func pyrogramV3Type(_ peer: Peer) -> PeerType {
         switch inferredType(peer) {
         case .forum, .direct, .community: return .supergroup
@@ -254,14 +256,12 @@ public enum SessionFileWriter {
         }
     }
 
-    /// Telethon declares `phone integer`, so the digit string it binds is stored as an INTEGER
-    /// (FORMATS §4.2). Anything that is not a plain decimal fitting Int64 stays TEXT, as the
-    /// column affinity would leave it.
-    /// Telethon declares `entities.phone` INTEGER and stores digit strings as integers (FORMATS
-    /// §4.2): a canonical decimal phone is written as an integer. Anything else is written as text;
-    /// where SQLite's INTEGER affinity would rewrite it ("07…" → 7…, "+1…", "1e3" → 1000, "1.5" →
-    /// REAL) the writer replaces it with NULL after the insert (the peer still resolves by id and
-    /// username): a Telethon file never carries a different phone number than the one given.
+    /// Telethon declares `entities.phone` INTEGER and stores digit strings as integers
+    /// (docs/formats.md, "Rows and values"): a canonical decimal phone is written as an integer.
+    /// Anything else is written as text; where SQLite's INTEGER affinity would rewrite it ("07…"
+    /// → 7…, "+1…", "1e3" → 1000, "1.5" → REAL) the writer replaces it with NULL after the insert
+    /// (the peer still resolves by id and username): a Telethon file never carries a different
+    /// phone number than the one given.
     private static func telethonPhone(_ phone: String?) -> SQLiteValue {
         guard let phone else { return .null }
         let digits = phone.utf8

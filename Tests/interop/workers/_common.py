@@ -117,7 +117,7 @@ def build_tl(cls, **kwargs):
 
 
 def marked_id(kind, raw_id):
-    """Bot-API style marked id, as every library stores it (FORMATS.md §3)."""
+    """Bot-API style marked id, as every library stores it (docs/formats.md, "Peer ids")."""
     if kind in ("user", "bot"):
         return raw_id
     if kind == "group":

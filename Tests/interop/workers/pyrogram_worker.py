@@ -44,7 +44,8 @@ def load_library(lib):
 
 
 def new_client(lib, mod, name, workdir, api_id=None, session_string=None):
-    """A Client chosen exactly as a user's code would pick storage (FORMATS.md §6)."""
+    """A Client chosen exactly as a user's code would pick storage (docs/formats.md, "How the
+    clients choose their storage")."""
     if lib == "pyrogram-1.4":
         # 1.4: the first argument is the session string (>= 351 chars) or the file name.
         first = session_string if session_string is not None else name

@@ -22,7 +22,8 @@ import _common  # noqa: E402
 from _common import build_tl, error_info, hexs, input_peer_json  # noqa: E402
 
 VERSIONS = {"telethon": "1.45.0", "telethon-1.42": "1.42.0"}
-# Test-DC addresses (FORMATS.md §2): Telethon has no test flag, only these addresses imply it.
+# Test-DC addresses (docs/formats.md, "Data centers"): Telethon has no test flag, only these
+# addresses imply it.
 TEST_ADDRESSES = {"149.154.175.10", "149.154.167.40", "149.154.175.117"}
 
 
