@@ -193,7 +193,7 @@ struct ConvertCommand: ParsableCommand {
     /// address has none (as the string codec does).
     ///
     /// pyrogram-file and kurigram-file need api_id, test_mode, the key, user_id and is_bot
-    /// (FORMATS §1.4, §9); telethon-file needs the key, and test_mode only when there is no
+    /// (docs/formats.md, "Field values" and "Conversions and exports"); telethon-file needs the key, and test_mode only when there is no
     /// server address to store (the address then comes from the DC table).
     static func missingFileFields(_ session: inout TelegramSession, format: ExportFormat) -> [String] {
         var missing: [String] = []
