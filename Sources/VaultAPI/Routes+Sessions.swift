@@ -169,8 +169,10 @@ extension VaultRouter {
         ]))
     }
 
+    /// A paging cursor: a name as stored (``SessionName/init(stored:)``), so that a session
+    /// named before names made only of dots were refused can still be paged past.
     func validQueryName(_ text: String, _ field: String) throws(Problem) -> SessionName {
-        do { return try SessionName(text) } catch {
+        do { return try SessionName(stored: text) } catch {
             throw Problem.badRequest("\(field): \(error.description.dropFirst("name: ".count))", field: field)
         }
     }

@@ -256,3 +256,32 @@ enum PlacementFile {
         }
     }
 }
+
+/// Issue 14 (API hardening), the router side.
+@Suite struct HardeningRouterTests {
+    typealias H = RouterTests.Harness
+
+    static func create(_ h: H, _ name: String) -> Int {
+        h.call(.post, "/v1/sessions", json: #"{"name":"\#(name)","session_string":"\#(RouterTests.pyrogramString)"}"#).status.code
+    }
+
+    // MARK: Item 9: names made only of dots
+
+    @Test(arguments: [".", "..", "..."])
+    func item9DotNamesAreRefusedWhereverANameIsAccepted(_ name: String) throws {
+        let h = try H()
+        let created = h.call(.post, "/v1/sessions", json: #"{"name":"\#(name)","session_string":"\#(RouterTests.pyrogramString)"}"#)
+        #expect(try created.status.code == 422 && RouterTests.body(created)["field"] == .string("name"))
+        let upload = h.call(.post, "/v1/sessions?name=\(name)", headers: [("Content-Type", "application/vnd.sqlite3")], body: [1, 2, 3])
+        #expect(try upload.status.code == 422 && RouterTests.body(upload)["field"] == .string("name"))
+        for path in ["/v1/sessions/\(name)", "/v1/sessions/\(name)/export", "/v1/sessions/\(name)/peers"] {
+            let r = h.call(.get, path)
+            #expect(try r.status.code == 400 && RouterTests.body(r)["field"] == .string("name"), "\(path)")
+        }
+        #expect(h.call(.delete, "/v1/sessions/\(name)").status.code == 400)
+        let token = h.call(.post, "/v1/tokens", json: #"{"operations":["read"],"sessions":["\#(name)"]}"#)
+        #expect(try token.status.code == 422 && RouterTests.body(token)["field"] == .string("sessions"))
+        #expect(try RouterTests.body(h.call(.get, "/v1/sessions"))["items"] == .array([]))
+        #expect(Self.create(h, "a\(name)") == 201)
+    }
+}

@@ -480,7 +480,7 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
                 SQL.needingRewrap, [.integer(Int64(currentTerm)), .blob(after), .integer(Int64(limit))]
             ) { statement in
                 guard let id = statement.blob(0), id.count == SessionID.byteCount,
-                    let name = statement.text(1).flatMap({ try? SessionName($0) }),
+                    let name = statement.text(1).flatMap({ try? SessionName(stored: $0) }),
                     let envelope = statement.blob(3)
                 else { throw StorageError.corrupt }
                 return RewrapCandidate(
@@ -741,7 +741,7 @@ extension SQLiteSessionStore {
     /// Decodes `SQL.sessionColumns` starting at column 0.
     fileprivate static func decodeSession(_ s: SQLiteStatement) throws -> StoredSession {
         guard let id = s.blob(0), id.count == SessionID.byteCount, let nameText = s.text(1),
-            let name = try? SessionName(nameText), let sourceFormat = s.text(13)
+            let name = try? SessionName(stored: nameText), let sourceFormat = s.text(13)
         else { throw StorageError.corrupt }
         return StoredSession(
             id: SessionID(unchecked: id), name: name, dcID: Int(truncatingIfNeeded: s.int64(2)),
