@@ -227,7 +227,7 @@ public final class VaultService: Sendable {
         }
         let now = clock()
         if let cached = tokenCache.withLock({ $0[hash] }) {
-            return Self.valid(cached.record, now: now) ? Principal(accessor: cached.record.accessor, policy: cached.policy) : nil
+            return admit(cached.record, cached.policy, hash: hash, now: now)
         }
         let record: TokenRecord?
         do { record = try store.token(hash: hash) } catch { throw VaultError(error) }
@@ -238,13 +238,32 @@ public final class VaultService: Sendable {
             if cache.count > 10_000 { cache.removeAll() }
             cache[hash] = CachedToken(record: record, policy: policy)
         }
-        return Self.valid(record, now: now) ? Principal(accessor: record.accessor, policy: policy) : nil
+        return admit(record, policy, hash: hash, now: now)
     }
 
-    private static func valid(_ record: TokenRecord, now: Int64) -> Bool {
-        if record.revokedAt != nil { return false }
-        if let expires = record.expiresAt, expires <= now { return false }
-        return true
+    /// The principal of a stored token, or nil when it is revoked or expired.
+    ///
+    /// A token seen expired stays expired: the first time, it is marked revoked in the cache at
+    /// once and in the store with the next commit (a deferred write: authentication never waits
+    /// for a commit), so neither a wall clock stepped back behind `expiresAt` nor a restart
+    /// makes it valid again.
+    private func admit(_ record: TokenRecord, _ policy: AccessPolicy, hash: [UInt8], now: Int64) -> Principal? {
+        if record.revokedAt != nil { return nil }
+        if let expires = record.expiresAt, expires <= now {
+            let first = tokenCache.withLock { cache -> Bool in
+                if cache[hash]?.record.revokedAt != nil { return false }  // another request saw it first
+                var expired = record
+                expired.revokedAt = now
+                cache[hash] = CachedToken(record: expired, policy: policy)
+                return true
+            }
+            if first {
+                store.enqueue(.expireToken(accessor: record.accessor, at: now))
+                audit("token.expire", nil, RequestContext(accessor: nil, remoteAddress: nil), outcome: "ok", detail: record.accessor)
+            }
+            return nil
+        }
+        return Principal(accessor: record.accessor, policy: policy)
     }
 
     // MARK: Sessions

@@ -613,6 +613,10 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
             ticket = WriteTicket(waits: waits, mergeable: .audit(values)) { connection in
                 try connection.run(SQL.insertAudit, values)
             }
+        case .expireToken(let accessor, let time):
+            ticket = WriteTicket(waits: waits) { connection in
+                try connection.run(SQL.expireToken, [.integer(time), .text(accessor)])
+            }
         }
         if waits {
             backpressureWaits.add(1, ordering: .relaxed)
@@ -1096,6 +1100,10 @@ private enum SQL {
     static let revokeToken = SQLiteStatementKey("""
         UPDATE tokens SET revoked_at = ?1 WHERE accessor = ?2 AND revoked_at IS NULL RETURNING \(tokenColumns)
         """)
+
+    /// The same change as `revokeToken`, without returning the row (a deferred write).
+    static let expireToken = SQLiteStatementKey(
+        "UPDATE tokens SET revoked_at = ?1 WHERE accessor = ?2 AND revoked_at IS NULL")
 
     static let getMeta = SQLiteStatementKey("SELECT value FROM meta WHERE key = ?1")
     static let setMeta = SQLiteStatementKey("""
