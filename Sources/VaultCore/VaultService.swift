@@ -362,10 +362,19 @@ public final class VaultService: Sendable {
         return found
     }
 
-    /// A page of sessions ordered by name.
-    public func list(after: SessionName?, limit: Int, prefix: String?) throws(VaultError) -> SessionPage {
+    /// A page of sessions ordered by name; with a `scope`, only the sessions it covers (a
+    /// scoped token's: neither the rows nor the cursor name a session outside it).
+    public func list(after: SessionName?, limit: Int, prefix: String?, scope: NameScope? = nil) throws(VaultError) -> SessionPage {
         var page: SessionPage
-        do { page = try store.listSessions(after: after, limit: limit, prefix: prefix) } catch { throw VaultError(error) }
+        do {
+            if let scope {
+                page = try store.listSessions(after: after, limit: limit, within: scope.narrowed(toPrefix: prefix))
+            } else {
+                page = try store.listSessions(after: after, limit: limit, prefix: prefix)
+            }
+        } catch {
+            throw VaultError(error)
+        }
         exportTimes.withLock { noted in
             guard !noted.isEmpty else { return }
             for i in page.sessions.indices {

@@ -284,4 +284,37 @@ enum PlacementFile {
         #expect(try RouterTests.body(h.call(.get, "/v1/sessions"))["items"] == .array([]))
         #expect(Self.create(h, "a\(name)") == 201)
     }
+
+    // MARK: Item 2: listing within a token's scope
+
+    @Test func item2ScopedListingNamesNothingOutsideTheScope() throws {
+        let h = try H()
+        let hidden = ["alice", "bob", "carol-ceo-account", "myb", "mybot2", "team", "team_2"]
+        let visible = ["mybot", "team-1", "team-2"]
+        for n in hidden + visible { #expect(Self.create(h, n) == 201) }
+        let reply = try RouterTests.body(h.call(.post, "/v1/tokens", json: #"{"operations":["read"],"sessions":["mybot"],"prefixes":["team-"]}"#))
+        guard case .string(let token) = reply["token"] else { Issue.record("no token"); return }
+        var names: [String] = []
+        var after: String?
+        for _ in 0..<10 {
+            let r = h.call(.get, "/v1/sessions?limit=1" + (after.map { "&after=\($0)" } ?? ""), token: token)
+            #expect(r.status.code == 200)
+            let text = RouterTests.text(r)
+            for n in hidden { #expect(!text.contains("\"\(n)\""), "\(n) in \(text)") }
+            let page = try RouterTests.body(r)
+            if case .array(let items) = page["items"] {
+                for item in items { if case .string(let n) = item["name"] { names.append(n) } }
+            }
+            guard case .string(let next) = page["next_after"] else { after = nil; break }
+            #expect(visible.contains(next))
+            after = next
+        }
+        #expect(after == nil && names == visible)
+        // Root still sees everything.
+        if case .array(let items) = try RouterTests.body(h.call(.get, "/v1/sessions?limit=1000"))["items"] {
+            #expect(items.count == hidden.count + visible.count)
+        } else {
+            Issue.record("no items")
+        }
+    }
 }

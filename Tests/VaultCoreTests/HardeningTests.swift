@@ -73,4 +73,73 @@ import Testing
             #expect(try store.token(accessor: issued.record.accessor)?.revokedAt == nil)
         }
     }
+
+    // MARK: Item 2: listing within a scope
+
+    @Test func item2ScopePartsAreDisjointAndOrdered() {
+        let scope = NameScope(names: ["mybot", "team-1", "zed", "a", "a"], prefixes: ["team-", "team-x", "b", "b"])
+        #expect(scope.parts == [.name("a"), .prefix("b"), .name("mybot"), .prefix("team-"), .name("zed")])
+        #expect(scope.contains("team-9") && scope.contains("bob") && scope.contains("a") && !scope.contains("ab"))
+        #expect(!scope.contains("team") && !scope.contains("myb") && !scope.contains("mybot2"))
+        #expect(scope.narrowed(toPrefix: "t").parts == [.prefix("team-")])
+        #expect(scope.narrowed(toPrefix: "team-x.").parts == [.prefix("team-x.")])
+        #expect(scope.narrowed(toPrefix: "my").parts == [.name("mybot")])
+        #expect(scope.narrowed(toPrefix: "q").parts == [])
+        #expect(scope.narrowed(toPrefix: nil) == scope)
+        // Byte order, as SQLite compares: '-' < '.' < digits < upper case < '_' < lower case.
+        #expect(NameScope(names: ["a_", "a-", "aZ", "a.", "a0"], prefixes: []).parts.map(\.lowerBound) == ["a-", "a.", "a0", "aZ", "a_"])
+    }
+
+    /// Every page of every limit, from every cursor, against a brute-force filter: each in-scope
+    /// session exactly once, in order, and no cursor outside the scope.
+    @Test(arguments: StoreKind.allCases)
+    func item2ScopedListingMatchesBruteForce(_ kind: StoreKind) throws {
+        try withStore(kind) { store, _ in
+            let all = ["a", "a-1", "alice", "b", "bob", "carol-ceo-account", "m", "m-1", "m-2", "m.x", "m_3", "mybot",
+                       "mybot2", "t", "team", "team-", "team-1", "team-10", "team-2", "team_1", "teal", "z", "zed"]
+            for n in all { try store.insert(try .make(n)) }
+            let scopes = [
+                NameScope(names: ["mybot", "a"], prefixes: ["team-"]),
+                NameScope(names: ["zed", "nobody", "carol-ceo-account"], prefixes: []),
+                NameScope(names: [], prefixes: ["m", "m-", "zz"]),
+                NameScope(names: ["b"], prefixes: ["team-1", "a-"]),
+                NameScope(names: [], prefixes: []),
+            ]
+            for scope in scopes {
+                let expected = all.filter(scope.contains).sorted { NameScope.precedes($0, $1) }
+                for limit in 1...4 {
+                    var seen: [String] = []
+                    var cursor: SessionName?
+                    for _ in 0...all.count {
+                        let page = try store.listSessions(after: cursor, limit: limit, within: scope)
+                        #expect(page.sessions.count <= limit)
+                        seen += page.sessions.map(\.name.rawValue)
+                        guard let next = page.nextCursor else { cursor = nil; break }
+                        #expect(scope.contains(next.rawValue), "cursor \(next) outside the scope")
+                        cursor = next
+                    }
+                    #expect(cursor == nil, "paging did not end")
+                    #expect(seen == expected, "limit \(limit)")
+                }
+                // From any cursor (in the scope or not), the rest of the scope after it.
+                for after in all + ["", "0", "zzz"] where !after.isEmpty {
+                    let page = try store.listSessions(after: try SessionName(stored: after), limit: 1000, within: scope)
+                    #expect(page.sessions.map(\.name.rawValue) == expected.filter { NameScope.precedes(after, $0) })
+                }
+            }
+        }
+    }
+
+    @Test func item2ScopedListingOnTheService() throws {
+        try withStore(.memory) { store, _ in
+            let vault = try VaultService(store: store, master: try MasterKey.generate())
+            for n in ["alice", "bob", "mybot", "team-1", "team-2", "teal"] { try store.insert(try .make(n)) }
+            let scope = NameScope(names: ["mybot"], prefixes: ["team-"])
+            let page = try vault.list(after: nil, limit: 1, prefix: nil, scope: scope)
+            #expect(page.sessions.map(\.name.rawValue) == ["mybot"] && page.nextCursor?.rawValue == "mybot")
+            let narrowed = try vault.list(after: nil, limit: 10, prefix: "te", scope: scope)
+            #expect(narrowed.sessions.map(\.name.rawValue) == ["team-1", "team-2"] && narrowed.nextCursor == nil)
+            #expect(try vault.list(after: nil, limit: 10, prefix: "te", scope: nil).sessions.count == 3)
+        }
+    }
 }

@@ -324,6 +324,39 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
         return SessionPage(sessions: rows, nextCursor: nil)
     }
 
+    public func listSessions(after cursor: SessionName?, limit: Int, within scope: NameScope) throws(StorageError)
+        -> SessionPage
+    {
+        guard limit >= 1 else { throw .invalidArgument(field: "limit", reason: "must be at least 1") }
+        // One row more than asked tells whether another page follows.
+        let wanted = min(limit, 1 << 30) + 1
+        let after = cursor?.rawValue
+        let rows = try read { connection in
+            var rows: [StoredSession] = []
+            // The parts are disjoint and in name order, so the rows come out in name order.
+            for part in scope.parts where rows.count < wanted {
+                switch part {
+                case .name(let name):
+                    if let after, !NameScope.precedes(after, name) { continue }
+                    if let row = try connection.first(SQL.sessionByName, [.text(name)], Self.decodeSession) { rows.append(row) }
+                case .prefix(let prefix):
+                    // As in the unscoped listing: `prefix + "~"` bounds every name with the prefix.
+                    let upper = prefix + "~"
+                    if let after, !NameScope.precedes(after, upper) { continue }
+                    let fromCursor = after.map { !NameScope.precedes($0, prefix) } ?? false
+                    let values: [SQLiteValue] = [.text(fromCursor ? after ?? prefix : prefix), .text(upper), .integer(Int64(wanted - rows.count))]
+                    rows += try connection.all(fromCursor ? SQL.listAfter : SQL.listFrom, values, Self.decodeSession)
+                }
+            }
+            return rows
+        }
+        if rows.count > limit {
+            let page = Array(rows.prefix(limit))
+            return SessionPage(sessions: page, nextCursor: page.last?.name)
+        }
+        return SessionPage(sessions: rows, nextCursor: nil)
+    }
+
     /// One `UPDATE … WHERE name = ? AND version = ? … RETURNING`, so the check and the write
     /// are a single step of the single writer; a miss is then classified (gone, revoked, or
     /// another version).

@@ -32,6 +32,84 @@ BAD_TOKEN = "svt_not_a_real_token_for_issue_14_000000000"
 
 
 # --------------------------------------------------------------------------
+# Item 2: listing
+# --------------------------------------------------------------------------
+
+IN_SCOPE = ["a-mine", "mybot", "team-1", "team-3", "team-x.y"]
+OUT_OF_SCOPE = ["alice", "bob", "carol-ceo-account", "mybot2", "myb", "team", "team_2", "teal", "zed"]
+
+
+def scoped_listing_vault(vault_factory):
+    v = vault_factory(storage="memory").start()
+    root = v.client
+    for name in sorted(IN_SCOPE + OUT_OF_SCOPE):
+        assert root.create_string(name, GOOD).status == 201, name
+    token = root.create_token(operations=["read"], sessions=["mybot", "a-mine"], prefixes=["team-"])
+    return v, root.with_token(token["token"])
+
+
+def walk(client, limit: int, extra: str = "") -> tuple[list[str], list[str], list[bytes]]:
+    """Pages through the listing; returns item names, cursors and raw bodies."""
+    names, cursors, bodies = [], [], []
+    after = None
+    for _ in range(100):
+        target = f"/v1/sessions?limit={limit}{extra}" + (f"&after={after}" if after else "")
+        reply = client.get(target)
+        assert reply.status == 200, reply
+        bodies.append(reply.body)
+        page = reply.json()
+        assert len(page["items"]) <= limit
+        names += [item["name"] for item in page["items"]]
+        after = page["next_after"]
+        if after is None:
+            return names, cursors, bodies
+        cursors.append(after)
+    raise AssertionError("paging did not end")
+
+
+def test_item2_listing_hides_out_of_scope_names(vault_factory) -> None:
+    _v, scoped = scoped_listing_vault(vault_factory)
+    for limit in (1, 2, 3, 1000):
+        names, cursors, bodies = walk(scoped, limit)
+        assert names == sorted(IN_SCOPE), (limit, names)
+        assert set(cursors) <= set(IN_SCOPE), (limit, cursors)
+        for body in bodies:
+            for hidden in OUT_OF_SCOPE:
+                assert f'"{hidden}"'.encode() not in body, (limit, hidden, body)
+    # With limit=1 there is one page per in-scope session and nothing more: the last page says so.
+    names, cursors, _ = walk(scoped, 1)
+    assert len(cursors) == len(IN_SCOPE) - 1
+
+
+def test_item2_listing_with_prefix_filter_stays_in_scope(vault_factory) -> None:
+    _v, scoped = scoped_listing_vault(vault_factory)
+    for prefix, expected in (("m", ["mybot"]), ("te", ["team-1", "team-3", "team-x.y"]),
+                             ("team-x", ["team-x.y"]), ("a", ["a-mine"]), ("b", []), ("team_", [])):
+        for limit in (1, 1000):
+            names, cursors, bodies = walk(scoped, limit, f"&prefix={prefix}")
+            assert names == expected, (prefix, limit, names)
+            assert set(cursors) <= set(expected), (prefix, limit, cursors)
+
+
+def test_item2_cursor_outside_scope_reveals_nothing(vault_factory) -> None:
+    """A client-chosen cursor between hidden names continues with the next in-scope name."""
+    _v, scoped = scoped_listing_vault(vault_factory)
+    page = scoped.get("/v1/sessions?limit=1&after=alice").json()
+    assert [i["name"] for i in page["items"]] == ["mybot"] and page["next_after"] == "mybot", page
+    page = scoped.get("/v1/sessions?limit=10&after=team-3").json()
+    assert [i["name"] for i in page["items"]] == ["team-x.y"] and page["next_after"] is None, page
+    page = scoped.get("/v1/sessions?limit=10&after=team-x.y").json()
+    assert page == {"items": [], "next_after": None}, page
+
+
+def test_item2_root_listing_unchanged(vault_factory) -> None:
+    v, _scoped = scoped_listing_vault(vault_factory)
+    assert [s["name"] for s in v.client.list_all_sessions()] == sorted(IN_SCOPE + OUT_OF_SCOPE)
+    names, _, _ = walk(v.client, 2)
+    assert names == sorted(IN_SCOPE + OUT_OF_SCOPE)
+
+
+# --------------------------------------------------------------------------
 # Item 9: dot names# --------------------------------------------------------------------------
 
 DOT_NAMES = [".", "..", "..."]
