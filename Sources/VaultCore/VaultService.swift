@@ -100,6 +100,16 @@ public final class VaultService: Sendable {
     /// How long export times gather before they are written.
     static let exportTimesFlushDelay = DispatchTimeInterval.seconds(1)
 
+    /// Unauthenticated failures not yet written to the audit log (see ``auditAuthFailure(remoteAddress:throttled:)``).
+    private let authFailures = PThreadLocked(AuthFailureTally())
+    /// True while a write of ``authFailures`` is scheduled.
+    private let authFailureFlushScheduled = Atomic<Bool>(false)
+    /// How long unauthenticated failures gather before their audit rows are written.
+    static let authFailureFlushDelay = DispatchTimeInterval.seconds(60)
+    /// Runs the audit retention's prunes.
+    private let retentionQueue = DispatchQueue(label: "VaultService.auditRetention", qos: .utility)
+    private let retentionTimer = PThreadLocked<(any DispatchSourceTimer)?>(nil)
+
     private enum KeyState {
         case unsealed(Keyring)
         case sealed(String)
@@ -666,8 +676,88 @@ public final class VaultService: Sendable {
             remoteAddress: context.remoteAddress, outcome: outcome, detail: detail)))
     }
 
-    /// Audit events, newest first.
+    /// Counts an unauthenticated request (missing, malformed, unknown, expired or revoked token;
+    /// `throttled` when it was answered 429) from `remoteAddress`. Never blocks.
+    ///
+    /// Not one audit row per failure: a flood of bad tokens from many addresses grew the audit
+    /// table by a row a request. The failures of a period (``authFailureFlushDelay``, from the
+    /// first one) are written as one `auth.denied` row per address with `failures=N
+    /// throttled=M` in its detail, for at most ``AuthFailureTally/maxAddresses`` addresses, plus
+    /// one row without an address for the rest. Reading the audit log, and the shutdown
+    /// (``flushAuthFailures()``), write the period so far first.
+    public func auditAuthFailure(remoteAddress: String, throttled: Bool) {
+        let now = clock()
+        authFailures.withLock { $0.note(remoteAddress, throttled: throttled, at: now) }
+        if authFailureFlushScheduled.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged {
+            exportFlushQueue.asyncAfter(deadline: .now() + Self.authFailureFlushDelay) { [weak self] in
+                self?.flushAuthFailures()
+            }
+        }
+    }
+
+    /// Queues the audit rows of the unauthenticated failures counted so far (deferred writes:
+    /// committed with the next group commit, and before the store closes). Safe at any time.
+    public func flushAuthFailures() {
+        authFailureFlushScheduled.store(false, ordering: .releasing)
+        let tally = authFailures.withLock { t -> AuthFailureTally in
+            defer { t = AuthFailureTally() }
+            return t
+        }
+        guard let time = tally.firstAt else { return }
+        for row in tally.rows {
+            store.enqueue(.audit(AuditEvent(
+                time: time, accessor: nil, action: "auth.denied", sessionName: nil, remoteAddress: row.address,
+                outcome: "unauthenticated", detail: row.detail)))
+        }
+    }
+
+    /// Deletes the audit events older than `cutoff` (Unix ms), a bounded batch per write so
+    /// that other writes interleave.
+    /// - Returns: how many were deleted.
+    @discardableResult
+    public func pruneAudit(before cutoff: Int64) throws(VaultError) -> Int {
+        var total = 0
+        // Bounded: 100,000 batches of 1,000 rows (the loop ends at the first short batch).
+        for _ in 0..<100_000 {
+            let deleted: Int
+            do { deleted = try store.pruneAudit(before: cutoff, limit: 1000) } catch { throw VaultError(error) }
+            total += deleted
+            if deleted < 1000 { break }
+        }
+        return total
+    }
+
+    /// Keeps the audit log to the last `days` days: prunes now and then every `intervalSeconds`, on a
+    /// background queue (`days` 0 keeps everything). Calling it again replaces the schedule.
+    /// - Parameter log: told how many rows each prune deleted, or why it failed.
+    public func startAuditRetention(days: Int, intervalSeconds: Int = 3600,
+                                    log: @escaping @Sendable (Result<Int, VaultError>) -> Void = { _ in }) {
+        let timer: (any DispatchSourceTimer)? = days > 0 ? DispatchSource.makeTimerSource(queue: retentionQueue) : nil
+        if let old = retentionTimer.withLock({ t -> (any DispatchSourceTimer)? in
+            defer { t = timer }
+            return t
+        }) {
+            old.cancel()
+        }
+        guard let timer else { return }
+        let keep = Int64(days) * 86_400_000
+        timer.setEventHandler { [weak self] in
+            guard let self else { return }
+            let result: Result<Int, VaultError>
+            do throws(VaultError) {
+                result = .success(try self.pruneAudit(before: self.clock() - keep))
+            } catch {
+                result = .failure(error)
+            }
+            log(result)
+        }
+        timer.schedule(deadline: .now(), repeating: .seconds(max(1, intervalSeconds)), leeway: .seconds(1))
+        timer.activate()
+    }
+
+    /// Audit events, newest first (the unauthenticated failures counted so far included).
     public func auditEvents(before: Int64?, limit: Int) throws(VaultError) -> [AuditRecord] {
+        flushAuthFailures()
         do {
             try store.flush()
             return try store.auditEvents(before: before, limit: limit)

@@ -142,4 +142,74 @@ import Testing
             #expect(try vault.list(after: nil, limit: 10, prefix: "te", scope: nil).sessions.count == 3)
         }
     }
+
+    // MARK: Item 7: aggregated authentication failures, audit retention
+
+    static func failures(_ detail: String?) -> Int {
+        (detail ?? "").split(separator: " ").compactMap { part -> Int? in
+            part.hasPrefix("failures=") ? Int(part.dropFirst("failures=".count)) : nil
+        }.first ?? 0
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func item7UnauthenticatedFailuresAreAggregated(_ kind: StoreKind) throws {
+        try withStore(kind) { store, _ in
+            let vault = try VaultService(store: store, master: try MasterKey.generate())
+            // 3,000 addresses, 10 failures each (the last 5 throttled): 30,000 failures.
+            for i in 0..<3000 {
+                for k in 0..<10 { vault.auditAuthFailure(remoteAddress: "10.\(i / 256).\(i % 256).1", throttled: k >= 5) }
+            }
+            let rows = try vault.auditEvents(before: nil, limit: 10_000).filter { $0.event.action == "auth.denied" }
+            #expect(rows.count == AuthFailureTally.maxAddresses + 1)
+            #expect(rows.reduce(0) { $0 + Self.failures($1.event.detail) } == 30_000)
+            let first = rows.last  // newest first: the first address's row is the oldest
+            #expect(first?.event.remoteAddress == "10.0.0.1" && first?.event.detail == "failures=10 throttled=5")
+            #expect(first?.event.outcome == "unauthenticated" && first?.event.accessor == nil)
+            let others = rows.first { $0.event.remoteAddress == nil }
+            #expect(others?.event.detail == "failures=29000 throttled=14500 addresses=others")
+            // Written once: a second read adds nothing, and new failures start a new period.
+            #expect(try vault.auditEvents(before: nil, limit: 10_000).count == rows.count)
+            vault.auditAuthFailure(remoteAddress: "10.0.0.1", throttled: true)
+            vault.flushAuthFailures()
+            let again = try vault.auditEvents(before: nil, limit: 10_000).filter { $0.event.action == "auth.denied" }
+            #expect(again.count == rows.count + 1 && again.first?.event.detail == "failures=1 throttled=1")
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func item7PruneAuditDeletesOnlyOlderEvents(_ kind: StoreKind) throws {
+        try withStore(kind) { store, _ in
+            let vault = try VaultService(store: store, master: try MasterKey.generate())
+            func event(_ time: Int64) -> AuditEvent {
+                AuditEvent(time: time, accessor: "root", action: "test", sessionName: nil, remoteAddress: nil, outcome: "ok", detail: nil)
+            }
+            for i in 0..<2500 { _ = try store.appendAudit(event(Int64(i))) }
+            _ = try store.appendAudit(event(1_000_000))
+            _ = try store.appendAudit(event(5))  // an old time after newer ones (a clock stepped back)
+            #expect(try vault.pruneAudit(before: 10_000) == 2501)
+            let left = try store.auditEvents(before: nil, limit: 100)
+            #expect(left.map(\.event.time) == [1_000_000])
+            #expect(try vault.pruneAudit(before: 10_000) == 0)
+        }
+    }
+
+    @Test func item7AuditRetentionRunsAtStart() throws {
+        try withStore(.memory) { store, _ in
+            let day: Int64 = 86_400_000
+            let now: Int64 = 1_000 * day
+            let vault = try VaultService(store: store, master: try MasterKey.generate(), clock: { now })
+            for time in [now - 40 * day, now - 31 * day, now - 29 * day, now] {
+                _ = try store.appendAudit(AuditEvent(time: time, accessor: "root", action: "test", sessionName: nil,
+                                                     remoteAddress: nil, outcome: "ok", detail: nil))
+            }
+            let pruned = Shared<[Int]>([])
+            vault.startAuditRetention(days: 30) { result in
+                if case .success(let n) = result { pruned.withLock { $0.append(n) } }
+            }
+            for _ in 0..<500 where pruned.withLock({ $0.isEmpty }) { Thread.sleep(forTimeInterval: 0.01) }
+            vault.startAuditRetention(days: 0)  // stops the schedule
+            #expect(pruned.withLock { $0.first } == 2)
+            #expect(try store.auditEvents(before: nil, limit: 10).map(\.event.time) == [now, now - 29 * day])
+        }
+    }
 }

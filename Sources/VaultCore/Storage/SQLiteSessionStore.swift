@@ -613,6 +613,14 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
         }
     }
 
+    public func pruneAudit(before time: Int64, limit: Int) throws(StorageError) -> Int {
+        guard limit >= 1 else { throw .invalidArgument(field: "limit", reason: "must be at least 1") }
+        return try write { connection in
+            try connection.run(SQL.pruneAudit, [.integer(time), .integer(Int64(limit))])
+            return connection.changes
+        }
+    }
+
     // MARK: Lifecycle
 
     /// True when reads share the writer's connection (the memory engine: a read waits for the
@@ -1147,6 +1155,11 @@ private enum SQL {
     static let insertAudit = SQLiteStatementKey("""
         INSERT INTO audit (time, accessor, action, session_name, remote_address, outcome, detail) \
         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        """)
+    /// The oldest rows first (by id, the rowid: no index on `time` is needed, and the scan
+    /// stops after `limit` matches).
+    static let pruneAudit = SQLiteStatementKey("""
+        DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE time < ?1 ORDER BY id LIMIT ?2)
         """)
     static let auditBefore = SQLiteStatementKey("""
         SELECT id, time, accessor, action, session_name, remote_address, outcome, detail FROM audit \

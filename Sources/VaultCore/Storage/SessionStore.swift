@@ -192,6 +192,12 @@ public protocol SessionStore: Sendable {
     /// - Throws: ``StorageError/invalidArgument(field:reason:)`` naming `limit`.
     func auditEvents(before id: Int64?, limit: Int) throws(StorageError) -> [AuditRecord]
 
+    /// Deletes up to `limit` of the oldest audit events whose time is before `time` (the
+    /// audit retention's batches).
+    /// - Returns: how many were deleted (fewer than `limit`: none older are left).
+    /// - Throws: ``StorageError/invalidArgument(field:reason:)`` naming `limit`.
+    func pruneAudit(before time: Int64, limit: Int) throws(StorageError) -> Int
+
     // MARK: Lifecycle
 
     /// Queues a write without waiting for it (see ``DeferredWrite``). Never blocks.
