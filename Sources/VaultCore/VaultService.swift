@@ -171,6 +171,11 @@ public final class VaultService: Sendable {
         state = PThreadLocked(keyState)
     }
 
+    deinit {
+        // An active timer source outlives its last reference: stop the retention schedule.
+        retentionTimer.withLock { $0?.cancel() }
+    }
+
     /// Unix time in milliseconds.
     public static func nowMilliseconds() -> Int64 {
         var ts = timespec()
