@@ -91,56 +91,126 @@ public final class Metrics: Sendable {
 }
 
 /// Slows down repeated failed authentication from one address: after `maxFailures` failures
-/// within `window` seconds, further requests from that address get 429 until the window ends.
+/// within a window of `windowSeconds` (from the address's first failure), further *failures* from
+/// that address get 429 until the window ends.
+///
+/// Only failures are throttled: a request whose token is valid is answered whatever its address
+/// did (the router checks the token first), so a flood of bad tokens from a shared address (a
+/// NAT, a proxy) never locks its valid users out. A bad token from a throttled address still
+/// gets 429, and the check costs the same keyed hash and look-up either way.
+///
+/// Windows run on the monotonic clock, so a wall clock stepped back or forward neither extends
+/// nor ends them. Memory is bounded: at most `capacity` addresses (the oldest window goes
+/// first), in a map and a first-in first-out queue of window starts, with constant work per
+/// failure (amortised).
 public final class AuthThrottle: Sendable {
-    private struct Entry {
-        var windowStart: Int64
+    private struct Window {
+        var start: UInt64
         var failures: Int
     }
 
-    private let maxFailures: Int
-    private let window: Int64
-    private let capacity: Int
-    private let entries = PThreadLocked([String: Entry]())
+    private struct State {
+        var windows: [String: Window] = [:]
+        /// Window starts in the order they began (the clock is monotonic): expired ones are at
+        /// the front. `order[head...]` is live.
+        var order: [(address: String, start: UInt64)] = []
+        var head = 0
 
-    /// - Parameters:
-    ///   - maxFailures: failures tolerated per window.
-    ///   - windowSeconds: window length.
-    ///   - capacity: most addresses tracked (oldest windows are dropped first), bounding memory.
-    public init(maxFailures: Int = 10, windowSeconds: Int64 = 60, capacity: Int = 10_000) {
-        self.maxFailures = maxFailures
-        self.window = windowSeconds
-        self.capacity = capacity
+        /// Drops the windows that ended before `now` (and queue entries of windows since restarted).
+        mutating func expire(now: UInt64, window: UInt64) {
+            while head < order.count, elapsed(order[head].start, now) >= window {
+                removeFront()
+            }
+            compact()
+        }
+
+        mutating func removeFront() {
+            let (address, start) = order[head]
+            if windows[address]?.start == start { windows[address] = nil }
+            head += 1
+        }
+
+        /// Keeps the queue's dead prefix from growing: moved out once it is half the array.
+        mutating func compact() {
+            if head > 64, head * 2 >= order.count {
+                order.removeFirst(head)
+                head = 0
+            }
+        }
     }
 
-    /// Seconds to wait when `address` is throttled now, else nil.
-    public func retryAfter(_ address: String, now: Int64) -> Int64? {
-        entries.withLock { map in
-            guard let e = map[address] else { return nil }
-            if now - e.windowStart >= window {
-                map[address] = nil
-                return nil
-            }
-            return e.failures >= maxFailures ? max(1, e.windowStart + window - now) : nil
-        }
+    private let maxFailures: Int
+    private let window: UInt64
+    private let windowSeconds: Int64
+    private let capacity: Int
+    private let clock: @Sendable () -> UInt64
+    private let state = PThreadLocked(State())
+
+    /// - Parameters:
+    ///   - maxFailures: failures answered 401 per window; later ones get 429.
+    ///   - windowSeconds: window length.
+    ///   - capacity: most addresses tracked (the oldest window is dropped first), bounding memory.
+    ///   - clock: monotonic nanoseconds (injectable for tests); `DispatchTime`'s uptime by default.
+    public init(maxFailures: Int = 10, windowSeconds: Int64 = 60, capacity: Int = 10_000,
+                clock: (@Sendable () -> UInt64)? = nil) {
+        self.maxFailures = maxFailures
+        self.windowSeconds = max(1, windowSeconds)
+        self.window = UInt64(max(1, windowSeconds)) * 1_000_000_000
+        self.capacity = max(1, capacity)
+        self.clock = clock ?? { VaultRouter.monotonicNanoseconds() }
     }
 
     /// Records a failed authentication from `address`.
-    public func recordFailure(_ address: String, now: Int64) {
-        entries.withLock { map in
-            if var e = map[address], now - e.windowStart < window {
-                e.failures += 1
-                map[address] = e
-                return
+    /// - Returns: the seconds to wait (for `Retry-After`) when the address had already failed
+    ///   `maxFailures` times in its window (answer 429), else nil (answer 401).
+    public func failure(from address: String) -> Int64? {
+        failure(from: address, now: clock())
+    }
+
+    /// ``failure(from:)`` at a given monotonic time (nanoseconds).
+    func failure(from address: String, now: UInt64) -> Int64? {
+        state.withLock { s in
+            s.expire(now: now, window: window)
+            if var w = s.windows[address] {
+                let throttled = w.failures >= maxFailures
+                if w.failures < Int.max { w.failures += 1 }
+                s.windows[address] = w
+                return throttled ? retryAfter(w, now: now) : nil
             }
-            if map.count >= capacity {
-                // Drop expired entries; if still full, drop the oldest window.
-                map = map.filter { now - $0.value.windowStart < window }
-                if map.count >= capacity, let oldest = map.min(by: { $0.value.windowStart < $1.value.windowStart }) {
-                    map[oldest.key] = nil
-                }
-            }
-            map[address] = Entry(windowStart: now, failures: 1)
+            while s.windows.count >= capacity, s.head < s.order.count { s.removeFront() }
+            s.compact()
+            s.windows[address] = Window(start: now, failures: 1)
+            s.order.append((address, now))
+            return maxFailures < 1 ? retryAfter(Window(start: now, failures: 1), now: now) : nil
         }
     }
+
+    /// Seconds until `address`'s window ends if it is throttled now, else nil. Records nothing.
+    public func retryAfter(_ address: String) -> Int64? {
+        retryAfter(address, now: clock())
+    }
+
+    /// ``retryAfter(_:)`` at a given monotonic time (nanoseconds).
+    func retryAfter(_ address: String, now: UInt64) -> Int64? {
+        state.withLock { s in
+            guard let w = s.windows[address], elapsed(w.start, now) < window, w.failures >= maxFailures else { return nil }
+            return retryAfter(w, now: now)
+        }
+    }
+
+    /// Addresses tracked now (for tests).
+    var trackedAddresses: Int { state.withLock { $0.windows.count } }
+    /// Entries in the window queue, live or not (for tests: bounded by about twice `capacity`).
+    var queuedWindows: Int { state.withLock { $0.order.count } }
+
+    /// Whole seconds left in `w`, rounded up, 1…windowSeconds.
+    private func retryAfter(_ w: Window, now: UInt64) -> Int64 {
+        let left = window - min(window, elapsed(w.start, now))
+        return min(windowSeconds, max(1, Int64((left + 999_999_999) / 1_000_000_000)))
+    }
+}
+
+/// `now - start`, or 0 when an injected clock went backwards (a monotonic one never does).
+private func elapsed(_ start: UInt64, _ now: UInt64) -> UInt64 {
+    now >= start ? now - start : 0
 }

@@ -355,16 +355,14 @@ public final class VaultRouter: HTTPHandler {
 
     // MARK: Authentication and authorisation
 
-    /// Resolves the bearer token; 401 for a missing, malformed or unknown token, 429 when the
-    /// address has failed too often, 503 when sealed.
+    /// Resolves the bearer token; 401 for a missing, malformed or unknown token, 429 instead
+    /// when the address has failed too often, 503 when sealed.
+    ///
+    /// The token is checked before the throttle is asked: a valid token is never refused for
+    /// its address's failures (a shared NAT or proxy, or an attacker on it, cannot lock the
+    /// valid users out), and a bad one costs the same keyed hash and look-up whether its
+    /// address is throttled or not (429 and 401 come after the same work).
     func authenticate(_ request: HTTPRequest) throws(Problem) -> Principal {
-        let address = Self.clientHost(request.remoteAddress)
-        let now = Timestamp.nowSeconds()
-        if let wait = throttle.retryAfter(address, now: now) {
-            throw Problem(status: 429, title: "Too Many Requests",
-                          detail: "too many failed authentication attempts from this address; retry later",
-                          headers: [("Retry-After", String(wait))])
-        }
         if let reason = vault.sealedReason {
             throw Problem(status: 503, title: "Service Unavailable", detail: "the vault is sealed: \(reason)",
                           headers: [("Retry-After", "30")])
@@ -380,10 +378,20 @@ public final class VaultRouter: HTTPHandler {
         return principal
     }
 
+    /// A failed authentication: counted by the throttle (429 once the address is over its
+    /// limit, else 401), in metrics, and in the audit log's aggregated `auth.denied` rows (one
+    /// per address per period, not one per failure: ``VaultService/auditAuthFailure(remoteAddress:throttled:)``).
     private func denied(_ request: HTTPRequest, _ detail: String) throws(Problem) -> Principal {
-        throttle.recordFailure(Self.clientHost(request.remoteAddress), now: Timestamp.nowSeconds())
+        let address = Self.clientHost(request.remoteAddress)
+        let wait = throttle.failure(from: address)
+        vault.auditAuthFailure(remoteAddress: address, throttled: wait != nil)
+        if let wait {
+            metrics.increment("sv_auth_throttled_total")
+            throw Problem(status: 429, title: "Too Many Requests",
+                          detail: "too many failed authentication attempts from this address; retry later",
+                          headers: [("Retry-After", String(wait))])
+        }
         metrics.increment("sv_auth_failures_total")
-        vault.audit("auth.denied", nil, RequestContext(accessor: nil, remoteAddress: Self.clientHost(request.remoteAddress)), outcome: "unauthenticated")
         throw Problem(status: 401, title: "Unauthorized", detail: detail, field: "authorization",
                       headers: [("WWW-Authenticate", "Bearer realm=\"session-vault\"")])
     }

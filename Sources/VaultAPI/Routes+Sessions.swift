@@ -159,18 +159,22 @@ extension VaultRouter {
         if let prefix, prefix.isEmpty || prefix.utf8.count > 64 || !prefix.utf8.allSatisfy(SessionName.isAllowed) {
             throw Problem.badRequest("prefix: must be 1-64 characters of letters, digits, '.', '_' and '-'", field: "prefix")
         }
+        // A scoped token lists only the sessions its policy covers: the store walks the scope's
+        // names and prefixes, so neither the items nor `next_after` name a session outside it.
+        let policy = principal.policy
+        let scope = policy.coversEverything ? nil : NameScope(names: policy.sessions, prefixes: policy.prefixes)
         let page: SessionPage
-        do { page = try vault.list(after: after, limit: limit, prefix: prefix) } catch { throw problem(for: error, name: nil) }
-        // Scoped tokens see only their own sessions (the cursor still advances over the rest).
-        let visible = page.sessions.filter { principal.policy.covers($0.name.rawValue) }
+        do { page = try vault.list(after: after, limit: limit, prefix: prefix, scope: scope) } catch { throw problem(for: error, name: nil) }
         return json(.object([
-            ("items", .array(visible.map(Self.metadata))),
+            ("items", .array(page.sessions.map(Self.metadata))),
             ("next_after", page.nextCursor.map { .string($0.rawValue) } ?? .null),
         ]))
     }
 
+    /// A paging cursor: a name as stored (``SessionName/init(stored:)``), so that a session
+    /// named before names made only of dots were refused can still be paged past.
     func validQueryName(_ text: String, _ field: String) throws(Problem) -> SessionName {
-        do { return try SessionName(text) } catch {
+        do { return try SessionName(stored: text) } catch {
             throw Problem.badRequest("\(field): \(error.description.dropFirst("name: ".count))", field: field)
         }
     }

@@ -54,6 +54,13 @@ public struct ServiceConfiguration: Equatable, Sendable {
     public var maxBodyBytes: Int
     /// The data folder for the embedded default.
     public var dataDirectory: String
+    /// Days of audit log kept (older events are pruned at start and hourly); 0 keeps everything.
+    public var auditRetentionDays: Int = ServiceConfiguration.defaultAuditRetentionDays
+
+    /// ``auditRetentionDays`` unless configured.
+    public static let defaultAuditRetentionDays = 90
+    /// Largest ``auditRetentionDays`` (a century).
+    public static let maxAuditRetentionDays = 36_500
 
     /// Flags given on the command line (nil = not given).
     public struct Flags: Sendable {
@@ -68,6 +75,7 @@ public struct ServiceConfiguration: Equatable, Sendable {
         public var logFormat: String?
         public var logLevel: String?
         public var dataDirectory: String?
+        public var auditRetentionDays: String?
         public init() {}
     }
 
@@ -181,13 +189,22 @@ public struct ServiceConfiguration: Equatable, Sendable {
             maxBodyBytes = n
         }
 
+        var auditRetentionDays = defaultAuditRetentionDays
+        if let d = value(flags.auditRetentionDays, "SESSION_VAULT_AUDIT_RETENTION_DAYS") {
+            guard let n = parseDecimal(d), n <= maxAuditRetentionDays else {
+                throw Error("SESSION_VAULT_AUDIT_RETENTION_DAYS / --audit-retention-days must be a number of days "
+                    + "between 0 (keep everything) and \(maxAuditRetentionDays)")
+            }
+            auditRetentionDays = n
+        }
+
         return ServiceConfiguration(
             host: host, port: port, storage: storage, masterKey: masterKey, rootToken: rootToken, dev: dev,
             requirePersistence: flags.requirePersistence || requireEnv,
             initialize: initialize,
             importFile: value(flags.importFile, "SESSION_VAULT_IMPORT_FILE"),
             logFormat: logFormat, logLevel: logLevel, synchronousFull: synchronousFull,
-            maxBodyBytes: maxBodyBytes, dataDirectory: dataDirectory)
+            maxBodyBytes: maxBodyBytes, dataDirectory: dataDirectory, auditRetentionDays: auditRetentionDays)
     }
 
     /// `name` in the folder of `path` (`a/b/vault.db` → `a/b/master.key`, `vault.db` → `master.key`).

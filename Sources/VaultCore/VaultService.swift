@@ -100,6 +100,16 @@ public final class VaultService: Sendable {
     /// How long export times gather before they are written.
     static let exportTimesFlushDelay = DispatchTimeInterval.seconds(1)
 
+    /// Unauthenticated failures not yet written to the audit log (see ``auditAuthFailure(remoteAddress:throttled:)``).
+    private let authFailures = PThreadLocked(AuthFailureTally())
+    /// True while a write of ``authFailures`` is scheduled.
+    private let authFailureFlushScheduled = Atomic<Bool>(false)
+    /// How long unauthenticated failures gather before their audit rows are written.
+    static let authFailureFlushDelay = DispatchTimeInterval.seconds(60)
+    /// Runs the audit retention's prunes.
+    private let retentionQueue = DispatchQueue(label: "VaultService.auditRetention", qos: .utility)
+    private let retentionTimer = PThreadLocked<(any DispatchSourceTimer)?>(nil)
+
     private enum KeyState {
         /// The keyring and the stored generation it was read or last written at.
         case unsealed(Keyring, generation: Int64)
@@ -181,6 +191,11 @@ public final class VaultService: Sendable {
         } catch {
             return .sealed("the master key does not open this vault's keyring")
         }
+    }
+
+    deinit {
+        // An active timer source outlives its last reference: stop the retention schedule.
+        retentionTimer.withLock { $0?.cancel() }
     }
 
     /// Unix time in milliseconds.
@@ -271,7 +286,7 @@ public final class VaultService: Sendable {
         }
         let now = clock()
         if let cached = tokenCache.withLock({ $0[hash] }) {
-            return Self.valid(cached.record, now: now) ? Principal(accessor: cached.record.accessor, policy: cached.policy) : nil
+            return admit(cached.record, cached.policy, hash: hash, now: now)
         }
         let record: TokenRecord?
         do { record = try store.token(hash: hash) } catch { throw VaultError(error) }
@@ -282,13 +297,32 @@ public final class VaultService: Sendable {
             if cache.count > 10_000 { cache.removeAll() }
             cache[hash] = CachedToken(record: record, policy: policy)
         }
-        return Self.valid(record, now: now) ? Principal(accessor: record.accessor, policy: policy) : nil
+        return admit(record, policy, hash: hash, now: now)
     }
 
-    private static func valid(_ record: TokenRecord, now: Int64) -> Bool {
-        if record.revokedAt != nil { return false }
-        if let expires = record.expiresAt, expires <= now { return false }
-        return true
+    /// The principal of a stored token, or nil when it is revoked or expired.
+    ///
+    /// A token seen expired stays expired: the first time, it is marked revoked in the cache at
+    /// once and in the store with the next commit (a deferred write: authentication never waits
+    /// for a commit), so neither a wall clock stepped back behind `expiresAt` nor a restart
+    /// makes it valid again.
+    private func admit(_ record: TokenRecord, _ policy: AccessPolicy, hash: [UInt8], now: Int64) -> Principal? {
+        if record.revokedAt != nil { return nil }
+        if let expires = record.expiresAt, expires <= now {
+            let first = tokenCache.withLock { cache -> Bool in
+                if cache[hash]?.record.revokedAt != nil { return false }  // another request saw it first
+                var expired = record
+                expired.revokedAt = now
+                cache[hash] = CachedToken(record: expired, policy: policy)
+                return true
+            }
+            if first {
+                store.enqueue(.expireToken(accessor: record.accessor, at: now))
+                audit("token.expire", nil, RequestContext(accessor: nil, remoteAddress: nil), outcome: "ok", detail: record.accessor)
+            }
+            return nil
+        }
+        return Principal(accessor: record.accessor, policy: policy)
     }
 
     // MARK: Sessions
@@ -387,10 +421,19 @@ public final class VaultService: Sendable {
         return found
     }
 
-    /// A page of sessions ordered by name.
-    public func list(after: SessionName?, limit: Int, prefix: String?) throws(VaultError) -> SessionPage {
+    /// A page of sessions ordered by name; with a `scope`, only the sessions it covers (a
+    /// scoped token's: neither the rows nor the cursor name a session outside it).
+    public func list(after: SessionName?, limit: Int, prefix: String?, scope: NameScope? = nil) throws(VaultError) -> SessionPage {
         var page: SessionPage
-        do { page = try store.listSessions(after: after, limit: limit, prefix: prefix) } catch { throw VaultError(error) }
+        do {
+            if let scope {
+                page = try store.listSessions(after: after, limit: limit, within: scope.narrowed(toPrefix: prefix))
+            } else {
+                page = try store.listSessions(after: after, limit: limit, prefix: prefix)
+            }
+        } catch {
+            throw VaultError(error)
+        }
         exportTimes.withLock { noted in
             guard !noted.isEmpty else { return }
             for i in page.sessions.indices {
@@ -682,8 +725,88 @@ public final class VaultService: Sendable {
             remoteAddress: context.remoteAddress, outcome: outcome, detail: detail)))
     }
 
-    /// Audit events, newest first.
+    /// Counts an unauthenticated request (missing, malformed, unknown, expired or revoked token;
+    /// `throttled` when it was answered 429) from `remoteAddress`. Never blocks.
+    ///
+    /// Not one audit row per failure: a flood of bad tokens from many addresses grew the audit
+    /// table by a row a request. The failures of a period (``authFailureFlushDelay``, from the
+    /// first one) are written as one `auth.denied` row per address with `failures=N
+    /// throttled=M` in its detail, for at most ``AuthFailureTally/maxAddresses`` addresses, plus
+    /// one row without an address for the rest. Reading the audit log, and the shutdown
+    /// (``flushAuthFailures()``), write the period so far first.
+    public func auditAuthFailure(remoteAddress: String, throttled: Bool) {
+        let now = clock()
+        authFailures.withLock { $0.note(remoteAddress, throttled: throttled, at: now) }
+        if authFailureFlushScheduled.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged {
+            exportFlushQueue.asyncAfter(deadline: .now() + Self.authFailureFlushDelay) { [weak self] in
+                self?.flushAuthFailures()
+            }
+        }
+    }
+
+    /// Queues the audit rows of the unauthenticated failures counted so far (deferred writes:
+    /// committed with the next group commit, and before the store closes). Safe at any time.
+    public func flushAuthFailures() {
+        authFailureFlushScheduled.store(false, ordering: .releasing)
+        let tally = authFailures.withLock { t -> AuthFailureTally in
+            defer { t = AuthFailureTally() }
+            return t
+        }
+        guard let time = tally.firstAt else { return }
+        for row in tally.rows {
+            store.enqueue(.audit(AuditEvent(
+                time: time, accessor: nil, action: "auth.denied", sessionName: nil, remoteAddress: row.address,
+                outcome: "unauthenticated", detail: row.detail)))
+        }
+    }
+
+    /// Deletes the audit events older than `cutoff` (Unix ms), a bounded batch per write so
+    /// that other writes interleave.
+    /// - Returns: how many were deleted.
+    @discardableResult
+    public func pruneAudit(before cutoff: Int64) throws(VaultError) -> Int {
+        var total = 0
+        // Bounded: 100,000 batches of 1,000 rows (the loop ends at the first short batch).
+        for _ in 0..<100_000 {
+            let deleted: Int
+            do { deleted = try store.pruneAudit(before: cutoff, limit: 1000) } catch { throw VaultError(error) }
+            total += deleted
+            if deleted < 1000 { break }
+        }
+        return total
+    }
+
+    /// Keeps the audit log to the last `days` days: prunes now and then every `intervalSeconds`, on a
+    /// background queue (`days` 0 keeps everything). Calling it again replaces the schedule.
+    /// - Parameter log: told how many rows each prune deleted, or why it failed.
+    public func startAuditRetention(days: Int, intervalSeconds: Int = 3600,
+                                    log: @escaping @Sendable (Result<Int, VaultError>) -> Void = { _ in }) {
+        let timer: (any DispatchSourceTimer)? = days > 0 ? DispatchSource.makeTimerSource(queue: retentionQueue) : nil
+        if let old = retentionTimer.withLock({ t -> (any DispatchSourceTimer)? in
+            defer { t = timer }
+            return t
+        }) {
+            old.cancel()
+        }
+        guard let timer else { return }
+        let keep = Int64(days) * 86_400_000
+        timer.setEventHandler { [weak self] in
+            guard let self else { return }
+            let result: Result<Int, VaultError>
+            do throws(VaultError) {
+                result = .success(try self.pruneAudit(before: self.clock() - keep))
+            } catch {
+                result = .failure(error)
+            }
+            log(result)
+        }
+        timer.schedule(deadline: .now(), repeating: .seconds(max(1, intervalSeconds)), leeway: .seconds(1))
+        timer.activate()
+    }
+
+    /// Audit events, newest first (the unauthenticated failures counted so far included).
     public func auditEvents(before: Int64?, limit: Int) throws(VaultError) -> [AuditRecord] {
+        flushAuthFailures()
         do {
             try store.flush()
             return try store.auditEvents(before: before, limit: limit)

@@ -39,6 +39,8 @@ struct ServeCommand: ParsableCommand {
             - SESSION_VAULT_SYNCHRONOUS: full (default, loses nothing acknowledged) \
             or normal.
             - SESSION_VAULT_LOG_FORMAT (text, json), SESSION_VAULT_LOG_LEVEL.
+            - SESSION_VAULT_AUDIT_RETENTION_DAYS: days of audit log kept, pruned at \
+            start and hourly (default 90; 0 keeps everything).
             - HTTP limits: SESSION_VAULT_HEADER_TIMEOUT_MS, _IDLE_TIMEOUT_MS, \
             _BODY_TIMEOUT_MS, _WRITE_TIMEOUT_MS, _HANDLER_TIMEOUT_MS, _DRAIN_TIMEOUT_MS, \
             _MAX_CONNECTIONS, _MAX_INFLIGHT, _HANDLER_THREADS, _MAX_BODY_BYTES, _MAX_REQUESTS_PER_CONNECTION.
@@ -73,6 +75,9 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .long, help: "File of NAME SESSION_STRING lines to import at start.")
     var importFile: String?
 
+    @Option(name: .long, help: "Days of audit log kept; 0 keeps everything (overrides SESSION_VAULT_AUDIT_RETENTION_DAYS).")
+    var auditRetentionDays: String?
+
     @Option(name: .long, help: "Log format: text or json.")
     var logFormat: String?
 
@@ -104,6 +109,7 @@ struct ServeCommand: ParsableCommand {
         flags.importFile = importFile
         flags.logFormat = logFormat
         flags.logLevel = logLevel
+        flags.auditRetentionDays = auditRetentionDays
         flags.dev = dev
         flags.requirePersistence = requirePersistence
         flags.initialize = initialize

@@ -87,6 +87,15 @@ final class ServiceRunner {
             try installRootToken(config, vault: vault, log: log)
             try importSessions(toImport, into: vault, log: log)
         }
+        // Audit retention: prunes now (in the background) and hourly.
+        vault.startAuditRetention(days: config.auditRetentionDays) { result in
+            switch result {
+            case .success(let deleted) where deleted > 0:
+                log.info("audit retention: pruned old events", [("deleted", String(deleted)), ("days", String(config.auditRetentionDays))])
+            case .success: break
+            case .failure(let error): log.warning("audit retention: prune failed", [("error", "\(error)")])
+            }
+        }
 
         let state = HTTPServerState()
         let router = VaultRouter(vault: vault, info: info, serverState: state, log: log)
@@ -109,6 +118,7 @@ final class ServiceRunner {
                 log.info("shutting down: draining in-flight requests")
                 let nanos = drain.components.seconds * 1_000_000_000 + drain.components.attoseconds / 1_000_000_000
                 server.shutdown(deadline: .now() + .nanoseconds(Int(max(0, nanos)))) {
+                    vault.flushAuthFailures()  // Unauthenticated failures counted since the last audit write.
                     vault.flushExportTimes()  // Noted export times first (VaultService.exportTimes).
                     store.close()
                     log.info("stopped cleanly")

@@ -123,13 +123,17 @@ import HTTPServer
 
     @Test func throttleBlocksAfterFailuresAndExpires() {
         let t = AuthThrottle(maxFailures: 3, windowSeconds: 60, capacity: 2)
-        for _ in 0..<3 { t.recordFailure("10.0.0.1", now: 100) }
-        #expect(t.retryAfter("10.0.0.1", now: 110) == 50)
-        #expect(t.retryAfter("10.0.0.2", now: 110) == nil)
-        #expect(t.retryAfter("10.0.0.1", now: 160) == nil)
+        let s: UInt64 = 1_000_000_000
+        for _ in 0..<3 { #expect(t.failure(from: "10.0.0.1", now: 100 * s) == nil) }
+        #expect(t.retryAfter("10.0.0.1", now: 110 * s) == 50)
+        #expect(t.failure(from: "10.0.0.1", now: 110 * s) == 50)
+        #expect(t.retryAfter("10.0.0.2", now: 110 * s) == nil)
+        #expect(t.retryAfter("10.0.0.1", now: 160 * s) == nil)
+        #expect(t.failure(from: "10.0.0.1", now: 160 * s) == nil)
         // Capacity is bounded: a flood of addresses never grows the map past 2.
-        for i in 0..<100 { t.recordFailure("a\(i)", now: 200) }
-        #expect(t.retryAfter("a99", now: 200) == nil)
+        for i in 0..<100 { _ = t.failure(from: "a\(i)", now: 200 * s) }
+        #expect(t.retryAfter("a99", now: 200 * s) == nil)
+        #expect(t.trackedAddresses <= 2)
     }
 }
 

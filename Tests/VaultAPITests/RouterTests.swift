@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
+import Synchronization
 import HTTPServer
 import Testing
 @testable import VaultAPI
@@ -18,7 +19,7 @@ import VaultCore
 
         /// `location`: the memory engine by default; placement tests use a file (its reads do
         /// not share the writer's connection, so they may run on an event loop).
-        init(_ location: StoreLocation = .memory) throws {
+        init(_ location: StoreLocation = .memory, throttle: AuthThrottle = AuthThrottle(maxFailures: 3, windowSeconds: 60)) throws {
             store = try SQLiteSessionStore(location)
             vault = try VaultService(store: store, master: try MasterKey.generate())
             _ = try vault.installRootToken(configured: RouterTests.root)
@@ -28,7 +29,7 @@ import VaultCore
                 vault: vault,
                 info: ServiceInfo(engine: "memory", path: nil, fallbackReason: nil, synchronous: "full", version: "test", startedAt: 0),
                 serverState: HTTPServerState(), log: Log(level: .debug, format: .json, sink: { capture.append($0) }),
-                throttle: AuthThrottle(maxFailures: 3, windowSeconds: 60))
+                throttle: throttle)
         }
 
         func call(_ method: HTTPMethod, _ target: String, token: String? = RouterTests.root, json: String? = nil,
@@ -114,10 +115,11 @@ import VaultCore
         #expect(missing.body == other.body)
         #expect(h.call(.get, "/v1/tokens", token: scoped).status.code == 403)
         #expect(h.call(.get, "/v1/sessions", token: nil).headers["WWW-Authenticate"] != nil)
-        // Three failures from one address, then 429 for that address only.
+        // Three failures from one address, then 429 for that address's failures only.
         for _ in 0..<3 { #expect(h.call(.get, "/v1/sessions", token: "nope", remote: "10.9.9.9").status.code == 401) }
-        let throttled = h.call(.get, "/v1/sessions", token: Self.root, remote: "10.9.9.9")
+        let throttled = h.call(.get, "/v1/sessions", token: "nope", remote: "10.9.9.9")
         #expect(throttled.status.code == 429 && throttled.headers["Retry-After"] != nil)
+        #expect(h.call(.get, "/v1/sessions", token: "nope", remote: "10.9.9.8").status.code == 401)
         #expect(h.call(.get, "/v1/sessions", remote: "10.9.9.8").status.code == 200)
     }
 
@@ -253,6 +255,128 @@ enum PlacementFile {
         // Every segment lies inside the slice.
         for segment in segments {
             #expect(segment.startIndex >= slice.startIndex && segment.endIndex <= slice.endIndex)
+        }
+    }
+}
+
+/// Issue 14 (API hardening), the router side.
+@Suite struct HardeningRouterTests {
+    typealias H = RouterTests.Harness
+
+    static func create(_ h: H, _ name: String) -> Int {
+        h.call(.post, "/v1/sessions", json: #"{"name":"\#(name)","session_string":"\#(RouterTests.pyrogramString)"}"#).status.code
+    }
+
+    // MARK: Item 9: names made only of dots
+
+    @Test(arguments: [".", "..", "..."])
+    func item9DotNamesAreRefusedWhereverANameIsAccepted(_ name: String) throws {
+        let h = try H()
+        let created = h.call(.post, "/v1/sessions", json: #"{"name":"\#(name)","session_string":"\#(RouterTests.pyrogramString)"}"#)
+        #expect(try created.status.code == 422 && RouterTests.body(created)["field"] == .string("name"))
+        let upload = h.call(.post, "/v1/sessions?name=\(name)", headers: [("Content-Type", "application/vnd.sqlite3")], body: [1, 2, 3])
+        #expect(try upload.status.code == 422 && RouterTests.body(upload)["field"] == .string("name"))
+        for path in ["/v1/sessions/\(name)", "/v1/sessions/\(name)/export", "/v1/sessions/\(name)/peers"] {
+            let r = h.call(.get, path)
+            #expect(try r.status.code == 400 && RouterTests.body(r)["field"] == .string("name"), "\(path)")
+        }
+        #expect(h.call(.delete, "/v1/sessions/\(name)").status.code == 400)
+        let token = h.call(.post, "/v1/tokens", json: #"{"operations":["read"],"sessions":["\#(name)"]}"#)
+        #expect(try token.status.code == 422 && RouterTests.body(token)["field"] == .string("sessions"))
+        #expect(try RouterTests.body(h.call(.get, "/v1/sessions"))["items"] == .array([]))
+        #expect(Self.create(h, "a\(name)") == 201)
+    }
+
+    // MARK: Item 2: listing within a token's scope
+
+    @Test func item2ScopedListingNamesNothingOutsideTheScope() throws {
+        let h = try H()
+        let hidden = ["alice", "bob", "carol-ceo-account", "myb", "mybot2", "team", "team_2"]
+        let visible = ["mybot", "team-1", "team-2"]
+        for n in hidden + visible { #expect(Self.create(h, n) == 201) }
+        let reply = try RouterTests.body(h.call(.post, "/v1/tokens", json: #"{"operations":["read"],"sessions":["mybot"],"prefixes":["team-"]}"#))
+        guard case .string(let token) = reply["token"] else { Issue.record("no token"); return }
+        var names: [String] = []
+        var after: String?
+        for _ in 0..<10 {
+            let r = h.call(.get, "/v1/sessions?limit=1" + (after.map { "&after=\($0)" } ?? ""), token: token)
+            #expect(r.status.code == 200)
+            let text = RouterTests.text(r)
+            for n in hidden { #expect(!text.contains("\"\(n)\""), "\(n) in \(text)") }
+            let page = try RouterTests.body(r)
+            if case .array(let items) = page["items"] {
+                for item in items { if case .string(let n) = item["name"] { names.append(n) } }
+            }
+            guard case .string(let next) = page["next_after"] else { after = nil; break }
+            #expect(visible.contains(next))
+            after = next
+        }
+        #expect(after == nil && names == visible)
+        // Root still sees everything.
+        if case .array(let items) = try RouterTests.body(h.call(.get, "/v1/sessions?limit=1000"))["items"] {
+            #expect(items.count == hidden.count + visible.count)
+        } else {
+            Issue.record("no items")
+        }
+    }
+
+    // MARK: Item 7: the throttle refuses failures only, on the monotonic clock
+
+    @Test func item7ValidTokensAreNeverThrottled() throws {
+        let h = try H()
+        #expect(Self.create(h, "x") == 201)
+        let reply = try RouterTests.body(h.call(.post, "/v1/tokens", json: #"{"operations":["read"],"sessions":["x"]}"#))
+        guard case .string(let scoped) = reply["token"] else { Issue.record("no token"); return }
+        let attacker = "10.1.2.3"
+        var statuses: [Int] = []
+        for _ in 0..<200 { statuses.append(Int(h.call(.get, "/v1/sessions", token: "svt_bad", remote: attacker).status.code)) }
+        #expect(statuses.prefix(3).allSatisfy { $0 == 401 } && statuses.dropFirst(3).allSatisfy { $0 == 429 })
+        for _ in 0..<20 {
+            #expect(h.call(.get, "/v1/sessions/x", remote: attacker).status.code == 200)
+            #expect(h.call(.get, "/v1/sessions/x", token: scoped, remote: attacker).status.code == 200)
+            // A bad token, or none, from that address is still refused with 429.
+            let bad = h.call(.get, "/v1/sessions/x", token: "svt_bad", remote: attacker)
+            #expect(bad.status.code == 429 && bad.headers["Retry-After"].flatMap { Int($0) }.map { (1...60).contains($0) } == true)
+            #expect(h.call(.get, "/v1/sessions/x", token: nil, remote: attacker).status.code == 429)
+        }
+    }
+
+    @Test func item7ThrottleWindowsRunOnItsMonotonicClock() throws {
+        let now = Atomic<UInt64>(5_000_000_000_000)
+        let throttle = AuthThrottle(maxFailures: 3, windowSeconds: 60, clock: { now.load(ordering: .relaxed) })
+        let h = try H(throttle: throttle)
+        for _ in 0..<3 { #expect(h.call(.get, "/v1/sessions", token: "svt_bad", remote: "10.0.0.7").status.code == 401) }
+        let first = h.call(.get, "/v1/sessions", token: "svt_bad", remote: "10.0.0.7")
+        #expect(first.status.code == 429 && first.headers["Retry-After"] == "60")
+        now.add(59_500_000_000, ordering: .relaxed)
+        #expect(h.call(.get, "/v1/sessions", token: "svt_bad", remote: "10.0.0.7").headers["Retry-After"] == "1")
+        // The window ends when the monotonic clock says so, whatever the wall clock does.
+        now.add(1_000_000_000, ordering: .relaxed)
+        #expect(h.call(.get, "/v1/sessions", token: "svt_bad", remote: "10.0.0.7").status.code == 401)
+    }
+
+    @Test func item7ThrottleMemoryIsBounded() {
+        let s: UInt64 = 1_000_000_000
+        let t = AuthThrottle(maxFailures: 10, windowSeconds: 60, capacity: 1000)
+        for i in 0..<3500 { _ = t.failure(from: "10.0.\(i / 256).\(i % 256)", now: 100 * s + UInt64(i)) }
+        #expect(t.trackedAddresses == 1000 && t.queuedWindows <= 2000)
+        // The newest windows are the ones kept: the last address is still counted.
+        for _ in 0..<9 { _ = t.failure(from: "10.0.13.171", now: 101 * s) }
+        #expect(t.failure(from: "10.0.13.171", now: 101 * s) != nil)
+        // Once every window has ended, the next failure finds an empty queue.
+        _ = t.failure(from: "10.9.9.9", now: 1000 * s)
+        #expect(t.trackedAddresses == 1 && t.queuedWindows <= 65)
+    }
+
+    @Test func item7AuditRetentionSetting() throws {
+        typealias C = ServiceConfiguration
+        #expect(try C.resolve(environment: [:], flags: .init()).auditRetentionDays == 90)
+        #expect(try C.resolve(environment: ["SESSION_VAULT_AUDIT_RETENTION_DAYS": "0"], flags: .init()).auditRetentionDays == 0)
+        var flags = C.Flags()
+        flags.auditRetentionDays = "7"
+        #expect(try C.resolve(environment: ["SESSION_VAULT_AUDIT_RETENTION_DAYS": "30"], flags: flags).auditRetentionDays == 7)
+        for bad in ["-1", "ten", "36501", "1.5"] {
+            #expect(throws: C.Error.self) { try C.resolve(environment: ["SESSION_VAULT_AUDIT_RETENTION_DAYS": bad], flags: .init()) }
         }
     }
 }

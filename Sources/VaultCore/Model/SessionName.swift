@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 
-/// The unique name of a vaulted session: 1–64 characters of `[A-Za-z0-9._-]`.
+/// The unique name of a vaulted session: 1–64 characters of `[A-Za-z0-9._-]`, not made only of
+/// dots (`.`, `..` and `...` are refused: proxies and clients normalise dot segments of a path,
+/// so `/v1/sessions/..` would reach another resource than the one named).
 public struct SessionName: Hashable, Comparable, Sendable, CustomStringConvertible {
     /// Longest valid name.
     public static let maxLength = 64
@@ -10,6 +12,15 @@ public struct SessionName: Hashable, Comparable, Sendable, CustomStringConvertib
 
     /// - Throws: ``ModelError/invalidField(_:_:)`` naming `name`.
     public init(_ text: String) throws(ModelError) {
+        try self.init(stored: text)
+        guard !Self.isOnlyDots(text) else { throw .invalidField("name", "must not be made only of dots") }
+    }
+
+    /// A name as the store may hold it: the rules of ``init(_:)`` less the one about dots, which
+    /// came later. For rows read back and for paging cursors (which are stored names), so that a
+    /// session named before the rule still lists; never for a new name.
+    /// - Throws: ``ModelError/invalidField(_:_:)`` naming `name`.
+    public init(stored text: String) throws(ModelError) {
         let utf8 = text.utf8
         guard !utf8.isEmpty else { throw .invalidField("name", "must not be empty") }
         guard utf8.count <= Self.maxLength else {
@@ -22,6 +33,11 @@ public struct SessionName: Hashable, Comparable, Sendable, CustomStringConvertib
             throw .invalidField("name", "may contain only letters, digits, '.', '_' and '-'")
         }
         rawValue = text
+    }
+
+    /// True when every byte of `text` is `.` (and there is at least one).
+    static func isOnlyDots(_ text: String) -> Bool {
+        !text.utf8.isEmpty && text.utf8.allSatisfy { $0 == UInt8(ascii: ".") }
     }
 
     /// True for the bytes `[A-Za-z0-9._-]`.

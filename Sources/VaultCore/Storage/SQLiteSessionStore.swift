@@ -335,6 +335,39 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
         return SessionPage(sessions: rows, nextCursor: nil)
     }
 
+    public func listSessions(after cursor: SessionName?, limit: Int, within scope: NameScope) throws(StorageError)
+        -> SessionPage
+    {
+        guard limit >= 1 else { throw .invalidArgument(field: "limit", reason: "must be at least 1") }
+        // One row more than asked tells whether another page follows.
+        let wanted = min(limit, 1 << 30) + 1
+        let after = cursor?.rawValue
+        let rows = try read { connection in
+            var rows: [StoredSession] = []
+            // The parts are disjoint and in name order, so the rows come out in name order.
+            for part in scope.parts where rows.count < wanted {
+                switch part {
+                case .name(let name):
+                    if let after, !NameScope.precedes(after, name) { continue }
+                    if let row = try connection.first(SQL.sessionByName, [.text(name)], Self.decodeSession) { rows.append(row) }
+                case .prefix(let prefix):
+                    // As in the unscoped listing: `prefix + "~"` bounds every name with the prefix.
+                    let upper = prefix + "~"
+                    if let after, !NameScope.precedes(after, upper) { continue }
+                    let fromCursor = after.map { !NameScope.precedes($0, prefix) } ?? false
+                    let values: [SQLiteValue] = [.text(fromCursor ? after ?? prefix : prefix), .text(upper), .integer(Int64(wanted - rows.count))]
+                    rows += try connection.all(fromCursor ? SQL.listAfter : SQL.listFrom, values, Self.decodeSession)
+                }
+            }
+            return rows
+        }
+        if rows.count > limit {
+            let page = Array(rows.prefix(limit))
+            return SessionPage(sessions: page, nextCursor: page.last?.name)
+        }
+        return SessionPage(sessions: rows, nextCursor: nil)
+    }
+
     /// One `UPDATE … WHERE name = ? AND version = ? … RETURNING`, so the check and the write
     /// are a single step of the single writer; a miss is then classified (gone, revoked, or
     /// another version).
@@ -525,7 +558,7 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
                 SQL.needingRewrap, [.integer(Int64(currentTerm)), .blob(after), .integer(Int64(limit))]
             ) { statement in
                 guard let id = statement.blob(0), id.count == SessionID.byteCount,
-                    let name = statement.text(1).flatMap({ try? SessionName($0) }),
+                    let name = statement.text(1).flatMap({ try? SessionName(stored: $0) }),
                     let envelope = statement.blob(3)
                 else { throw StorageError.corrupt }
                 return RewrapCandidate(
@@ -625,6 +658,14 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
         }
     }
 
+    public func pruneAudit(before time: Int64, limit: Int) throws(StorageError) -> Int {
+        guard limit >= 1 else { throw .invalidArgument(field: "limit", reason: "must be at least 1") }
+        return try write { connection in
+            try connection.run(SQL.pruneAudit, [.integer(time), .integer(Int64(limit))])
+            return connection.changes
+        }
+    }
+
     // MARK: Lifecycle
 
     /// True when reads share the writer's connection (the memory engine: a read waits for the
@@ -657,6 +698,10 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
             let values = Self.auditValues(event)
             ticket = WriteTicket(waits: waits, mergeable: .audit(values)) { connection in
                 try connection.run(SQL.insertAudit, values)
+            }
+        case .expireToken(let accessor, let time):
+            ticket = WriteTicket(waits: waits) { connection in
+                try connection.run(SQL.expireToken, [.integer(time), .text(accessor)])
             }
         }
         if waits {
@@ -799,7 +844,7 @@ extension SQLiteSessionStore {
     /// Decodes `SQL.sessionColumns` starting at column 0.
     fileprivate static func decodeSession(_ s: SQLiteStatement) throws -> StoredSession {
         guard let id = s.blob(0), id.count == SessionID.byteCount, let nameText = s.text(1),
-            let name = try? SessionName(nameText), let sourceFormat = s.text(13)
+            let name = try? SessionName(stored: nameText), let sourceFormat = s.text(13)
         else { throw StorageError.corrupt }
         return StoredSession(
             id: SessionID(unchecked: id), name: name, dcID: Int(truncatingIfNeeded: s.int64(2)),
@@ -1155,6 +1200,10 @@ private enum SQL {
         UPDATE tokens SET revoked_at = ?1 WHERE accessor = ?2 AND revoked_at IS NULL RETURNING \(tokenColumns)
         """)
 
+    /// The same change as `revokeToken`, without returning the row (a deferred write).
+    static let expireToken = SQLiteStatementKey(
+        "UPDATE tokens SET revoked_at = ?1 WHERE accessor = ?2 AND revoked_at IS NULL")
+
     static let getMeta = SQLiteStatementKey("SELECT value FROM meta WHERE key = ?1")
     static let setMeta = SQLiteStatementKey("""
         INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value
@@ -1164,6 +1213,11 @@ private enum SQL {
     static let insertAudit = SQLiteStatementKey("""
         INSERT INTO audit (time, accessor, action, session_name, remote_address, outcome, detail) \
         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        """)
+    /// The oldest rows first (by id, the rowid: no index on `time` is needed, and the scan
+    /// stops after `limit` matches).
+    static let pruneAudit = SQLiteStatementKey("""
+        DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE time < ?1 ORDER BY id LIMIT ?2)
         """)
     static let auditBefore = SQLiteStatementKey("""
         SELECT id, time, accessor, action, session_name, remote_address, outcome, detail FROM audit \

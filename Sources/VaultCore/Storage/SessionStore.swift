@@ -52,6 +52,14 @@ public protocol SessionStore: Sendable {
     func listSessions(after cursor: SessionName?, limit: Int, prefix: String?) throws(StorageError)
         -> SessionPage
 
+    /// A page of the sessions whose names `scope` covers, ordered by name, after the cursor
+    /// (exclusive; any name, in the scope or not). Sessions outside the scope are never read
+    /// into the page, and `nextCursor` is always the name of a session in it; a page costs
+    /// the scope's parts after the cursor plus its rows, not the sessions between them.
+    /// - Throws: ``StorageError/invalidArgument(field:reason:)`` naming `limit`.
+    func listSessions(after cursor: SessionName?, limit: Int, within scope: NameScope) throws(StorageError)
+        -> SessionPage
+
     /// Compare-and-set update of a live session's metadata: `dcID`, `apiID`, `testMode`,
     /// `userID`, `isBot`, `serverAddress`, `port`, `date`, `sourceFormat` and `updatedAt` are
     /// taken from `session`, whose `name` addresses the row; every other field is ignored. Sets
@@ -189,6 +197,12 @@ public protocol SessionStore: Sendable {
     /// Audit events newest first, with ids below `before` (all when `nil`).
     /// - Throws: ``StorageError/invalidArgument(field:reason:)`` naming `limit`.
     func auditEvents(before id: Int64?, limit: Int) throws(StorageError) -> [AuditRecord]
+
+    /// Deletes up to `limit` of the oldest audit events whose time is before `time` (the
+    /// audit retention's batches).
+    /// - Returns: how many were deleted (fewer than `limit`: none older are left).
+    /// - Throws: ``StorageError/invalidArgument(field:reason:)`` naming `limit`.
+    func pruneAudit(before time: Int64, limit: Int) throws(StorageError) -> Int
 
     // MARK: Lifecycle
 

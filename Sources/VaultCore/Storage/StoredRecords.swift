@@ -327,6 +327,9 @@ public enum DeferredWrite: Sendable, Equatable {
     case markExported(SessionName, at: Int64)
     /// Appends an audit event.
     case audit(AuditEvent)
+    /// Marks a token seen expired as revoked at `at` (a token already revoked keeps its time;
+    /// a missing one is ignored), so that a clock stepped back or a restart never revives it.
+    case expireToken(accessor: String, at: Int64)
 }
 
 /// Counters for metrics and tests.

@@ -142,8 +142,9 @@ def test_repeated_failed_auth_is_throttled_across_connections(vault_factory) -> 
     expect_problem(throttled, 429)
     retry = throttled.header("Retry-After")
     assert retry is not None and retry.isdigit() and 1 <= int(retry) <= 60, throttled
-    # The root token from the same address waits too; the unauthenticated probes do not.
-    expect_problem(c.export("x"), 429)
+    # Only failures are throttled: the root token from the same address is served (issue 14
+    # item 7), and so are the unauthenticated probes.
+    assert c.export("x").status == 200
     assert c.get("/healthz", token=None).status == 200
     assert c.get("/readyz", token=None).status == 200
 
