@@ -651,6 +651,7 @@ final class Connection: @unchecked Sendable {
     /// Only called when no final response has started on this connection.
     private func sendError(code: Int) {
         releaseBody()
+        idleSince.store(0, ordering: .relaxed)  // a 408 to a silent client: no longer sheddable
         compactOutHead()
         server.errorResponses.append(code: code, date: dateCache.current(), to: &outHead)
         outBody = []
@@ -741,8 +742,9 @@ final class Connection: @unchecked Sendable {
             }
             if parser.isAtRequestBoundary {
                 phase = .idle
-                setDeadline(.idle, at: Connection.now() &+ timeouts.idle)
-                idleSince.store(max(1, Connection.now()), ordering: .relaxed)
+                let now = Connection.now()
+                setDeadline(.idle, at: now &+ timeouts.idle)
+                idleSince.store(max(1, now), ordering: .relaxed)
             } else {
                 // Pipelined bytes are waiting: they are the start of the next head.
                 phase = .reading
