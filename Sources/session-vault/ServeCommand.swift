@@ -44,6 +44,11 @@ struct ServeCommand: ParsableCommand {
             - HTTP limits: SESSION_VAULT_HEADER_TIMEOUT_MS, _IDLE_TIMEOUT_MS, \
             _BODY_TIMEOUT_MS, _WRITE_TIMEOUT_MS, _HANDLER_TIMEOUT_MS, _DRAIN_TIMEOUT_MS, \
             _MAX_CONNECTIONS, _MAX_INFLIGHT, _HANDLER_THREADS, _MAX_BODY_BYTES, _MAX_REQUESTS_PER_CONNECTION.
+            - SESSION_VAULT_MAX_CONNECTIONS_PER_ADDRESS: connections one client address may \
+            hold (default 128; 0 = no bound, e.g. behind a reverse proxy).
+            - SESSION_VAULT_BODY_MEMORY_BUDGET_BYTES: request-body bytes in memory at once \
+            across all connections (default 268435456; at least the body limit); beyond it, \
+            503 before the body is read.
             - SESSION_VAULT_EVENT_LOOPS: event-loop threads, 1…64 (default half the CPUs, at least 1).
 
             One process at a time serves a vault file: it holds an exclusive lock on \
@@ -142,6 +147,14 @@ struct ServeCommand: ParsableCommand {
         if let v = try milliseconds("SESSION_VAULT_HANDLER_TIMEOUT_MS") { configuration.handlerTimeout = v }
         if let v = try milliseconds("SESSION_VAULT_DRAIN_TIMEOUT_MS") { configuration.drainTimeout = v }
         if let v = try integer("SESSION_VAULT_MAX_CONNECTIONS") { configuration.maxConnections = max(1, v) }
+        if let v = try integer("SESSION_VAULT_MAX_CONNECTIONS_PER_ADDRESS") { configuration.maxConnectionsPerAddress = v }
+        if let v = try integer("SESSION_VAULT_BODY_MEMORY_BUDGET_BYTES") { configuration.bodyMemoryBudgetBytes = v }
+        // Set after SESSION_VAULT_MAX_BODY_BYTES (ServiceConfiguration): a budget below the body
+        // limit would refuse the largest bodies forever.
+        guard configuration.bodyMemoryBudgetBytes >= configuration.maxBodyBytes else {
+            throw ValidationError(
+                "SESSION_VAULT_BODY_MEMORY_BUDGET_BYTES must be at least the body limit (\(configuration.maxBodyBytes) bytes)")
+        }
         if let v = try integer("SESSION_VAULT_MAX_INFLIGHT") { configuration.maxInFlightHandlers = max(1, v) }
         if let v = try integer("SESSION_VAULT_HANDLER_THREADS") { configuration.handlerThreads = max(1, v) }
         if let v = try integer("SESSION_VAULT_MAX_REQUESTS_PER_CONNECTION") {

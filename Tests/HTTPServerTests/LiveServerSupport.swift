@@ -86,8 +86,25 @@ final class TestClient: @unchecked Sendable {
     private var buffer: [UInt8] = []
     private(set) var sawEOF = false
 
-    init(port: Int, receiveTimeoutSeconds: Int = 30) throws {
+    /// Connects to 127.0.0.1:`port`, from the loopback address `source` when given (another
+    /// 127.x.y.z is another client to the server).
+    init(port: Int, receiveTimeoutSeconds: Int = 30, source: String? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if let source {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            local.sin_addr.s_addr = inet_addr(source)
+            let bound = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            guard bound == 0 else {
+                let code = errno
+                Glibc.close(fd)
+                throw TestClientError.connectFailed(code)
+            }
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)

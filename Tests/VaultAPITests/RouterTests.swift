@@ -123,6 +123,43 @@ import VaultCore
         #expect(h.call(.get, "/v1/sessions", remote: "10.9.9.8").status.code == 200)
     }
 
+    /// Issue 14 item 4: the server asks `responseBeforeBody` for every head that announces a
+    /// body; a refusal there is a whole request's refusal (throttled and audited like one).
+    @Test func preflightAuthenticatesAndAuthorizesFromTheHead() throws {
+        let h = try Harness()
+        func head(_ method: HTTPMethod, _ target: String, token: String?, type: String = "application/json",
+                  length: Int = 100, remote: String = "127.0.0.1:4000") -> HTTPResponse? {
+            var headers = HTTPHeaders()
+            if let token { headers.add(name: "Authorization", value: "Bearer \(token)") }
+            headers.add(name: "Content-Type", value: type)
+            return h.router.responseBeforeBody(HTTPRequestHead(
+                method: method, target: target, headers: headers, framing: .contentLength(length), remoteAddress: remote))
+        }
+        let sqlite = "application/vnd.sqlite3"
+        #expect(head(.post, "/v1/sessions?name=a", token: Self.root, type: sqlite) == nil)
+        #expect(head(.post, "/v1/sessions", token: Self.root, length: VaultRouter.maxJSONBodyBytes + 1)?.status.code == 413)
+
+        // Failed tokens refused from the head count toward the throttle of their address.
+        for _ in 0..<3 { #expect(head(.post, "/v1/sessions", token: "nope", remote: "10.8.8.8:1")?.status.code == 401) }
+        #expect(head(.post, "/v1/sessions", token: Self.root, remote: "10.8.8.8:2")?.status.code == 429)
+        #expect(head(.post, "/v1/sessions", token: nil, remote: "10.8.8.7:1")?.status.code == 401)
+
+        // A token may be refused writing from the head: by the query name, the path, or at all.
+        let reply = try Self.body(h.call(.post, "/v1/tokens", json: #"{"operations":["write"],"prefixes":["app-"]}"#))
+        let readReply = try Self.body(h.call(.post, "/v1/tokens", json: #"{"operations":["read"],"prefixes":["app-"]}"#))
+        guard case .string(let writer) = reply["token"], case .string(let reader) = readReply["token"] else {
+            Issue.record("no token")
+            return
+        }
+        #expect(head(.post, "/v1/sessions?name=app-1", token: writer, type: sqlite) == nil)
+        #expect(head(.post, "/v1/sessions?name=other", token: writer, type: sqlite)?.status.code == 403)
+        #expect(head(.post, "/v1/sessions", token: writer) == nil)  // the name is in the body
+        #expect(head(.post, "/v1/sessions", token: reader)?.status.code == 403)
+        #expect(head(.patch, "/v1/sessions/other", token: writer)?.status.code == 403)
+        #expect(head(.put, "/v1/sessions/app-1/peers", token: writer) == nil)
+        #expect(head(.put, "/v1/sessions/app-1/peers", token: reader)?.status.code == 403)
+    }
+
     @Test func patchHonoursIfMatch() throws {
         let h = try Harness()
         _ = h.call(.post, "/v1/sessions", json: #"{"name":"a","session_string":"\#(Self.pyrogramString)"}"#)

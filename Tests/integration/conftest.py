@@ -188,15 +188,25 @@ class RawConnection:
     """
 
     def __init__(self, port: int, *, timeout: float = 10.0, rcvbuf: int | None = None,
-                 host: str = LOOPBACK):
+                 host: str = LOOPBACK, source: str | None = None, sndbuf: int | None = None):
         self.port = port
         self.timeout = timeout
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if rcvbuf is not None:
-            # Before connect, so the advertised window is small from the start.
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.settimeout(timeout)
-        self.sock.connect((host, port))
+        try:
+            if rcvbuf is not None:
+                # Before connect, so the advertised window is small from the start.
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            if sndbuf is not None:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+            if source is not None:
+                # Another loopback address (127.x.y.z) is another client to the server.
+                assert ipaddress.ip_address(source).is_loopback, f"source {source} is not loopback"
+                self.sock.bind((source, 0))
+            self.sock.settimeout(timeout)
+            self.sock.connect((host, port))
+        except BaseException:
+            self.sock.close()
+            raise
         self.buffer = b""
         self.closed_by_peer: str | None = None  # "eof" or "reset" once observed
 
@@ -565,12 +575,13 @@ class Server:
 
     def request(self, method: str = "GET", target: str = "/", *, headers: Sequence[tuple[str, str]] | Mapping[str, str] | None = None,
                 body: bytes = b"", version: str = "HTTP/1.1", timeout: float = 10.0,
-                keep_alive: bool = False) -> Response:
-        """One request on a fresh connection; returns the final response (1xx skipped)."""
+                keep_alive: bool = False, source: str | None = None) -> Response:
+        """One request on a fresh connection (from loopback address `source` if given);
+        returns the final response (1xx skipped)."""
         pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers or [])
         if not keep_alive and not any(n.lower() == "connection" for n, _ in pairs):
             pairs.append(("Connection", "close"))
-        with self.raw(timeout=timeout) as conn:
+        with self.raw(timeout=timeout, source=source) as conn:
             conn.send(build_request(method, target, version=version, headers=pairs, body=body,
                                     host=f"{self.host}:{self.port}"))
             _, response = conn.read_final_response(head_request=(method == "HEAD"))
@@ -714,12 +725,13 @@ def curl() -> object:
     return run_curl
 
 
-def connect_many(port: int, count: int, *, timeout: float = 10.0) -> list[RawConnection]:
+def connect_many(port: int, count: int, *, timeout: float = 10.0,
+                 source: str | None = None) -> list[RawConnection]:
     """Open `count` raw connections (the kernel backlog completes the handshakes)."""
     conns = []
     try:
         for _ in range(count):
-            conns.append(RawConnection(port, timeout=timeout))
+            conns.append(RawConnection(port, timeout=timeout, source=source))
     except BaseException:
         for conn in conns:
             conn.close()
@@ -815,9 +827,9 @@ def stream_until_response(conn: RawConnection, piece: bytes, cap: int, *,
         conn.sock.settimeout(conn.timeout)
 
 
-def server_rss_kib(server: "Server") -> int:
-    """Resident set size of the server process from /proc (Linux)."""
+def server_rss_kib(server: "Server", field: str = "VmRSS") -> int:
+    """Resident set size (or `field`, e.g. VmHWM for its peak) of the server process from /proc (Linux)."""
     for line in Path(f"/proc/{server.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1])
-    raise AssertionError("VmRSS not found")
+    raise AssertionError(f"{field} not found")

@@ -9,7 +9,8 @@ import Synchronization
 /// a serial queue: the server's ``EventLoop`` delivers readiness there, and the server reaches
 /// a connection only through `queue.async`. The exceptions are explicitly
 /// synchronised: `handlerStartedAt` and `publishedDeadline` (`Atomic`s) and `lateResponse` (a
-/// `Locked`), shared with the server's watchdog, and the immutable `let`s. Debug builds check the
+/// `Locked`), shared with the server's watchdog, `idleSince` (an `Atomic` the listener reads
+/// and claims when it sheds an idle connection), and the immutable `let`s. Debug builds check the
 /// queue with `dispatchPrecondition` at every entry point.
 ///
 /// **Deadlines without a timer per connection.** The connection publishes its one pending deadline
@@ -96,6 +97,13 @@ final class Connection: @unchecked Sendable {
     let publishedDeadline = Atomic<UInt64>(0)
     /// True while a ``deadlineReached()`` is queued, so a busy queue gets one check, not one a tick.
     let deadlineCheckQueued = Atomic<Bool>(false)
+    /// Monotonic time since which the connection has been idle with nothing received of a next
+    /// request (since accept, or since its last response went out), or 0 while it is busy or
+    /// closed. Published for ``HTTPServer/shedIdleConnection(now:)``, which claims a connection
+    /// by swapping it to 0 and then asks it to ``shed()``.
+    let idleSince = Atomic<UInt64>(0)
+    /// The peer's address as a key of the server's per-address slots.
+    let peerKey: PeerKey
 
     /// The registration id in the server's event loop (0: not registered).
     private var loopID: UInt64 = 0
@@ -140,6 +148,8 @@ final class Connection: @unchecked Sendable {
     private var remoteAddressText: String?
     /// This connection's cached `Date` value.
     private var dateCache = HTTPDateCache()
+    /// Bytes of the server's body memory budget reserved for the current request.
+    private var bodyReserved = 0
     /// The offloaded handler missed its deadline and a 503 was sent in its place.
     private var offloadedHandlerTimedOut = false
 
@@ -189,6 +199,7 @@ final class Connection: @unchecked Sendable {
         self.loop = loop
         self.handledOnLoop = server.handler.classifiesBlocking
         self.peer = peer
+        self.peerKey = peer.peerKey
         self.server = server
         self.queue = queue
         self.parser = HTTPRequestParser(configuration: server.configuration)
@@ -225,6 +236,7 @@ final class Connection: @unchecked Sendable {
         loopID = id
         armed = EventLoop.readable
         armedPersistent = handledOnLoop
+        idleSince.store(max(1, Connection.now()), ordering: .relaxed)
     }
 
     /// Closes immediately: removes `fd` from epoll, closes it and tells the server.
@@ -233,6 +245,8 @@ final class Connection: @unchecked Sendable {
         if phase == .closed { return }
         phase = .closed
         clearDeadline()
+        idleSince.store(0, ordering: .relaxed)
+        releaseBody()
         loop.remove(fd: fd, id: loopID)
         armed = 0
         armedPersistent = false
@@ -295,6 +309,25 @@ final class Connection: @unchecked Sendable {
         updateInterest()
     }
 
+    /// Issue 14 item 3, on `queue`: the server chose this connection to make room for a newcomer
+    /// (``HTTPServer/shedIdleConnection(now:)``). Closes silently, as the idle deadline would, if
+    /// it is still idle with nothing of a next request received or waiting in the socket;
+    /// otherwise it is busy after all and tells the server to choose again.
+    func shed() {
+        assertOnQueue()
+        defer { updateInterest() }
+        if phase == .closed { return }
+        let idle =
+            phase == .idle && !flushDeferred && outHeadSent == outHead.count && parser.isAtRequestBoundary
+            && !SocketIO.hasPendingInput(fd)
+        guard idle else {
+            server.shedDeclined()
+            return
+        }
+        server.configuration.logger.log(.debug, "shedding an idle connection to admit a new one")
+        close()
+    }
+
     // MARK: - Reading
 
     /// Read-source handler: receives into the thread's buffer, feeds the parser and processes
@@ -317,6 +350,7 @@ final class Connection: @unchecked Sendable {
                 receivedAnyByte = true
                 if phase == .idle {
                     phase = .reading
+                    idleSince.store(0, ordering: .relaxed)
                     // A later request's head must arrive within the header timeout from its first byte;
                     // the first request keeps its deadline from accept. Trickling does not extend it.
                     if deadlineKind == .firstHeader {
@@ -353,19 +387,34 @@ final class Connection: @unchecked Sendable {
         while phase == .idle || phase == .reading {
             switch parser.next() {
             case .needMoreData:
+                // A chunked body reserves its memory as its chunks are announced (issue 14 item 4).
+                if !reserveBody(upTo: parser.announcedChunkedBytes) {
+                    refuseBodyOverBudget()
+                }
                 return
-            case .head(let head):
+            case .head(var head):
                 if head.framing.hasBody {
                     setDeadline(.body, at: Connection.now() &+ timeouts.body)
+                    // Issue 14 item 4: the handler sees every head that announces a body before
+                    // any of the body is read, so a request it refuses (no token, say) is
+                    // answered at once and its body never read: `Connection: close`, lingering.
+                    if remoteAddressText == nil { remoteAddressText = peer.description }
+                    head.remoteAddress = remoteAddressText ?? ""
+                    if let refusal = server.handler.responseBeforeBody(head) {
+                        requestsServed += 1
+                        clearDeadline()
+                        respond(refusal, method: head.method, version: head.version, keepAlive: false, bodyUnread: true)
+                        return
+                    }
+                    // The bodies in memory together stay within the budget: reserve this one's
+                    // announced length now, or answer 503 before reading it.
+                    if case .contentLength(let length) = head.framing, !reserveBody(upTo: length) {
+                        refuseBodyOverBudget()
+                        return
+                    }
                     // RFC 9110 §10.1.1: send 100 only if none of the body has arrived yet, and
                     // only after the handler had a chance to refuse the body (HTTP.md item 8).
                     if head.expectsContinue && parser.bufferedByteCount == 0 {
-                        if let refusal = server.handler.responseBeforeBody(head) {
-                            requestsServed += 1
-                            clearDeadline()
-                            respond(refusal, method: head.method, version: head.version, keepAlive: false, bodyUnread: true)
-                            return
-                        }
                         sendContinue()
                     }
                 } else {
@@ -373,6 +422,8 @@ final class Connection: @unchecked Sendable {
                 }
             case .request(var request):
                 clearDeadline()
+                // The last chunks may have been parsed with the rest; they are in memory now.
+                _ = reserveBody(upTo: parser.announcedChunkedBytes, force: true)
                 if remoteAddressText == nil { remoteAddressText = peer.description }
                 request.remoteAddress = remoteAddressText ?? ""
                 handle(request)
@@ -382,6 +433,35 @@ final class Connection: @unchecked Sendable {
                 return
             }
         }
+    }
+
+    // MARK: - Body memory (issue 14 item 4)
+
+    /// Grows this request's reservation in the server's body budget to `total` bytes; false,
+    /// reserving nothing more, when that does not fit. `force` reserves bytes already read.
+    private func reserveBody(upTo total: Int, force: Bool = false) -> Bool {
+        let extra = total - bodyReserved
+        guard extra > 0 else { return true }
+        guard server.bodyBudget.reserve(extra, force: force) else { return false }
+        bodyReserved = total
+        return true
+    }
+
+    /// Gives the current request's reservation back (its response is queued, or the connection
+    /// closed).
+    private func releaseBody() {
+        guard bodyReserved > 0 else { return }
+        server.bodyBudget.release(bodyReserved)
+        bodyReserved = 0
+    }
+
+    /// The body does not fit in the budget: 503 with `Retry-After` and `Connection: close`
+    /// before (the rest of) it is read.
+    private func refuseBodyOverBudget() {
+        server.configuration.logger.log(.warning, "request body memory budget reached; answering 503")
+        requestsServed += 1
+        clearDeadline()
+        sendError(code: 503)
     }
 
     // MARK: - Handling
@@ -509,6 +589,7 @@ final class Connection: @unchecked Sendable {
     private func respond(
         _ response: HTTPResponse, method: HTTPMethod, version: HTTPVersion, keepAlive: Bool, bodyUnread: Bool
     ) {
+        releaseBody()
         if let rejection = ResponseEncoder.validate(response) {
             server.configuration.logger.log(.error, "handler returned an invalid response (\(rejection)); sending 500")
             sendError(code: 500)
@@ -569,6 +650,8 @@ final class Connection: @unchecked Sendable {
     /// Sends a prebuilt error response with `Connection: close`, then lingers (HTTP.md items 17, 18).
     /// Only called when no final response has started on this connection.
     private func sendError(code: Int) {
+        releaseBody()
+        idleSince.store(0, ordering: .relaxed)  // a 408 to a silent client: no longer sheddable
         compactOutHead()
         server.errorResponses.append(code: code, date: dateCache.current(), to: &outHead)
         outBody = []
@@ -659,7 +742,9 @@ final class Connection: @unchecked Sendable {
             }
             if parser.isAtRequestBoundary {
                 phase = .idle
-                setDeadline(.idle, at: Connection.now() &+ timeouts.idle)
+                let now = Connection.now()
+                setDeadline(.idle, at: now &+ timeouts.idle)
+                idleSince.store(max(1, now), ordering: .relaxed)
             } else {
                 // Pipelined bytes are waiting: they are the start of the next head.
                 phase = .reading

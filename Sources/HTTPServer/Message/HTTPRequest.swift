@@ -21,6 +21,9 @@ public struct HTTPRequestHead: Sendable, Equatable {
     public var expectsContinue: Bool
     /// The announced body framing.
     public var framing: HTTPBodyFraming
+    /// The peer's address as `ip:port` (`[ip]:port` for IPv6), filled in by the server before it
+    /// asks ``HTTPHandler/responseBeforeBody(_:)``; empty when unknown (and from the parser).
+    public var remoteAddress: String = ""
 
     /// Creates a head; meant for tests and for callers that build requests by hand.
     public init(
@@ -30,7 +33,8 @@ public struct HTTPRequestHead: Sendable, Equatable {
         headers: HTTPHeaders = [:],
         keepAlive: Bool = true,
         expectsContinue: Bool = false,
-        framing: HTTPBodyFraming = .none
+        framing: HTTPBodyFraming = .none,
+        remoteAddress: String = ""
     ) {
         self.method = method
         self.target = target
@@ -39,6 +43,7 @@ public struct HTTPRequestHead: Sendable, Equatable {
         self.keepAlive = keepAlive
         self.expectsContinue = expectsContinue
         self.framing = framing
+        self.remoteAddress = remoteAddress
     }
 }
 
@@ -110,11 +115,11 @@ public struct HTTPRequest: Sendable {
         self.keepAlive = keepAlive
     }
 
-    /// Creates a request from a parsed head and its body.
-    public init(head: HTTPRequestHead, body: [UInt8], remoteAddress: String = "") {
+    /// Creates a request from a parsed head and its body; `remoteAddress` defaults to the head's.
+    public init(head: HTTPRequestHead, body: [UInt8], remoteAddress: String? = nil) {
         self.init(
             method: head.method, target: head.target, version: head.version, headers: head.headers,
-            body: body, remoteAddress: remoteAddress, keepAlive: head.keepAlive)
+            body: body, remoteAddress: remoteAddress ?? head.remoteAddress, keepAlive: head.keepAlive)
     }
 
     /// The path part of the target (before `?`), still percent-encoded.

@@ -149,6 +149,11 @@ public struct HTTPRequestParser: Sendable {
         return false
     }
 
+    /// Sum of the chunk sizes announced so far by the current chunked body (each checked against
+    /// the body limit before its data is read); 0 for other framings. The connection reserves
+    /// body memory against it (``HTTPServerConfiguration/bodyMemoryBudgetBytes``).
+    public var announcedChunkedBytes: Int { bodyTotal }
+
     /// True while the current request's head is complete and its body is still being read.
     public var isReadingBody: Bool {
         switch state {

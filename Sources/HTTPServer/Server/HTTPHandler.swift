@@ -39,13 +39,16 @@ public protocol HTTPHandler: Sendable {
     /// Produces the response for `request`. Must not block indefinitely.
     func handle(_ request: HTTPRequest) -> HTTPResponse
 
-    /// Lets the handler refuse a request body before the client sends it.
+    /// Lets the handler refuse a request body before it is read.
     ///
-    /// Called on the connection queue for an HTTP/1.1 request with `Expect: 100-continue` whose
-    /// head is valid and whose body has not started to arrive, just before the server would send
-    /// `100 Continue` (RFC 9110 §10.1.1). Return a final response (say 401, 404, 415) to send it
-    /// instead, with `Connection: close` and without reading the body; return nil to continue.
-    /// It must be cheap and non-blocking (look at the method, target and headers only). The default
+    /// Called on the connection queue for **every** request whose valid head announces a body
+    /// (`Content-Length` above 0, or chunked), as soon as the head is in: before the server
+    /// reserves memory for the body, and before it sends `100 Continue` to an HTTP/1.1 request
+    /// with `Expect: 100-continue` (RFC 9110 §10.1.1). Return a final response (say 401, 403,
+    /// 404, 415) to send it instead, with `Connection: close`: the body is not read, and the
+    /// connection closes after a short lingering close (RFC 9112 §9.6). Return nil to read the
+    /// body. ``HTTPRequestHead/remoteAddress`` is filled in. It must be cheap and must not block
+    /// for long (look at the method, target and headers, at most a cached look-up). The default
     /// implementation returns nil.
     func responseBeforeBody(_ head: HTTPRequestHead) -> HTTPResponse?
 
@@ -140,7 +143,7 @@ extension HTTPHandler {
 public struct HTTPClosureHandler: HTTPHandler {
     /// The wrapped closure.
     private let body: @Sendable (HTTPRequest) -> HTTPResponse
-    /// The optional early check for `Expect: 100-continue` requests.
+    /// The optional early check for requests that announce a body.
     private let beforeBody: @Sendable (HTTPRequestHead) -> HTTPResponse?
 
     /// Wraps `body` as a handler; `beforeBody` implements ``HTTPHandler/responseBeforeBody(_:)``.

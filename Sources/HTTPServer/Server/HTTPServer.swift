@@ -25,10 +25,22 @@ import Synchronization
 /// those threads also run the connection's work themselves, with no hop to a worker. One
 /// watchdog timer checks every connection's deadline and the deadline of inline handlers.
 ///
-/// **Connection cap.** At ``HTTPServerConfiguration/maxConnections`` the listener's read source is
-/// suspended, so further clients wait in the kernel backlog; it resumes when a connection closes.
+/// **Connection slots (issue 14 item 3).** A connection beyond
+/// ``HTTPServerConfiguration/maxConnectionsPerAddress`` from one client address gets a
+/// best-effort 503 and is closed at accept. At ``HTTPServerConfiguration/maxConnections`` the
+/// newcomer is accepted and held aside while the connection idle longest (keep-alive between
+/// requests, or silent since accept, for at least ``HTTPServerConfiguration/shedGracePeriod``)
+/// is closed to make room, as nginx reuses idle connections; a connection in the middle of a
+/// request or response is never shed. When none can be shed the listener's read source is
+/// suspended, so further clients wait in the kernel backlog, until a connection closes or one
+/// becomes idle long enough (checked every watchdog tick).
 /// `EMFILE`/`ENFILE`/`ENOBUFS`/`ENOMEM` from `accept` pause accepting for 100 ms; the listener never
 /// stops on its own (HTTP.md item 12).
+///
+/// **Body memory (issue 14 item 4).** Every request that announces a body is shown to the
+/// handler's ``HTTPHandler/responseBeforeBody(_:)`` first, then its announced length is reserved
+/// from ``HTTPServerConfiguration/bodyMemoryBudgetBytes`` (503 before reading when it does not
+/// fit) and released once its response is queued.
 public final class HTTPServer: Sendable {
     /// The configuration the server was created with.
     public let configuration: HTTPServerConfiguration
@@ -53,6 +65,12 @@ public final class HTTPServer: Sendable {
     let connectionCount = Atomic<Int>(0)
     /// Set by the listener when it paused at the connection cap; closers then wake it.
     let listenerWaitingForCapacity = Atomic<Bool>(false)
+    /// Open connections per client address (``HTTPServerConfiguration/maxConnectionsPerAddress``).
+    let addressSlots: AddressSlots
+    /// Request-body bytes in memory (``HTTPServerConfiguration/bodyMemoryBudgetBytes``).
+    let bodyBudget: BodyMemoryBudget
+    /// ``HTTPServerConfiguration/shedGracePeriod`` in nanoseconds.
+    let shedGrace: UInt64
     #if DEBUG
     /// Events delivered to this server's connections, and `epoll_ctl` re-arms they made (tests
     /// of the persistent registration; debug builds only).
@@ -122,6 +140,9 @@ public final class HTTPServer: Sendable {
             configuration.inlineHandlerLimit
                 ?? (handler.classifiesBlocking ? InlineHandlerSlots.cpuCount : InlineHandlerSlots.defaultLimit))
         self.handlerPool = HandlerPool(maxThreads: configuration.handlerThreads)
+        self.addressSlots = AddressSlots(limit: configuration.maxConnectionsPerAddress)
+        self.bodyBudget = BodyMemoryBudget(limit: configuration.bodyMemoryBudgetBytes)
+        self.shedGrace = configuration.shedGracePeriod.clampedNanoseconds
     }
 
     /// Sets how many event-loop threads the process runs (1…64; default half the CPUs, at least
@@ -243,10 +264,12 @@ public final class HTTPServer: Sendable {
 
     // MARK: - Connections
 
-    /// Takes ownership of an accepted socket. Called on the listener queue.
+    /// Takes ownership of an accepted socket whose address slot (``AddressSlots``) is already
+    /// claimed; the connection releases it when it closes. Called on the listener queue.
     func adopt(fd: Int32, peer: SocketAddress) {
         if state.isDraining {
             SocketIO.close(fd)  // Accepted during shutdown: no source watches it yet.
+            addressSlots.release(peer.peerKey)
             return
         }
         _ = SocketIO.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
@@ -256,6 +279,7 @@ public final class HTTPServer: Sendable {
         // can absorb, move to the bounded handler pool (see InlineHandlerSlots, Connection.handle).
         guard let loop = EventLoop.next() else {
             SocketIO.close(fd)  // Unreachable once start() succeeded; no watcher has this fd.
+            addressSlots.release(peer.peerKey)
             connectionCount.wrappingSubtract(1, ordering: .sequentiallyConsistent)
             return
         }
@@ -265,9 +289,53 @@ public final class HTTPServer: Sendable {
         queue.async { connection.start() }
     }
 
+    /// Refuses an accepted socket whose address is at ``HTTPServerConfiguration/maxConnectionsPerAddress``:
+    /// discards what already arrived (so the close is less likely to reset the answer away),
+    /// sends a prebuilt 503 if the socket takes it at once, and closes. Never blocks; called on
+    /// the listener queue.
+    func refuse(fd: Int32) {
+        let buffer = ReadBuffer.current()
+        if let base = buffer.baseAddress { _ = recv(fd, base, buffer.count, Int32(MSG_DONTWAIT)) }
+        let bytes = errorResponses.bytes(code: 503, date: HTTPDate.format(HTTPDate.nowSeconds()))
+        _ = bytes.withUnsafeBytes { SocketIO.send(fd, UnsafeRawBufferPointer(start: nil, count: 0), $0) }
+        _ = Glibc.shutdown(fd, Int32(SHUT_WR))
+        SocketIO.close(fd)
+    }
+
+    /// Issue 14 item 3: asks the connection idle longest (for at least the grace period) to close,
+    /// to make room for a newcomer at ``HTTPServerConfiguration/maxConnections``. Returns false
+    /// when no connection can be shed now. The chosen connection checks again on its own queue
+    /// (``Connection/shed()``) and either closes, which wakes the listener as any close does, or
+    /// declines, which asks the listener to try again (``shedDeclined()``).
+    func shedIdleConnection(now: UInt64) -> Bool {
+        connections.withLock { all -> Bool in
+            var best: Connection?
+            var bestSince = UInt64.max
+            for connection in all.values {
+                let since = connection.idleSince.load(ordering: .relaxed)
+                guard since != 0, since < bestSince, now >= since, now - since >= shedGrace else { continue }
+                best = connection
+                bestSince = since
+            }
+            // Claim it: a connection that left idleness meanwhile published 0 or a newer time.
+            guard let best,
+                best.idleSince.compareExchange(expected: bestSince, desired: 0, ordering: .relaxed).exchanged
+            else { return false }
+            best.queue.async { best.shed() }
+            return true
+        }
+    }
+
+    /// A connection asked to close by ``shedIdleConnection(now:)`` was busy after all.
+    func shedDeclined() {
+        let listener = lifecycle.withLock { $0.listener }
+        listenerQueue.async { listener?.retryAdmission(shedDeclined: true) }
+    }
+
     /// Called on the connection's queue once its fd is closed.
     func connectionClosed(_ connection: Connection) {
         connections.withLock { $0[ObjectIdentifier(connection)] = nil }
+        addressSlots.release(connection.peerKey)
         let remaining = connectionCount.wrappingSubtract(1, ordering: .sequentiallyConsistent).newValue
         if listenerWaitingForCapacity.load(ordering: .sequentiallyConsistent) {
             let listener = lifecycle.withLock { $0.listener }
@@ -298,6 +366,11 @@ public final class HTTPServer: Sendable {
         let errorResponses = self.errorResponses
         timer.setEventHandler { [weak self] in
             guard let self else { return }
+            // A newcomer waits for a slot: connections may have become idle long enough to shed.
+            if self.listenerWaitingForCapacity.load(ordering: .relaxed) {
+                let listener = self.lifecycle.withLock { $0.listener }
+                self.listenerQueue.async { listener?.retryAdmission(shedDeclined: false) }
+            }
             let handlersRunning = self.inFlightHandlers.load(ordering: .relaxed) > 0
             let now = Connection.now()
             self.connections.withLock { all in
@@ -422,8 +495,12 @@ final class Listener: @unchecked Sendable {
     private let server: HTTPServer
     /// Fires when connections are pending; nil once cancelled.
     private var source: (any DispatchSourceRead)?
-    /// Paused because ``HTTPServerConfiguration/maxConnections`` are open.
+    /// Paused because ``HTTPServerConfiguration/maxConnections`` are open: `parked` waits.
     private var pausedForCapacity = false
+    /// A newcomer accepted at the cap (its address slot claimed), admitted once a slot frees.
+    private var parked: (fd: Int32, peer: SocketAddress)?
+    /// When a shed was last requested for `parked` (0: none pending); a close or a decline ends it.
+    private var shedRequestedAt: UInt64 = 0
     /// Paused for 100 ms after a resource error from `accept`.
     private var pausedForBackoff = false
     /// Whether `source` is currently suspended.
@@ -446,20 +523,28 @@ final class Listener: @unchecked Sendable {
         source.activate()
     }
 
-    /// Accepts up to 64 connections per wake-up, until EAGAIN (HTTP.md item 12).
+    /// Accepts up to 64 connections per wake-up, until EAGAIN (HTTP.md item 12). A connection
+    /// over its address's bound is refused at once; one that finds the server full is parked
+    /// while an idle connection is shed for it (issue 14 item 3).
     private func acceptBatch() {
-        guard source != nil else { return }
+        guard source != nil, parked == nil else { return }
         let max = server.configuration.maxConnections
         for _ in 0..<64 {
-            if server.connectionCount.load(ordering: .sequentiallyConsistent) >= max {
-                pauseForCapacity()
-                return
-            }
             var peer = SocketAddress(storage: sockaddr_storage(), length: 0)
             let client = SocketIO.accept(fd, &peer)
             if client >= 0 {
-                server.adopt(fd: client, peer: peer)
-                continue
+                guard server.addressSlots.claim(peer.peerKey) else {
+                    server.configuration.logger.log(.debug, "connection limit per address reached; refusing")
+                    server.refuse(fd: client)
+                    continue
+                }
+                if server.connectionCount.load(ordering: .sequentiallyConsistent) < max {
+                    server.adopt(fd: client, peer: peer)
+                    continue
+                }
+                parked = (client, peer)
+                pauseForCapacity()
+                return
             }
             let code = errno
             switch code {
@@ -479,26 +564,49 @@ final class Listener: @unchecked Sendable {
         }
     }
 
-    /// Stops accepting until a connection closes; the kernel backlog holds new clients meanwhile.
+    /// Stops accepting while `parked` waits for a slot (the kernel backlog holds further clients),
+    /// and tries to make one by shedding an idle connection.
     private func pauseForCapacity() {
         pausedForCapacity = true
         server.listenerWaitingForCapacity.store(true, ordering: .sequentiallyConsistent)
         updateSuspension()
-        // A connection may have closed between the count check and the flag store: re-check so the
-        // wake-up cannot be lost.
-        if server.connectionCount.load(ordering: .sequentiallyConsistent) < server.configuration.maxConnections {
-            capacityFreed()
-        }
+        // A connection may have closed between the count check and the flag store: the retry
+        // re-checks the count, so the wake-up cannot be lost.
+        retryAdmission(shedDeclined: false)
     }
 
-    /// A connection closed: resume accepting if the cap was the reason for pausing.
+    /// A connection closed: admit the parked newcomer and resume accepting.
     func capacityFreed() {
-        guard pausedForCapacity,
-            server.connectionCount.load(ordering: .sequentiallyConsistent) < server.configuration.maxConnections
-        else { return }
-        pausedForCapacity = false
-        server.listenerWaitingForCapacity.store(false, ordering: .sequentiallyConsistent)
-        updateSuspension()
+        shedRequestedAt = 0
+        retryAdmission(shedDeclined: false)
+    }
+
+    /// Admits the parked newcomer if a slot is free, else asks for an idle connection to be shed
+    /// (unless a shed is already under way). Called when pausing, on every close, every watchdog
+    /// tick while waiting, and when a chosen connection declines to be shed.
+    func retryAdmission(shedDeclined: Bool) {
+        guard pausedForCapacity else { return }
+        if shedDeclined { shedRequestedAt = 0 }
+        if server.connectionCount.load(ordering: .sequentiallyConsistent) < server.configuration.maxConnections {
+            if let waiting = parked {
+                parked = nil
+                shedRequestedAt = 0
+                server.adopt(fd: waiting.fd, peer: waiting.peer)
+            }
+            pausedForCapacity = false
+            server.listenerWaitingForCapacity.store(false, ordering: .sequentiallyConsistent)
+            updateSuspension()
+            return
+        }
+        guard parked != nil else { return }
+        let now = Connection.now()
+        // One shed at a time; a request lost to a connection that closed on its own is retried
+        // after a second.
+        if shedRequestedAt != 0 && now &- shedRequestedAt < 1_000_000_000 { return }
+        if server.shedIdleConnection(now: now) {
+            shedRequestedAt = max(1, now)
+            server.configuration.logger.log(.debug, "connection limit reached; shedding the longest-idle connection")
+        }
     }
 
     /// Pauses accepting for 100 ms after `EMFILE`/`ENFILE`/`ENOBUFS`/`ENOMEM` (never gives up).
@@ -526,6 +634,11 @@ final class Listener: @unchecked Sendable {
 
     /// Stops accepting for good; the cancel handler closes the fd.
     func cancel() {
+        if let waiting = parked {
+            parked = nil
+            SocketIO.close(waiting.fd)
+            server.addressSlots.release(waiting.peer.peerKey)
+        }
         guard let source else { return }
         if suspended {
             source.resume()  // Cancelling (and releasing) a suspended source traps.

@@ -17,7 +17,9 @@
 /// | ``bodyInactivityTimeout`` | 10 s | close |
 /// | ``writeStallTimeout`` | 10 s | close |
 /// | ``handlerTimeout`` | 10 s | 503 with `Retry-After` |
-/// | ``maxConnections`` | 512 | kernel backlog absorbs the excess |
+/// | ``maxConnections`` | 512 | the longest-idle connection is shed; else the kernel backlog waits |
+/// | ``maxConnectionsPerAddress`` | 128 | 503 and close at accept |
+/// | ``bodyMemoryBudgetBytes`` | 256 MiB | 503 with `Retry-After`, before the body is read |
 /// | ``maxInFlightHandlers`` | 64 | 503 with `Retry-After` |
 /// | ``handlerThreads`` | 32 | further offloaded handlers wait for a pool thread |
 /// | ``maxRequestsPerConnection`` | 1000 | `Connection: close` on the last one |
@@ -76,9 +78,27 @@ public struct HTTPServerConfiguration: Sendable {
     /// Most bytes discarded during a lingering close.
     public var lingerMaxBytes: Int
 
-    /// Most simultaneously open client connections. At the cap the listener stops accepting and the
-    /// kernel backlog holds further clients until a connection closes.
+    /// Most simultaneously open client connections. At the cap a newcomer is admitted by closing
+    /// the connection that has been idle longest: between requests (keep-alive) or silent since
+    /// accept, for at least ``shedGracePeriod`` (as nginx reuses idle connections). A connection
+    /// in the middle of a request or response is never shed; when every one is busy, the listener
+    /// stops accepting and the kernel backlog holds further clients until a connection closes.
     public var maxConnections: Int
+    /// Most simultaneously open connections from one client IP address (IPv4, or a whole IPv6
+    /// address); a connection beyond it gets a best-effort 503 and is closed at accept, before it
+    /// can take a slot. Keeps one client from holding ``maxConnections``. `0` means no bound
+    /// (behind a reverse proxy every client shares the proxy's address: raise it or disable it).
+    public var maxConnectionsPerAddress: Int
+    /// How long a connection must have been idle (since accept, or since its last response)
+    /// before it may be shed to admit a newcomer at ``maxConnections``: a client that has just
+    /// connected or just been answered gets this long to send its request.
+    public var shedGracePeriod: Duration
+    /// Most request-body bytes held in memory at once, across all connections. A body's
+    /// announced `Content-Length` is reserved when its head arrives (a chunked body's size as its
+    /// chunks are announced) and released once the response is queued; a request that does not
+    /// fit gets 503 with `Retry-After` and `Connection: close` without its body being read.
+    /// Keep it at least ``maxBodyBytes``, or the largest bodies are always refused.
+    public var bodyMemoryBudgetBytes: Int
     /// Most handlers running at once across all connections; one more gets 503 with `Retry-After`.
     public var maxInFlightHandlers: Int
     /// How many handlers may run inline at once (on the connection queues' shared, CPU-sized
@@ -123,6 +143,9 @@ public struct HTTPServerConfiguration: Sendable {
         lingerTimeout: Duration = .seconds(2),
         lingerMaxBytes: Int = 64 * 1024,
         maxConnections: Int = 512,
+        maxConnectionsPerAddress: Int = 128,
+        shedGracePeriod: Duration = .milliseconds(250),
+        bodyMemoryBudgetBytes: Int = 256 * 1024 * 1024,
         maxInFlightHandlers: Int = 64,
         inlineHandlerLimit: Int? = nil,
         handlerThreads: Int = 32,
@@ -148,6 +171,9 @@ public struct HTTPServerConfiguration: Sendable {
         self.lingerTimeout = lingerTimeout
         self.lingerMaxBytes = lingerMaxBytes
         self.maxConnections = maxConnections
+        self.maxConnectionsPerAddress = maxConnectionsPerAddress
+        self.shedGracePeriod = shedGracePeriod
+        self.bodyMemoryBudgetBytes = bodyMemoryBudgetBytes
         self.maxInFlightHandlers = maxInFlightHandlers
         self.inlineHandlerLimit = inlineHandlerLimit
         self.handlerThreads = max(1, handlerThreads)
