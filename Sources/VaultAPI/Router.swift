@@ -131,7 +131,7 @@ public final class VaultRouter: HTTPHandler {
     /// on the event-loop thread itself, since this handler classifies (``EventLoop``). Flagged
     /// besides: an export to a `.session` file (it builds a whole SQLite file), the routes that
     /// count whole tables or list tokens (`/readyz`, `/metrics`, `/v1/sys/status`), and every
-    /// read while the store says it may wait (``SessionStore/mayWaitNow``: a full audit backlog,
+    /// read while the store says it may wait (``VaultService/storeMayWaitNow``: a full audit backlog,
     /// all readers busy, or the memory engine, whose reads wait for the write batch in progress).
     /// (A JSON create is flagged here too, but the server asks ``respondsLater(_:)`` first: it
     /// is answered after its commit without a waiting thread.)
@@ -154,7 +154,7 @@ public final class VaultRouter: HTTPHandler {
             if equals("/healthz") { return false }  // no storage, no lock
             // The store would make this request wait (a full audit backlog, every reader busy,
             // the memory engine's shared connection): run it where waiting is allowed.
-            if vault.store.mayWaitNow { return true }
+            if vault.storeMayWaitNow { return true }
             if equals("/v1/sessions") || equals("/v1/tokens") || equals("/v1/audit") || endsWith("/peers") { return true }
             // Whole-table counts and the token list.
             if equals("/readyz") || equals("/metrics") || equals("/v1/sys/status") { return true }

@@ -116,6 +116,13 @@ public final class VaultService: Sendable {
         case sealed(String)
     }
 
+    /// The engine's hint that a read may have to wait now, if it gives one (looked up once).
+    private let waitHint: (any StoreWaitHint)?
+
+    /// Whether a read issued now may have to wait for other work in the store (see
+    /// ``StoreWaitHint``); false for engines that give no such hint.
+    public var storeMayWaitNow: Bool { waitHint?.mayWaitNow ?? false }
+
     /// Serialises the operations that change keys (rotate, rewrap, rekey) within this process;
     /// across processes, every keyring write is conditional on the generation it read.
     private let keyChanges = PThreadMutex()
@@ -135,6 +142,7 @@ public final class VaultService: Sendable {
     /// - Throws: ``VaultError/storage(_:)`` when the store fails.
     public init(store: any SessionStore, master: MasterKey?, clock: (@Sendable () -> Int64)? = nil) throws(VaultError) {
         self.store = store
+        self.waitHint = store as? any StoreWaitHint
         let clock = clock ?? { VaultService.nowMilliseconds() }
         self.clock = clock
         let stored: StoredKeyring

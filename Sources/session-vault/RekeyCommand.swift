@@ -57,8 +57,8 @@ struct RekeyCommand: ParsableCommand {
         // Held until the end of run(): a serve started meanwhile is refused too.
         let lock = try ServiceRunner.lockVault(path, command: "rekey", log: log)
         defer { withExtendedLifetime(lock) {} }
-        let store: SQLiteSessionStore
-        do { store = try SQLiteSessionStore(.file(path)) } catch {
+        let store: any SessionStore
+        do { store = try StoreFactory.open(.file(path)) } catch {
             throw ServiceRunner.fail(log, Exit.dataError, "cannot open \(path): \(error)")
         }
         defer { store.close() }

@@ -228,11 +228,11 @@ final class ServiceRunner {
     static func openStorage(_ config: ServiceConfiguration, log: Log, startedAt: Int64) throws
         -> (any SessionStore, ServiceInfo, VaultFileLock?)
     {
-        let sqliteConfig = SQLiteStoreConfiguration(synchronous: config.synchronousFull ? .full : .normal)
+        let options = StoreFactory.Options(durableCommits: config.synchronousFull)
         let sync = config.synchronousFull ? "full" : "normal"
         func memory(_ reason: String?) throws -> (any SessionStore, ServiceInfo, VaultFileLock?) {
             do {
-                let s = try SQLiteSessionStore(.memory, configuration: sqliteConfig)
+                let s = try StoreFactory.open(.memory, options: options)
                 return (s, ServiceInfo(engine: "memory", path: nil, fallbackReason: reason, synchronous: sync,
                                        version: VaultVersion.current, startedAt: startedAt), nil)
             } catch {
@@ -268,7 +268,7 @@ final class ServiceRunner {
             }
             if reason == nil {
                 do {
-                    let s = try SQLiteSessionStore(.file(path), configuration: sqliteConfig)
+                    let s = try StoreFactory.open(.file(path), options: options)
                     return (s, ServiceInfo(engine: "file", path: path, fallbackReason: nil, synchronous: sync,
                                            version: VaultVersion.current, startedAt: startedAt), lock)
                 } catch {

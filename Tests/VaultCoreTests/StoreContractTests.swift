@@ -2,13 +2,14 @@
 import Testing
 import VaultCore
 
-/// The `SessionStore` contract, run against every engine.
+/// The `SessionStore` contract, run against every engine in ``StoreEngine/all`` (a new engine
+/// runs all of it by adding one line there).
 @Suite("Store contract")
 struct StoreContractTests {
     /// The export's read is the export's view of the full row, for live and revoked sessions.
-    @Test(arguments: StoreKind.allCases)
-    func theExportRecordIsTheExportsViewOfTheRow(kind: StoreKind) throws {
-        try withStore(kind) { store, _ in
+    @Test(arguments: StoreEngine.all)
+    func theExportRecordIsTheExportsViewOfTheRow(engine: StoreEngine) throws {
+        try withStore(engine) { store, _ in
             var session = try StoredSession.make("alpha")
             session.lastExportedAt = 1_234
             session.testMode = true
@@ -23,9 +24,9 @@ struct StoreContractTests {
         }
     }
 
-    @Test(arguments: StoreKind.allCases)
-    func insertThenGetByNameAndID(kind: StoreKind) throws {
-        try withStore(kind) { store, _ in
+    @Test(arguments: StoreEngine.all)
+    func insertThenGetByNameAndID(engine: StoreEngine) throws {
+        try withStore(engine) { store, _ in
             var session = try StoredSession.make("alpha")
             session.version = 7  // ignored: a new session starts at 1
             let stored = try store.insert(session)
@@ -42,9 +43,9 @@ struct StoreContractTests {
         }
     }
 
-    @Test(arguments: StoreKind.allCases)
-    func optionalFieldsRoundTripAsNil(kind: StoreKind) throws {
-        try withStore(kind) { store, _ in
+    @Test(arguments: StoreEngine.all)
+    func optionalFieldsRoundTripAsNil(engine: StoreEngine) throws {
+        try withStore(engine) { store, _ in
             let session = StoredSession(
                 id: .random(), name: try name("bare"), dcID: 4, sourceFormat: "telethon", createdAt: 1)
             try store.insert(session)
@@ -55,9 +56,9 @@ struct StoreContractTests {
         }
     }
 
-    @Test(arguments: StoreKind.allCases)
-    func duplicateNameOrIDIsAConflictThatChangesNothing(kind: StoreKind) throws {
-        try withStore(kind) { store, _ in
+    @Test(arguments: StoreEngine.all)
+    func duplicateNameOrIDIsAConflictThatChangesNothing(engine: StoreEngine) throws {
+        try withStore(engine) { store, _ in
             let first = try StoredSession.make("dup")
             try store.insert(first)
             #expect(throws: StorageError.conflict(field: "name")) { try store.insert(try StoredSession.make("dup")) }
@@ -69,9 +70,9 @@ struct StoreContractTests {
         }
     }
 
-    @Test(arguments: StoreKind.allCases)
-    func inconsistentRecordsAreRefused(kind: StoreKind) throws {
-        try withStore(kind) { store, _ in
+    @Test(arguments: StoreEngine.all)
+    func inconsistentRecordsAreRefused(engine: StoreEngine) throws {
+        try withStore(engine) { store, _ in
             var noTerm = try StoredSession.make("a")
             noTerm.sealedKeyTerm = nil
             #expect(throws: StorageError.invalidArgument(
@@ -85,9 +86,9 @@ struct StoreContractTests {
         }
     }
 
-    @Test(arguments: StoreKind.allCases)
-    func updateIsACompareAndSetOnVersion(kind: StoreKind) throws {
-        try withStore(kind) { store, _ in
+    @Test(arguments: StoreEngine.all)
+    func updateIsACompareAndSetOnVersion(engine: StoreEngine) throws {
+        try withStore(engine) { store, _ in
             let original = try store.insert(try StoredSession.make("cas"))
             var change = original
             change.apiID = 999
@@ -123,9 +124,9 @@ struct StoreContractTests {
         }
     }
 
-    @Test(arguments: StoreKind.allCases)
-    func listPagesByNameWithAStableCursor(kind: StoreKind) throws {
-        try withStore(kind) { store, _ in
+    @Test(arguments: StoreEngine.all)
+    func listPagesByNameWithAStableCursor(engine: StoreEngine) throws {
+        try withStore(engine) { store, _ in
             let names = (0..<25).map { "s\(String($0, radix: 10)).x" }.shuffled()
             for text in names { try store.insert(try StoredSession.make(text, sealed: nil)) }
             try store.insert(try StoredSession.make("other", sealed: nil))
@@ -164,9 +165,9 @@ struct StoreContractTests {
         }
     }
 
-    @Test(arguments: StoreKind.allCases)
-    func markExportedNeverMovesBackAndKeepsTheVersion(kind: StoreKind) throws {
-        try withStore(kind) { store, _ in
+    @Test(arguments: StoreEngine.all)
+    func markExportedNeverMovesBackAndKeepsTheVersion(engine: StoreEngine) throws {
+        try withStore(engine) { store, _ in
             try store.insert(try StoredSession.make("exp"))
             try store.markExported(name("exp"), at: 500)
             try store.markExported(name("exp"), at: 400)
@@ -179,13 +180,13 @@ struct StoreContractTests {
             store.enqueue(.markExported(try name("nope"), at: 900))  // ignored
             try store.flush()
             #expect(try store.session(named: name("exp"))?.lastExportedAt == 900)
-            #expect(store.statistics().deferredFailures == 0)
+            #expect(store.deferredFailures == 0)
         }
     }
 
-    @Test(arguments: StoreKind.allCases)
-    func revokeDestroysTheBlobKeepsATombstoneAndDeletesPeers(kind: StoreKind) throws {
-        try withStore(kind) { store, _ in
+    @Test(arguments: StoreEngine.all)
+    func revokeDestroysTheBlobKeepsATombstoneAndDeletesPeers(engine: StoreEngine) throws {
+        try withStore(engine) { store, _ in
             let session = try StoredSession.make("rev")
             try store.insert(session, peers: [Peer(id: 1, accessHash: 2, type: .user, usernames: ["Bob"])])
             #expect(try store.session(named: name("rev"))?.peerCount == 1)
@@ -214,9 +215,9 @@ struct StoreContractTests {
         }
     }
 
-    @Test(arguments: StoreKind.allCases)
-    func peersUpsertReplaceAndLookUp(kind: StoreKind) throws {
-        try withStore(kind) { store, _ in
+    @Test(arguments: StoreEngine.all)
+    func peersUpsertReplaceAndLookUp(engine: StoreEngine) throws {
+        try withStore(engine) { store, _ in
             let s = try name("peers")
             try store.insert(try StoredSession.make("peers"))
             let alice = Peer(
@@ -268,9 +269,9 @@ struct StoreContractTests {
         }
     }
 
-    @Test(arguments: StoreKind.allCases)
-    func insertWithPeersIsAtomic(kind: StoreKind) throws {
-        try withStore(kind) { store, _ in
+    @Test(arguments: StoreEngine.all)
+    func insertWithPeersIsAtomic(engine: StoreEngine) throws {
+        try withStore(engine) { store, _ in
             let peers = (1...50).map { Peer(id: Int64($0), accessHash: Int64($0) * 3, type: .user, usernames: ["u\($0)"]) }
             let stored = try store.insert(try StoredSession.make("bulk"), peers: peers)
             #expect(stored.peerCount == 50)
@@ -282,9 +283,9 @@ struct StoreContractTests {
         }
     }
 
-    @Test(arguments: StoreKind.allCases)
-    func tokens(kind: StoreKind) throws {
-        try withStore(kind) { store, _ in
+    @Test(arguments: StoreEngine.all)
+    func tokens(engine: StoreEngine) throws {
+        try withStore(engine) { store, _ in
             let hash = randomBytes(32)
             let token = TokenRecord(
                 accessor: "acc-1", hash: hash, policy: #"{"operations":["read"],"names":["a"]}"#,
@@ -314,9 +315,9 @@ struct StoreContractTests {
         }
     }
 
-    @Test(arguments: StoreKind.allCases)
-    func keyringTermsAndMeta(kind: StoreKind) throws {
-        try withStore(kind) { store, _ in
+    @Test(arguments: StoreEngine.all)
+    func keyringTermsAndMeta(engine: StoreEngine) throws {
+        try withStore(engine) { store, _ in
             #expect(try store.loadKeyring() == StoredKeyring(generation: 0, terms: []))
             let t2 = KeyTermRecord(term: 2, createdAt: 20, sealedKey: randomBytes(60))
             let t1 = KeyTermRecord(term: 1, createdAt: 10, sealedKey: randomBytes(60))
@@ -357,9 +358,9 @@ struct StoreContractTests {
         }
     }
 
-    @Test(arguments: StoreKind.allCases)
-    func rewrapFindsOldTermsAndReplacesByCompareAndSet(kind: StoreKind) throws {
-        try withStore(kind) { store, _ in
+    @Test(arguments: StoreEngine.all)
+    func rewrapFindsOldTermsAndReplacesByCompareAndSet(engine: StoreEngine) throws {
+        try withStore(engine) { store, _ in
             var old: [StoredSession] = []
             for i in 0..<7 {
                 let session = try StoredSession.make("old\(i)", term: 1)
@@ -397,9 +398,9 @@ struct StoreContractTests {
         }
     }
 
-    @Test(arguments: StoreKind.allCases)
-    func auditAppendsAndListsNewestFirst(kind: StoreKind) throws {
-        try withStore(kind) { store, _ in
+    @Test(arguments: StoreEngine.all)
+    func auditAppendsAndListsNewestFirst(engine: StoreEngine) throws {
+        try withStore(engine) { store, _ in
             var ids: [Int64] = []
             for i in 0..<5 {
                 ids.append(
@@ -424,28 +425,11 @@ struct StoreContractTests {
         }
     }
 
-    /// Deferred writes queued while the writer is idle are committed together by the next
-    /// blocking write: one transaction for all of them (deterministic, no timing involved).
-    @Test(arguments: StoreKind.allCases)
-    func groupCommitBatchesQueuedWrites(kind: StoreKind) throws {
-        // A long idle delay: nothing commits the queued writes but the flush.
-        try withStore(kind, configuration: .init(deferredWriteDelayMilliseconds: 60_000)) { store, _ in
-            let before = store.statistics()
-            for i in 0..<100 { store.enqueue(.audit(AuditEvent(time: Int64(i), action: "a", outcome: "ok"))) }
-            try store.flush()
-            let after = store.statistics()
-            #expect(after.transactions - before.transactions == 1)
-            #expect(after.committedWrites - before.committedWrites == 101)
-            #expect(after.largestBatch >= 101)
-            #expect(try store.auditEvents(before: nil, limit: 1000).count == 100)
-        }
-    }
-
     /// One failing write in a batch rolls back alone (its SAVEPOINT); the others commit.
-    @Test(arguments: StoreKind.allCases)
-    func aFailingWriteInABatchDoesNotSpoilTheOthers(kind: StoreKind) async throws {
+    @Test(arguments: StoreEngine.all)
+    func aFailingWriteInABatchDoesNotSpoilTheOthers(engine: StoreEngine) async throws {
         let dir = try TempDir()
-        let store = try SQLiteSessionStore(kind.location(in: dir))
+        let store = try engine.open(dir)
         defer { store.close() }
         try store.insert(try StoredSession.make("taken"))
         let outcomes = Shared<[String: StorageError?]>([:])
@@ -471,10 +455,10 @@ struct StoreContractTests {
         #expect(try store.countSessions().total == 161)
     }
 
-    @Test(arguments: StoreKind.allCases)
-    func closedStoreRefusesWorkAndCloseIsIdempotent(kind: StoreKind) throws {
+    @Test(arguments: StoreEngine.all)
+    func closedStoreRefusesWorkAndCloseIsIdempotent(engine: StoreEngine) throws {
         let dir = try TempDir()
-        let store = try SQLiteSessionStore(kind.location(in: dir))
+        let store = try engine.open(dir)
         try store.insert(try StoredSession.make("x"))
         store.close()
         store.close()
@@ -482,6 +466,6 @@ struct StoreContractTests {
         #expect(throws: StorageError.closed) { try store.insert(try StoredSession.make("y")) }
         #expect(throws: StorageError.closed) { try store.flush() }
         store.enqueue(.audit(AuditEvent(time: 1, action: "late", outcome: "ok")))
-        #expect(store.statistics().deferredFailures == 1)
+        #expect(store.deferredFailures == 1)
     }
 }

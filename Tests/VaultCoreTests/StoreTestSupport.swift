@@ -4,10 +4,47 @@ import Foundation
 import Testing
 import VaultCore
 
-/// The engines every contract test runs against.
+/// The SQLite engines, for the tests of what only they promise (group commit, WAL, files).
 enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case file, memory
     var testDescription: String { rawValue }
+}
+
+/// What the contract tests check that the production protocols need not offer: looking a
+/// session up by its row id, single export times, deleting peers, a synchronous audit append,
+/// and the count of deferred writes that failed. Each engine under test conforms here.
+protocol StoreTestAccess: SessionStore {
+    func session(id: SessionID) throws(StorageError) -> StoredSession?
+    func markExported(_ name: SessionName, at time: Int64) throws(StorageError)
+    func deletePeers(in session: SessionName) throws(StorageError) -> Int
+    @discardableResult
+    func appendAudit(_ event: AuditEvent) throws(StorageError) -> Int64
+    var deferredFailures: Int { get }
+}
+
+extension SQLiteSessionStore: StoreTestAccess {
+    var deferredFailures: Int { statistics().deferredFailures }
+}
+
+/// One engine the contract tests run against; `all` is the list. A new engine (PostgreSQL, …)
+/// runs every contract test by adding one line to it.
+struct StoreEngine: Sendable, CustomTestStringConvertible {
+    let name: String
+    let open: @Sendable (TempDir) throws -> any StoreTestAccess
+    var testDescription: String { name }
+
+    static let all: [StoreEngine] = [
+        StoreEngine(name: "sqlite-file") { dir in try SQLiteSessionStore(.file(dir.file("vault.db"))) },
+        StoreEngine(name: "sqlite-memory") { _ in try SQLiteSessionStore(.memory) },
+    ]
+}
+
+/// Opens a store of `engine` in a fresh directory, runs `body`, and always closes it.
+func withStore<T>(_ engine: StoreEngine, _ body: (any StoreTestAccess, TempDir) throws -> T) throws -> T {
+    let dir = try TempDir()
+    let store = try engine.open(dir)
+    defer { store.close() }
+    return try body(store, dir)
 }
 
 /// A fresh directory under the system temporary directory, removed on `deinit`.

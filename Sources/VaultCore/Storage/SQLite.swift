@@ -349,3 +349,27 @@ final class SQLiteStatement {
         }
     }
 }
+
+extension StorageError {
+    /// The SQLite engine's mapping of its failures to backend-neutral errors (by primary code).
+    init(_ error: SQLiteError) {
+        switch error.code {
+        case SQLITE_CORRUPT: self = .corrupt
+        case SQLITE_NOTADB: self = .notADatabase
+        case SQLITE_READONLY: self = .readOnly
+        case SQLITE_FULL: self = .diskFull
+        case SQLITE_BUSY, SQLITE_LOCKED: self = .busy
+        case SQLITE_IOERR, SQLITE_CANTOPEN: self = .ioError(detail: error.description)
+        default: self = .engine(detail: error.description)
+        }
+    }
+
+    /// Maps anything thrown inside the SQLite engine to a storage error. Engine code throws only
+    /// ``StorageError`` and ``SQLiteError``; anything else is a programming error reported as an
+    /// engine failure rather than a crash.
+    static func wrap(_ error: any Error) -> StorageError {
+        if let error = error as? StorageError { return error }
+        if let error = error as? SQLiteError { return StorageError(error) }
+        return .engine(detail: "internal error")
+    }
+}

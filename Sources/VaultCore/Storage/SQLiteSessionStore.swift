@@ -64,7 +64,7 @@ public struct SQLiteStoreConfiguration: Sendable, Equatable {
 /// `@unchecked Sendable`: all stored properties are immutable references to types that are
 /// themselves safe to share (``ReaderPool``, ``SharedConnection``, ``WriteCoordinator``); the
 /// connections behind them are confined as those types document.
-public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
+public final class SQLiteSessionStore: SessionStore, StoreWaitHint, @unchecked Sendable {
     private enum Readers {
         case pool(ReaderPool)
         case shared(SharedConnection)
@@ -124,6 +124,8 @@ public final class SQLiteSessionStore: SessionStore, @unchecked Sendable {
                 access: shared, label: "session-vault.store.writer",
                 maxBatch: configuration.maxBatchSize, deferredDelay: delay, hasWAL: false,
                 promptAt: Self.maxDeferredBacklog / 2, merge: Self.writeMerged)
+        case .server(let engine, _):
+            throw .invalidArgument(field: "storage", reason: "the SQLite engine cannot open a \(engine) server")
         }
     }
 

@@ -1,20 +1,25 @@
 // SPDX-License-Identifier: Apache-2.0
 
-/// Persistence of sessions, their peers caches, the keyring's sealed terms, API tokens, meta
-/// values and the audit log.
-///
-/// The API is synchronous and throwing: callers run on worker threads (never the Swift
-/// cooperative pool) because SQLite blocks. Reads run on the caller's thread; a write blocks its
-/// caller until the transaction holding it has committed (durably, with the file engine's
-/// default `synchronous=FULL`), so an acknowledged write survives a crash.
-///
-/// The store never sees plaintext secrets: auth keys and data keys arrive sealed by the layer
-/// above, tokens arrive hashed. All timestamps are Unix milliseconds chosen by the caller.
-public protocol SessionStore: Sendable {
-    /// Where the data lives (for `/v1/sys/status`).
-    var location: StoreLocation { get }
+// The storage protocols, one per aggregate, with nothing of any one engine in them: a store is
+// a ``SessionRepository`` (sessions with their peers and sealed keys), a ``TokenRepository``, a
+// ``KeyringRepository`` (the sealed data-key terms), an ``AuditRepository`` (the audit log and
+// the meta values) and a ``StoreLifecycle`` (location, deferred writes, flush, health, close).
+// ``SessionStore`` is all five; the SQLite engines (`SQLiteSessionStore`, file and memory)
+// implement it, and the contract tests (`Tests/VaultCoreTests/StoreContractTests.swift`) run
+// over every engine listed in `StoreTestSupport.swift`.
+//
+// Common rules: the API is synchronous and throwing; callers run on worker threads (never the
+// Swift cooperative pool) because an engine may block. A write returns only once the
+// transaction holding it has committed (durably with the default durability), so an
+// acknowledged write survives a crash. The store never sees plaintext secrets: auth keys and
+// data keys arrive sealed by the layer above, tokens arrive hashed. All timestamps are Unix
+// milliseconds chosen by the caller. Errors are ``StorageError``s, whatever the engine.
 
-    // MARK: Sessions
+/// Everything a vault stores: the five aggregates together.
+public typealias SessionStore = SessionRepository & TokenRepository & KeyringRepository & AuditRepository & StoreLifecycle
+
+/// Sessions, their peers caches and their sealed auth keys.
+public protocol SessionRepository: Sendable {
 
     /// Inserts a new session (and its peers, in the same transaction). `version` is set to 1,
     /// `peerCount` to the number of distinct peers; `revokedAt` must be `nil`.
@@ -40,10 +45,6 @@ public protocol SessionStore: Sendable {
     /// The columns an export needs of the session with this name (tombstones included), or `nil`.
     /// - Throws: ``StorageError`` when the database fails.
     func exportRecord(named name: SessionName) throws(StorageError) -> ExportRecord?
-
-    /// The session with this row identity, or `nil`.
-    /// - Throws: ``StorageError`` when the database fails.
-    func session(id: SessionID) throws(StorageError) -> StoredSession?
 
     /// A page of sessions ordered by name, after the cursor (exclusive), optionally only those
     /// whose name starts with `prefix`. The cursor is a name, so pages stay stable while
@@ -73,12 +74,6 @@ public protocol SessionStore: Sendable {
     ///   ``StorageError/versionMismatch(current:)`` when the stored version differs.
     func update(_ session: StoredSession, expectedVersion: Int64) throws(StorageError) -> StoredSession
 
-    /// Records an export (sets `lastExportedAt`, never backwards). Does not change `version`.
-    /// The service batches export times itself (`markExported(_ rows:)`, by id);
-    /// ``enqueue(_:)`` with ``DeferredWrite/markExported(_:at:)`` queues one without waiting.
-    /// - Throws: ``StorageError/notFound``.
-    func markExported(_ name: SessionName, at time: Int64) throws(StorageError)
-
     /// Revokes a session: destroys the sealed auth key (the row is rewritten without it and, with
     /// `secure_delete`, the freed bytes are zeroed; the WAL is then checkpointed and truncated so
     /// no old page image survives), deletes its peers, and keeps the metadata as a tombstone with
@@ -92,6 +87,7 @@ public protocol SessionStore: Sendable {
     func countSessions() throws(StorageError) -> SessionCounts
 
     // MARK: Peers
+
 
     /// Inserts or replaces peers (by marked id) of a live session. Usernames are stored
     /// lower-cased, in order; a peer's previous usernames are replaced.
@@ -115,31 +111,7 @@ public protocol SessionStore: Sendable {
     /// - Throws: ``StorageError/notFound`` when the session does not exist.
     func peers(in session: SessionName) throws(StorageError) -> [Peer]
 
-    /// Deletes every peer of a session.
-    /// - Returns: how many were deleted.
-    /// - Throws: ``StorageError/notFound``.
-    func deletePeers(in session: SessionName) throws(StorageError) -> Int
-
-    // MARK: Keyring
-
-    /// The keyring's terms and generation, as one consistent view: the generation is read
-    /// first, so a view that races a keyring write can only pair old terms with an old
-    /// generation (whose conditional write then fails), never new terms with an old one.
-    /// - Throws: ``StorageError`` when the database fails.
-    func loadKeyring() throws(StorageError) -> StoredKeyring
-
-    /// Adds a term (rotation) if the keyring is still at `generation`.
-    /// - Returns: the new generation, or `nil` when the keyring changed since it was read
-    ///   (nothing was written).
-    /// - Throws: ``StorageError/conflict(field:)`` naming `term` when it exists.
-    func appendKeyTerm(_ term: KeyTermRecord, ifGeneration generation: Int64) throws(StorageError) -> Int64?
-
-    /// Atomically replaces the whole keyring (rekey under a new master key) and sets `meta`
-    /// values in the same transaction, if the keyring is still at `generation`.
-    /// - Returns: the new generation, or `nil` when the keyring changed since it was read.
-    /// - Throws: ``StorageError/invalidArgument(field:reason:)`` naming `term` for duplicates.
-    func replaceKeyTerms(_ terms: [KeyTermRecord], meta: [String: [UInt8]], ifGeneration generation: Int64)
-        throws(StorageError) -> Int64?
+    // MARK: Sealed keys (rotation)
 
     /// Up to `limit` live sessions whose auth key is sealed under a term other than
     /// `currentTerm`, ordered by id, after `cursor` (exclusive). Pass the last id back as the
@@ -154,8 +126,10 @@ public protocol SessionStore: Sendable {
     /// - Throws: ``StorageError`` when the database fails.
     func replaceSealedAuthKey(id: SessionID, expected: [UInt8], new: [UInt8], term: UInt32)
         throws(StorageError) -> Bool
+}
 
-    // MARK: Tokens
+/// API tokens (stored hashed).
+public protocol TokenRepository: Sendable {
 
     /// Stores a new token.
     /// - Throws: ``StorageError/conflict(field:)`` naming `accessor` or `hash`.
@@ -176,8 +150,33 @@ public protocol SessionStore: Sendable {
     /// Revokes a token (idempotent: a revoked token is returned unchanged).
     /// - Throws: ``StorageError/notFound``.
     func revokeToken(accessor: String, at time: Int64) throws(StorageError) -> TokenRecord
+}
 
-    // MARK: Meta
+/// The keyring's sealed data-key terms, written only on the condition of the generation read.
+public protocol KeyringRepository: Sendable {
+
+    /// The keyring's terms and generation, as one consistent view: the generation is read
+    /// first, so a view that races a keyring write can only pair old terms with an old
+    /// generation (whose conditional write then fails), never new terms with an old one.
+    /// - Throws: ``StorageError`` when the database fails.
+    func loadKeyring() throws(StorageError) -> StoredKeyring
+
+    /// Adds a term (rotation) if the keyring is still at `generation`.
+    /// - Returns: the new generation, or `nil` when the keyring changed since it was read
+    ///   (nothing was written).
+    /// - Throws: ``StorageError/conflict(field:)`` naming `term` when it exists.
+    func appendKeyTerm(_ term: KeyTermRecord, ifGeneration generation: Int64) throws(StorageError) -> Int64?
+
+    /// Atomically replaces the whole keyring (rekey under a new master key) and sets `meta`
+    /// values in the same transaction, if the keyring is still at `generation`.
+    /// - Returns: the new generation, or `nil` when the keyring changed since it was read.
+    /// - Throws: ``StorageError/invalidArgument(field:reason:)`` naming `term` for duplicates.
+    func replaceKeyTerms(_ terms: [KeyTermRecord], meta: [String: [UInt8]], ifGeneration generation: Int64)
+        throws(StorageError) -> Int64?
+}
+
+/// The audit log, and the meta values (the root token's hash, the keyring's generation).
+public protocol AuditRepository: Sendable {
 
     /// The meta value under `key` (e.g. the master-key check value, the root token hash).
     /// - Throws: ``StorageError`` when the database fails.
@@ -187,12 +186,6 @@ public protocol SessionStore: Sendable {
     /// - Throws: ``StorageError`` when the database fails.
     func setMeta(_ key: String, value: [UInt8]?) throws(StorageError)
 
-    // MARK: Audit
-
-    /// Appends an audit event durably. For hot paths prefer ``enqueue(_:)``.
-    /// - Returns: its id.
-    /// - Throws: ``StorageError`` when the database fails.
-    func appendAudit(_ event: AuditEvent) throws(StorageError) -> Int64
 
     /// Audit events newest first, with ids below `before` (all when `nil`).
     /// - Throws: ``StorageError/invalidArgument(field:reason:)`` naming `limit`.
@@ -203,8 +196,13 @@ public protocol SessionStore: Sendable {
     /// - Returns: how many were deleted (fewer than `limit`: none older are left).
     /// - Throws: ``StorageError/invalidArgument(field:reason:)`` naming `limit`.
     func pruneAudit(before time: Int64, limit: Int) throws(StorageError) -> Int
+}
 
-    // MARK: Lifecycle
+/// Where the data lives, the writes that need not wait, and the store's life.
+public protocol StoreLifecycle: Sendable {
+    /// Where the data lives (for `/v1/sys/status`).
+    var location: StoreLocation { get }
+
 
     /// Queues a write without waiting for it (see ``DeferredWrite``). Never blocks.
     func enqueue(_ write: DeferredWrite)
@@ -222,37 +220,34 @@ public protocol SessionStore: Sendable {
     /// - Throws: ``StorageError/closed`` after ``close()``.
     func flush() throws(StorageError)
 
-    /// Current counters.
-    func statistics() -> StoreStatistics
-
     /// Whether writes can succeed now (see ``StoreHealth``). Cheap enough for `/readyz`.
     func health() -> StoreHealth
 
     /// Waits for pending writes, checkpoints and truncates the WAL, and closes every connection.
     /// Later calls throw ``StorageError/closed``. Idempotent.
     func close()
+}
 
-    /// Whether a read or a deferred write (an audit row) issued now may have to wait for other
-    /// work: a full deferred backlog (``enqueue(_:)`` then waits for a commit), every reader
-    /// busy, or reads that share the writer's connection. Cheap (atomic loads); may be a
-    /// moment stale.
+/// A hint an engine may give a server that runs some requests on threads that must not block:
+/// whether a read or a deferred write issued now may have to wait for other work (a full
+/// deferred backlog, every reader busy, reads that share the writer). Not part of
+/// ``SessionStore``: an engine without such waits simply does not adopt it.
+public protocol StoreWaitHint: Sendable {
+    /// Cheap (atomic loads); may be a moment stale.
     var mayWaitNow: Bool { get }
 }
 
-extension SessionStore {
-    /// Whether a read or a deferred write (an audit row) issued now may have to wait for other
-    /// work, not just do its own: a server asks before running a request on a thread that must
-    /// not block (an event loop). The default says no.
-    public var mayWaitNow: Bool { false }
-
+extension KeyringRepository {
     /// Every term of the keyring, ordered by term.
     /// - Throws: ``StorageError`` when the database fails.
     public func loadKeyTerms() throws(StorageError) -> [KeyTermRecord] {
         try loadKeyring().terms
     }
+}
 
+extension SessionRepository {
     /// Inserts a session without peers.
-    /// - Throws: see ``SessionStore/insert(_:peers:)``.
+    /// - Throws: see ``SessionRepository/insert(_:peers:)``.
     @discardableResult
     public func insert(_ session: StoredSession) throws(StorageError) -> StoredSession {
         try insert(session, peers: [])

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-internal import CSQLite
 
-/// A storage failure, as a value the service maps to a status in one switch.
+/// A storage failure, as a value the service maps to a status in one switch. Backend-neutral:
+/// each case names what happened (a constraint, busy, full, read-only, corrupt, unavailable, an
+/// I/O error); an engine's own code and message go in a `detail` string. Every engine maps its
+/// errors to these (the SQLite engine in `SQLiteErrorMapping.swift`).
 ///
-/// Cases carry field names, versions, paths and SQLite result codes, never a bound value: no
-/// sealed blob, token hash or meta value can reach a message through this type.
+/// Cases carry field names, versions, paths and engine codes, never a bound value: no sealed
+/// blob, token hash or meta value can reach a message through this type.
 public enum StorageError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A unique value already exists; `field` names it (`name`, `id`, `term`, `accessor`, `hash`).
     case conflict(field: String)
@@ -21,7 +23,7 @@ public enum StorageError: Error, Equatable, Sendable, CustomStringConvertible {
     case cannotOpen(path: String)
     /// The database (or its directory, which WAL needs) is read-only.
     case readOnly
-    /// The file is not an SQLite database at all (garbage, encrypted, truncated header).
+    /// The file is not a database of the engine at all (garbage, encrypted, truncated header).
     case notADatabase
     /// The file is an SQLite database of some other application (e.g. a client `.session`).
     case notAVaultDatabase
@@ -35,11 +37,16 @@ public enum StorageError: Error, Equatable, Sendable, CustomStringConvertible {
     case diskFull
     /// The store was closed.
     case closed
+    /// Another writer holds the lock longer than the engine waits (`SQLITE_BUSY`, a lock timeout).
+    case busy
+    /// The storage failed to read or write (`SQLITE_IOERR`, a lost connection); the engine's
+    /// code and message are in `detail`.
+    case ioError(detail: String)
+    /// Any other failure of the engine, described by `detail` (its code and message).
+    case engine(detail: String)
     /// The data is no longer where the store opened it (the database file was removed or
     /// replaced while the vault ran): every write is refused until a restart; `reason` says what.
     case unavailable(reason: String)
-    /// Any other SQLite failure, with its extended result code.
-    case sqlite(SQLiteError)
 
     public var description: String {
         switch self {
@@ -58,7 +65,9 @@ public enum StorageError: Error, Equatable, Sendable, CustomStringConvertible {
         case .diskFull: return "the disk is full"
         case .closed: return "the store is closed"
         case .unavailable(let reason): return "storage unavailable: \(reason)"
-        case .sqlite(let error): return error.description
+        case .busy: return "the storage is busy (locked by another writer)"
+        case .ioError(let detail): return "storage I/O error: \(detail)"
+        case .engine(let detail): return detail
         }
     }
 
@@ -66,29 +75,8 @@ public enum StorageError: Error, Equatable, Sendable, CustomStringConvertible {
     /// read-only file, I/O error, data gone), as opposed to a failure of one write's own input.
     public var meansNotWritable: Bool {
         switch self {
-        case .diskFull, .readOnly, .unavailable, .cannotOpen: return true
-        case .sqlite(let e): return e.code == SQLITE_IOERR || e.code == SQLITE_CANTOPEN
+        case .diskFull, .readOnly, .unavailable, .cannotOpen, .ioError: return true
         default: return false
         }
-    }
-
-    /// Classifies an SQLite failure by its primary result code.
-    init(_ error: SQLiteError) {
-        switch error.code {
-        case SQLITE_CORRUPT: self = .corrupt
-        case SQLITE_NOTADB: self = .notADatabase
-        case SQLITE_READONLY: self = .readOnly
-        case SQLITE_FULL: self = .diskFull
-        default: self = .sqlite(error)
-        }
-    }
-
-    /// Maps anything thrown inside the engine to a storage error. Engine code throws only
-    /// ``StorageError`` and ``SQLiteError``; anything else is a programming error reported as a
-    /// generic SQLite misuse rather than a crash.
-    static func wrap(_ error: any Error) -> StorageError {
-        if let error = error as? StorageError { return error }
-        if let error = error as? SQLiteError { return StorageError(error) }
-        return .sqlite(SQLiteError(code: SQLITE_MISUSE, extendedCode: SQLITE_MISUSE, message: "internal error"))
     }
 }

@@ -360,17 +360,30 @@ public struct StoreStatistics: Sendable, Equatable {
     }
 }
 
-/// Where a store keeps its data.
+/// Where a store keeps its data, as its storage URL names it (see ``StoreFactory``).
 public enum StoreLocation: Sendable, Equatable, CustomStringConvertible {
-    /// An SQLite file at this path. The caller creates the directory.
+    /// An SQLite file at this path (`file:PATH`). The caller creates the directory.
     case file(String)
-    /// A private in-memory database, gone when the store closes.
+    /// A private in-memory database, gone when the store closes (`memory`).
     case memory
+    /// A database server, e.g. `postgres`: `address` is the URL without its scheme and without
+    /// any password (it is shown in `/v1/sys/status` and logs).
+    case server(engine: String, address: String)
+
+    /// The engine's name: `file`, `memory`, or the server's scheme.
+    public var engine: String {
+        switch self {
+        case .file: return "file"
+        case .memory: return "memory"
+        case .server(let engine, _): return engine
+        }
+    }
 
     public var description: String {
         switch self {
         case .file(let path): return "file:\(path)"
         case .memory: return "memory"
+        case .server(let engine, let address): return "\(engine)://\(address)"
         }
     }
 }
