@@ -517,6 +517,15 @@ public final class VaultRouter: HTTPHandler {
             case .unavailable(let reason):
                 return Problem(status: 503, title: "Service Unavailable", detail: "storage is unavailable: \(reason)",
                                headers: [("Retry-After", "30")])
+            case .busy:
+                return Problem(status: 503, title: "Service Unavailable", detail: "storage is busy; retry",
+                               headers: [("Retry-After", "1")])
+            case .ioError:
+                // The storage itself failed (a disk error, a lost server): a state of the
+                // deployment, not a bug of the request. Logged with the engine's detail.
+                log.error("storage I/O failure", [("error", e.description)])
+                return Problem(status: 503, title: "Service Unavailable", detail: "storage failed to read or write; retry later",
+                               headers: [("Retry-After", "30")])
             default:
                 log.error("storage failure", [("error", e.description)])
                 return Problem(status: 500, title: "Internal Server Error", detail: "storage failure")
