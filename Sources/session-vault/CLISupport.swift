@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import ArgumentParser
 import Glibc
+import VaultAPI
 import VaultCore
 
 // Shared plumbing of the offline commands (`inspect`, `convert`): reading the input, exit codes,
@@ -350,53 +351,32 @@ enum CLI {
 
 // MARK: - JSON
 
-/// A JSON value with ordered object keys, rendered by hand: the output must keep a stable key
-/// order and exact 64-bit integers (no Double round trip).
-enum JSONValue: Sendable {
-    case string(String)
-    case integer(Int64)
-    case bool(Bool)
-    case null
-    case object([(String, JSONValue)])
-
+/// The CLI's JSON is the API's ``JSONValue`` (one JSON type in the product, exact 64-bit
+/// integers, ordered keys), pretty-printed for a terminal.
+extension JSONValue {
     /// `nil` becomes `null`.
     static func optional<T>(_ value: T?, _ wrap: (T) -> JSONValue) -> JSONValue {
         value.map(wrap) ?? .null
     }
 
-    /// Pretty-printed with two-space indentation (RFC 8259).
+    /// Pretty-printed with two-space indentation (RFC 8259); scalars and strings as the API's
+    /// writer writes them.
     func rendered(indent: Int = 0) -> String {
         switch self {
-        case .string(let text): return JSONValue.quote(text)
-        case .integer(let value): return String(value)
-        case .bool(let value): return value ? "true" : "false"
-        case .null: return "null"
         case .object(let members):
             guard !members.isEmpty else { return "{}" }
             let inner = String(repeating: " ", count: indent + 2)
             let lines = members.map { key, value in
-                "\(inner)\(JSONValue.quote(key)): \(value.rendered(indent: indent + 2))"
+                "\(inner)\(JSONValue.string(key).rendered()): \(value.rendered(indent: indent + 2))"
             }
             return "{\n" + lines.joined(separator: ",\n") + "\n" + String(repeating: " ", count: indent) + "}"
+        case .array(let items):
+            guard !items.isEmpty else { return "[]" }
+            let inner = String(repeating: " ", count: indent + 2)
+            let lines = items.map { inner + $0.rendered(indent: indent + 2) }
+            return "[\n" + lines.joined(separator: ",\n") + "\n" + String(repeating: " ", count: indent) + "]"
+        default:
+            return String(decoding: JSONWriter.encode(self), as: UTF8.self)
         }
-    }
-
-    /// A JSON string literal: `"` and `\` escaped, control characters as `\u00XX` (RFC 8259 §7).
-    static func quote(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20 || scalar.value == 0x7F:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 }

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import ArgumentParser
+import VaultAPI
 import VaultCore
 
 /// `session-vault inspect PATH|-`: describes a session string or `.session` file as JSON,
@@ -51,23 +52,23 @@ struct InspectCommand: ParsableCommand {
     static func describe(_ input: CLI.Input) -> JSONValue {
         let session = input.imported.session
         var byType: [(String, JSONValue)] = PeerType.allCases.map { type in
-            (type.rawValue, .integer(Int64(input.imported.peers.count { $0.type == type })))
+            (type.rawValue, .int(Int64(input.imported.peers.count { $0.type == type })))
         }
         // Telethon records no peer kind.
-        byType.append(("unknown", .integer(Int64(input.imported.peers.count { $0.type == nil }))))
+        byType.append(("unknown", .int(Int64(input.imported.peers.count { $0.type == nil }))))
         return .object([
             ("format", .string(input.imported.format.rawValue)),
             ("kind", .string(input.kind.rawValue)),
-            ("dc_id", .integer(Int64(session.dcID))),
-            ("api_id", .optional(session.apiID, JSONValue.integer)),
+            ("dc_id", .int(Int64(session.dcID))),
+            ("api_id", .optional(session.apiID, JSONValue.int)),
             ("test_mode", .optional(session.testMode, JSONValue.bool)),
-            ("user_id", .optional(session.userID, JSONValue.integer)),
+            ("user_id", .optional(session.userID, JSONValue.int)),
             ("is_bot", .optional(session.isBot, JSONValue.bool)),
             ("server_address", .optional(session.serverAddress, JSONValue.string)),
-            ("port", .optional(session.port) { .integer(Int64($0)) }),
-            ("date", .optional(session.date, JSONValue.integer)),
+            ("port", .optional(session.port) { .int(Int64($0)) }),
+            ("date", .optional(session.date, JSONValue.int)),
             ("auth_key_id", .optional(session.authKey) { .string($0.id) }),
-            ("peer_count", .integer(Int64(input.imported.peers.count))),
+            ("peer_count", .int(Int64(input.imported.peers.count))),
             ("peers_by_type", .object(byType)),
         ])
     }
