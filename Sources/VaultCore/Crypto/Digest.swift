@@ -73,7 +73,10 @@ public enum Digest {
 /// HMAC-SHA-256 (RFC 2104) under one fixed key, through OpenSSL's `EVP_MAC` ("HMAC", digest
 /// SHA256). `init` keys a template context once (the key is hashed if longer than a block and
 /// absorbed into the inner and outer digest states); each ``mac(_:)`` duplicates the template
-/// (`EVP_MAC_CTX_dup`), feeds the message, finishes and frees the copy.
+/// (`EVP_MAC_CTX_dup`), feeds the message, finishes and frees the copy. Under callgrind a
+/// 40-byte token costs 10.4k instructions this way, against 5.2k for the hand-written
+/// construction over the deprecated `SHA256_*` calls it replaced: the duplicate and free of
+/// three digest contexts (BENCHMARKS.md, "Issue 15 crypto pruning").
 ///
 /// `@unchecked Sendable`: after `init` the template is only read (`EVP_MAC_CTX_dup` takes a const
 /// context and copies it); every call works on its own duplicate. The template holds key-derived
