@@ -317,11 +317,11 @@ struct CryptoAESGCMTests {
         }
     }
 
-    /// Each thread keeps one context and re-keys it only when the key changes (GCMCipherContext).
-    /// Whatever the order of keys, failures and threads, every answer must equal the
-    /// deterministic one for its (key, nonce, plaintext): a context started with a stale key or
-    /// with state left by a failed open would break that.
-    @Test("kept per-thread contexts: key switches, failed opens and many threads give the same answers")
+    /// Every operation has its own context (GCMOperation). Whatever the order of keys, failures
+    /// and threads, every answer must equal the deterministic one for its (key, nonce,
+    /// plaintext): any state carried from one operation to the next (a stale key, the tag or
+    /// GHASH state of a failed open) would break that.
+    @Test("key switches, failed opens and many threads give the same answers")
     func keptContextsStayCorrect() async throws {
         let keys = [try SecureRandom.secret(count: 32), try SecureRandom.secret(count: 32)]
         let nonce = try SecureRandom.bytes(count: 12)

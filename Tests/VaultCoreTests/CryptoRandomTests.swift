@@ -2,13 +2,12 @@
 import Testing
 @testable import VaultCore
 
-/// The buffered generator for public values (nonces, row ids): every draw is fresh, across
-/// block refills and from many threads at once, and oversized draws bypass the block.
-@Suite("Crypto: public random block")
+/// Random values for public use (nonces, row ids), one `RAND_bytes` draw each: every draw is
+/// fresh, in long runs of odd sizes and from many threads at once; large and empty draws work.
+@Suite("Crypto: random draws")
 struct CryptoRandomTests {
     @Test func drawsAcrossManyRefillsNeverRepeat() throws {
-        // 16-byte ids: 256 fit in one 4 KiB block, so 3,000 draws refill it about a dozen times,
-        // and odd-sized draws in between misalign the block's offset.
+        // 16-byte ids with odd-sized draws in between.
         var seen = Set<[UInt8]>()
         for i in 0..<3_000 {
             let id = try SecureRandom.bytes(count: 16)
@@ -31,7 +30,7 @@ struct CryptoRandomTests {
     }
 
     @Test func largeAndEmptyDrawsWork() throws {
-        let large = try SecureRandom.bytes(count: 5_000)  // bigger than the block: drawn directly
+        let large = try SecureRandom.bytes(count: 5_000)  // bigger than a typical draw
         #expect(large.count == 5_000 && Set(large).count > 200)
         #expect(try SecureRandom.bytes(count: 0).isEmpty)
     }

@@ -110,7 +110,7 @@ struct CryptoTokenDigestTests {
                 == "999a901219f032cd497cadb5e6051e97b6a29ab297bd6ae722bd6062a2f59542")
     }
 
-    /// The prepared key starts from precomputed SHA-256 states; compare it with RFC 2104 spelled
+    /// Compare the prepared key with RFC 2104 spelled
     /// out over the one-shot `EVP_Digest` SHA-256, at the key and message lengths where padding
     /// and block boundaries change (a key of exactly one block, one byte more, messages that
     /// end at or across the 55/56/64-byte boundaries of the inner hash).
@@ -130,6 +130,39 @@ struct CryptoTokenDigestTests {
                 #expect(prepared.mac(message) == reference(key, message), "key \(keyLength), message \(messageLength)")
                 #expect(prepared.mac(message[...]) == prepared.mac(message), "slices hash alike")
             }
+        }
+    }
+
+    /// RFC 4231 §4.2–4.8, all seven HMAC-SHA-256 test cases, through the prepared key: short
+    /// keys (cases 1, 2), 50-byte messages (3, 4), a truncated output (5: only the first 128
+    /// bits are specified) and keys longer than SHA-256's 64-byte block, which are hashed first
+    /// (6 and 7, 131 bytes, with a short and a long message).
+    @Test("a prepared HMAC key gives all seven RFC 4231 HMAC-SHA-256 answers")
+    func rfc4231AllCases() throws {
+        let longKey = [UInt8](repeating: 0xaa, count: 131)
+        let cases: [(key: [UInt8], message: [UInt8], answer: String)] = [
+            ([UInt8](repeating: 0x0b, count: 20), Array("Hi There".utf8),
+             "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"),
+            (Array("Jefe".utf8), Array("what do ya want for nothing?".utf8),
+             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"),
+            ([UInt8](repeating: 0xaa, count: 20), [UInt8](repeating: 0xdd, count: 50),
+             "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe"),
+            ((1...25).map { UInt8($0) }, [UInt8](repeating: 0xcd, count: 50),
+             "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b"),
+            ([UInt8](repeating: 0x0c, count: 20), Array("Test With Truncation".utf8),
+             "a3b6167473100ee06e0c796c2955552b"),
+            (longKey, Array("Test Using Larger Than Block-Size Key - Hash Key First".utf8),
+             "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"),
+            (longKey,
+             Array(("This is a test using a larger than block-size key and a larger than block-size data. "
+                + "The key needs to be hashed before being used by the HMAC algorithm.").utf8),
+             "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2"),
+        ]
+        for (number, c) in zip(1..., cases) {
+            let prepared = try #require(HMACSHA256Key(SecretBytes(c.key)))
+            let mac = Hex.encode(prepared.mac(c.message))
+            #expect(mac.hasPrefix(c.answer), "RFC 4231 test case \(number)")
+            #expect(Hex.encode(Digest.hmacSHA256(key: SecretBytes(c.key), message: c.message)) == mac)
         }
     }
 

@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
 internal import COpenSSL
-import Glibc
 
 /// AES-256-GCM (NIST SP 800-38D) through OpenSSL's EVP interface: 256-bit key, 96-bit nonce,
 /// 128-bit tag, optional associated data.
@@ -109,17 +108,15 @@ public enum AESGCM {
         guard ciphertext.count == plaintext.count, tag.count == tagByteCount else {
             throw .invalidParameter(name: "output", reason: "buffer sizes do not match the plaintext")
         }
-        let ctx = try GCMCipherContext.forThisThread()
-        try ctx.start(key: key, nonce: nonce, encrypt: true)
-        var scratch = [UInt8](repeating: 0, count: 16)  // GCM writes no final block
-        var written: Int32 = 0
-        let ok =
-            ctx.update(encrypt: true, output: nil, input: aad)
-            && ctx.update(encrypt: true, output: ciphertext, input: plaintext)
-            && EVP_EncryptFinal_ex(ctx.pointer, &scratch, &written) == 1
-            && EVP_CIPHER_CTX_ctrl(ctx.pointer, EVP_CTRL_GCM_GET_TAG, Int32(tagByteCount), tag.baseAddress) == 1
+        let ok = try GCMOperation.run(key: key, nonce: nonce, encrypt: true) { ctx in
+            var scratch = [UInt8](repeating: 0, count: 16)  // GCM writes no final block
+            var written: Int32 = 0
+            return GCMOperation.update(ctx, encrypt: true, output: nil, input: aad)
+                && GCMOperation.update(ctx, encrypt: true, output: ciphertext, input: plaintext)
+                && EVP_EncryptFinal_ex(ctx, &scratch, &written) == 1
+                && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, Int32(tagByteCount), tag.baseAddress) == 1
+        }
         guard ok else {
-            ctx.forgetKey()
             SecretBytes.cleanse(ciphertext)
             throw .backendFailure(operation: "EVP_Encrypt (AES-256-GCM)")
         }
@@ -139,23 +136,15 @@ public enum AESGCM {
         else { throw .authenticationFailed }
         let ok: Bool
         do {
-            let ctx = try GCMCipherContext.forThisThread()
-            try ctx.start(key: key, nonce: nonce, encrypt: false)
-            var scratch = [UInt8](repeating: 0, count: 16)
-            var written: Int32 = 0
-            // SET_TAG must come first on a kept context: the tag length and buffer of the
-            // previous message are still there, and a decrypt without its own tag would be
-            // compared against them.
-            ok =
-                EVP_CIPHER_CTX_ctrl(
-                    ctx.pointer, EVP_CTRL_GCM_SET_TAG, Int32(tagByteCount),
-                    UnsafeMutableRawPointer(mutating: tag.baseAddress)) == 1
-                && ctx.update(encrypt: false, output: nil, input: aad)
-                && ctx.update(encrypt: false, output: plaintext, input: ciphertext)
-                && EVP_DecryptFinal_ex(ctx.pointer, &scratch, &written) == 1
-            // A failed open (a forged or damaged envelope) re-keys the context next time, so no
-            // state of a failed message can carry into the next one.
-            if !ok { ctx.forgetKey() }
+            ok = try GCMOperation.run(key: key, nonce: nonce, encrypt: false) { ctx in
+                var scratch = [UInt8](repeating: 0, count: 16)
+                var written: Int32 = 0
+                return EVP_CIPHER_CTX_ctrl(
+                    ctx, EVP_CTRL_GCM_SET_TAG, Int32(tagByteCount), UnsafeMutableRawPointer(mutating: tag.baseAddress)) == 1
+                    && GCMOperation.update(ctx, encrypt: false, output: nil, input: aad)
+                    && GCMOperation.update(ctx, encrypt: false, output: plaintext, input: ciphertext)
+                    && EVP_DecryptFinal_ex(ctx, &scratch, &written) == 1
+            }
         } catch {
             ok = false
         }
@@ -167,94 +156,33 @@ public enum AESGCM {
     }
 }
 
-/// One `EVP_CIPHER_CTX`, owned and freed here, kept by its thread between operations.
+/// One AES-256-GCM operation's `EVP_CIPHER_CTX`: made and keyed when the operation starts,
+/// freed when it ends, whatever the outcome.
 ///
-/// **Why kept.** A context made per operation allocated the provider's GCM state, expanded the
-/// key, built the GHASH table, then cleansed and freed it all: half of the 7k instructions that
-/// opening a 256-byte auth key took under callgrind. A kept context that already holds the key
-/// is started with the new nonce only (`EVP_CipherInit_ex` with a NULL key, the re-use OpenSSL
-/// documents for GCM); a different key re-keys it. Each thread has its own (a pthread key), so
-/// no context is ever shared between threads, and none is re-entered: an operation starts and
-/// finishes inside one call of ``AESGCM``.
-///
-/// **Key material.** The context holds the expanded key, and `keyCopy` the 32 key bytes that
-/// recognise it (compared with `memcmp`: both sides are the vault's own keys, never attacker
-/// input). When the thread exits, the destructor wipes `keyCopy` and `EVP_CIPHER_CTX_free`
-/// cleanses the schedule. If the thread slot cannot be made, the context is used once and
-/// freed as before.
-final class GCMCipherContext {
-    let pointer: OpaquePointer
-    /// The key the context holds (32 bytes, meaningful only while `keyed`).
-    private let keyCopy: UnsafeMutableRawPointer
-    /// Whether `pointer` holds the key in `keyCopy` and can be started with a nonce alone.
-    private var keyed = false
-
-    private init() throws(CryptoError) {
+/// **Key material.** The context holds the expanded key and the GHASH table only while
+/// ``run(key:nonce:encrypt:_:)`` runs: `EVP_CIPHER_CTX_free` cleanses the provider's GCM state
+/// (`OPENSSL_clear_free`) before releasing it, so no key outlives the operation in a cache, a
+/// per-thread slot or a key copy. (The speed work kept one keyed context per thread, with a
+/// copy of the key to recognise it, between requests; issue 15 removed it. Under callgrind the
+/// fresh context costs 2.5k more instructions an open or seal, 2.6 % of an export: BENCHMARKS.md,
+/// "Issue 15 crypto pruning".)
+enum GCMOperation {
+    /// Runs `body` on a context keyed with `key` and started with `nonce`, then frees the context.
+    /// The default GCM IV length in OpenSSL is 12 bytes, exactly our nonce, so no
+    /// EVP_CTRL_GCM_SET_IVLEN is needed.
+    /// - Throws: ``CryptoError/backendFailure(operation:)`` if the context cannot be made or keyed.
+    static func run(
+        key: UnsafeRawBufferPointer, nonce: UnsafeRawBufferPointer, encrypt: Bool, _ body: (OpaquePointer) -> Bool
+    ) throws(CryptoError) -> Bool {
+        let cipher = try Self.cipher()
         guard let ctx = EVP_CIPHER_CTX_new() else {
             throw .backendFailure(operation: "EVP_CIPHER_CTX_new")
         }
-        pointer = ctx
-        keyCopy = UnsafeMutableRawPointer.allocate(byteCount: AESGCM.keyByteCount, alignment: 16)
-        keyCopy.initializeMemory(as: UInt8.self, repeating: 0, count: AESGCM.keyByteCount)
-    }
-
-    deinit {
-        OPENSSL_cleanse(keyCopy, AESGCM.keyByteCount)
-        keyCopy.deallocate()
-        EVP_CIPHER_CTX_free(pointer)
-    }
-
-    /// The per-thread slot: its destructor releases the thread's context when the thread exits.
-    private static let threadSlot: pthread_key_t? = {
-        var key = pthread_key_t()
-        let created = pthread_key_create(&key) { raw in
-            if let raw { Unmanaged<GCMCipherContext>.fromOpaque(raw).release() }
-        }
-        return created == 0 ? key : nil
-    }()
-
-    /// The calling thread's context, made on first use; a one-use context if the thread slot
-    /// is unavailable.
-    static func forThisThread() throws(CryptoError) -> GCMCipherContext {
-        guard let slot = threadSlot else { return try GCMCipherContext() }
-        if let raw = pthread_getspecific(slot) {
-            return Unmanaged<GCMCipherContext>.fromOpaque(raw).takeUnretainedValue()
-        }
-        let fresh = try GCMCipherContext()
-        let retained = Unmanaged.passRetained(fresh)
-        if pthread_setspecific(slot, retained.toOpaque()) != 0 { retained.release() }
-        return fresh
-    }
-
-    /// Starts one message: sets `key` (unless the context holds it already) and `nonce`.
-    /// The default GCM IV length in OpenSSL is 12 bytes, exactly our nonce, so no
-    /// EVP_CTRL_GCM_SET_IVLEN is needed.
-    func start(key: UnsafeRawBufferPointer, nonce: UnsafeRawBufferPointer, encrypt: Bool) throws(CryptoError) {
-        let direction: Int32 = encrypt ? 1 : 0
-        if keyed, let k = key.baseAddress, memcmp(keyCopy, k, AESGCM.keyByteCount) == 0 {
-            guard EVP_CipherInit_ex(pointer, nil, nil, nil, nonce.opensslBytes, direction) == 1 else {
-                forgetKey()
-                throw .backendFailure(operation: "EVP_CipherInit_ex")
-            }
-            return
-        }
-        forgetKey()
-        let cipher = try Self.cipher()
-        guard let k = key.baseAddress, key.count == AESGCM.keyByteCount,
-            EVP_CipherInit_ex(pointer, cipher, nil, key.opensslBytes, nonce.opensslBytes, direction) == 1
+        defer { EVP_CIPHER_CTX_free(ctx) }  // cleanses the expanded key and the GCM state
+        guard key.count == AESGCM.keyByteCount,
+            EVP_CipherInit_ex(ctx, cipher, nil, key.opensslBytes, nonce.opensslBytes, encrypt ? 1 : 0) == 1
         else { throw .backendFailure(operation: "EVP_CipherInit_ex") }
-        keyCopy.copyMemory(from: k, byteCount: AESGCM.keyByteCount)
-        keyed = true
-    }
-
-    /// Makes the next ``start(key:nonce:encrypt:)`` set the key from scratch, and wipes the key
-    /// copy and the context's expanded key and GCM state now (`EVP_CIPHER_CTX_reset`).
-    func forgetKey() {
-        if keyed {
-            OPENSSL_cleanse(keyCopy, AESGCM.keyByteCount)
-            _ = EVP_CIPHER_CTX_reset(pointer)
-        }
-        keyed = false
+        return body(ctx)
     }
 
     /// The AES-256-GCM implementation, fetched once. Passing `EVP_aes_256_gcm()` instead
@@ -268,7 +196,9 @@ final class GCMCipherContext {
 
     /// Feeds `input` through `EVP_{En,De}cryptUpdate`, in chunks that fit the C `int` length.
     /// `output == nil` feeds associated data. Returns false when libcrypto fails.
-    func update(encrypt: Bool, output: UnsafeMutableRawBufferPointer?, input: UnsafeRawBufferPointer) -> Bool {
+    static func update(
+        _ ctx: OpaquePointer, encrypt: Bool, output: UnsafeMutableRawBufferPointer?, input: UnsafeRawBufferPointer
+    ) -> Bool {
         guard let inBase = input.baseAddress, input.count > 0 else { return true }
         let chunkLimit = 1 << 30
         var offset = 0
@@ -279,8 +209,8 @@ final class GCMCipherContext {
             var written: Int32 = 0
             let rc =
                 encrypt
-                ? EVP_EncryptUpdate(pointer, outPtr, &written, inPtr, Int32(n))
-                : EVP_DecryptUpdate(pointer, outPtr, &written, inPtr, Int32(n))
+                ? EVP_EncryptUpdate(ctx, outPtr, &written, inPtr, Int32(n))
+                : EVP_DecryptUpdate(ctx, outPtr, &written, inPtr, Int32(n))
             // GCM is a stream mode: every input byte yields one output byte at once.
             guard rc == 1, output == nil || Int(written) == n else { return false }
             offset += n

@@ -177,7 +177,7 @@ public enum Envelope {
                         let bodyStart = headerByteCount + AESGCM.nonceByteCount
                         let tagStart = bodyStart + pt.count
                         let nonce = UnsafeMutableRawBufferPointer(rebasing: o[headerByteCount..<bodyStart])
-                        guard SecureRandom.fillPublic(nonce) else { throw .randomFailure }
+                        guard SecureRandom.fill(nonce) else { throw .randomFailure }
                         try AESGCM.seal(
                             key: k, nonce: UnsafeRawBufferPointer(nonce), plaintext: pt, aad: a,
                             ciphertext: UnsafeMutableRawBufferPointer(rebasing: o[bodyStart..<tagStart]),

@@ -13,7 +13,7 @@ public enum SecureRandom {
     /// - Throws: ``CryptoError/randomFailure`` if `RAND_bytes` fails.
     public static func bytes(count: Int) throws(CryptoError) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: count)
-        let ok = out.withUnsafeMutableBytes { fillPublic($0) }
+        let ok = out.withUnsafeMutableBytes { fill($0) }
         guard ok else { throw .randomFailure }
         return out
     }
@@ -27,43 +27,11 @@ public enum SecureRandom {
         }
     }
 
-    /// Fills `buffer` with random bytes for a value that is *public once used* (a GCM nonce, a
-    /// row id), served from a 4 KiB block drawn from the DRBG at once. One `RAND_bytes` call
-    /// costs several thousand instructions in OpenSSL 3 (provider look-ups and locks) whatever
-    /// its size, which was ~5 % of a create for its two small draws. The block holds bytes not
-    /// yet handed out; every byte is handed out once and the block is wiped as it is used. Never
-    /// use this for keys or tokens: they come from ``secret(count:)``. False when libcrypto fails.
-    static func fillPublic(_ buffer: UnsafeMutableRawBufferPointer) -> Bool {
-        guard let target = buffer.baseAddress else { return true }
-        guard buffer.count <= PublicBlock.size / 4 else { return fill(buffer) }
-        return publicBlock.withLock { block in block.take(buffer.count, into: target) }
-    }
-
-    /// The block behind ``fillPublic(_:)``.
-    private struct PublicBlock {
-        static let size = 4096
-        var bytes = [UInt8](repeating: 0, count: size)
-        /// Bytes before this offset were handed out (and wiped).
-        var used = size
-
-        mutating func take(_ count: Int, into target: UnsafeMutableRawPointer) -> Bool {
-            if Self.size - used < count {
-                guard bytes.withUnsafeMutableBytes({ SecureRandom.fill($0) }) else { return false }
-                used = 0
-            }
-            bytes.withUnsafeMutableBytes { raw in
-                guard let base = raw.baseAddress else { return }
-                target.copyMemory(from: base + used, byteCount: count)
-                (base + used).initializeMemory(as: UInt8.self, repeating: 0, count: count)
-            }
-            used += count
-            return true
-        }
-    }
-
-    private static let publicBlock = PThreadLocked(PublicBlock())
-
-    /// Fills `buffer` in place; false when libcrypto fails.
+    /// Fills `buffer` in place straight from `RAND_bytes`, one draw per value (a GCM nonce, a
+    /// row id, a key): nothing drawn ahead is kept in memory, so nothing can be handed out twice
+    /// (say, by a forked copy of the process; OpenSSL's DRBG reseeds after a fork). One call costs
+    /// about 6.6k instructions under callgrind whatever its size (a create draws twice, ~13k of
+    /// its ~250k; an export draws none). False when libcrypto fails.
     static func fill(_ buffer: UnsafeMutableRawBufferPointer) -> Bool {
         guard var base = buffer.baseAddress?.assumingMemoryBound(to: UInt8.self) else {
             return true  // empty request
