@@ -102,6 +102,12 @@ final class Connection: @unchecked Sendable {
     /// closed. Published for ``HTTPServer/shedIdleConnection(now:)``, which claims a connection
     /// by swapping it to 0 and then asks it to ``shed()``.
     let idleSince = Atomic<UInt64>(0)
+    /// Monotonic time since which the connection has been receiving one request head (since the
+    /// head's first byte), or 0 when it is not receiving a head. Published for
+    /// ``HTTPServer/shedIdleConnection(now:)``: a head still incomplete after
+    /// ``HTTPServerConfiguration/headShedGracePeriod`` is a trickler, sheddable like an idle
+    /// connection (issue 14 item 3).
+    let headSince = Atomic<UInt64>(0)
     /// The peer's address as a key of the server's per-address slots.
     let peerKey: PeerKey
 
@@ -310,21 +316,24 @@ final class Connection: @unchecked Sendable {
     }
 
     /// Issue 14 item 3, on `queue`: the server chose this connection to make room for a newcomer
-    /// (``HTTPServer/shedIdleConnection(now:)``). Closes silently, as the idle deadline would, if
-    /// it is still idle with nothing of a next request received or waiting in the socket;
-    /// otherwise it is busy after all and tells the server to choose again.
+    /// (``HTTPServer/shedIdleConnection(now:)``). Closes silently, as the idle or header deadline
+    /// would, if it is still idle with nothing of a next request received or waiting in the
+    /// socket, or still receiving an incomplete request head; otherwise (it is reading a body,
+    /// running a handler or writing) it is busy after all and tells the server to choose again.
     func shed() {
         assertOnQueue()
         defer { updateInterest() }
         if phase == .closed { return }
+        let nothingToSend = !flushDeferred && outHeadSent == outHead.count
         let idle =
-            phase == .idle && !flushDeferred && outHeadSent == outHead.count && parser.isAtRequestBoundary
-            && !SocketIO.hasPendingInput(fd)
-        guard idle else {
+            phase == .idle && nothingToSend && parser.isAtRequestBoundary && !SocketIO.hasPendingInput(fd)
+        let readingHead = phase == .reading && nothingToSend && deadlineKind == .header
+        guard idle || readingHead else {
             server.shedDeclined()
             return
         }
-        server.configuration.logger.log(.debug, "shedding an idle connection to admit a new one")
+        server.configuration.logger.log(
+            .debug, idle ? "shedding an idle connection to admit a new one" : "shedding a slow request head to admit a new connection")
         close()
     }
 
@@ -351,13 +360,15 @@ final class Connection: @unchecked Sendable {
                 if phase == .idle {
                     phase = .reading
                     idleSince.store(0, ordering: .relaxed)
+                    let now = Connection.now()
                     // A later request's head must arrive within the header timeout from its first byte;
                     // the first request keeps its deadline from accept. Trickling does not extend it.
                     if deadlineKind == .firstHeader {
                         deadlineKind = .header
                     } else {
-                        setDeadline(.header, at: Connection.now() &+ timeouts.header)
+                        setDeadline(.header, at: now &+ timeouts.header)
                     }
+                    headSince.store(max(1, now), ordering: .relaxed)
                 }
                 parser.append(UnsafeRawBufferPointer(start: base, count: n))
                 if deadlineKind == .body { setDeadline(.body, at: Connection.now() &+ timeouts.body) }
@@ -748,7 +759,9 @@ final class Connection: @unchecked Sendable {
             } else {
                 // Pipelined bytes are waiting: they are the start of the next head.
                 phase = .reading
-                setDeadline(.header, at: Connection.now() &+ timeouts.header)
+                let now = Connection.now()
+                setDeadline(.header, at: now &+ timeouts.header)
+                headSince.store(max(1, now), ordering: .relaxed)
             }
             resumeReading()
         case .close:
@@ -809,6 +822,7 @@ final class Connection: @unchecked Sendable {
 
     /// Sets the single pending deadline and publishes it to the watchdog tick.
     private func setDeadline(_ kind: DeadlineKind, at time: UInt64) {
+        if kind != .header { headSince.store(0, ordering: .relaxed) }
         deadlineKind = kind
         deadline = max(1, time)
         publishedDeadline.store(deadline, ordering: .relaxed)
@@ -816,6 +830,7 @@ final class Connection: @unchecked Sendable {
 
     /// Removes the deadline.
     private func clearDeadline() {
+        headSince.store(0, ordering: .relaxed)
         deadline = 0
         deadlineKind = .none
         publishedDeadline.store(0, ordering: .relaxed)

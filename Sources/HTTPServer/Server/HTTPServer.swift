@@ -29,9 +29,10 @@ import Synchronization
 /// ``HTTPServerConfiguration/maxConnectionsPerAddress`` from one client address gets a
 /// best-effort 503 and is closed at accept. At ``HTTPServerConfiguration/maxConnections`` the
 /// newcomer is accepted and held aside while the connection idle longest (keep-alive between
-/// requests, or silent since accept, for at least ``HTTPServerConfiguration/shedGracePeriod``)
-/// is closed to make room, as nginx reuses idle connections; a connection in the middle of a
-/// request or response is never shed. When none can be shed the listener's read source is
+/// requests, or silent since accept, for at least ``HTTPServerConfiguration/shedGracePeriod``;
+/// or still receiving a request head after ``HTTPServerConfiguration/headShedGracePeriod``)
+/// is closed to make room, as nginx reuses idle connections; a connection reading a body,
+/// running a handler or writing a response is never shed. When none can be shed the listener's read source is
 /// suspended, so further clients wait in the kernel backlog, until a connection closes or one
 /// becomes idle long enough (checked every watchdog tick).
 /// `EMFILE`/`ENFILE`/`ENOBUFS`/`ENOMEM` from `accept` pause accepting for 100 ms; the listener never
@@ -71,6 +72,8 @@ public final class HTTPServer: Sendable {
     let bodyBudget: BodyMemoryBudget
     /// ``HTTPServerConfiguration/shedGracePeriod`` in nanoseconds.
     let shedGrace: UInt64
+    /// ``HTTPServerConfiguration/headShedGracePeriod`` in nanoseconds.
+    let headShedGrace: UInt64
     #if DEBUG
     /// Events delivered to this server's connections, and `epoll_ctl` re-arms they made (tests
     /// of the persistent registration; debug builds only).
@@ -143,6 +146,7 @@ public final class HTTPServer: Sendable {
         self.addressSlots = AddressSlots(limit: configuration.maxConnectionsPerAddress)
         self.bodyBudget = BodyMemoryBudget(limit: configuration.bodyMemoryBudgetBytes)
         self.shedGrace = configuration.shedGracePeriod.clampedNanoseconds
+        self.headShedGrace = configuration.headShedGracePeriod.clampedNanoseconds
     }
 
     /// Sets how many event-loop threads the process runs (1…64; default half the CPUs, at least
@@ -302,25 +306,39 @@ public final class HTTPServer: Sendable {
         SocketIO.close(fd)
     }
 
-    /// Issue 14 item 3: asks the connection idle longest (for at least the grace period) to close,
-    /// to make room for a newcomer at ``HTTPServerConfiguration/maxConnections``. Returns false
-    /// when no connection can be shed now. The chosen connection checks again on its own queue
-    /// (``Connection/shed()``) and either closes, which wakes the listener as any close does, or
-    /// declines, which asks the listener to try again (``shedDeclined()``).
+    /// Issue 14 item 3: asks the connection idle longest to close, to make room for a newcomer at
+    /// ``HTTPServerConfiguration/maxConnections``: idle (``Connection/idleSince``) for at least
+    /// the grace period, or receiving one request head (``Connection/headSince``) for longer than
+    /// the head grace; the oldest of either kind goes first. Returns false when no connection can
+    /// be shed now. The chosen connection checks again on its own queue (``Connection/shed()``)
+    /// and either closes, which wakes the listener as any close does, or declines, which asks the
+    /// listener to try again (``shedDeclined()``).
     func shedIdleConnection(now: UInt64) -> Bool {
         connections.withLock { all -> Bool in
             var best: Connection?
             var bestSince = UInt64.max
+            var bestIsHead = false
             for connection in all.values {
-                let since = connection.idleSince.load(ordering: .relaxed)
-                guard since != 0, since < bestSince, now >= since, now - since >= shedGrace else { continue }
-                best = connection
-                bestSince = since
+                let idle = connection.idleSince.load(ordering: .relaxed)
+                if idle != 0, idle < bestSince, now >= idle, now - idle >= shedGrace {
+                    best = connection
+                    bestSince = idle
+                    bestIsHead = false
+                }
+                let head = connection.headSince.load(ordering: .relaxed)
+                if head != 0, head < bestSince, now >= head, now - head >= headShedGrace {
+                    best = connection
+                    bestSince = head
+                    bestIsHead = true
+                }
             }
-            // Claim it: a connection that left idleness meanwhile published 0 or a newer time.
-            guard let best,
-                best.idleSince.compareExchange(expected: bestSince, desired: 0, ordering: .relaxed).exchanged
-            else { return false }
+            // Claim it: a connection that moved on meanwhile published 0 or a newer time.
+            guard let best else { return false }
+            let claimed =
+                bestIsHead
+                ? best.headSince.compareExchange(expected: bestSince, desired: 0, ordering: .relaxed).exchanged
+                : best.idleSince.compareExchange(expected: bestSince, desired: 0, ordering: .relaxed).exchanged
+            guard claimed else { return false }
             best.queue.async { best.shed() }
             return true
         }
