@@ -21,9 +21,10 @@ import Synchronization
 /// timer's own handler, cancelling right after a re-arm) is where libdispatch's source
 /// bookkeeping is most intricate, and one server-wide tick removes it entirely.
 ///
-/// **File descriptor.** `fd` is watched through the server's ``EventLoop`` (one-shot epoll
+/// **Transport.** Bytes move through `transport` (``Transport``; the plain socket today), called
+/// only on `queue`. Its descriptor is watched through the server's ``EventLoop`` (one-shot epoll
 /// registrations that this connection re-arms with its current interest after every event) and
-/// closed exactly once, in ``close()``, right after it is removed from epoll. Events already in
+/// the transport is closed exactly once, in ``close()``, right after it is removed from epoll. Events already in
 /// flight for a closed connection find no registration, or a closed phase, and are dropped.
 final class Connection: @unchecked Sendable {
     /// What the connection is doing; decides which events are acted upon.
@@ -74,8 +75,10 @@ final class Connection: @unchecked Sendable {
         case handler
     }
 
-    /// The client socket (non-blocking, close-on-exec). Closed only in `sourceCancelled()`.
-    let fd: Int32
+    /// The client byte stream; used only on `queue`, closed only in ``close()``.
+    private let transport: any Transport
+    /// `transport`'s descriptor, as registered with the event loop.
+    private let fd: Int32
     /// The serial queue every mutable property is confined to.
     let queue: DispatchQueue
     /// Whether the event loop runs this connection's events on its own thread (`queue.sync`)
@@ -200,8 +203,9 @@ final class Connection: @unchecked Sendable {
     }
 
     /// Wraps an accepted socket; nothing happens until ``start()`` runs on `queue`.
-    init(fd: Int32, peer: SocketAddress, server: HTTPServer, loop: EventLoop, queue: DispatchQueue) {
-        self.fd = fd
+    init(transport: any Transport, peer: SocketAddress, server: HTTPServer, loop: EventLoop, queue: DispatchQueue) {
+        self.transport = transport
+        self.fd = transport.fileDescriptor
         self.loop = loop
         self.handledOnLoop = server.handler.classifiesBlocking
         self.peer = peer
@@ -235,7 +239,7 @@ final class Connection: @unchecked Sendable {
             server.configuration.logger.log(.warning, "cannot watch an accepted socket: errno \(errno)")
             phase = .closed
             clearDeadline()
-            SocketIO.close(fd)
+            transport.close()
             server.connectionClosed(self)
             return
         }
@@ -256,7 +260,7 @@ final class Connection: @unchecked Sendable {
         loop.remove(fd: fd, id: loopID)
         armed = 0
         armedPersistent = false
-        SocketIO.close(fd)
+        transport.close()
         outHead = []
         outBody = []
         server.connectionClosed(self)
@@ -326,7 +330,7 @@ final class Connection: @unchecked Sendable {
         if phase == .closed { return }
         let nothingToSend = !flushDeferred && outHeadSent == outHead.count
         let idle =
-            phase == .idle && nothingToSend && parser.isAtRequestBoundary && !SocketIO.hasPendingInput(fd)
+            phase == .idle && nothingToSend && parser.isAtRequestBoundary && !transport.hasPendingInput()
         let readingHead = phase == .reading && nothingToSend && deadlineKind == .header
         guard idle || readingHead else {
             server.shedDeclined()
@@ -354,8 +358,8 @@ final class Connection: @unchecked Sendable {
         guard let base = buffer.baseAddress else { return }
         var rounds = 0
         while phase == .idle || phase == .reading {
-            let n = SocketIO.receive(fd, base, buffer.count)
-            if n > 0 {
+            switch transport.read(into: buffer) {
+            case .done(let n):
                 receivedAnyByte = true
                 if phase == .idle {
                     phase = .reading
@@ -377,14 +381,14 @@ final class Connection: @unchecked Sendable {
                 // A short read means the socket is (almost certainly) drained; the level-triggered
                 // source fires again if more arrives. Bound the work per wake-up for fairness.
                 if n < buffer.count || rounds >= 4 { return }
-            } else if n == 0 {
+            case .endOfStream:
                 // Peer closed its write side. Complete requests were already answered above; what is
                 // left is an incomplete message (RFC 9112 §6.3 item 6) or nothing: close.
                 close()
                 return
-            } else {
-                let code = errno
-                if code == EAGAIN || code == EWOULDBLOCK { return }
+            case .wouldBlock:
+                return
+            case .failed(let code):
                 server.configuration.logger.log(.debug, "recv failed on connection: errno \(code)")
                 close()
                 return
@@ -689,29 +693,31 @@ final class Connection: @unchecked Sendable {
     /// reading paused and the write-stall deadline armed (HTTP.md item 13).
     private func flush() {
         while outHeadSent < outHead.count || outBodySent < outBody.count {
-            let n = outHead.withUnsafeBytes { head in
+            let result = outHead.withUnsafeBytes { head in
                 outBody.withUnsafeBytes { body in
-                    SocketIO.send(
-                        fd, UnsafeRawBufferPointer(rebasing: head[outHeadSent...]),
+                    transport.write(
+                        vectors: UnsafeRawBufferPointer(rebasing: head[outHeadSent...]),
                         UnsafeRawBufferPointer(rebasing: body[outBodySent...]))
                 }
             }
-            if n > 0 {
+            switch result {
+            case .done(let n):
                 let fromHead = min(n, outHead.count - outHeadSent)
                 outHeadSent += fromHead
                 outBodySent += n - fromHead
                 if deadlineKind == .write { setDeadline(.write, at: Connection.now() &+ timeouts.write) }
                 continue
-            }
-            let code = errno
-            if n < 0 && (code == EAGAIN || code == EWOULDBLOCK) {
+            case .wouldBlock:
                 waitForWritable()
                 return
+            case .endOfStream, .failed:
+                // EPIPE / ECONNRESET: the peer is gone (HTTP.md item 13, logged at debug level).
+                if case .failed(let code) = result {
+                    server.configuration.logger.log(.debug, "send failed on connection: errno \(code)")
+                }
+                close()
+                return
             }
-            // EPIPE / ECONNRESET: the peer is gone (HTTP.md item 13, logged at debug level).
-            server.configuration.logger.log(.debug, "send failed on connection: errno \(code)")
-            close()
-            return
         }
         outHead.removeAll(keepingCapacity: outHead.capacity <= 4096)
         outHeadSent = 0
@@ -776,7 +782,7 @@ final class Connection: @unchecked Sendable {
     /// `shutdown(SHUT_WR)`, then read and discard for up to ``HTTPServerConfiguration/lingerTimeout``
     /// or ``HTTPServerConfiguration/lingerMaxBytes``, so the client reads our response before any RST.
     private func startLingering() {
-        _ = shutdown(fd, Int32(SHUT_WR))
+        transport.shutdownWrite()
         phase = .lingering
         lingerDiscarded = 0
         setDeadline(.linger, at: Connection.now() &+ timeouts.linger)
@@ -787,15 +793,15 @@ final class Connection: @unchecked Sendable {
     /// Reads and drops input until EOF, an error, the byte cap, or (via the deadline) the time cap.
     private func discardLingering() {
         let buffer = ReadBuffer.current()
-        guard let base = buffer.baseAddress else { return }
+        guard buffer.baseAddress != nil else { return }
         while phase == .lingering {
-            let n = SocketIO.receive(fd, base, buffer.count)
-            if n > 0 {
+            switch transport.read(into: buffer) {
+            case .done(let n):
                 lingerDiscarded += n
                 if lingerDiscarded >= timeouts.lingerMaxBytes { close() }
-            } else if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+            case .wouldBlock:
                 return
-            } else {
+            case .endOfStream, .failed:
                 close()
             }
         }
@@ -863,7 +869,7 @@ final class Connection: @unchecked Sendable {
             // 408 only when nothing at all was received (HTTP.md item 18); otherwise just close.
             // Bytes already waiting in the socket count as received: this queue may simply have
             // run late on a loaded machine, and a 408 must never be mistaken for their answer.
-            if phase == .idle && !receivedAnyByte && !SocketIO.hasPendingInput(fd) {
+            if phase == .idle && !receivedAnyByte && !transport.hasPendingInput() {
                 server.configuration.logger.log(.debug, "header deadline: nothing received, sending 408")
                 sendError(code: 408)
             } else {

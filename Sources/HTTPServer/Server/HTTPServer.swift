@@ -288,7 +288,7 @@ public final class HTTPServer: Sendable {
             return
         }
         let queue = DispatchQueue(label: "HTTPServer.connection", target: HTTPServer.connectionPool)
-        let connection = Connection(fd: fd, peer: peer, server: self, loop: loop, queue: queue)
+        let connection = Connection(transport: PlainSocketTransport(fileDescriptor: fd), peer: peer, server: self, loop: loop, queue: queue)
         connections.withLock { $0[ObjectIdentifier(connection)] = connection }
         queue.async { connection.start() }
     }
