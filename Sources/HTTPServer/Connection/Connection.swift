@@ -8,9 +8,10 @@ import Synchronization
 /// **Confinement (`@unchecked Sendable`).** Every `var` below is read and written only on `queue`,
 /// a serial queue: the server's ``EventLoop`` delivers readiness there, and the server reaches
 /// a connection only through `queue.async`. The exceptions are explicitly
-/// synchronised: `handlerStartedAt` and `publishedDeadline` (`Atomic`s) and `lateResponse` (a
-/// `Locked`), shared with the server's watchdog, `idleSince` (an `Atomic` the listener reads
-/// and claims when it sheds an idle connection), and the immutable `let`s. Debug builds check the
+/// synchronised: `publishedDeadline` and `deadlineCheckQueued` (`Atomic`s shared with the
+/// server's watchdog, which only ever queues ``deadlineReached()`` here), `idleSince` and
+/// `headSince` (`Atomic`s the listener reads and claims when it sheds a connection), and the
+/// immutable `let`s. Only `queue` touches `transport`. Debug builds check the
 /// queue with `dispatchPrecondition` at every entry point.
 ///
 /// **Deadlines without a timer per connection.** The connection publishes its one pending deadline
@@ -57,7 +58,8 @@ final class Connection: @unchecked Sendable {
 
     /// Which deadline is currently pending.
     private enum DeadlineKind {
-        /// No deadline: a handler runs inline (the watchdog guards it) or the connection is closed.
+        /// No deadline: a handler runs inline (its overrun is judged when it returns) or the
+        /// connection is closed.
         case none
         /// Waiting for the first request head since accept (408 if nothing arrived).
         case firstHeader
@@ -71,7 +73,7 @@ final class Connection: @unchecked Sendable {
         case write
         /// End of the lingering close.
         case linger
-        /// An offloaded handler must finish (the inline case is watched by the server's watchdog).
+        /// An offloaded handler must finish (an inline one is judged when it returns).
         case handler
     }
 
@@ -91,11 +93,6 @@ final class Connection: @unchecked Sendable {
     private let loop: EventLoop
     /// The peer's address, formatted lazily into `remoteAddressText`.
     private let peer: SocketAddress
-    /// Monotonic start time of the running handler, 0 when none, `.max` once the watchdog answered 503.
-    let handlerStartedAt = Atomic<UInt64>(0)
-    /// Bytes of the watchdog's 503 that are still unsent (shared with the watchdog thread).
-    let lateResponse = Locked<[UInt8]?>(nil)
-
     /// `deadline` as seen by the server's watchdog tick: 0 when there is none.
     let publishedDeadline = Atomic<UInt64>(0)
     /// True while a ``deadlineReached()`` is queued, so a busy queue gets one check, not one a tick.
@@ -496,36 +493,23 @@ final class Connection: @unchecked Sendable {
             handleLater(request)
             return
         }
-        // Inline only with nothing left to send: the watchdog's 503 is written from another thread
-        // and must not interleave with an unsent interim `100 Continue`.
+        // Inline only with nothing left to send (an unsent interim `100 Continue` waits for
+        // writability, which this thread cannot serve while inside the handler).
         guard outHeadSent == outHead.count, !server.handler.mayBlock(request),
             InlineHandlerSlots.acquire(limit: server.inlineLimit)
         else {
             offload(request)
             return
         }
-        let started = max(1, Connection.now())
-        handlerStartedAt.store(started, ordering: .sequentiallyConsistent)
+        let started = Connection.now()
         let response = server.handler.handle(request)
         InlineHandlerSlots.release()
         server.inFlightHandlers.wrappingSubtract(1, ordering: .relaxed)
-        let (finishedInTime, _) = handlerStartedAt.compareExchange(
-            expected: started, desired: 0, ordering: .sequentiallyConsistent)
-        guard finishedInTime else {
-            // The watchdog already answered 503 for this request: drop the late result and send
-            // whatever part of that 503 the watchdog could not write. The watchdog swaps the start
-            // time and fills `lateResponse` under the same lock, so taking the lock here waits for
-            // it to finish writing.
-            let rest = lateResponse.withLock { pending -> [UInt8] in
-                defer { pending = nil }
-                return pending ?? []
-            }
-            handlerStartedAt.store(0, ordering: .sequentiallyConsistent)
-            phase = .writing
-            afterFlush = .linger
-            compactOutHead()
-            outHead.append(contentsOf: rest)
-            flush()
+        // Handler deadline (HTTP.md item 11(e)) for an inline call: judged now, on this thread,
+        // the only one that writes to the transport. The late result is dropped for a 503.
+        if Connection.now() &- started >= timeouts.handler {
+            server.configuration.logger.log(.warning, "handler exceeded its deadline; answered 503")
+            sendError(code: 503)
             return
         }
         respond(response, to: request)
@@ -885,35 +869,6 @@ final class Connection: @unchecked Sendable {
             close()
         case .none:
             break
-        }
-    }
-
-    // MARK: - Handler watchdog (runs on the server's watchdog queue, not on `queue`)
-
-    /// Answers 503 if the running handler has exceeded `timeout`. Safe off-queue: `queue` is blocked
-    /// inside the handler, so nothing else writes to `fd`, and `fd` cannot be closed meanwhile
-    /// (closing happens on `queue`). The 503 carries `Connection: close`; the handler's result is
-    /// discarded when it returns (see `handle(_:)`).
-    func checkHandlerDeadline(now: UInt64, timeout: UInt64, errorResponses: ErrorResponses) {
-        let started = handlerStartedAt.load(ordering: .sequentiallyConsistent)
-        guard started != 0, started != .max, now >= started, now - started >= timeout else { return }
-        // Claim the request and record the unsent rest under one lock: the handler, on return,
-        // sees `.max` and then takes this lock, so it never reads `lateResponse` half-written
-        // (it would otherwise shut the socket down before the 503 went out).
-        lateResponse.withLock { pending in
-            guard
-                handlerStartedAt.compareExchange(expected: started, desired: .max, ordering: .sequentiallyConsistent)
-                    .exchanged
-            else { return }
-            server.configuration.logger.log(.warning, "handler exceeded its deadline; answered 503")
-            let bytes = errorResponses.bytes(code: 503, date: HTTPDate.format(HTTPDate.nowSeconds()))
-            let sent = bytes.withUnsafeBytes { SocketIO.send(fd, UnsafeRawBufferPointer(start: nil, count: 0), $0) }
-            let code = errno
-            if sent >= 0 {
-                pending = Array(bytes[sent...])
-            } else {
-                pending = (code == EAGAIN || code == EWOULDBLOCK) ? bytes : []
-            }
         }
     }
 }

@@ -23,7 +23,8 @@ import Synchronization
 /// (see ``HTTPHandler``). Socket readiness comes from process-wide epoll threads, one per two
 /// CPUs (``EventLoop``), not Dispatch sources; for a handler that classifies its blocking requests,
 /// those threads also run the connection's work themselves, with no hop to a worker. One
-/// watchdog timer checks every connection's deadline and the deadline of inline handlers.
+/// watchdog timer finds the connections whose deadline passed and queues a check on their own
+/// queue; it never touches a connection's transport.
 ///
 /// **Connection slots (issue 14 item 3).** A connection beyond
 /// ``HTTPServerConfiguration/maxConnectionsPerAddress`` from one client address gets a
@@ -83,7 +84,7 @@ public final class HTTPServer: Sendable {
     let responsesDeferred = Atomic<Int>(0)
     #endif
 
-    /// Every open connection, for shutdown and the handler watchdog.
+    /// Every open connection, for shutdown, shedding and the deadline watchdog.
     private let connections = Locked<[ObjectIdentifier: Connection]>([:])
     /// Start/stop state, bound address, listener, watchdog and pending shutdown completions.
     private let lifecycle = Locked<Lifecycle>(Lifecycle())
@@ -99,7 +100,7 @@ public final class HTTPServer: Sendable {
 
     /// Serial queue of the listener (an overcommit-pool queue, so blocked handlers never starve it).
     let listenerQueue = DispatchQueue(label: "HTTPServer.listener")
-    /// Serial queue of the handler watchdog (overcommit pool for the same reason).
+    /// Serial queue of the deadline watchdog (overcommit pool for the same reason).
     private let watchdogQueue = DispatchQueue(label: "HTTPServer.watchdog")
 
     /// Mutable lifecycle state, guarded by `lifecycle`.
@@ -362,7 +363,7 @@ public final class HTTPServer: Sendable {
         if remaining == 0 && state.isDraining { finishShutdown() }
     }
 
-    // MARK: - Watchdog: connection deadlines and the handler deadline
+    // MARK: - Watchdog: connection deadlines
 
     /// A tenth of the shortest timeout, between 10 ms and 100 ms: every deadline is honoured to
     /// within one tick, and an idle server wakes at most ten times a second.
@@ -371,17 +372,16 @@ public final class HTTPServer: Sendable {
         return max(10_000_000, min(100_000_000, shortest / 10))
     }
 
-    /// The server's one repeating timer. Every tick it (1) queues a deadline check on each
-    /// connection whose published deadline has passed (HTTP.md item 11; connections have no timer
-    /// of their own, see ``Connection``) and (2) answers 503 for inline handlers past their deadline.
+    /// The server's one repeating timer. Every tick it queues a deadline check on each connection
+    /// whose published deadline has passed (HTTP.md item 11; connections have no timer of their
+    /// own, see ``Connection``), and retries admission while a newcomer waits for a slot. It only
+    /// ever enqueues work on a connection's queue: the connection decides and does the I/O.
     private func makeWatchdog() -> Watchdog {
-        let timeout = configuration.handlerTimeout.clampedNanoseconds
         let tick = HTTPServer.watchdogTick(timeouts)
         let timer = DispatchSource.makeTimerSource(queue: watchdogQueue)
         timer.schedule(
             deadline: .now() + .nanoseconds(Int(tick)), repeating: .nanoseconds(Int(tick)),
             leeway: .nanoseconds(Int(tick / 10)))
-        let errorResponses = self.errorResponses
         timer.setEventHandler { [weak self] in
             guard let self else { return }
             // A newcomer waits for a slot: connections may have become idle long enough to shed.
@@ -389,15 +389,9 @@ public final class HTTPServer: Sendable {
                 let listener = self.lifecycle.withLock { $0.listener }
                 self.listenerQueue.async { listener?.retryAdmission(shedDeclined: false) }
             }
-            let handlersRunning = self.inFlightHandlers.load(ordering: .relaxed) > 0
             let now = Connection.now()
             self.connections.withLock { all in
-                for connection in all.values {
-                    connection.checkDeadline(now: now)
-                    if handlersRunning {
-                        connection.checkHandlerDeadline(now: now, timeout: timeout, errorResponses: errorResponses)
-                    }
-                }
+                for connection in all.values { connection.checkDeadline(now: now) }
             }
         }
         return Watchdog(timer: timer)
