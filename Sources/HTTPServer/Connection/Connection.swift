@@ -3,7 +3,10 @@ import Dispatch
 import Glibc
 import Synchronization
 
-/// One accepted client socket: reads, parses, runs the handler, writes, times out and closes.
+/// One accepted client connection: the driver of its ``ConnectionStateMachine``. It performs the
+/// I/O through its ``Transport``, runs the parser and the handler, reports each outcome to the
+/// machine, and carries out what the machine decides (phases, deadlines, keep-alive, pipelining,
+/// half-close, lingering close, the 503 when a handler overruns: issue 15 item 3).
 ///
 /// **Confinement (`@unchecked Sendable`).** Every `var` below is read and written only on `queue`,
 /// a serial queue: the server's ``EventLoop`` delivers readiness there, and the server reaches
@@ -14,8 +17,9 @@ import Synchronization
 /// immutable `let`s. Only `queue` touches `transport`. Debug builds check the
 /// queue with `dispatchPrecondition` at every entry point.
 ///
-/// **Deadlines without a timer per connection.** The connection publishes its one pending deadline
-/// in `publishedDeadline`; the server's single watchdog tick (``HTTPServer``) compares it with the
+/// **Deadlines without a timer per connection.** The connection publishes the machine's one
+/// pending deadline in `publishedDeadline` (and its shedding times in `idleSince`/`headSince`) at
+/// the end of every turn on `queue`; the server's single watchdog tick (``HTTPServer``) compares it with the
 /// clock and, when it has passed, queues ``deadlineReached()`` on `queue`, where the decision is
 /// taken again against the confined state. A per-connection `DispatchSourceTimer` costs a
 /// manager-thread round trip for every re-arm and cancel; on Linux that churn (re-arming from the
@@ -28,55 +32,6 @@ import Synchronization
 /// the transport is closed exactly once, in ``close()``, right after it is removed from epoll. Events already in
 /// flight for a closed connection find no registration, or a closed phase, and are dropped.
 final class Connection: @unchecked Sendable {
-    /// What the connection is doing; decides which events are acted upon.
-    private enum Phase {
-        /// Between requests (or fresh): no byte of the next request yet.
-        case idle
-        /// Part of a request (head or body) has arrived.
-        case reading
-        /// A handler runs on the server's handler pool; reading is paused.
-        case handling
-        /// A final response is being written; reading is paused.
-        case writing
-        /// Write side shut down after an error; reading and discarding until EOF or a limit.
-        case lingering
-        /// `close()` was called; waiting for the sources to be cancelled.
-        case closed
-    }
-
-    /// What happens once the outbound buffer is empty.
-    private enum AfterFlush {
-        /// An interim `100 Continue` went out; keep reading the body.
-        case interim
-        /// Ready for the next request.
-        case nextRequest
-        /// Close now (nothing more can arrive that matters).
-        case close
-        /// Shut down the write side and linger (RFC 9112 §9.6).
-        case linger
-    }
-
-    /// Which deadline is currently pending.
-    private enum DeadlineKind {
-        /// No deadline: a handler runs inline (its overrun is judged when it returns) or the
-        /// connection is closed.
-        case none
-        /// Waiting for the first request head since accept (408 if nothing arrived).
-        case firstHeader
-        /// A later request's head must be complete; not extended by trickling bytes.
-        case header
-        /// The body must make progress; extended by every read.
-        case body
-        /// Keep-alive wait for the next request; silent close.
-        case idle
-        /// Pending output must make progress; extended by every write.
-        case write
-        /// End of the lingering close.
-        case linger
-        /// An offloaded handler must finish (an inline one is judged when it returns).
-        case handler
-    }
-
     /// The client byte stream; used only on `queue`, closed only in ``close()``.
     private let transport: any Transport
     /// `transport`'s descriptor, as registered with the event loop.
@@ -119,20 +74,16 @@ final class Connection: @unchecked Sendable {
     /// see ``EventLoop``): it stays armed after an event, so an unchanged interest costs no
     /// `epoll_ctl`.
     private var armedPersistent = false
-    /// Reading is paused (a handler runs off-queue, or a final response is stuck): no EPOLLIN.
-    private var readPaused = false
     /// A response is queued in the loop's batch (``EventLoop/deferFlush(_:)``): it is sent by
     /// ``sendDeferred()``, and the registration stays as it is until then.
     private var flushDeferred = false
-    /// Output is pending after EAGAIN: EPOLLOUT is wanted.
-    private var waitingForWrite = false
 
     /// Incremental parser holding any bytes received but not yet consumed (pipelining).
     private var parser: HTTPRequestParser
-    /// Current phase; see ``Phase``.
-    private var phase: Phase = .idle
-    /// What to do once `outHead` and `outBody` are fully sent.
-    private var afterFlush: AfterFlush = .nextRequest
+    /// Phase, deadline, keep-alive and lingering decisions (confined to `queue` like the rest).
+    private var machine: ConnectionStateMachine
+    /// The deadline and shedding times last stored in the atomics, so unchanged ones cost no store.
+    private var published: (deadline: UInt64, idle: UInt64, head: UInt64) = (0, 0, 0)
     /// Pending status line and headers (plus any unsent `100 Continue`); capacity is reused.
     private var outHead: [UInt8] = []
     /// Bytes of `outHead` already sent.
@@ -142,28 +93,12 @@ final class Connection: @unchecked Sendable {
     /// Bytes of `outBody` already sent.
     private var outBodySent = 0
 
-    /// Requests handled on this connection (for ``HTTPServerConfiguration/maxRequestsPerConnection``).
-    private var requestsServed = 0
-    /// Whether any byte arrived since accept (408 is only for silent clients).
-    private var receivedAnyByte = false
-    /// Set by graceful shutdown: close when idle, add `Connection: close` to the next response.
-    private var drainRequested = false
-    /// Bytes discarded so far during the lingering close.
-    private var lingerDiscarded = 0
     /// `peer` formatted as `ip:port`, computed at the first request.
     private var remoteAddressText: String?
     /// This connection's cached `Date` value.
     private var dateCache = HTTPDateCache()
     /// Bytes of the server's body memory budget reserved for the current request.
     private var bodyReserved = 0
-    /// The offloaded handler missed its deadline and a 503 was sent in its place.
-    private var offloadedHandlerTimedOut = false
-
-    /// Monotonic time at which `deadlineKind` expires; 0 when there is none.
-    private var deadline: UInt64 = 0
-    /// What expires at `deadline`.
-    private var deadlineKind: DeadlineKind = .none
-
     /// The configured timeouts, in nanoseconds.
     private let timeouts: Timeouts
 
@@ -211,6 +146,7 @@ final class Connection: @unchecked Sendable {
         self.queue = queue
         self.parser = HTTPRequestParser(configuration: server.configuration)
         self.timeouts = server.timeouts
+        self.machine = ConnectionStateMachine(timeouts: server.timeouts)
     }
 
     /// Debug-build check that the caller is on `queue` (GRDB-style confinement watchdog).
@@ -230,12 +166,10 @@ final class Connection: @unchecked Sendable {
     /// Registers with the event loop and starts reading. Called once, on `queue`.
     func start() {
         assertOnQueue()
-        // HTTP.md item 11(a): the first head must be complete within the header timeout from accept.
-        setDeadline(.firstHeader, at: Connection.now() &+ timeouts.header)
+        machine.accepted(now: Connection.now())
         guard let id = loop.add(fd: fd, connection: self, events: EventLoop.readable, persistent: handledOnLoop) else {
             server.configuration.logger.log(.warning, "cannot watch an accepted socket: errno \(errno)")
-            phase = .closed
-            clearDeadline()
+            machine.closed()
             transport.close()
             server.connectionClosed(self)
             return
@@ -243,16 +177,15 @@ final class Connection: @unchecked Sendable {
         loopID = id
         armed = EventLoop.readable
         armedPersistent = handledOnLoop
-        idleSince.store(max(1, Connection.now()), ordering: .relaxed)
+        publish()
     }
 
     /// Closes immediately: removes `fd` from epoll, closes it and tells the server.
     func close() {
         assertOnQueue()
-        if phase == .closed { return }
-        phase = .closed
-        clearDeadline()
-        idleSince.store(0, ordering: .relaxed)
+        if machine.phase == .closed { return }
+        machine.closed()
+        publish()
         releaseBody()
         loop.remove(fd: fd, id: loopID)
         armed = 0
@@ -268,32 +201,25 @@ final class Connection: @unchecked Sendable {
     /// system call then reports them.
     func ioEvent(_ events: UInt32, id: UInt64) {
         assertOnQueue()
-        guard phase != .closed, id == loopID else { return }
+        guard machine.phase != .closed, id == loopID else { return }
         #if DEBUG
         server.loopEventsDelivered.add(1, ordering: .relaxed)
         #endif
         if !armedPersistent { armed = 0 }
         let failed = events & EventLoop.failed != 0
-        if waitingForWrite && (failed || events & EventLoop.writable != 0) { writable() }
-        if phase != .closed && wantsRead && (failed || events & EventLoop.readable != 0) { readable() }
+        if machine.wantsWrite && (failed || events & EventLoop.writable != 0) { writable() }
+        if machine.wantsRead && (failed || events & EventLoop.readable != 0) { readable() }
         updateInterest()
     }
 
-    /// Whether the connection wants EPOLLIN now.
-    private var wantsRead: Bool {
-        if readPaused { return false }
-        switch phase {
-        case .idle, .reading, .lingering: return true
-        case .handling, .writing, .closed: return false
-        }
-    }
-
-    /// Arms the registration for what the connection wants now, if that differs from what is armed.
+    /// Ends every turn on `queue`: publishes the machine's deadline and shedding times, and arms
+    /// the registration for what the machine wants now, if that differs from what is armed.
     private func updateInterest() {
-        guard phase != .closed, !flushDeferred else { return }
+        publish()
+        guard machine.phase != .closed, !flushDeferred else { return }
         var wanted: UInt32 = 0
-        if wantsRead { wanted |= EventLoop.readable }
-        if waitingForWrite { wanted |= EventLoop.writable }
+        if machine.wantsRead { wanted |= EventLoop.readable }
+        if machine.wantsWrite { wanted |= EventLoop.writable }
         if wanted == armed { return }
         // Persistent only for plain reading on a connection whose events the loop runs itself:
         // anything else is one-shot, so a level-triggered event can never repeat while nothing
@@ -311,8 +237,7 @@ final class Connection: @unchecked Sendable {
     /// request and answer it with `Connection: close`.
     func beginDrain() {
         assertOnQueue()
-        drainRequested = true
-        if phase == .idle && outHeadSent == outHead.count && parser.isAtRequestBoundary { close() }
+        if machine.drain(nothingPending: outHeadSent == outHead.count && parser.isAtRequestBoundary) { close() }
         updateInterest()
     }
 
@@ -324,17 +249,15 @@ final class Connection: @unchecked Sendable {
     func shed() {
         assertOnQueue()
         defer { updateInterest() }
-        if phase == .closed { return }
-        let nothingToSend = !flushDeferred && outHeadSent == outHead.count
-        let idle =
-            phase == .idle && nothingToSend && parser.isAtRequestBoundary && !transport.hasPendingInput()
-        let readingHead = phase == .reading && nothingToSend && deadlineKind == .header
-        guard idle || readingHead else {
+        if machine.phase == .closed { return }
+        let sheddable = machine.mayBeShed(
+            idleAndQuiet: { parser.isAtRequestBoundary && !transport.hasPendingInput() },
+            nothingToSend: !flushDeferred && outHeadSent == outHead.count)
+        guard sheddable else {
             server.shedDeclined()
             return
         }
-        server.configuration.logger.log(
-            .debug, idle ? "shedding an idle connection to admit a new one" : "shedding a slow request head to admit a new connection")
+        server.configuration.logger.log(.debug, "shedding an idle connection or a slow request head to admit a new one")
         close()
     }
 
@@ -344,7 +267,7 @@ final class Connection: @unchecked Sendable {
     /// whatever became complete. EOF or a receive error closes the connection.
     private func readable() {
         assertOnQueue()
-        switch phase {
+        switch machine.phase {
         case .closed, .writing, .handling: return
         case .lingering:
             discardLingering()
@@ -354,25 +277,11 @@ final class Connection: @unchecked Sendable {
         let buffer = ReadBuffer.current()
         guard let base = buffer.baseAddress else { return }
         var rounds = 0
-        while phase == .idle || phase == .reading {
+        while machine.acceptsRequests {
             switch transport.read(into: buffer) {
             case .done(let n):
-                receivedAnyByte = true
-                if phase == .idle {
-                    phase = .reading
-                    idleSince.store(0, ordering: .relaxed)
-                    let now = Connection.now()
-                    // A later request's head must arrive within the header timeout from its first byte;
-                    // the first request keeps its deadline from accept. Trickling does not extend it.
-                    if deadlineKind == .firstHeader {
-                        deadlineKind = .header
-                    } else {
-                        setDeadline(.header, at: now &+ timeouts.header)
-                    }
-                    headSince.store(max(1, now), ordering: .relaxed)
-                }
+                machine.bytesReceived(now: Connection.now())
                 parser.append(UnsafeRawBufferPointer(start: base, count: n))
-                if deadlineKind == .body { setDeadline(.body, at: Connection.now() &+ timeouts.body) }
                 processBuffered()
                 rounds += 1
                 // A short read means the socket is (almost certainly) drained; the level-triggered
@@ -396,7 +305,7 @@ final class Connection: @unchecked Sendable {
     /// Parses and handles everything buffered, in order, until more bytes are needed or the
     /// connection stops accepting requests (pipelining, RFC 9112 §9.3.2).
     private func processBuffered() {
-        while phase == .idle || phase == .reading {
+        while machine.acceptsRequests {
             switch parser.next() {
             case .needMoreData:
                 // A chunked body reserves its memory as its chunks are announced (issue 14 item 4).
@@ -405,16 +314,16 @@ final class Connection: @unchecked Sendable {
                 }
                 return
             case .head(var head):
+                machine.headReceived(hasBody: head.framing.hasBody, now: Connection.now())
                 if head.framing.hasBody {
-                    setDeadline(.body, at: Connection.now() &+ timeouts.body)
                     // Issue 14 item 4: the handler sees every head that announces a body before
                     // any of the body is read, so a request it refuses (no token, say) is
                     // answered at once and its body never read: `Connection: close`, lingering.
                     if remoteAddressText == nil { remoteAddressText = peer.description }
                     head.remoteAddress = remoteAddressText ?? ""
                     if let refusal = server.handler.responseBeforeBody(head) {
-                        requestsServed += 1
-                        clearDeadline()
+                        machine.requestCounted()
+                        machine.requestComplete()
                         respond(refusal, method: head.method, version: head.version, keepAlive: false, bodyUnread: true)
                         return
                     }
@@ -429,11 +338,9 @@ final class Connection: @unchecked Sendable {
                     if head.expectsContinue && parser.bufferedByteCount == 0 {
                         sendContinue()
                     }
-                } else {
-                    clearDeadline()
                 }
             case .request(var request):
-                clearDeadline()
+                machine.requestComplete()
                 // The last chunks may have been parsed with the rest; they are in memory now.
                 _ = reserveBody(upTo: parser.announcedChunkedBytes, force: true)
                 if remoteAddressText == nil { remoteAddressText = peer.description }
@@ -471,8 +378,8 @@ final class Connection: @unchecked Sendable {
     /// before (the rest of) it is read.
     private func refuseBodyOverBudget() {
         server.configuration.logger.log(.warning, "request body memory budget reached; answering 503")
-        requestsServed += 1
-        clearDeadline()
+        machine.requestCounted()
+        machine.requestComplete()
         sendError(code: 503)
     }
 
@@ -481,7 +388,7 @@ final class Connection: @unchecked Sendable {
     /// Runs the handler for one complete request (inline when possible, see ``InlineHandlerSlots``),
     /// enforcing the in-flight cap, then queues its response.
     private func handle(_ request: HTTPRequest) {
-        requestsServed += 1
+        machine.requestCounted()
         let inFlight = server.inFlightHandlers.wrappingAdd(1, ordering: .relaxed).newValue
         if inFlight > server.configuration.maxInFlightHandlers {
             server.inFlightHandlers.wrappingSubtract(1, ordering: .relaxed)
@@ -507,7 +414,7 @@ final class Connection: @unchecked Sendable {
         server.inFlightHandlers.wrappingSubtract(1, ordering: .relaxed)
         // Handler deadline (HTTP.md item 11(e)) for an inline call: judged now, on this thread,
         // the only one that writes to the transport. The late result is dropped for a 503.
-        if Connection.now() &- started >= timeouts.handler {
+        if machine.inlineHandlerOverran(startedAt: started, now: Connection.now()) {
             server.configuration.logger.log(.warning, "handler exceeded its deadline; answered 503")
             sendError(code: 503)
             return
@@ -518,9 +425,8 @@ final class Connection: @unchecked Sendable {
     /// Runs the handler on the server's bounded handler pool, with reading paused and the
     /// connection's handler deadline armed; the response hops back to `queue`.
     private func offload(_ request: HTTPRequest) {
-        phase = .handling
-        pauseReading()
-        setDeadline(.handler, at: Connection.now() &+ timeouts.handler)
+        machine.handlerStarted(now: Connection.now())
+        updateInterest()
         server.handlerPool.submit { [self] in
             let response = server.handler.handle(request)
             server.inFlightHandlers.wrappingSubtract(1, ordering: .relaxed)
@@ -534,9 +440,8 @@ final class Connection: @unchecked Sendable {
     /// response always comes back through `queue.async`, so a responder called before
     /// `handle(_:responder:)` returns still finds the connection in `.handling`.
     private func handleLater(_ request: HTTPRequest) {
-        phase = .handling
-        pauseReading()
-        setDeadline(.handler, at: Connection.now() &+ timeouts.handler)
+        machine.handlerStarted(now: Connection.now())
+        updateInterest()
         let responder = HTTPResponder { [self] build in
             server.inFlightHandlers.wrappingSubtract(1, ordering: .relaxed)
             queue.async { [self] in
@@ -561,18 +466,15 @@ final class Connection: @unchecked Sendable {
     /// continue with pipelined requests.
     private func offloadFinished(_ response: HTTPResponse?, _ request: HTTPRequest) {
         assertOnQueue()
-        if offloadedHandlerTimedOut {
-            offloadedHandlerTimedOut = false
-            return  // A 503 went out at the deadline; the connection is closing.
-        }
-        guard phase == .handling else { return }  // Closed meanwhile (drain deadline, reset).
-        clearDeadline()
+        // False when a 503 went out at the deadline (the connection is closing), or when it closed
+        // meanwhile (drain deadline, reset).
+        guard machine.handlerFinished() else { return }
         if let response {
             respond(response, to: request)
         } else {
             sendError(code: 500)
         }
-        if phase == .idle || phase == .reading { processBuffered() }
+        if machine.acceptsRequests { processBuffered() }
         updateInterest()
     }
 
@@ -594,21 +496,18 @@ final class Connection: @unchecked Sendable {
             sendError(code: 500)
             return
         }
-        let close =
-            !keepAlive || bodyUnread || drainRequested || server.state.isDraining
-            || requestsServed >= timeouts.maxRequests || ResponseEncoder.handlerRequestsClose(response.headers)
+        let close = machine.mustClose(
+            keepAlive: keepAlive, bodyUnread: bodyUnread, serverDraining: server.state.isDraining,
+            handlerAskedToClose: ResponseEncoder.handlerRequestsClose(response.headers))
         let framing = ResponseEncoder.Framing(
             isHead: method == .head, close: close, keepAliveHeader: !close && version == .http1_0)
         compactOutHead()
         let sendBody = ResponseEncoder.appendHead(response, framing: framing, date: dateCache.current(), to: &outHead)
         if sendBody { outBody = response.body }
-        phase = .writing
-        if close {
-            // Linger when the client may still be sending (it expected to keep the connection, or
-            // more bytes are already buffered); otherwise a plain close cannot cause a reset.
-            afterFlush = (keepAlive || bodyUnread || parser.bufferedByteCount > 0) ? .linger : .close
-        } else {
-            afterFlush = .nextRequest
+        // Linger when the client may still be sending (it expected to keep the connection, or
+        // more bytes are already buffered); otherwise a plain close cannot cause a reset.
+        machine.responseQueued(close: close, peerMaySend: keepAlive || bodyUnread || parser.bufferedByteCount > 0)
+        if !close {
             // On the loop thread, a keep-alive response waits for the end of the loop's batch of
             // events (see ``EventLoop``). Closing responses go at once: nothing follows them.
             if handledOnLoop && loop.deferFlush(self) {
@@ -628,9 +527,9 @@ final class Connection: @unchecked Sendable {
         assertOnQueue()
         guard flushDeferred else { return }
         flushDeferred = false
-        if phase == .writing {
+        if machine.phase == .writing {
             flush()
-            if phase == .idle || phase == .reading { processBuffered() }
+            if machine.acceptsRequests { processBuffered() }
         }
         updateInterest()
     }
@@ -641,7 +540,7 @@ final class Connection: @unchecked Sendable {
         let wasEmpty = outHead.isEmpty
         outHead.append(contentsOf: "HTTP/1.1 100 Continue\r\n\r\n".utf8)
         if wasEmpty {
-            afterFlush = .interim
+            machine.interimQueued()
             flush()
         }
     }
@@ -650,13 +549,11 @@ final class Connection: @unchecked Sendable {
     /// Only called when no final response has started on this connection.
     private func sendError(code: Int) {
         releaseBody()
-        idleSince.store(0, ordering: .relaxed)  // a 408 to a silent client: no longer sheddable
         compactOutHead()
         server.errorResponses.append(code: code, date: dateCache.current(), to: &outHead)
         outBody = []
         outBodySent = 0
-        phase = .writing
-        afterFlush = .linger
+        machine.errorQueued()
         flush()
     }
 
@@ -689,7 +586,7 @@ final class Connection: @unchecked Sendable {
                 let fromHead = min(n, outHead.count - outHeadSent)
                 outHeadSent += fromHead
                 outBodySent += n - fromHead
-                if deadlineKind == .write { setDeadline(.write, at: Connection.now() &+ timeouts.write) }
+                machine.wrote(now: Connection.now())
                 continue
             case .wouldBlock:
                 waitForWritable()
@@ -707,82 +604,54 @@ final class Connection: @unchecked Sendable {
         outHeadSent = 0
         outBody = []
         outBodySent = 0
-        waitingForWrite = false
         flushed()
     }
 
-    /// Asks the event loop for writability and, for final responses, pauses reading and arms the
-    /// write-stall deadline.
+    /// Asks the event loop for writability; for final responses the machine pauses reading and
+    /// arms the write-stall deadline.
     private func waitForWritable() {
-        if afterFlush != .interim {
-            // Backpressure: no reading while a final response is stuck (HTTP.md item 10).
-            pauseReading()
-            if deadlineKind != .write { setDeadline(.write, at: Connection.now() &+ timeouts.write) }
-        }
-        waitingForWrite = true
+        machine.writeBlocked(now: Connection.now())
         updateInterest()
     }
 
     /// Write-source handler: continue flushing, then resume request processing if it finished.
     private func writable() {
         assertOnQueue()
-        if phase == .closed { return }
+        if machine.phase == .closed { return }
         flush()
-        if phase == .idle || phase == .reading { processBuffered() }
+        if machine.acceptsRequests { processBuffered() }
     }
 
-    /// The outbound buffer just became empty.
+    /// The outbound buffer just became empty: the machine says what comes next.
     private func flushed() {
-        switch afterFlush {
-        case .interim:
+        switch machine.flushed(atRequestBoundary: parser.isAtRequestBoundary, now: Connection.now()) {
+        case .none, .readNext:
+            // Reading resumes from the end of the current turn (``updateInterest()``): arming
+            // here, before the turn has processed the pipelined requests still buffered, would
+            // let an event loop find the fd ready while a Dispatch worker still runs this queue,
+            // and wait for it in `queue.sync`.
             break
-        case .nextRequest:
-            if drainRequested && parser.isAtRequestBoundary {
-                close()
-                return
-            }
-            if parser.isAtRequestBoundary {
-                phase = .idle
-                let now = Connection.now()
-                setDeadline(.idle, at: now &+ timeouts.idle)
-                idleSince.store(max(1, now), ordering: .relaxed)
-            } else {
-                // Pipelined bytes are waiting: they are the start of the next head.
-                phase = .reading
-                let now = Connection.now()
-                setDeadline(.header, at: now &+ timeouts.header)
-                headSince.store(max(1, now), ordering: .relaxed)
-            }
-            resumeReading()
         case .close:
             close()
-        case .linger:
-            startLingering()
+        case .shutDownWriteAndLinger:
+            // RFC 9112 §9.6, HTTP.md item 17: read and discard for up to
+            // ``HTTPServerConfiguration/lingerTimeout`` or ``HTTPServerConfiguration/lingerMaxBytes``,
+            // so the client reads our response before any RST.
+            transport.shutdownWrite()
+            discardLingering()
         }
     }
 
     // MARK: - Lingering close (RFC 9112 §9.6, HTTP.md item 17)
 
-    /// `shutdown(SHUT_WR)`, then read and discard for up to ``HTTPServerConfiguration/lingerTimeout``
-    /// or ``HTTPServerConfiguration/lingerMaxBytes``, so the client reads our response before any RST.
-    private func startLingering() {
-        transport.shutdownWrite()
-        phase = .lingering
-        lingerDiscarded = 0
-        setDeadline(.linger, at: Connection.now() &+ timeouts.linger)
-        resumeReading()
-        discardLingering()
-    }
-
     /// Reads and drops input until EOF, an error, the byte cap, or (via the deadline) the time cap.
     private func discardLingering() {
         let buffer = ReadBuffer.current()
         guard buffer.baseAddress != nil else { return }
-        while phase == .lingering {
+        while machine.phase == .lingering {
             switch transport.read(into: buffer) {
             case .done(let n):
-                lingerDiscarded += n
-                if lingerDiscarded >= timeouts.lingerMaxBytes { close() }
+                if machine.discarded(n) { close() }
             case .wouldBlock:
                 return
             case .endOfStream, .failed:
@@ -791,39 +660,24 @@ final class Connection: @unchecked Sendable {
         }
     }
 
-    // MARK: - Read interest
-
-    /// Stops asking for EPOLLIN (idempotent); takes effect at the next ``updateInterest()``.
-    private func pauseReading() {
-        readPaused = true
-        updateInterest()
-    }
-
-    /// Asks for EPOLLIN again (idempotent), from the end of the current turn on `queue`: every
-    /// entry point (``ioEvent(_:id:)``, `offloadFinished`, `deadlineReached`, ``beginDrain()``)
-    /// finishes with ``updateInterest()``, which re-arms. Arming here, before the turn has
-    /// processed the pipelined requests still buffered, would let an event loop find the fd ready
-    /// while a Dispatch worker still runs this queue, and wait for it in `queue.sync`.
-    private func resumeReading() {
-        readPaused = false
-    }
-
     // MARK: - Deadlines (HTTP.md item 11)
 
-    /// Sets the single pending deadline and publishes it to the watchdog tick.
-    private func setDeadline(_ kind: DeadlineKind, at time: UInt64) {
-        if kind != .header { headSince.store(0, ordering: .relaxed) }
-        deadlineKind = kind
-        deadline = max(1, time)
-        publishedDeadline.store(deadline, ordering: .relaxed)
-    }
-
-    /// Removes the deadline.
-    private func clearDeadline() {
-        headSince.store(0, ordering: .relaxed)
-        deadline = 0
-        deadlineKind = .none
-        publishedDeadline.store(0, ordering: .relaxed)
+    /// Stores the machine's deadline and shedding times in the atomics the watchdog and the
+    /// listener read, when they changed. Called at the end of every turn on `queue`.
+    @inline(__always)
+    private func publish() {
+        if published.deadline != machine.deadline {
+            published.deadline = machine.deadline
+            publishedDeadline.store(machine.deadline, ordering: .relaxed)
+        }
+        if published.idle != machine.idleSince {
+            published.idle = machine.idleSince
+            idleSince.store(machine.idleSince, ordering: .relaxed)
+        }
+        if published.head != machine.headSince {
+            published.head = machine.headSince
+            headSince.store(machine.headSince, ordering: .relaxed)
+        }
     }
 
     /// Watchdog side (any thread): queues ``deadlineReached()`` once the published deadline has
@@ -845,30 +699,18 @@ final class Connection: @unchecked Sendable {
     private func deadlineReached() {
         assertOnQueue()
         defer { updateInterest() }
-        guard phase != .closed, deadline != 0, Connection.now() >= deadline else { return }
-        let kind = deadlineKind
-        clearDeadline()
-        switch kind {
-        case .firstHeader:
-            // 408 only when nothing at all was received (HTTP.md item 18); otherwise just close.
-            // Bytes already waiting in the socket count as received: this queue may simply have
-            // run late on a loaded machine, and a 408 must never be mistaken for their answer.
-            if phase == .idle && !receivedAnyByte && !transport.hasPendingInput() {
-                server.configuration.logger.log(.debug, "header deadline: nothing received, sending 408")
-                sendError(code: 408)
-            } else {
-                close()
-            }
-        case .handler:
-            guard phase == .handling else { return }
-            server.configuration.logger.log(.warning, "handler exceeded its deadline; answered 503")
-            offloadedHandlerTimedOut = true
-            sendError(code: 503)
-        case .header, .body, .idle, .write, .linger:
-            server.configuration.logger.log(.debug, "connection deadline reached; closing")
-            close()
+        switch machine.deadlineReached(now: Connection.now(), inputPending: { transport.hasPendingInput() }) {
         case .none:
             break
+        case .send408:
+            server.configuration.logger.log(.debug, "header deadline: nothing received, sending 408")
+            sendError(code: 408)
+        case .send503:
+            server.configuration.logger.log(.warning, "handler exceeded its deadline; answered 503")
+            sendError(code: 503)
+        case .close:
+            server.configuration.logger.log(.debug, "connection deadline reached; closing")
+            close()
         }
     }
 }
