@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import CSocketShims
 import Glibc
 
 /// The outcome of one ``Transport`` read or write.
