@@ -98,6 +98,26 @@ struct AdmissionTests {
         }
     }
 
+    @Test func aHeadTricklingPastItsGraceIsShedButABodyInProgressIsNot() async throws {
+        var configuration = HTTPServerConfiguration.forTests
+        configuration.maxConnections = 2
+        configuration.headShedGracePeriod = .milliseconds(100)
+        try await withServer(configuration, handler: echoTargetHandler) { server in
+            let body = try TestClient(port: server.port)  // mid-body: never shed
+            body.send("POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab")
+            let trickler = try TestClient(port: server.port)
+            trickler.send("GET /slow HTTP/1.1\r\nHo")
+            try await Task.sleep(for: .milliseconds(200))
+
+            let newcomer = try TestClient(port: server.port)
+            newcomer.send("GET /new HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(try await newcomer.readResponse().text == "/new")
+            #expect(await trickler.waitForEOF())  // closed without an answer
+            body.send("cd")
+            #expect(try await body.readResponse().text == "/body")
+        }
+    }
+
     @Test func aConnectionInTheMiddleOfARequestIsNeverShed() async throws {
         let gate = Gate()
         let handler = HTTPClosureHandler { request in

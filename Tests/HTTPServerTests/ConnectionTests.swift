@@ -355,7 +355,14 @@ struct ConnectionTests {
         try await withServer(configuration, handler: handler) { server in
             let client = try TestClient(port: server.port)
             client.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-            let response = try await client.readResponse()  // arrives while the handler is still blocked
+            if inline != 0 {
+                // Inline: only the connection's own thread writes to its transport, and it is inside
+                // the handler, so the 503 replaces the late result when the handler returns.
+                #expect(await gate.waitForEntries(1))
+                try await Task.sleep(for: .milliseconds(600))  // twice the 300 ms deadline
+                gate.open()
+            }
+            let response = try await client.readResponse()  // offloaded: while the handler is still blocked
             #expect(response.status == 503)
             #expect(response.header("Retry-After") == "1")
             #expect(response.header("Connection") == "close")

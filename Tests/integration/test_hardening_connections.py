@@ -124,21 +124,62 @@ def test_issue14_item3_full_server_sheds_the_longest_idle_connection(server_fact
     srv.assert_healthy()
 
 
-def test_issue14_item3_connections_mid_request_are_never_shed(server_factory) -> None:
-    srv = server_factory(env={"SESSION_VAULT_MAX_CONNECTIONS": "4", "SESSION_VAULT_HEADER_TIMEOUT_MS": "30000"})
+def test_issue14_item3_header_tricklers_from_many_addresses_are_shed_for_a_fresh_client(server_factory) -> None:
+    # Issue 14 item 3: connections trickling a request head a byte at a time, from several
+    # addresses (each within the per-address bound), fill the server and its backlog. With the
+    # header deadline at 60 s no timeout frees a slot: the fresh client is answered only if a
+    # connection whose head has been incomplete for longer than the grace (1 s; a real client
+    # sends its head in one packet) can be shed like an idle one.
+    srv = server_factory(env={"SESSION_VAULT_MAX_CONNECTIONS": "64",
+                              "SESSION_VAULT_MAX_CONNECTIONS_PER_ADDRESS": "16",
+                              "SESSION_VAULT_HEADER_TIMEOUT_MS": LONG,
+                              "SESSION_VAULT_IDLE_TIMEOUT_MS": LONG})
+    head = get()
+    held: list[RawConnection] = []
+    fresh: RawConnection | None = None
+    try:
+        for index in range(128):  # 64 in the server, 64 more in the backlog, 8 addresses
+            conn = RawConnection(srv.port, timeout=10, source=f"127.0.{30 + index % 8}.1")
+            held.append(conn)
+            conn.send(head[:1])
+        sent = 1
+        for _ in range(3):  # keep trickling for 1.5 s: every head is now past the grace
+            time.sleep(0.5)
+            for conn in held:
+                conn.try_send(head[sent:sent + 1])
+            sent += 1
+        fresh = RawConnection(srv.port, timeout=10, source="127.0.0.2")
+        started = time.monotonic()
+        fresh.send(get(headers=[("Connection", "close")]))
+        assert fresh.readable(8), "the fresh client got nothing while tricklers held every slot"
+        response = fresh.read_response(timeout=5)
+        assert response.status == 200, response
+        assert time.monotonic() - started < 8
+    finally:
+        close_all(held)
+        if fresh is not None:
+            fresh.close()
+    srv.assert_healthy()
+
+
+def test_issue14_item3_connections_mid_body_are_never_shed(server_factory) -> None:
+    # A connection reading a body (or running a handler, or writing) is never shed, however
+    # long it has been at it; only idle connections and heads stuck past the grace are.
+    srv = server_factory(env={"SESSION_VAULT_MAX_CONNECTIONS": "4", "SESSION_VAULT_HEADER_TIMEOUT_MS": "30000",
+                              "SESSION_VAULT_BODY_TIMEOUT_MS": "30000"})
     busy = connect_many(srv.port, 4)
     waiting: RawConnection | None = None
     try:
-        head = get()
-        for conn in busy:  # part of a head: these connections are mid-request
-            conn.send(head[:10])
-        time.sleep(1.0)  # longer than the shedding grace period of a fresh connection
+        head = build_request("POST", "/_test/echo-length", headers=[("Content-Length", "10")])
+        for conn in busy:  # a complete head and part of its body: these connections are mid-body
+            conn.send(head + b"01234")
+        time.sleep(1.5)  # longer than both shedding grace periods
         waiting = RawConnection(srv.port, timeout=20)
         waiting.send(get(headers=[("Connection", "close")]))
-        assert not waiting.readable(1.5), "a fifth connection was served while four were mid-request"
+        assert not waiting.readable(1.5), "a fifth connection was served while four were mid-body"
         for conn in busy:
-            conn.send(head[10:])
-            assert conn.read_response(timeout=15).status == 200, "a connection mid-request was shed"
+            conn.send(b"56789")
+            assert conn.read_response(timeout=15).status == 200, "a connection mid-body was shed"
         close_all(busy)
         assert waiting.read_response(timeout=20).status == 200
     finally:

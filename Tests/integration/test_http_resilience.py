@@ -128,23 +128,28 @@ def test_item11_slow_handler_is_not_cut_by_read_deadlines(deadline_server: Serve
 # --------------------------------------------------------------------------
 
 def test_item12_connections_over_the_cap_wait_in_backlog(server_factory) -> None:
-    # The four held connections are mid-request (part of a head), so none can be shed to admit
-    # a fifth (issue 14 item 3 sheds only idle ones): the newcomers wait in the backlog.
+    # The four held connections are mid-body, so none can be shed to admit a fifth (issue 14
+    # item 3 sheds idle connections and heads stuck past a 1 s grace, never a body in progress):
+    # the newcomers wait in the backlog.
     srv = server_factory(env={"SESSION_VAULT_MAX_CONNECTIONS": "4",
-                              "SESSION_VAULT_HEADER_TIMEOUT_MS": "30000"})
+                              "SESSION_VAULT_HEADER_TIMEOUT_MS": "30000",
+                              "SESSION_VAULT_BODY_TIMEOUT_MS": "30000"})
     held = connect_many(srv.port, 4)
     waiting: list[RawConnection] = []
     request = get("/healthz", headers=[("Connection", "close")])
+    upload = build_request("POST", "/_test/echo-length", headers=[("Content-Length", "10"),
+                                                                    ("Connection", "close")]) + b"0123456789"
+    split = len(upload) - 5
     try:
         for conn in held:
-            conn.send(request[:10])
+            conn.send(upload[:split])
         waiting = connect_many(srv.port, 2)  # the kernel completes these handshakes
         for conn in waiting:
             conn.send(request)
         for conn in waiting:
             assert not conn.readable(1.0), "a fifth connection was served while four were busy"
         for conn in held:  # finishing the four frees their slots
-            conn.send(request[10:])
+            conn.send(upload[split:])
             assert conn.read_response(timeout=15).status == 200
         close_all(held)
         for conn in waiting:

@@ -3,79 +3,39 @@ import Dispatch
 import Glibc
 import Synchronization
 
-/// One accepted client socket: reads, parses, runs the handler, writes, times out and closes.
+/// One accepted client connection: the driver of its ``ConnectionStateMachine``. It performs the
+/// I/O through its ``Transport``, runs the parser and the handler, reports each outcome to the
+/// machine, and carries out what the machine decides (phases, deadlines, keep-alive, pipelining,
+/// half-close, lingering close, the 503 when a handler overruns: issue 15 item 3).
 ///
 /// **Confinement (`@unchecked Sendable`).** Every `var` below is read and written only on `queue`,
 /// a serial queue: the server's ``EventLoop`` delivers readiness there, and the server reaches
 /// a connection only through `queue.async`. The exceptions are explicitly
-/// synchronised: `handlerStartedAt` and `publishedDeadline` (`Atomic`s) and `lateResponse` (a
-/// `Locked`), shared with the server's watchdog, `idleSince` (an `Atomic` the listener reads
-/// and claims when it sheds an idle connection), and the immutable `let`s. Debug builds check the
+/// synchronised: `publishedDeadline` and `deadlineCheckQueued` (`Atomic`s shared with the
+/// server's watchdog, which only ever queues ``deadlineReached()`` here), `idleSince` and
+/// `headSince` (`Atomic`s the listener reads and claims when it sheds a connection), and the
+/// immutable `let`s. Only `queue` touches `transport`. Debug builds check the
 /// queue with `dispatchPrecondition` at every entry point.
 ///
-/// **Deadlines without a timer per connection.** The connection publishes its one pending deadline
-/// in `publishedDeadline`; the server's single watchdog tick (``HTTPServer``) compares it with the
+/// **Deadlines without a timer per connection.** The connection publishes the machine's one
+/// pending deadline in `publishedDeadline` (and its shedding times in `idleSince`/`headSince`) at
+/// the end of every turn on `queue`; the server's single watchdog tick (``HTTPServer``) compares it with the
 /// clock and, when it has passed, queues ``deadlineReached()`` on `queue`, where the decision is
 /// taken again against the confined state. A per-connection `DispatchSourceTimer` costs a
 /// manager-thread round trip for every re-arm and cancel; on Linux that churn (re-arming from the
 /// timer's own handler, cancelling right after a re-arm) is where libdispatch's source
 /// bookkeeping is most intricate, and one server-wide tick removes it entirely.
 ///
-/// **File descriptor.** `fd` is watched through the server's ``EventLoop`` (one-shot epoll
+/// **Transport.** Bytes move through `transport` (``Transport``; the plain socket today), called
+/// only on `queue`. Its descriptor is watched through the server's ``EventLoop`` (one-shot epoll
 /// registrations that this connection re-arms with its current interest after every event) and
-/// closed exactly once, in ``close()``, right after it is removed from epoll. Events already in
+/// the transport is closed exactly once, in ``close()``, right after it is removed from epoll. Events already in
 /// flight for a closed connection find no registration, or a closed phase, and are dropped.
 final class Connection: @unchecked Sendable {
-    /// What the connection is doing; decides which events are acted upon.
-    private enum Phase {
-        /// Between requests (or fresh): no byte of the next request yet.
-        case idle
-        /// Part of a request (head or body) has arrived.
-        case reading
-        /// A handler runs on the server's handler pool; reading is paused.
-        case handling
-        /// A final response is being written; reading is paused.
-        case writing
-        /// Write side shut down after an error; reading and discarding until EOF or a limit.
-        case lingering
-        /// `close()` was called; waiting for the sources to be cancelled.
-        case closed
-    }
-
-    /// What happens once the outbound buffer is empty.
-    private enum AfterFlush {
-        /// An interim `100 Continue` went out; keep reading the body.
-        case interim
-        /// Ready for the next request.
-        case nextRequest
-        /// Close now (nothing more can arrive that matters).
-        case close
-        /// Shut down the write side and linger (RFC 9112 §9.6).
-        case linger
-    }
-
-    /// Which deadline is currently pending.
-    private enum DeadlineKind {
-        /// No deadline: a handler runs inline (the watchdog guards it) or the connection is closed.
-        case none
-        /// Waiting for the first request head since accept (408 if nothing arrived).
-        case firstHeader
-        /// A later request's head must be complete; not extended by trickling bytes.
-        case header
-        /// The body must make progress; extended by every read.
-        case body
-        /// Keep-alive wait for the next request; silent close.
-        case idle
-        /// Pending output must make progress; extended by every write.
-        case write
-        /// End of the lingering close.
-        case linger
-        /// An offloaded handler must finish (the inline case is watched by the server's watchdog).
-        case handler
-    }
-
-    /// The client socket (non-blocking, close-on-exec). Closed only in `sourceCancelled()`.
-    let fd: Int32
+    /// The client byte stream; used only on `queue`, closed only in ``close()``.
+    private let transport: any Transport
+    /// `transport`'s descriptor, as registered with the event loop.
+    private let fd: Int32
     /// The serial queue every mutable property is confined to.
     let queue: DispatchQueue
     /// Whether the event loop runs this connection's events on its own thread (`queue.sync`)
@@ -88,11 +48,6 @@ final class Connection: @unchecked Sendable {
     private let loop: EventLoop
     /// The peer's address, formatted lazily into `remoteAddressText`.
     private let peer: SocketAddress
-    /// Monotonic start time of the running handler, 0 when none, `.max` once the watchdog answered 503.
-    let handlerStartedAt = Atomic<UInt64>(0)
-    /// Bytes of the watchdog's 503 that are still unsent (shared with the watchdog thread).
-    let lateResponse = Locked<[UInt8]?>(nil)
-
     /// `deadline` as seen by the server's watchdog tick: 0 when there is none.
     let publishedDeadline = Atomic<UInt64>(0)
     /// True while a ``deadlineReached()`` is queued, so a busy queue gets one check, not one a tick.
@@ -102,6 +57,12 @@ final class Connection: @unchecked Sendable {
     /// closed. Published for ``HTTPServer/shedIdleConnection(now:)``, which claims a connection
     /// by swapping it to 0 and then asks it to ``shed()``.
     let idleSince = Atomic<UInt64>(0)
+    /// Monotonic time since which the connection has been receiving one request head (since the
+    /// head's first byte), or 0 when it is not receiving a head. Published for
+    /// ``HTTPServer/shedIdleConnection(now:)``: a head still incomplete after
+    /// ``HTTPServerConfiguration/headShedGracePeriod`` is a trickler, sheddable like an idle
+    /// connection (issue 14 item 3).
+    let headSince = Atomic<UInt64>(0)
     /// The peer's address as a key of the server's per-address slots.
     let peerKey: PeerKey
 
@@ -113,20 +74,16 @@ final class Connection: @unchecked Sendable {
     /// see ``EventLoop``): it stays armed after an event, so an unchanged interest costs no
     /// `epoll_ctl`.
     private var armedPersistent = false
-    /// Reading is paused (a handler runs off-queue, or a final response is stuck): no EPOLLIN.
-    private var readPaused = false
     /// A response is queued in the loop's batch (``EventLoop/deferFlush(_:)``): it is sent by
     /// ``sendDeferred()``, and the registration stays as it is until then.
     private var flushDeferred = false
-    /// Output is pending after EAGAIN: EPOLLOUT is wanted.
-    private var waitingForWrite = false
 
     /// Incremental parser holding any bytes received but not yet consumed (pipelining).
     private var parser: HTTPRequestParser
-    /// Current phase; see ``Phase``.
-    private var phase: Phase = .idle
-    /// What to do once `outHead` and `outBody` are fully sent.
-    private var afterFlush: AfterFlush = .nextRequest
+    /// Phase, deadline, keep-alive and lingering decisions (confined to `queue` like the rest).
+    private var machine: ConnectionStateMachine
+    /// The deadline and shedding times last stored in the atomics, so unchanged ones cost no store.
+    private var published: (deadline: UInt64, idle: UInt64, head: UInt64) = (0, 0, 0)
     /// Pending status line and headers (plus any unsent `100 Continue`); capacity is reused.
     private var outHead: [UInt8] = []
     /// Bytes of `outHead` already sent.
@@ -136,28 +93,12 @@ final class Connection: @unchecked Sendable {
     /// Bytes of `outBody` already sent.
     private var outBodySent = 0
 
-    /// Requests handled on this connection (for ``HTTPServerConfiguration/maxRequestsPerConnection``).
-    private var requestsServed = 0
-    /// Whether any byte arrived since accept (408 is only for silent clients).
-    private var receivedAnyByte = false
-    /// Set by graceful shutdown: close when idle, add `Connection: close` to the next response.
-    private var drainRequested = false
-    /// Bytes discarded so far during the lingering close.
-    private var lingerDiscarded = 0
     /// `peer` formatted as `ip:port`, computed at the first request.
     private var remoteAddressText: String?
     /// This connection's cached `Date` value.
     private var dateCache = HTTPDateCache()
     /// Bytes of the server's body memory budget reserved for the current request.
     private var bodyReserved = 0
-    /// The offloaded handler missed its deadline and a 503 was sent in its place.
-    private var offloadedHandlerTimedOut = false
-
-    /// Monotonic time at which `deadlineKind` expires; 0 when there is none.
-    private var deadline: UInt64 = 0
-    /// What expires at `deadline`.
-    private var deadlineKind: DeadlineKind = .none
-
     /// The configured timeouts, in nanoseconds.
     private let timeouts: Timeouts
 
@@ -194,8 +135,9 @@ final class Connection: @unchecked Sendable {
     }
 
     /// Wraps an accepted socket; nothing happens until ``start()`` runs on `queue`.
-    init(fd: Int32, peer: SocketAddress, server: HTTPServer, loop: EventLoop, queue: DispatchQueue) {
-        self.fd = fd
+    init(transport: any Transport, peer: SocketAddress, server: HTTPServer, loop: EventLoop, queue: DispatchQueue) {
+        self.transport = transport
+        self.fd = transport.fileDescriptor
         self.loop = loop
         self.handledOnLoop = server.handler.classifiesBlocking
         self.peer = peer
@@ -204,6 +146,7 @@ final class Connection: @unchecked Sendable {
         self.queue = queue
         self.parser = HTTPRequestParser(configuration: server.configuration)
         self.timeouts = server.timeouts
+        self.machine = ConnectionStateMachine(timeouts: server.timeouts)
     }
 
     /// Debug-build check that the caller is on `queue` (GRDB-style confinement watchdog).
@@ -223,34 +166,31 @@ final class Connection: @unchecked Sendable {
     /// Registers with the event loop and starts reading. Called once, on `queue`.
     func start() {
         assertOnQueue()
-        // HTTP.md item 11(a): the first head must be complete within the header timeout from accept.
-        setDeadline(.firstHeader, at: Connection.now() &+ timeouts.header)
+        machine.accepted(now: Connection.now())
         guard let id = loop.add(fd: fd, connection: self, events: EventLoop.readable, persistent: handledOnLoop) else {
             server.configuration.logger.log(.warning, "cannot watch an accepted socket: errno \(errno)")
-            phase = .closed
-            clearDeadline()
-            SocketIO.close(fd)
+            machine.closed()
+            transport.close()
             server.connectionClosed(self)
             return
         }
         loopID = id
         armed = EventLoop.readable
         armedPersistent = handledOnLoop
-        idleSince.store(max(1, Connection.now()), ordering: .relaxed)
+        publish()
     }
 
     /// Closes immediately: removes `fd` from epoll, closes it and tells the server.
     func close() {
         assertOnQueue()
-        if phase == .closed { return }
-        phase = .closed
-        clearDeadline()
-        idleSince.store(0, ordering: .relaxed)
+        if machine.phase == .closed { return }
+        machine.closed()
+        publish()
         releaseBody()
         loop.remove(fd: fd, id: loopID)
         armed = 0
         armedPersistent = false
-        SocketIO.close(fd)
+        transport.close()
         outHead = []
         outBody = []
         server.connectionClosed(self)
@@ -261,32 +201,25 @@ final class Connection: @unchecked Sendable {
     /// system call then reports them.
     func ioEvent(_ events: UInt32, id: UInt64) {
         assertOnQueue()
-        guard phase != .closed, id == loopID else { return }
+        guard machine.phase != .closed, id == loopID else { return }
         #if DEBUG
         server.loopEventsDelivered.add(1, ordering: .relaxed)
         #endif
         if !armedPersistent { armed = 0 }
         let failed = events & EventLoop.failed != 0
-        if waitingForWrite && (failed || events & EventLoop.writable != 0) { writable() }
-        if phase != .closed && wantsRead && (failed || events & EventLoop.readable != 0) { readable() }
+        if machine.wantsWrite && (failed || events & EventLoop.writable != 0) { writable() }
+        if machine.wantsRead && (failed || events & EventLoop.readable != 0) { readable() }
         updateInterest()
     }
 
-    /// Whether the connection wants EPOLLIN now.
-    private var wantsRead: Bool {
-        if readPaused { return false }
-        switch phase {
-        case .idle, .reading, .lingering: return true
-        case .handling, .writing, .closed: return false
-        }
-    }
-
-    /// Arms the registration for what the connection wants now, if that differs from what is armed.
+    /// Ends every turn on `queue`: publishes the machine's deadline and shedding times, and arms
+    /// the registration for what the machine wants now, if that differs from what is armed.
     private func updateInterest() {
-        guard phase != .closed, !flushDeferred else { return }
+        publish()
+        guard machine.phase != .closed, !flushDeferred else { return }
         var wanted: UInt32 = 0
-        if wantsRead { wanted |= EventLoop.readable }
-        if waitingForWrite { wanted |= EventLoop.writable }
+        if machine.wantsRead { wanted |= EventLoop.readable }
+        if machine.wantsWrite { wanted |= EventLoop.writable }
         if wanted == armed { return }
         // Persistent only for plain reading on a connection whose events the loop runs itself:
         // anything else is one-shot, so a level-triggered event can never repeat while nothing
@@ -304,27 +237,27 @@ final class Connection: @unchecked Sendable {
     /// request and answer it with `Connection: close`.
     func beginDrain() {
         assertOnQueue()
-        drainRequested = true
-        if phase == .idle && outHeadSent == outHead.count && parser.isAtRequestBoundary { close() }
+        if machine.drain(nothingPending: outHeadSent == outHead.count && parser.isAtRequestBoundary) { close() }
         updateInterest()
     }
 
     /// Issue 14 item 3, on `queue`: the server chose this connection to make room for a newcomer
-    /// (``HTTPServer/shedIdleConnection(now:)``). Closes silently, as the idle deadline would, if
-    /// it is still idle with nothing of a next request received or waiting in the socket;
-    /// otherwise it is busy after all and tells the server to choose again.
+    /// (``HTTPServer/shedIdleConnection(now:)``). Closes silently, as the idle or header deadline
+    /// would, if it is still idle with nothing of a next request received or waiting in the
+    /// socket, or still receiving an incomplete request head; otherwise (it is reading a body,
+    /// running a handler or writing) it is busy after all and tells the server to choose again.
     func shed() {
         assertOnQueue()
         defer { updateInterest() }
-        if phase == .closed { return }
-        let idle =
-            phase == .idle && !flushDeferred && outHeadSent == outHead.count && parser.isAtRequestBoundary
-            && !SocketIO.hasPendingInput(fd)
-        guard idle else {
+        if machine.phase == .closed { return }
+        let sheddable = machine.mayBeShed(
+            idleAndQuiet: { parser.isAtRequestBoundary && !transport.hasPendingInput() },
+            nothingToSend: !flushDeferred && outHeadSent == outHead.count)
+        guard sheddable else {
             server.shedDeclined()
             return
         }
-        server.configuration.logger.log(.debug, "shedding an idle connection to admit a new one")
+        server.configuration.logger.log(.debug, "shedding an idle connection or a slow request head to admit a new one")
         close()
     }
 
@@ -334,7 +267,7 @@ final class Connection: @unchecked Sendable {
     /// whatever became complete. EOF or a receive error closes the connection.
     private func readable() {
         assertOnQueue()
-        switch phase {
+        switch machine.phase {
         case .closed, .writing, .handling: return
         case .lingering:
             discardLingering()
@@ -344,36 +277,24 @@ final class Connection: @unchecked Sendable {
         let buffer = ReadBuffer.current()
         guard let base = buffer.baseAddress else { return }
         var rounds = 0
-        while phase == .idle || phase == .reading {
-            let n = SocketIO.receive(fd, base, buffer.count)
-            if n > 0 {
-                receivedAnyByte = true
-                if phase == .idle {
-                    phase = .reading
-                    idleSince.store(0, ordering: .relaxed)
-                    // A later request's head must arrive within the header timeout from its first byte;
-                    // the first request keeps its deadline from accept. Trickling does not extend it.
-                    if deadlineKind == .firstHeader {
-                        deadlineKind = .header
-                    } else {
-                        setDeadline(.header, at: Connection.now() &+ timeouts.header)
-                    }
-                }
+        while machine.acceptsRequests {
+            switch transport.read(into: buffer) {
+            case .done(let n):
+                machine.bytesReceived(now: Connection.now())
                 parser.append(UnsafeRawBufferPointer(start: base, count: n))
-                if deadlineKind == .body { setDeadline(.body, at: Connection.now() &+ timeouts.body) }
                 processBuffered()
                 rounds += 1
                 // A short read means the socket is (almost certainly) drained; the level-triggered
                 // source fires again if more arrives. Bound the work per wake-up for fairness.
                 if n < buffer.count || rounds >= 4 { return }
-            } else if n == 0 {
+            case .endOfStream:
                 // Peer closed its write side. Complete requests were already answered above; what is
                 // left is an incomplete message (RFC 9112 §6.3 item 6) or nothing: close.
                 close()
                 return
-            } else {
-                let code = errno
-                if code == EAGAIN || code == EWOULDBLOCK { return }
+            case .wouldBlock:
+                return
+            case .failed(let code):
                 server.configuration.logger.log(.debug, "recv failed on connection: errno \(code)")
                 close()
                 return
@@ -384,7 +305,7 @@ final class Connection: @unchecked Sendable {
     /// Parses and handles everything buffered, in order, until more bytes are needed or the
     /// connection stops accepting requests (pipelining, RFC 9112 §9.3.2).
     private func processBuffered() {
-        while phase == .idle || phase == .reading {
+        while machine.acceptsRequests {
             switch parser.next() {
             case .needMoreData:
                 // A chunked body reserves its memory as its chunks are announced (issue 14 item 4).
@@ -393,16 +314,16 @@ final class Connection: @unchecked Sendable {
                 }
                 return
             case .head(var head):
+                machine.headReceived(hasBody: head.framing.hasBody, now: Connection.now())
                 if head.framing.hasBody {
-                    setDeadline(.body, at: Connection.now() &+ timeouts.body)
                     // Issue 14 item 4: the handler sees every head that announces a body before
                     // any of the body is read, so a request it refuses (no token, say) is
                     // answered at once and its body never read: `Connection: close`, lingering.
                     if remoteAddressText == nil { remoteAddressText = peer.description }
                     head.remoteAddress = remoteAddressText ?? ""
                     if let refusal = server.handler.responseBeforeBody(head) {
-                        requestsServed += 1
-                        clearDeadline()
+                        machine.requestCounted()
+                        machine.requestComplete()
                         respond(refusal, method: head.method, version: head.version, keepAlive: false, bodyUnread: true)
                         return
                     }
@@ -417,11 +338,9 @@ final class Connection: @unchecked Sendable {
                     if head.expectsContinue && parser.bufferedByteCount == 0 {
                         sendContinue()
                     }
-                } else {
-                    clearDeadline()
                 }
             case .request(var request):
-                clearDeadline()
+                machine.requestComplete()
                 // The last chunks may have been parsed with the rest; they are in memory now.
                 _ = reserveBody(upTo: parser.announcedChunkedBytes, force: true)
                 if remoteAddressText == nil { remoteAddressText = peer.description }
@@ -459,8 +378,8 @@ final class Connection: @unchecked Sendable {
     /// before (the rest of) it is read.
     private func refuseBodyOverBudget() {
         server.configuration.logger.log(.warning, "request body memory budget reached; answering 503")
-        requestsServed += 1
-        clearDeadline()
+        machine.requestCounted()
+        machine.requestComplete()
         sendError(code: 503)
     }
 
@@ -469,7 +388,7 @@ final class Connection: @unchecked Sendable {
     /// Runs the handler for one complete request (inline when possible, see ``InlineHandlerSlots``),
     /// enforcing the in-flight cap, then queues its response.
     private func handle(_ request: HTTPRequest) {
-        requestsServed += 1
+        machine.requestCounted()
         let inFlight = server.inFlightHandlers.wrappingAdd(1, ordering: .relaxed).newValue
         if inFlight > server.configuration.maxInFlightHandlers {
             server.inFlightHandlers.wrappingSubtract(1, ordering: .relaxed)
@@ -481,36 +400,23 @@ final class Connection: @unchecked Sendable {
             handleLater(request)
             return
         }
-        // Inline only with nothing left to send: the watchdog's 503 is written from another thread
-        // and must not interleave with an unsent interim `100 Continue`.
+        // Inline only with nothing left to send (an unsent interim `100 Continue` waits for
+        // writability, which this thread cannot serve while inside the handler).
         guard outHeadSent == outHead.count, !server.handler.mayBlock(request),
             InlineHandlerSlots.acquire(limit: server.inlineLimit)
         else {
             offload(request)
             return
         }
-        let started = max(1, Connection.now())
-        handlerStartedAt.store(started, ordering: .sequentiallyConsistent)
+        let started = Connection.now()
         let response = server.handler.handle(request)
         InlineHandlerSlots.release()
         server.inFlightHandlers.wrappingSubtract(1, ordering: .relaxed)
-        let (finishedInTime, _) = handlerStartedAt.compareExchange(
-            expected: started, desired: 0, ordering: .sequentiallyConsistent)
-        guard finishedInTime else {
-            // The watchdog already answered 503 for this request: drop the late result and send
-            // whatever part of that 503 the watchdog could not write. The watchdog swaps the start
-            // time and fills `lateResponse` under the same lock, so taking the lock here waits for
-            // it to finish writing.
-            let rest = lateResponse.withLock { pending -> [UInt8] in
-                defer { pending = nil }
-                return pending ?? []
-            }
-            handlerStartedAt.store(0, ordering: .sequentiallyConsistent)
-            phase = .writing
-            afterFlush = .linger
-            compactOutHead()
-            outHead.append(contentsOf: rest)
-            flush()
+        // Handler deadline (HTTP.md item 11(e)) for an inline call: judged now, on this thread,
+        // the only one that writes to the transport. The late result is dropped for a 503.
+        if machine.inlineHandlerOverran(startedAt: started, now: Connection.now()) {
+            server.configuration.logger.log(.warning, "handler exceeded its deadline; answered 503")
+            sendError(code: 503)
             return
         }
         respond(response, to: request)
@@ -519,9 +425,8 @@ final class Connection: @unchecked Sendable {
     /// Runs the handler on the server's bounded handler pool, with reading paused and the
     /// connection's handler deadline armed; the response hops back to `queue`.
     private func offload(_ request: HTTPRequest) {
-        phase = .handling
-        pauseReading()
-        setDeadline(.handler, at: Connection.now() &+ timeouts.handler)
+        machine.handlerStarted(now: Connection.now())
+        updateInterest()
         server.handlerPool.submit { [self] in
             let response = server.handler.handle(request)
             server.inFlightHandlers.wrappingSubtract(1, ordering: .relaxed)
@@ -535,9 +440,8 @@ final class Connection: @unchecked Sendable {
     /// response always comes back through `queue.async`, so a responder called before
     /// `handle(_:responder:)` returns still finds the connection in `.handling`.
     private func handleLater(_ request: HTTPRequest) {
-        phase = .handling
-        pauseReading()
-        setDeadline(.handler, at: Connection.now() &+ timeouts.handler)
+        machine.handlerStarted(now: Connection.now())
+        updateInterest()
         let responder = HTTPResponder { [self] build in
             server.inFlightHandlers.wrappingSubtract(1, ordering: .relaxed)
             queue.async { [self] in
@@ -562,18 +466,15 @@ final class Connection: @unchecked Sendable {
     /// continue with pipelined requests.
     private func offloadFinished(_ response: HTTPResponse?, _ request: HTTPRequest) {
         assertOnQueue()
-        if offloadedHandlerTimedOut {
-            offloadedHandlerTimedOut = false
-            return  // A 503 went out at the deadline; the connection is closing.
-        }
-        guard phase == .handling else { return }  // Closed meanwhile (drain deadline, reset).
-        clearDeadline()
+        // False when a 503 went out at the deadline (the connection is closing), or when it closed
+        // meanwhile (drain deadline, reset).
+        guard machine.handlerFinished() else { return }
         if let response {
             respond(response, to: request)
         } else {
             sendError(code: 500)
         }
-        if phase == .idle || phase == .reading { processBuffered() }
+        if machine.acceptsRequests { processBuffered() }
         updateInterest()
     }
 
@@ -595,21 +496,18 @@ final class Connection: @unchecked Sendable {
             sendError(code: 500)
             return
         }
-        let close =
-            !keepAlive || bodyUnread || drainRequested || server.state.isDraining
-            || requestsServed >= timeouts.maxRequests || ResponseEncoder.handlerRequestsClose(response.headers)
+        let close = machine.mustClose(
+            keepAlive: keepAlive, bodyUnread: bodyUnread, serverDraining: server.state.isDraining,
+            handlerAskedToClose: ResponseEncoder.handlerRequestsClose(response.headers))
         let framing = ResponseEncoder.Framing(
             isHead: method == .head, close: close, keepAliveHeader: !close && version == .http1_0)
         compactOutHead()
         let sendBody = ResponseEncoder.appendHead(response, framing: framing, date: dateCache.current(), to: &outHead)
         if sendBody { outBody = response.body }
-        phase = .writing
-        if close {
-            // Linger when the client may still be sending (it expected to keep the connection, or
-            // more bytes are already buffered); otherwise a plain close cannot cause a reset.
-            afterFlush = (keepAlive || bodyUnread || parser.bufferedByteCount > 0) ? .linger : .close
-        } else {
-            afterFlush = .nextRequest
+        // Linger when the client may still be sending (it expected to keep the connection, or
+        // more bytes are already buffered); otherwise a plain close cannot cause a reset.
+        machine.responseQueued(close: close, peerMaySend: keepAlive || bodyUnread || parser.bufferedByteCount > 0)
+        if !close {
             // On the loop thread, a keep-alive response waits for the end of the loop's batch of
             // events (see ``EventLoop``). Closing responses go at once: nothing follows them.
             if handledOnLoop && loop.deferFlush(self) {
@@ -629,9 +527,9 @@ final class Connection: @unchecked Sendable {
         assertOnQueue()
         guard flushDeferred else { return }
         flushDeferred = false
-        if phase == .writing {
+        if machine.phase == .writing {
             flush()
-            if phase == .idle || phase == .reading { processBuffered() }
+            if machine.acceptsRequests { processBuffered() }
         }
         updateInterest()
     }
@@ -642,7 +540,7 @@ final class Connection: @unchecked Sendable {
         let wasEmpty = outHead.isEmpty
         outHead.append(contentsOf: "HTTP/1.1 100 Continue\r\n\r\n".utf8)
         if wasEmpty {
-            afterFlush = .interim
+            machine.interimQueued()
             flush()
         }
     }
@@ -651,13 +549,11 @@ final class Connection: @unchecked Sendable {
     /// Only called when no final response has started on this connection.
     private func sendError(code: Int) {
         releaseBody()
-        idleSince.store(0, ordering: .relaxed)  // a 408 to a silent client: no longer sheddable
         compactOutHead()
         server.errorResponses.append(code: code, date: dateCache.current(), to: &outHead)
         outBody = []
         outBodySent = 0
-        phase = .writing
-        afterFlush = .linger
+        machine.errorQueued()
         flush()
     }
 
@@ -678,147 +574,110 @@ final class Connection: @unchecked Sendable {
     /// reading paused and the write-stall deadline armed (HTTP.md item 13).
     private func flush() {
         while outHeadSent < outHead.count || outBodySent < outBody.count {
-            let n = outHead.withUnsafeBytes { head in
+            let result = outHead.withUnsafeBytes { head in
                 outBody.withUnsafeBytes { body in
-                    SocketIO.send(
-                        fd, UnsafeRawBufferPointer(rebasing: head[outHeadSent...]),
+                    transport.write(
+                        vectors: UnsafeRawBufferPointer(rebasing: head[outHeadSent...]),
                         UnsafeRawBufferPointer(rebasing: body[outBodySent...]))
                 }
             }
-            if n > 0 {
+            switch result {
+            case .done(let n):
                 let fromHead = min(n, outHead.count - outHeadSent)
                 outHeadSent += fromHead
                 outBodySent += n - fromHead
-                if deadlineKind == .write { setDeadline(.write, at: Connection.now() &+ timeouts.write) }
+                machine.wrote(now: Connection.now())
                 continue
-            }
-            let code = errno
-            if n < 0 && (code == EAGAIN || code == EWOULDBLOCK) {
+            case .wouldBlock:
                 waitForWritable()
                 return
+            case .endOfStream, .failed:
+                // EPIPE / ECONNRESET: the peer is gone (HTTP.md item 13, logged at debug level).
+                if case .failed(let code) = result {
+                    server.configuration.logger.log(.debug, "send failed on connection: errno \(code)")
+                }
+                close()
+                return
             }
-            // EPIPE / ECONNRESET: the peer is gone (HTTP.md item 13, logged at debug level).
-            server.configuration.logger.log(.debug, "send failed on connection: errno \(code)")
-            close()
-            return
         }
         outHead.removeAll(keepingCapacity: outHead.capacity <= 4096)
         outHeadSent = 0
         outBody = []
         outBodySent = 0
-        waitingForWrite = false
         flushed()
     }
 
-    /// Asks the event loop for writability and, for final responses, pauses reading and arms the
-    /// write-stall deadline.
+    /// Asks the event loop for writability; for final responses the machine pauses reading and
+    /// arms the write-stall deadline.
     private func waitForWritable() {
-        if afterFlush != .interim {
-            // Backpressure: no reading while a final response is stuck (HTTP.md item 10).
-            pauseReading()
-            if deadlineKind != .write { setDeadline(.write, at: Connection.now() &+ timeouts.write) }
-        }
-        waitingForWrite = true
+        machine.writeBlocked(now: Connection.now())
         updateInterest()
     }
 
     /// Write-source handler: continue flushing, then resume request processing if it finished.
     private func writable() {
         assertOnQueue()
-        if phase == .closed { return }
+        if machine.phase == .closed { return }
         flush()
-        if phase == .idle || phase == .reading { processBuffered() }
+        if machine.acceptsRequests { processBuffered() }
     }
 
-    /// The outbound buffer just became empty.
+    /// The outbound buffer just became empty: the machine says what comes next.
     private func flushed() {
-        switch afterFlush {
-        case .interim:
+        switch machine.flushed(atRequestBoundary: parser.isAtRequestBoundary, now: Connection.now()) {
+        case .none, .readNext:
+            // Reading resumes from the end of the current turn (``updateInterest()``): arming
+            // here, before the turn has processed the pipelined requests still buffered, would
+            // let an event loop find the fd ready while a Dispatch worker still runs this queue,
+            // and wait for it in `queue.sync`.
             break
-        case .nextRequest:
-            if drainRequested && parser.isAtRequestBoundary {
-                close()
-                return
-            }
-            if parser.isAtRequestBoundary {
-                phase = .idle
-                let now = Connection.now()
-                setDeadline(.idle, at: now &+ timeouts.idle)
-                idleSince.store(max(1, now), ordering: .relaxed)
-            } else {
-                // Pipelined bytes are waiting: they are the start of the next head.
-                phase = .reading
-                setDeadline(.header, at: Connection.now() &+ timeouts.header)
-            }
-            resumeReading()
         case .close:
             close()
-        case .linger:
-            startLingering()
+        case .shutDownWriteAndLinger:
+            // RFC 9112 §9.6, HTTP.md item 17: read and discard for up to
+            // ``HTTPServerConfiguration/lingerTimeout`` or ``HTTPServerConfiguration/lingerMaxBytes``,
+            // so the client reads our response before any RST.
+            transport.shutdownWrite()
+            discardLingering()
         }
     }
 
     // MARK: - Lingering close (RFC 9112 §9.6, HTTP.md item 17)
 
-    /// `shutdown(SHUT_WR)`, then read and discard for up to ``HTTPServerConfiguration/lingerTimeout``
-    /// or ``HTTPServerConfiguration/lingerMaxBytes``, so the client reads our response before any RST.
-    private func startLingering() {
-        _ = shutdown(fd, Int32(SHUT_WR))
-        phase = .lingering
-        lingerDiscarded = 0
-        setDeadline(.linger, at: Connection.now() &+ timeouts.linger)
-        resumeReading()
-        discardLingering()
-    }
-
     /// Reads and drops input until EOF, an error, the byte cap, or (via the deadline) the time cap.
     private func discardLingering() {
         let buffer = ReadBuffer.current()
-        guard let base = buffer.baseAddress else { return }
-        while phase == .lingering {
-            let n = SocketIO.receive(fd, base, buffer.count)
-            if n > 0 {
-                lingerDiscarded += n
-                if lingerDiscarded >= timeouts.lingerMaxBytes { close() }
-            } else if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+        guard buffer.baseAddress != nil else { return }
+        while machine.phase == .lingering {
+            switch transport.read(into: buffer) {
+            case .done(let n):
+                if machine.discarded(n) { close() }
+            case .wouldBlock:
                 return
-            } else {
+            case .endOfStream, .failed:
                 close()
             }
         }
     }
 
-    // MARK: - Read interest
-
-    /// Stops asking for EPOLLIN (idempotent); takes effect at the next ``updateInterest()``.
-    private func pauseReading() {
-        readPaused = true
-        updateInterest()
-    }
-
-    /// Asks for EPOLLIN again (idempotent), from the end of the current turn on `queue`: every
-    /// entry point (``ioEvent(_:id:)``, `offloadFinished`, `deadlineReached`, ``beginDrain()``)
-    /// finishes with ``updateInterest()``, which re-arms. Arming here, before the turn has
-    /// processed the pipelined requests still buffered, would let an event loop find the fd ready
-    /// while a Dispatch worker still runs this queue, and wait for it in `queue.sync`.
-    private func resumeReading() {
-        readPaused = false
-    }
-
     // MARK: - Deadlines (HTTP.md item 11)
 
-    /// Sets the single pending deadline and publishes it to the watchdog tick.
-    private func setDeadline(_ kind: DeadlineKind, at time: UInt64) {
-        deadlineKind = kind
-        deadline = max(1, time)
-        publishedDeadline.store(deadline, ordering: .relaxed)
-    }
-
-    /// Removes the deadline.
-    private func clearDeadline() {
-        deadline = 0
-        deadlineKind = .none
-        publishedDeadline.store(0, ordering: .relaxed)
+    /// Stores the machine's deadline and shedding times in the atomics the watchdog and the
+    /// listener read, when they changed. Called at the end of every turn on `queue`.
+    @inline(__always)
+    private func publish() {
+        if published.deadline != machine.deadline {
+            published.deadline = machine.deadline
+            publishedDeadline.store(machine.deadline, ordering: .relaxed)
+        }
+        if published.idle != machine.idleSince {
+            published.idle = machine.idleSince
+            idleSince.store(machine.idleSince, ordering: .relaxed)
+        }
+        if published.head != machine.headSince {
+            published.head = machine.headSince
+            headSince.store(machine.headSince, ordering: .relaxed)
+        }
     }
 
     /// Watchdog side (any thread): queues ``deadlineReached()`` once the published deadline has
@@ -840,59 +699,18 @@ final class Connection: @unchecked Sendable {
     private func deadlineReached() {
         assertOnQueue()
         defer { updateInterest() }
-        guard phase != .closed, deadline != 0, Connection.now() >= deadline else { return }
-        let kind = deadlineKind
-        clearDeadline()
-        switch kind {
-        case .firstHeader:
-            // 408 only when nothing at all was received (HTTP.md item 18); otherwise just close.
-            // Bytes already waiting in the socket count as received: this queue may simply have
-            // run late on a loaded machine, and a 408 must never be mistaken for their answer.
-            if phase == .idle && !receivedAnyByte && !SocketIO.hasPendingInput(fd) {
-                server.configuration.logger.log(.debug, "header deadline: nothing received, sending 408")
-                sendError(code: 408)
-            } else {
-                close()
-            }
-        case .handler:
-            guard phase == .handling else { return }
-            server.configuration.logger.log(.warning, "handler exceeded its deadline; answered 503")
-            offloadedHandlerTimedOut = true
-            sendError(code: 503)
-        case .header, .body, .idle, .write, .linger:
-            server.configuration.logger.log(.debug, "connection deadline reached; closing")
-            close()
+        switch machine.deadlineReached(now: Connection.now(), inputPending: { transport.hasPendingInput() }) {
         case .none:
             break
-        }
-    }
-
-    // MARK: - Handler watchdog (runs on the server's watchdog queue, not on `queue`)
-
-    /// Answers 503 if the running handler has exceeded `timeout`. Safe off-queue: `queue` is blocked
-    /// inside the handler, so nothing else writes to `fd`, and `fd` cannot be closed meanwhile
-    /// (closing happens on `queue`). The 503 carries `Connection: close`; the handler's result is
-    /// discarded when it returns (see `handle(_:)`).
-    func checkHandlerDeadline(now: UInt64, timeout: UInt64, errorResponses: ErrorResponses) {
-        let started = handlerStartedAt.load(ordering: .sequentiallyConsistent)
-        guard started != 0, started != .max, now >= started, now - started >= timeout else { return }
-        // Claim the request and record the unsent rest under one lock: the handler, on return,
-        // sees `.max` and then takes this lock, so it never reads `lateResponse` half-written
-        // (it would otherwise shut the socket down before the 503 went out).
-        lateResponse.withLock { pending in
-            guard
-                handlerStartedAt.compareExchange(expected: started, desired: .max, ordering: .sequentiallyConsistent)
-                    .exchanged
-            else { return }
+        case .send408:
+            server.configuration.logger.log(.debug, "header deadline: nothing received, sending 408")
+            sendError(code: 408)
+        case .send503:
             server.configuration.logger.log(.warning, "handler exceeded its deadline; answered 503")
-            let bytes = errorResponses.bytes(code: 503, date: HTTPDate.format(HTTPDate.nowSeconds()))
-            let sent = bytes.withUnsafeBytes { SocketIO.send(fd, UnsafeRawBufferPointer(start: nil, count: 0), $0) }
-            let code = errno
-            if sent >= 0 {
-                pending = Array(bytes[sent...])
-            } else {
-                pending = (code == EAGAIN || code == EWOULDBLOCK) ? bytes : []
-            }
+            sendError(code: 503)
+        case .close:
+            server.configuration.logger.log(.debug, "connection deadline reached; closing")
+            close()
         }
     }
 }

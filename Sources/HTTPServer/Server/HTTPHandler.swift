@@ -27,12 +27,12 @@ import Synchronization
 /// **Bounds.** At most ``HTTPServerConfiguration/maxInFlightHandlers`` calls run at once; a request
 /// beyond that gets 503 with `Retry-After` without calling the handler. A call that runs longer than
 /// ``HTTPServerConfiguration/handlerTimeout`` makes the server answer 503 (`Retry-After`,
-/// `Connection: close`) at the deadline: for an inline call a watchdog queue writes the prebuilt
-/// 503 itself (the connection queue is blocked inside the handler, so nothing else touches the
-/// socket), for an offloaded call the connection does so when the watchdog reports its deadline. When the call finally returns,
-/// an atomic compare-and-exchange (inline) or a flag on the connection queue (offloaded) tells the
-/// server the deadline passed; the late response is dropped and the connection closed. A handler
-/// cannot be interrupted, so it should still bound its own blocking work.
+/// `Connection: close`) instead of its response, and close: for an offloaded call at the
+/// deadline (the connection's queue is free and acts when the watchdog reports the deadline), for
+/// an inline call when it returns (only the connection's own thread writes to its transport, and
+/// that thread is inside the call). The late response is dropped. A handler cannot be
+/// interrupted, so it should still bound its own blocking work, and one that may block must say
+/// so (``mayBlock(_:)``) so that it is offloaded.
 ///
 /// Implementations must be `Sendable`: the same instance serves every connection concurrently.
 public protocol HTTPHandler: Sendable {

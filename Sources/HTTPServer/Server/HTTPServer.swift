@@ -23,15 +23,17 @@ import Synchronization
 /// (see ``HTTPHandler``). Socket readiness comes from process-wide epoll threads, one per two
 /// CPUs (``EventLoop``), not Dispatch sources; for a handler that classifies its blocking requests,
 /// those threads also run the connection's work themselves, with no hop to a worker. One
-/// watchdog timer checks every connection's deadline and the deadline of inline handlers.
+/// watchdog timer finds the connections whose deadline passed and queues a check on their own
+/// queue; it never touches a connection's transport.
 ///
 /// **Connection slots (issue 14 item 3).** A connection beyond
 /// ``HTTPServerConfiguration/maxConnectionsPerAddress`` from one client address gets a
 /// best-effort 503 and is closed at accept. At ``HTTPServerConfiguration/maxConnections`` the
 /// newcomer is accepted and held aside while the connection idle longest (keep-alive between
-/// requests, or silent since accept, for at least ``HTTPServerConfiguration/shedGracePeriod``)
-/// is closed to make room, as nginx reuses idle connections; a connection in the middle of a
-/// request or response is never shed. When none can be shed the listener's read source is
+/// requests, or silent since accept, for at least ``HTTPServerConfiguration/shedGracePeriod``;
+/// or still receiving a request head after ``HTTPServerConfiguration/headShedGracePeriod``)
+/// is closed to make room, as nginx reuses idle connections; a connection reading a body,
+/// running a handler or writing a response is never shed. When none can be shed the listener's read source is
 /// suspended, so further clients wait in the kernel backlog, until a connection closes or one
 /// becomes idle long enough (checked every watchdog tick).
 /// `EMFILE`/`ENFILE`/`ENOBUFS`/`ENOMEM` from `accept` pause accepting for 100 ms; the listener never
@@ -71,6 +73,8 @@ public final class HTTPServer: Sendable {
     let bodyBudget: BodyMemoryBudget
     /// ``HTTPServerConfiguration/shedGracePeriod`` in nanoseconds.
     let shedGrace: UInt64
+    /// ``HTTPServerConfiguration/headShedGracePeriod`` in nanoseconds.
+    let headShedGrace: UInt64
     #if DEBUG
     /// Events delivered to this server's connections, and `epoll_ctl` re-arms they made (tests
     /// of the persistent registration; debug builds only).
@@ -80,7 +84,7 @@ public final class HTTPServer: Sendable {
     let responsesDeferred = Atomic<Int>(0)
     #endif
 
-    /// Every open connection, for shutdown and the handler watchdog.
+    /// Every open connection, for shutdown, shedding and the deadline watchdog.
     private let connections = Locked<[ObjectIdentifier: Connection]>([:])
     /// Start/stop state, bound address, listener, watchdog and pending shutdown completions.
     private let lifecycle = Locked<Lifecycle>(Lifecycle())
@@ -96,7 +100,7 @@ public final class HTTPServer: Sendable {
 
     /// Serial queue of the listener (an overcommit-pool queue, so blocked handlers never starve it).
     let listenerQueue = DispatchQueue(label: "HTTPServer.listener")
-    /// Serial queue of the handler watchdog (overcommit pool for the same reason).
+    /// Serial queue of the deadline watchdog (overcommit pool for the same reason).
     private let watchdogQueue = DispatchQueue(label: "HTTPServer.watchdog")
 
     /// Mutable lifecycle state, guarded by `lifecycle`.
@@ -143,6 +147,7 @@ public final class HTTPServer: Sendable {
         self.addressSlots = AddressSlots(limit: configuration.maxConnectionsPerAddress)
         self.bodyBudget = BodyMemoryBudget(limit: configuration.bodyMemoryBudgetBytes)
         self.shedGrace = configuration.shedGracePeriod.clampedNanoseconds
+        self.headShedGrace = configuration.headShedGracePeriod.clampedNanoseconds
     }
 
     /// Sets how many event-loop threads the process runs (1…64; default half the CPUs, at least
@@ -284,7 +289,7 @@ public final class HTTPServer: Sendable {
             return
         }
         let queue = DispatchQueue(label: "HTTPServer.connection", target: HTTPServer.connectionPool)
-        let connection = Connection(fd: fd, peer: peer, server: self, loop: loop, queue: queue)
+        let connection = Connection(transport: PlainSocketTransport(fileDescriptor: fd), peer: peer, server: self, loop: loop, queue: queue)
         connections.withLock { $0[ObjectIdentifier(connection)] = connection }
         queue.async { connection.start() }
     }
@@ -302,25 +307,39 @@ public final class HTTPServer: Sendable {
         SocketIO.close(fd)
     }
 
-    /// Issue 14 item 3: asks the connection idle longest (for at least the grace period) to close,
-    /// to make room for a newcomer at ``HTTPServerConfiguration/maxConnections``. Returns false
-    /// when no connection can be shed now. The chosen connection checks again on its own queue
-    /// (``Connection/shed()``) and either closes, which wakes the listener as any close does, or
-    /// declines, which asks the listener to try again (``shedDeclined()``).
+    /// Issue 14 item 3: asks the connection idle longest to close, to make room for a newcomer at
+    /// ``HTTPServerConfiguration/maxConnections``: idle (``Connection/idleSince``) for at least
+    /// the grace period, or receiving one request head (``Connection/headSince``) for longer than
+    /// the head grace; the oldest of either kind goes first. Returns false when no connection can
+    /// be shed now. The chosen connection checks again on its own queue (``Connection/shed()``)
+    /// and either closes, which wakes the listener as any close does, or declines, which asks the
+    /// listener to try again (``shedDeclined()``).
     func shedIdleConnection(now: UInt64) -> Bool {
         connections.withLock { all -> Bool in
             var best: Connection?
             var bestSince = UInt64.max
+            var bestIsHead = false
             for connection in all.values {
-                let since = connection.idleSince.load(ordering: .relaxed)
-                guard since != 0, since < bestSince, now >= since, now - since >= shedGrace else { continue }
-                best = connection
-                bestSince = since
+                let idle = connection.idleSince.load(ordering: .relaxed)
+                if idle != 0, idle < bestSince, now >= idle, now - idle >= shedGrace {
+                    best = connection
+                    bestSince = idle
+                    bestIsHead = false
+                }
+                let head = connection.headSince.load(ordering: .relaxed)
+                if head != 0, head < bestSince, now >= head, now - head >= headShedGrace {
+                    best = connection
+                    bestSince = head
+                    bestIsHead = true
+                }
             }
-            // Claim it: a connection that left idleness meanwhile published 0 or a newer time.
-            guard let best,
-                best.idleSince.compareExchange(expected: bestSince, desired: 0, ordering: .relaxed).exchanged
-            else { return false }
+            // Claim it: a connection that moved on meanwhile published 0 or a newer time.
+            guard let best else { return false }
+            let claimed =
+                bestIsHead
+                ? best.headSince.compareExchange(expected: bestSince, desired: 0, ordering: .relaxed).exchanged
+                : best.idleSince.compareExchange(expected: bestSince, desired: 0, ordering: .relaxed).exchanged
+            guard claimed else { return false }
             best.queue.async { best.shed() }
             return true
         }
@@ -344,7 +363,7 @@ public final class HTTPServer: Sendable {
         if remaining == 0 && state.isDraining { finishShutdown() }
     }
 
-    // MARK: - Watchdog: connection deadlines and the handler deadline
+    // MARK: - Watchdog: connection deadlines
 
     /// A tenth of the shortest timeout, between 10 ms and 100 ms: every deadline is honoured to
     /// within one tick, and an idle server wakes at most ten times a second.
@@ -353,17 +372,16 @@ public final class HTTPServer: Sendable {
         return max(10_000_000, min(100_000_000, shortest / 10))
     }
 
-    /// The server's one repeating timer. Every tick it (1) queues a deadline check on each
-    /// connection whose published deadline has passed (HTTP.md item 11; connections have no timer
-    /// of their own, see ``Connection``) and (2) answers 503 for inline handlers past their deadline.
+    /// The server's one repeating timer. Every tick it queues a deadline check on each connection
+    /// whose published deadline has passed (HTTP.md item 11; connections have no timer of their
+    /// own, see ``Connection``), and retries admission while a newcomer waits for a slot. It only
+    /// ever enqueues work on a connection's queue: the connection decides and does the I/O.
     private func makeWatchdog() -> Watchdog {
-        let timeout = configuration.handlerTimeout.clampedNanoseconds
         let tick = HTTPServer.watchdogTick(timeouts)
         let timer = DispatchSource.makeTimerSource(queue: watchdogQueue)
         timer.schedule(
             deadline: .now() + .nanoseconds(Int(tick)), repeating: .nanoseconds(Int(tick)),
             leeway: .nanoseconds(Int(tick / 10)))
-        let errorResponses = self.errorResponses
         timer.setEventHandler { [weak self] in
             guard let self else { return }
             // A newcomer waits for a slot: connections may have become idle long enough to shed.
@@ -371,15 +389,9 @@ public final class HTTPServer: Sendable {
                 let listener = self.lifecycle.withLock { $0.listener }
                 self.listenerQueue.async { listener?.retryAdmission(shedDeclined: false) }
             }
-            let handlersRunning = self.inFlightHandlers.load(ordering: .relaxed) > 0
             let now = Connection.now()
             self.connections.withLock { all in
-                for connection in all.values {
-                    connection.checkDeadline(now: now)
-                    if handlersRunning {
-                        connection.checkHandlerDeadline(now: now, timeout: timeout, errorResponses: errorResponses)
-                    }
-                }
+                for connection in all.values { connection.checkDeadline(now: now) }
             }
         }
         return Watchdog(timer: timer)

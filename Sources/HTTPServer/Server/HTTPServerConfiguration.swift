@@ -80,9 +80,11 @@ public struct HTTPServerConfiguration: Sendable {
 
     /// Most simultaneously open client connections. At the cap a newcomer is admitted by closing
     /// the connection that has been idle longest: between requests (keep-alive) or silent since
-    /// accept, for at least ``shedGracePeriod`` (as nginx reuses idle connections). A connection
-    /// in the middle of a request or response is never shed; when every one is busy, the listener
-    /// stops accepting and the kernel backlog holds further clients until a connection closes.
+    /// accept, for at least ``shedGracePeriod`` (as nginx reuses idle connections), or still
+    /// receiving an incomplete request head after ``headShedGracePeriod``. A connection reading a
+    /// body, running a handler or writing a response is never shed; when every one is busy, the
+    /// listener stops accepting and the kernel backlog holds further clients until a connection
+    /// closes.
     public var maxConnections: Int
     /// Most simultaneously open connections from one client IP address (IPv4, or a whole IPv6
     /// address); a connection beyond it gets a best-effort 503 and is closed at accept, before it
@@ -93,6 +95,12 @@ public struct HTTPServerConfiguration: Sendable {
     /// before it may be shed to admit a newcomer at ``maxConnections``: a client that has just
     /// connected or just been answered gets this long to send its request.
     public var shedGracePeriod: Duration
+    /// How long a connection may take to deliver a request head (since its first byte, or since
+    /// accept for a first request) before it may be shed, silently, to admit a newcomer at
+    /// ``maxConnections``. A real client sends its head in one packet; this bounds how long
+    /// header tricklers from many addresses can keep a fresh client out, well below
+    /// ``headerTimeout`` (issue 14 item 3).
+    public var headShedGracePeriod: Duration
     /// Most request-body bytes held in memory at once, across all connections. A body's
     /// announced `Content-Length` is reserved when its head arrives (a chunked body's size as its
     /// chunks are announced) and released once the response is queued; a request that does not
@@ -145,6 +153,7 @@ public struct HTTPServerConfiguration: Sendable {
         maxConnections: Int = 512,
         maxConnectionsPerAddress: Int = 128,
         shedGracePeriod: Duration = .milliseconds(250),
+        headShedGracePeriod: Duration = .seconds(1),
         bodyMemoryBudgetBytes: Int = 256 * 1024 * 1024,
         maxInFlightHandlers: Int = 64,
         inlineHandlerLimit: Int? = nil,
@@ -173,6 +182,7 @@ public struct HTTPServerConfiguration: Sendable {
         self.maxConnections = maxConnections
         self.maxConnectionsPerAddress = maxConnectionsPerAddress
         self.shedGracePeriod = shedGracePeriod
+        self.headShedGracePeriod = headShedGracePeriod
         self.bodyMemoryBudgetBytes = bodyMemoryBudgetBytes
         self.maxInFlightHandlers = maxInFlightHandlers
         self.inlineHandlerLimit = inlineHandlerLimit
