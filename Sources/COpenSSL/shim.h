@@ -8,5 +8,3 @@
 #include <openssl/params.h>
 #include <openssl/kdf.h>
 
-/// OPENSSL_free is a macro; Swift cannot import it.
-static inline void copenssl_free(void *p) { OPENSSL_free(p); }

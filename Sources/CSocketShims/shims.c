@@ -5,10 +5,6 @@
 #include <unistd.h>
 #include "CSocketShims.h"
 
-int csocket_accept_nonblocking(int fd) {
-    return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-}
-
 int csocket_accept_nonblocking_address(int fd, struct sockaddr *address, socklen_t *length) {
     return accept4(fd, address, length, SOCK_NONBLOCK | SOCK_CLOEXEC);
 }

@@ -905,7 +905,7 @@ public final class VaultService: Sendable {
             do throws(StorageError) {
                 written = try store.replaceKeyTerms(
                     sealed.map { KeyTermRecord(term: $0.term, createdAt: $0.createdAt, sealedKey: $0.sealedKey) },
-                    meta: [:], ifGeneration: generation)
+                    ifGeneration: generation)
             } catch {
                 throw VaultError(error)
             }

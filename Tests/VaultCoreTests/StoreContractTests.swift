@@ -335,16 +335,14 @@ struct StoreContractTests {
             #expect(try store.appendKeyTerm(KeyTermRecord(term: 7, createdAt: 1, sealedKey: [7]), ifGeneration: 2) == nil)
             #expect(try store.loadKeyring() == StoredKeyring(generation: 3, terms: [t1, t2, big]))
 
-            // Rekey: new terms and the new check value in one transaction.
+            // Rekey: the new terms replace the old in one transaction.
             let rekeyed = [KeyTermRecord(term: 1, createdAt: 10, sealedKey: randomBytes(60)),
                            KeyTermRecord(term: 2, createdAt: 20, sealedKey: randomBytes(60))]
-            #expect(try store.replaceKeyTerms(rekeyed, meta: ["master_check": [4]], ifGeneration: 1) == nil)
+            #expect(try store.replaceKeyTerms(rekeyed, ifGeneration: 1) == nil)
             #expect(try store.loadKeyring() == StoredKeyring(generation: 3, terms: [t1, t2, big]))
-            #expect(try store.meta("master_check") == nil)
-            #expect(try store.replaceKeyTerms(rekeyed, meta: ["master_check": [1, 2, 3]], ifGeneration: 3) == 4)
+            #expect(try store.replaceKeyTerms(rekeyed, ifGeneration: 3) == 4)
             #expect(try store.loadKeyring() == StoredKeyring(generation: 4, terms: rekeyed))
-            #expect(try store.meta("master_check") == [1, 2, 3])
-            #expect(throws: StorageError.self) { try store.replaceKeyTerms([t1, t1], meta: [:], ifGeneration: 4) }
+            #expect(throws: StorageError.self) { try store.replaceKeyTerms([t1, t1], ifGeneration: 4) }
             #expect(try store.loadKeyTerms() == rekeyed)
 
             #expect(try store.meta("root") == nil)

@@ -55,12 +55,12 @@ import Synchronization
 /// for one more `queue.sync`). The cost is latency for the first responses of a batch: at most the
 /// handler time of ``deferredFlushLimit`` inline requests (a few hundred microseconds).
 ///
-/// `@unchecked Sendable`: `epfd`, `wakeFD` are immutable, the registry and the id counter are
+/// `@unchecked Sendable`: `epfd` is immutable, the registry and the id counter are
 /// locked, and `batching`/`deferred` are touched only by this loop's thread (``run()`` and
 /// ``deferFlush(_:)``, which checks the thread first).
 final class EventLoop: @unchecked Sendable {
     /// The process's loops, shared by every server (like Dispatch's manager thread); empty only
-    /// if the kernel refused epoll, an eventfd or a thread, in which case servers refuse to start.
+    /// if the kernel refused epoll or a thread, in which case servers refuse to start.
     ///
     /// Half the CPUs, at least one: the other half is left to the SQLite writer, the handler
     /// pool and the Dispatch workers that run timers and offloaded answers. Measured on the
@@ -111,11 +111,9 @@ final class EventLoop: @unchecked Sendable {
 
     /// The epoll instance.
     private let epfd: Int32
-    /// An eventfd registered with id 0 (reserved; lets the loop be woken if ever needed).
-    private let wakeFD: Int32
     /// Connections by registration id.
     private let registry = Locked<[UInt64: Connection]>([:])
-    /// The next registration id (0 is the wake-up eventfd).
+    /// The next registration id (0 is never used).
     private let nextID = Locked<UInt64>(1)
     /// Loop thread only: true while ``run()`` hands out the events of one `epoll_wait`.
     private var batching = false
@@ -129,26 +127,11 @@ final class EventLoop: @unchecked Sendable {
     #endif
 
     /// Creates the epoll instance and starts its thread.
-    /// - Throws: ``HTTPServerError/systemCall(call:errno:)`` if epoll, the eventfd or the thread
-    ///   cannot be created.
+    /// - Throws: ``HTTPServerError/systemCall(call:errno:)`` if epoll or the thread cannot be
+    ///   created.
     init() throws(HTTPServerError) {
         epfd = epoll_create1(Int32(EPOLL_CLOEXEC))
         guard epfd >= 0 else { throw .systemCall(call: "epoll_create1", errno: errno) }
-        wakeFD = eventfd(0, Int32(EFD_CLOEXEC) | Int32(EFD_NONBLOCK))
-        guard wakeFD >= 0 else {
-            let code = errno
-            Glibc.close(epfd)
-            throw .systemCall(call: "eventfd", errno: code)
-        }
-        var event = epoll_event()
-        event.events = EPOLLIN.rawValue
-        event.data.u64 = 0
-        guard epoll_ctl(epfd, EPOLL_CTL_ADD, wakeFD, &event) == 0 else {
-            let code = errno
-            Glibc.close(wakeFD)
-            Glibc.close(epfd)
-            throw .systemCall(call: "epoll_ctl", errno: code)
-        }
         let context = Unmanaged.passRetained(self).toOpaque()
         var thread: pthread_t = 0
         let created = pthread_create(&thread, nil, { raw in
@@ -159,7 +142,6 @@ final class EventLoop: @unchecked Sendable {
         }, context)
         guard created == 0 else {
             Unmanaged<EventLoop>.fromOpaque(context).release()
-            Glibc.close(wakeFD)
             Glibc.close(epfd)
             throw .systemCall(call: "pthread_create", errno: created)
         }
@@ -265,11 +247,6 @@ final class EventLoop: @unchecked Sendable {
             for index in 0..<Int(count) {
                 let event = events[index]
                 let id = event.data.u64
-                if id == 0 {
-                    var value: eventfd_t = 0
-                    _ = eventfd_read(wakeFD, &value)
-                    continue
-                }
                 guard let connection = registry.withLock({ $0[id] }) else { continue }
                 let mask = event.events
                 if connection.handledOnLoop {

@@ -509,18 +509,14 @@ public final class SQLiteSessionStore: SessionStore, StoreWaitHint, @unchecked S
         }
     }
 
-    public func replaceKeyTerms(_ terms: [KeyTermRecord], meta: [String: [UInt8]], ifGeneration generation: Int64)
-        throws(StorageError) -> Int64?
-    {
+    public func replaceKeyTerms(_ terms: [KeyTermRecord], ifGeneration generation: Int64) throws(StorageError) -> Int64? {
         guard Set(terms.map(\.term)).count == terms.count else {
             throw .invalidArgument(field: "term", reason: "terms must be distinct")
         }
-        let entries = meta.sorted { $0.key < $1.key }
         return try write { connection in
             guard let next = try Self.advanceKeyringGeneration(from: generation, on: connection) else { return nil }
             try connection.run(SQL.deleteKeyTerms)
             for term in terms { try connection.run(SQL.insertKeyTerm, Self.keyTermValues(term)) }
-            for (key, value) in entries { try connection.run(SQL.setMeta, [.text(key), .blob(value)]) }
             return next
         }
     }

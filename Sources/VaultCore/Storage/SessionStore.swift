@@ -167,12 +167,11 @@ public protocol KeyringRepository: Sendable {
     /// - Throws: ``StorageError/conflict(field:)`` naming `term` when it exists.
     func appendKeyTerm(_ term: KeyTermRecord, ifGeneration generation: Int64) throws(StorageError) -> Int64?
 
-    /// Atomically replaces the whole keyring (rekey under a new master key) and sets `meta`
-    /// values in the same transaction, if the keyring is still at `generation`.
+    /// Atomically replaces the whole keyring (rekey under a new master key), if the keyring is
+    /// still at `generation`.
     /// - Returns: the new generation, or `nil` when the keyring changed since it was read.
     /// - Throws: ``StorageError/invalidArgument(field:reason:)`` naming `term` for duplicates.
-    func replaceKeyTerms(_ terms: [KeyTermRecord], meta: [String: [UInt8]], ifGeneration generation: Int64)
-        throws(StorageError) -> Int64?
+    func replaceKeyTerms(_ terms: [KeyTermRecord], ifGeneration generation: Int64) throws(StorageError) -> Int64?
 }
 
 /// The audit log, and the meta values (the root token's hash, the keyring's generation).
