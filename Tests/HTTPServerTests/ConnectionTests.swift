@@ -135,7 +135,7 @@ struct ConnectionTests {
         configuration.maxBodyBytes = 1024
         try await withServer(configuration, handler: echoTargetHandler) { server in
             let client = try TestClient(port: server.port)
-            // The body is never sent: the 413 must arrive anyway (HTTP.md item 7).
+            // The body is never sent: the 413 must arrive anyway (docs/http.md §7).
             client.send("POST /big HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1025\r\n\r\n")
             let response = try await client.readResponse()
             #expect(response.status == 413)
@@ -271,7 +271,7 @@ struct ConnectionTests {
         }
     }
 
-    // MARK: - Timeouts (HTTP.md item 11)
+    // MARK: - Timeouts (docs/http.md §11)
 
     /// A configuration where only the timeout under test is short (300 ms) and every other one is
     /// ten minutes (``HTTPServerConfiguration/forTests``), so the observed outcome can only come from the deadline under test, and no other
@@ -394,7 +394,7 @@ struct ConnectionTests {
         }
     }
 
-    // MARK: - Connection cap (HTTP.md item 12)
+    // MARK: - Connection cap (docs/http.md §12)
 
     @Test(arguments: inlineLimits)
     func connectionCapQueuesExtraClientsInTheBacklog(inline: Int?) async throws {
@@ -435,7 +435,7 @@ struct ConnectionTests {
         }
     }
 
-    // MARK: - Graceful shutdown (HTTP.md item 16)
+    // MARK: - Graceful shutdown (docs/http.md §16)
 
     @Test(arguments: inlineLimits)
     func shutdownLetsTheInFlightRequestFinishWithConnectionClose(inline: Int?) async throws {

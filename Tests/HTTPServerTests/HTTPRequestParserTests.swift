@@ -2,7 +2,7 @@
 import HTTPServer
 import Testing
 
-/// Pure parser tests on bytes, grouped by the HTTP.md checklist item they prove.
+/// Pure parser tests on bytes, grouped by the section of docs/http.md they prove ("Item N" is §N).
 @Suite("HTTPRequestParser")
 struct HTTPRequestParserTests {
     static let small = HTTPServerConfiguration(maxBodyBytes: 16)

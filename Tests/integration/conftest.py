@@ -42,7 +42,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
 
-# Defaults from /work/shared/HTTP.md (HTTPLimits). Tests derive their boundary
+# HTTPServerConfiguration's defaults (docs/http.md, "Settings at a glance"). Tests derive their boundary
 # cases from these so a change of limit is made in one place.
 REQUEST_LINE_LIMIT = 8 * 1024
 FIELD_LINE_LIMIT = 8 * 1024
@@ -469,7 +469,7 @@ class Server:
         env["XDG_DATA_HOME"] = str(self.workdir / "xdg-data")
         if self.test_routes:
             env["SESSION_VAULT_TEST_ROUTES"] = "1"
-            # The HTTP-level tests check HTTP.md's default body limit (256 KiB); the vault itself
+            # The HTTP-level tests check the library's default body limit (256 KiB, docs/http.md §7); the vault itself
             # defaults to 16 MiB so that large .session uploads fit.
             env["SESSION_VAULT_MAX_BODY_BYTES"] = str(256 * 1024)
         if self.listen_via in ("env", "both"):
@@ -748,12 +748,12 @@ def close_all(conns: Iterable[RawConnection]) -> None:
 # Checks shared by the HTTP suites
 # --------------------------------------------------------------------------
 
-# Put into requests whose error response must not echo them (HTTP.md item 18).
+# Put into requests whose error response must not echo them (docs/http.md §18).
 CANARY = "cnry4b1d"
 
 
 def check_error_hygiene(response: Response, request: bytes | None = None) -> None:
-    """HTTP.md item 18: Content-Length, Connection: close, no-store, no echo of the request."""
+    """docs/http.md §18: Content-Length, Connection: close, no-store, no echo of the request."""
     length = response.header("Content-Length")
     assert length is not None and length.isdigit(), f"error without Content-Length: {response!r}"
     assert int(length) == len(response.body)

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Connection churn on the error paths: the server must survive it (HTTP.md items 13, 17, 18).
+"""Connection churn on the error paths: the server must survive it (docs/http.md §13, §17, §18).
 
 The one crash seen in CI (libdispatch "Source finalized twice", SIGILL) happened on these paths:
 rejected requests, lingering close, clients that reset or half-close at arbitrary moments.

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""HTTP.md items 9, 10 and 17 against the live binary: connection reuse, pipelining, closing."""
+"""docs/http.md §9, §10 and §17 against the live binary: connection reuse, pipelining, closing."""
 
 from __future__ import annotations
 

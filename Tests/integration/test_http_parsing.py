@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""HTTP.md items 1-8 and 18-19 against the live binary: what the parser accepts and rejects.
+"""docs/http.md §1-§8 and §18-§19 against the live binary: what the parser accepts and rejects
+(a test's itemNN, and "item N" below, is section N).
 
 Every request here is exact bytes on a raw loopback socket. A rejected request
 must get exactly one error response with the hygiene of item 18, and then the

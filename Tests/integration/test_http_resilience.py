@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""HTTP.md items 11-16 against the live binary: deadlines, limits, signals, shutdown.
+"""docs/http.md §11-§16 against the live binary: deadlines, limits, signals, shutdown
+(a test's itemNN is its section).
 
 Tests that wait for the server to give up run against a server started with
 short deadlines (SHORT_DEADLINES in conftest). Every wait is bounded by a
@@ -68,7 +69,7 @@ def test_item11_partial_request_closed_at_header_deadline(deadline_server: Serve
     with deadline_server.raw() as conn:
         conn.send(partial)
         state, data = conn.wait_closed(15)
-    # HTTP.md: a 408 only if nothing of the request was read; here some was, so a silent close.
+    # docs/http.md §11: a 408 only if nothing of the request was read; here some was, so a silent close.
     assert_closed_without_success(state, data, allow_408=False)
 
 
