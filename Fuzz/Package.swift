@@ -4,7 +4,7 @@ import PackageDescription
 
 // libFuzzer targets for session-vault. A separate package because a fuzz target's
 // `LLVMFuzzerTestOneInput` plus libFuzzer's `main` would collide with vaultd's `@main` when the
-// root package is built with `--sanitize=fuzzer` (STYLE.md §4.1). Build one product at a time:
+// root package is built with `--sanitize=fuzzer` (the sanitizer and fuzzer builds cannot share one build folder). Build one product at a time:
 //
 //     swift build -c release --sanitize=fuzzer --sanitize=address --product FuzzEnvelopeOpen
 //

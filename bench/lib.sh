@@ -4,7 +4,7 @@
 #
 # Targets (TARGET=...):
 #   vault          the session-vault release binary (BIN, else built from this repo), env contract of
-#                  DESIGN.md "Configuration": SESSION_VAULT_LISTEN/STORAGE/MASTER_KEY/ROOT_TOKEN/SYNCHRONOUS
+#                  README.md "Configuration": SESSION_VAULT_LISTEN/STORAGE/MASTER_KEY/ROOT_TOKEN/SYNCHRONOUS
 #   hb-grdb hb-grdb-sync hb-raw
 #                  the Hummingbird reference peer of the shared kit (HB_BIN, default
 #                  /tmp/sv/bench/hummingbird-ref/.build/release/HummingbirdRef), started directly with our

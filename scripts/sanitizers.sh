@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # Runs the Swift test suite under ThreadSanitizer and AddressSanitizer, one after the other (the
-# two cannot be combined, STYLE.md §4.1), each in its own scratch path (.build-tsan, .build-asan).
+# two cannot be combined), each in its own scratch path (.build-tsan, .build-asan).
 #
 # The verdict is the exit status of `swift test`, never its summary line: TSan reports a race
-# *and the test still passes*; only the process exits non-zero (STYLE.md §4.1).
+# *and the test still passes*; only the process exits non-zero.
 #
 #   scripts/sanitizers.sh                          # both, full suite
 #   SANITIZERS="thread" scripts/sanitizers.sh      # one of them

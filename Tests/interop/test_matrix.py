@@ -36,7 +36,7 @@ NAMEABLE = PATCHABLE + ADDRESS + ["auth_key"]
 PATCH_API_ID = 424242
 
 # The shape each export format must have (docs/formats.md, "What the vault reads and writes";
-# DESIGN.md export list); used to tell which reader limitations apply, independent of what the vault actually produced.
+# the README's export list); used to tell which reader limitations apply, independent of what the vault actually produced.
 SPEC_INFO = {
     "pyrogram-file": {"family": "pyrogram", "schema_version": 3, "tables": ["peers", "sessions", "version"],
                       "peer_columns": ["id", "access_hash", "type", "username", "phone_number", "last_update_on"]},

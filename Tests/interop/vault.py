@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Start the real session-vault binary on loopback and talk to it with urllib (stdlib only).
 
-API assumptions (DESIGN.md "HTTP API"; listed again in the interop report so the API author can
+API assumptions (openapi.yaml; listed again in the interop report so the API author can
 match them):
 
 * ``session-vault serve --dev --listen 127.0.0.1:PORT`` serves HTTP/1.1 on that address.

@@ -2,7 +2,7 @@
 
 /// Where a ciphertext lives: table, row identity and column. Its canonical bytes become part
 /// of the associated data, so a ciphertext copied to another row, column or table no longer
-/// opens (DESIGN.md, "Encryption at rest").
+/// opens (docs/architecture.md, "Keys").
 ///
 /// Canonical form: for each of `table`, `row`, `column` in that order, a 4-byte big-endian
 /// length followed by the UTF-8 bytes. Length prefixes make the encoding injective: no two

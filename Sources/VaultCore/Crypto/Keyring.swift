@@ -49,7 +49,7 @@ public struct KeyTerm: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// The vault's data keys ("terms") and the master key that seals them: the two-level barrier
-/// of DESIGN.md, "Encryption at rest".
+/// of docs/architecture.md, "Keys".
 ///
 /// Every secret value is sealed as an ``Envelope`` under the *current* (highest) term; older
 /// terms stay to open what they sealed until ``rewrap(_:context:to:)`` moves it forward.

@@ -7,7 +7,7 @@
 /// The immutable 16-byte random identity of a session row.
 ///
 /// Generated once by the caller when a session is created and never changed: the crypto layer
-/// binds each sealed blob to it through the AEAD associated data (DESIGN.md, encryption at rest),
+/// binds each sealed blob to it through the AEAD associated data (docs/architecture.md, "Keys"),
 /// so a blob copied to another row fails to open. Unlike the name, it is never reused.
 public struct SessionID: Hashable, Sendable, CustomStringConvertible {
     /// Size of every id.
