@@ -101,7 +101,7 @@ struct ServeCommand: ParsableCommand {
     func run() throws {
         // Before any thread exists, so that every thread shares the one malloc arena.
         MallocTuning.apply()
-        // HTTP.md item 14: a write to a closed socket must not kill the process.
+        // docs/http.md §14: a write to a closed socket must not kill the process.
         signal(SIGPIPE, SIG_IGN)
         // Every file the vault creates (database, WAL, key file) is private to its user.
         umask(0o077)

@@ -101,7 +101,7 @@ final class ServiceRunner {
         let router = VaultRouter(vault: vault, info: info, serverState: state, log: log)
         let handler: any HTTPHandler = testRoutes ? TestRouteHandler(testRoutes: ServeHandler(state: state, testRoutes: true), main: router) : router
         let server = HTTPServer(configuration: http, state: state, handler: handler)
-        // HTTP.md item 16: drain on SIGTERM/SIGINT, close the database cleanly, exit 0. Installed
+        // docs/http.md §16: drain on SIGTERM/SIGINT, close the database cleanly, exit 0. Installed
         // before the listener opens: a SIGTERM that comes as soon as the port answers must drain,
         // not kill (the handlers run on the main queue, so only once the server has started).
         let drain = http.drainTimeout

@@ -135,8 +135,8 @@ struct ConnectionStateMachine {
 
     // MARK: - Reading
 
-    /// Accepted: the first head must be complete within the header timeout from now (HTTP.md
-    /// item 11(a)); silent until then, and sheddable once silent for the idle grace.
+    /// Accepted: the first head must be complete within the header timeout from now (docs/http.md
+    /// §11); silent until then, and sheddable once silent for the idle grace.
     mutating func accepted(now: UInt64) {
         setDeadline(.firstHeader, at: now &+ timeouts.header)
         idleSince = max(1, now)
@@ -185,7 +185,7 @@ struct ConnectionStateMachine {
 
     /// Whether the response now being made must close the connection: the request or the
     /// handler asked for it, its body was never read, the connection or the server drains, or
-    /// the per-connection request cap is reached (HTTP.md item 9).
+    /// the per-connection request cap is reached (docs/http.md §9).
     func mustClose(keepAlive: Bool, bodyUnread: Bool, serverDraining: Bool, handlerAskedToClose: Bool) -> Bool {
         !keepAlive || bodyUnread || drainRequested || serverDraining || requestsServed >= timeouts.maxRequests
             || handlerAskedToClose
@@ -202,7 +202,7 @@ struct ConnectionStateMachine {
     }
 
     /// An inline handler that started at `startedAt` returned at `now`: true if it overran its
-    /// deadline, in which case its result is dropped for a 503 (HTTP.md item 11(e)). Nobody
+    /// deadline, in which case its result is dropped for a 503 (docs/http.md §11). Nobody
     /// could answer earlier: only the connection's own thread writes, and it was in the handler.
     func inlineHandlerOverran(startedAt: UInt64, now: UInt64) -> Bool {
         now &- startedAt >= timeouts.handler
@@ -230,8 +230,8 @@ struct ConnectionStateMachine {
         afterFlush = close ? (peerMaySend ? .linger : .close) : .nextRequest
     }
 
-    /// A server-generated error (`Connection: close`) was queued: linger after it (HTTP.md items
-    /// 17, 18). A 408 to a silent client also ends its idleness.
+    /// A server-generated error (`Connection: close`) was queued: linger after it (docs/http.md
+    /// §17, §18). A 408 to a silent client also ends its idleness.
     mutating func errorQueued() {
         idleSince = 0
         headSince = 0
@@ -245,7 +245,7 @@ struct ConnectionStateMachine {
     }
 
     /// The transport would block with output pending. For a final response reading pauses
-    /// (backpressure, HTTP.md item 10) and the write-stall deadline starts unless it runs already.
+    /// (backpressure, docs/http.md §10) and the write-stall deadline starts unless it runs already.
     mutating func writeBlocked(now: UInt64) {
         if afterFlush != .interim {
             readPaused = true
@@ -290,7 +290,7 @@ struct ConnectionStateMachine {
         }
     }
 
-    // MARK: - Lingering close (RFC 9112 §9.6, HTTP.md item 17)
+    // MARK: - Lingering close (RFC 9112 §9.6, docs/http.md §17)
 
     /// The write side is shut down: read and discard until EOF, the byte cap or the linger deadline.
     mutating func lingerStarted(now: UInt64) {
@@ -306,7 +306,7 @@ struct ConnectionStateMachine {
         return lingerDiscarded >= timeouts.lingerMaxBytes
     }
 
-    // MARK: - Deadlines (HTTP.md item 11)
+    // MARK: - Deadlines (docs/http.md §11)
 
     /// A deadline tick at `now`: acts if the deadline has really passed. `inputPending` says
     /// whether bytes wait in the transport (asked only for a first-request head deadline: a 408
@@ -317,7 +317,7 @@ struct ConnectionStateMachine {
         clearDeadline()
         switch kind {
         case .firstHeader:
-            // 408 only when nothing at all was received (HTTP.md item 18); otherwise just close.
+            // 408 only when nothing at all was received (docs/http.md §18); otherwise just close.
             return phase == .idle && !receivedAnyByte && !inputPending() ? .send408 : .close
         case .handler:
             guard phase == .handling else { return .none }
@@ -332,7 +332,7 @@ struct ConnectionStateMachine {
 
     // MARK: - Draining and shedding
 
-    /// Graceful shutdown (HTTP.md item 16): true if the connection closes now (idle, nothing
+    /// Graceful shutdown (docs/http.md §16): true if the connection closes now (idle, nothing
     /// pending); otherwise its next response carries `Connection: close`.
     mutating func drain(nothingPending: Bool) -> Bool {
         drainRequested = true

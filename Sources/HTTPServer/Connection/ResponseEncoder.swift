@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 
 /// Serialises response heads into a reusable byte buffer, enforcing response hygiene
-/// (HTTP.md item 19): header names must be tokens, values and reason phrases must not contain
+/// (docs/http.md §19): header names must be tokens, values and reason phrases must not contain
 /// CR, LF or NUL (response splitting), and framing fields belong to the server.
 enum ResponseEncoder {
     /// Why a handler's response could not be sent as is.
@@ -176,7 +176,7 @@ private struct ArraySink: HeadSink {
     mutating func write(_ raw: UnsafeRawBufferPointer) { bytes.append(contentsOf: raw) }
 }
 
-/// Prebuilt server-generated error responses (HTTP.md item 18): a fixed problem+json body,
+/// Prebuilt server-generated error responses (docs/http.md §18): a fixed problem+json body,
 /// `Content-Length`, `Connection: close`, `Cache-Control: no-store`, and nothing from the request.
 /// Only the `Date` line is added per use.
 struct ErrorResponses: Sendable {

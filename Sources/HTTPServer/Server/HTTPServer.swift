@@ -37,7 +37,7 @@ import Synchronization
 /// suspended, so further clients wait in the kernel backlog, until a connection closes or one
 /// becomes idle long enough (checked every watchdog tick).
 /// `EMFILE`/`ENFILE`/`ENOBUFS`/`ENOMEM` from `accept` pause accepting for 100 ms; the listener never
-/// stops on its own (HTTP.md item 12).
+/// stops on its own (docs/http.md §12).
 ///
 /// **Body memory (issue 14 item 4).** Every request that announces a body is shown to the
 /// handler's ``HTTPHandler/responseBeforeBody(_:)`` first, then its announced length is reserved
@@ -249,7 +249,7 @@ public final class HTTPServer: Sendable {
         return fd
     }
 
-    /// HTTP.md item 12: the process needs at least maxConnections + 64 descriptors (listener, DB,
+    /// docs/http.md §12: the process needs at least maxConnections + 64 descriptors (listener, DB,
     /// logs, slack). Raise the soft limit to the hard limit if it is lower; warn if still short.
     private func checkFileDescriptorLimit() {
         let needed = rlim_t(max(0, configuration.maxConnections) + 64)
@@ -373,7 +373,7 @@ public final class HTTPServer: Sendable {
     }
 
     /// The server's one repeating timer. Every tick it queues a deadline check on each connection
-    /// whose published deadline has passed (HTTP.md item 11; connections have no timer of their
+    /// whose published deadline has passed (docs/http.md §11; connections have no timer of their
     /// own, see ``Connection``), and retries admission while a newcomer waits for a slot. It only
     /// ever enqueues work on a connection's queue: the connection decides and does the I/O.
     private func makeWatchdog() -> Watchdog {
@@ -397,7 +397,7 @@ public final class HTTPServer: Sendable {
         return Watchdog(timer: timer)
     }
 
-    // MARK: - Shutdown (HTTP.md item 16)
+    // MARK: - Shutdown (docs/http.md §16)
 
     /// Drains the server gracefully, then calls `completion` exactly once.
     ///
@@ -535,7 +535,7 @@ final class Listener: @unchecked Sendable {
         source.activate()
     }
 
-    /// Accepts up to 64 connections per wake-up, until EAGAIN (HTTP.md item 12). A connection
+    /// Accepts up to 64 connections per wake-up, until EAGAIN (docs/http.md §12). A connection
     /// over its address's bound is refused at once; one that finds the server full is parked
     /// while an idle connection is shed for it (issue 14 item 3).
     private func acceptBatch() {

@@ -2,7 +2,7 @@
 
 /// Every limit, timeout and address setting of an ``HTTPServer``, in one place.
 ///
-/// The defaults follow the project's HTTP robustness checklist (RFC 9110/9112). Limits are enforced
+/// The defaults follow docs/http.md ("Settings at a glance"; RFC 9110/9112). Limits are enforced
 /// *while reading*, before bytes are buffered, and each maps to one status code:
 ///
 /// | Field | Default | Exceeded → |

@@ -108,7 +108,7 @@ struct SocketAddress: Sendable {
     }
 }
 
-/// Thin, EINTR-retrying wrappers over the socket system calls (HTTP.md items 13 and 15).
+/// Thin, EINTR-retrying wrappers over the socket system calls (docs/http.md §13 and §15).
 /// They return the raw result; callers read `errno` right after a negative return.
 enum SocketIO {
     /// `recv(2)`, retried on EINTR.
@@ -132,7 +132,7 @@ enum SocketIO {
         }
     }
 
-    /// `sendmsg(2)` of up to two buffers with `MSG_NOSIGNAL` (never SIGPIPE, HTTP.md item 14),
+    /// `sendmsg(2)` of up to two buffers with `MSG_NOSIGNAL` (never SIGPIPE, docs/http.md §14),
     /// retried on EINTR.
     static func send(
         _ fd: Int32, _ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer
