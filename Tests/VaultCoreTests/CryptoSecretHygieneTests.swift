@@ -100,11 +100,20 @@ struct CryptoSecretHygieneTests {
         }
     }
 
+    /// Checks the storage itself, not only that the array is empty: with the cleansing removed
+    /// (emptying alone) the old bytes are still in the storage and this fails.
     @Test("SecretBytes.wipe zeroes and empties an array")
     func wipeArray() {
-        var bytes: [UInt8] = [1, 2, 3, 4]
+        var bytes: [UInt8] = [1, 2, 3, 4, 5, 6, 7, 8]
+        let storage = bytes.withUnsafeBufferPointer { $0.baseAddress }
         SecretBytes.wipe(&bytes)
         #expect(bytes.isEmpty)
+        #expect(bytes.withUnsafeBufferPointer { $0.baseAddress } == storage)  // the same storage, kept
+        let left = bytes.withUnsafeBufferPointer { buffer -> [UInt8] in
+            guard let base = buffer.baseAddress else { return [] }
+            return Array(UnsafeBufferPointer(start: base, count: 8))
+        }
+        #expect(left == [UInt8](repeating: 0, count: 8))
     }
 
     @Test("SecretBytes equality is by content")

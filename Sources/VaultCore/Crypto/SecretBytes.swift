@@ -107,7 +107,9 @@ public final class SecretBytes: @unchecked Sendable, Equatable, CustomStringConv
     /// so call it on buffers that were never copied.
     public static func wipe(_ bytes: inout [UInt8]) {
         bytes.withUnsafeMutableBytes { cleanse($0) }
-        bytes.removeAll()
+        // The cleansed storage is kept (and freed with the array): a test can then check that
+        // it holds zeroes, which an emptied array alone would not show.
+        bytes.removeAll(keepingCapacity: true)
     }
 
     /// Cleanses raw memory in place.
