@@ -139,9 +139,11 @@ import VaultCore
         #expect(head(.post, "/v1/sessions?name=a", token: Self.root, type: sqlite) == nil)
         #expect(head(.post, "/v1/sessions", token: Self.root, length: VaultRouter.maxJSONBodyBytes + 1)?.status.code == 413)
 
-        // Failed tokens refused from the head count toward the throttle of their address.
+        // Failed tokens refused from the head count toward the throttle of their address (any
+        // port); a valid token from there is never refused for them (issue 14 item 7).
         for _ in 0..<3 { #expect(head(.post, "/v1/sessions", token: "nope", remote: "10.8.8.8:1")?.status.code == 401) }
-        #expect(head(.post, "/v1/sessions", token: Self.root, remote: "10.8.8.8:2")?.status.code == 429)
+        #expect(head(.post, "/v1/sessions", token: "nope", remote: "10.8.8.8:2")?.status.code == 429)
+        #expect(head(.post, "/v1/sessions", token: Self.root, remote: "10.8.8.8:2") == nil)
         #expect(head(.post, "/v1/sessions", token: nil, remote: "10.8.8.7:1")?.status.code == 401)
 
         // A token may be refused writing from the head: by the query name, the path, or at all.
