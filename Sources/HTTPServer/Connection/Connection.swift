@@ -197,7 +197,9 @@ final class Connection: @unchecked Sendable {
     init(fd: Int32, peer: SocketAddress, server: HTTPServer, loop: EventLoop, queue: DispatchQueue) {
         self.fd = fd
         self.loop = loop
-        self.handledOnLoop = server.handler.classifiesBlocking
+        // Every handler places its requests (``HTTPHandler/placement(of:)``, offloaded unless it
+        // says otherwise), so events are always handled on the loop thread.
+        self.handledOnLoop = true
         self.peer = peer
         self.peerKey = peer.peerKey
         self.server = server
@@ -477,13 +479,14 @@ final class Connection: @unchecked Sendable {
             sendError(code: 503)
             return
         }
-        if server.handler.respondsLater(request) {
+        let placement = server.handler.placement(of: request)
+        if placement == .deferred {
             handleLater(request)
             return
         }
         // Inline only with nothing left to send: the watchdog's 503 is written from another thread
         // and must not interleave with an unsent interim `100 Continue`.
-        guard outHeadSent == outHead.count, !server.handler.mayBlock(request),
+        guard outHeadSent == outHead.count, placement == .inline,
             InlineHandlerSlots.acquire(limit: server.inlineLimit)
         else {
             offload(request)
@@ -529,7 +532,7 @@ final class Connection: @unchecked Sendable {
         }
     }
 
-    /// A request the handler answers later (``HTTPHandler/respondsLater(_:)``): the connection
+    /// A request the handler answers later (``HTTPPlacement/deferred``): the connection
     /// waits as for an offloaded handler (reading paused, handler deadline armed) while the
     /// handler's synchronous part runs inline if an inline slot is free, else on the pool. The
     /// response always comes back through `queue.async`, so a responder called before
