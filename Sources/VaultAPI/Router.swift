@@ -31,10 +31,74 @@ public struct ServiceInfo: Sendable {
 /// The session-vault HTTP API: routes every request to ``VaultService``, authenticates and
 /// authorises `/v1`, maps every domain error to a status in one place, and records metrics.
 ///
-/// Synchronous (it runs on the server's handler threads, where SQLite and OpenSSL may block).
+/// Every route is one entry of ``routes`` (method, path pattern, placement, token, head check,
+/// body, handler; the handlers live in `Routes+Thing.swift` files). Dispatch, the `404`/`405`
+/// answers, the metrics labels, the server's placement question (``placement(of:)``) and the
+/// checks made before a body is read (``responseBeforeBody(_:)``) all come from that table.
 public final class VaultRouter: HTTPHandler {
     /// Largest JSON body accepted (the server's own limit is larger, for `.session` uploads).
     public static let maxJSONBodyBytes = 256 * 1024
+
+    /// The API, one entry per method and path. Placement: `.loop` for reads that are a few
+    /// microseconds of SQLite and AES (single reads, string exports, `/healthz`); a handler
+    /// thread for every write (it waits for its group commit, an fsync with `synchronous=full`),
+    /// the listings that can be long (1,000 sessions, 10,000 peers, the audit log) and the routes
+    /// that count whole tables or list tokens; after the commit for a JSON create. A route with no
+    /// placement runs on a handler thread.
+    public static let routes: [Route] = [
+        // Health, readiness, metrics (Routes+System.swift): no token, no secrets, no session names.
+        Route(.get, "/healthz", placement: .loop, access: .open) { r, _ in r.health() },
+        Route(.get, "/readyz", placement: .handlerThread, access: .open) { r, _ in r.readiness() },
+        Route(.get, "/metrics", placement: .handlerThread, access: .open) { r, _ in r.metricsResponse() },
+
+        // Sessions (Routes+Sessions.swift).
+        Route(.get, "/v1/sessions", placement: .handlerThread) { r, c throws(Problem) in
+            try r.listSessions(c.request, c.principal())
+        },
+        Route(
+            .post, "/v1/sessions", placement: .afterCommit(unless: .sessionFileUpload), headCheck: .createsSession,
+            body: .jsonOrSessionFile,
+            later: { r, c, completion throws(Problem) in try r.createSession(c.request, c.principal(), completion: completion) }
+        ) { r, c throws(Problem) in
+            try r.createSession(c.request, c.principal())
+        },
+        Route(.get, "/v1/sessions/{name}", placement: .loop(unless: .storeMayWait)) { r, c throws(Problem) in
+            try r.getSession(c.name(), c.principal())
+        },
+        Route(.patch, "/v1/sessions/{name}", placement: .handlerThread, headCheck: .writesSessionInPath, body: .json) {
+            r, c throws(Problem) in try r.patchSession(c.request, c.name(), c.principal())
+        },
+        Route(.delete, "/v1/sessions/{name}", placement: .handlerThread) { r, c throws(Problem) in
+            try r.revokeSession(c.request, c.name(), c.principal())
+        },
+        Route(.get, "/v1/sessions/{name}/export", placement: .loop(unless: .storeMayWait, .exportsAFile)) { r, c throws(Problem) in
+            try r.exportSession(c.request, c.name(), c.principal())
+        },
+        Route(.get, "/v1/sessions/{name}/peers", placement: .handlerThread) { r, c throws(Problem) in
+            try r.getPeers(c.request, c.name(), c.principal())
+        },
+        Route(.put, "/v1/sessions/{name}/peers", placement: .handlerThread, headCheck: .writesSessionInPath, body: .json) {
+            r, c throws(Problem) in try r.putPeers(c.request, c.name(), c.principal())
+        },
+
+        // Tokens (Routes+System.swift; root only).
+        Route(.get, "/v1/tokens", placement: .handlerThread) { r, c throws(Problem) in try r.listTokens(c.principal()) },
+        Route(.post, "/v1/tokens", placement: .handlerThread, body: .json) { r, c throws(Problem) in
+            try r.createToken(c.request, c.principal())
+        },
+        Route(.get, "/v1/tokens/{accessor}", placement: .loop(unless: .storeMayWait)) { r, c throws(Problem) in
+            try r.getToken(String(c.parameter("accessor") ?? ""), c.principal())
+        },
+        Route(.delete, "/v1/tokens/{accessor}", placement: .handlerThread) { r, c throws(Problem) in
+            try r.revokeToken(c.request, String(c.parameter("accessor") ?? ""), c.principal())
+        },
+
+        // Audit and system (Routes+System.swift; admin).
+        Route(.get, "/v1/audit", placement: .handlerThread) { r, c throws(Problem) in try r.auditLog(c.request, c.principal()) },
+        Route(.get, "/v1/sys/status", placement: .handlerThread) { r, c throws(Problem) in try r.status(c.principal()) },
+        Route(.post, "/v1/sys/rotate", placement: .handlerThread) { r, c throws(Problem) in try r.rotate(c.request, c.principal()) },
+        Route(.post, "/v1/sys/rewrap", placement: .handlerThread) { r, c throws(Problem) in try r.rewrap(c.request, c.principal()) },
+    ]
 
     let vault: VaultService
     let metrics: Metrics
@@ -42,69 +106,79 @@ public final class VaultRouter: HTTPHandler {
     let log: Log
     let serverState: HTTPServerState
     let info: ServiceInfo
+    /// ``routes`` and the routes given at creation, compiled.
+    let table: RouteTable
 
+    /// `routes`: more entries, served the same way after ``routes`` (the binary's black-box test
+    /// routes under `/_test/`).
     public init(vault: VaultService, info: ServiceInfo, serverState: HTTPServerState, log: Log,
-                metrics: Metrics = Metrics(), throttle: AuthThrottle = AuthThrottle()) {
+                metrics: Metrics = Metrics(), throttle: AuthThrottle = AuthThrottle(), routes: [Route] = []) {
         self.vault = vault
         self.info = info
         self.serverState = serverState
         self.log = log
         self.metrics = metrics
         self.throttle = throttle
+        self.table = RouteTable(Self.routes + routes)
     }
 
     /// One request in, one response out. Never throws, never traps on input.
     public func handle(_ request: HTTPRequest) -> HTTPResponse {
         let started = Self.monotonicNanoseconds()
-        var route = "unmatched"
+        var label = "unmatched"
         var response: HTTPResponse
         do {
-            response = try dispatch(request, route: &route)
+            let (route, matched) = try resolve(request, label: &label)
+            response = try route.handler(self, matched)
         } catch {
             response = problemResponse(error)
         }
-        finished(request, route: route, response, started: started)
+        finished(request, route: label, response, started: started)
         return response
     }
 
-    /// A create from a JSON body (`POST /v1/sessions`) is answered later: checking, parsing and
-    /// sealing run on the connection's thread, then the insert joins the writer's next group
-    /// commit and the writer hands the result back, so no thread waits for the commit. A
-    /// `.session` upload (heavier parsing) stays on the blocking path.
-    public func respondsLater(_ request: HTTPRequest) -> Bool {
-        guard request.method == .post, request.path == "/v1/sessions" else { return false }
-        if let type = Self.mediaType(request), Self.sqliteMediaTypes.contains(type) { return false }
-        return true
+    /// Where the server runs `request`: its route's placement (``Route/placement``; none
+    /// declared is a handler thread). A request no route matches is answered `404` or `405`
+    /// from the table alone, on the loop.
+    public func placement(of request: HTTPRequest) -> HTTPPlacement {
+        guard case .found(let index, _) = table.match(request.method, request.path) else { return .inline }
+        return table.routes[index].placement(of: request, in: self).http
     }
 
-    /// Answers the requests ``respondsLater(_:)`` flags (any other goes through ``handle(_:)``).
+    /// Answers the requests placed ``Placement/afterCommit`` (a JSON create): checking, parsing
+    /// and sealing run on the connection's thread, then the insert joins the writer's next group
+    /// commit and the writer hands the result back, so no thread waits for the commit. Any other
+    /// request is answered at once, as by ``handle(_:)``.
     public func handle(_ request: HTTPRequest, responder: HTTPResponder) {
-        guard respondsLater(request) else {
-            responder.respond(handle(request))
-            return
-        }
         let started = Self.monotonicNanoseconds()
-        let route = "/v1/sessions"
+        var label = "unmatched"
+        var response: HTTPResponse
         do {
-            let principal = try authenticate(request)
-            try createSession(request, principal) { [self] result in
-                // On the writer's thread: encoding happens on the connection's queue.
-                responder.respond { [self] in
-                    let response: HTTPResponse
-                    switch result {
-                    case .success(let made): response = made()
-                    case .failure(let problem): response = problemResponse(problem)
+            let (route, matched) = try resolve(request, label: &label)
+            if let later = route.later, route.placement(of: request, in: self) == .afterCommit {
+                let routeLabel = label
+                try later(self, matched) { [self] result in
+                    // On the writer's thread: encoding happens on the connection's queue.
+                    responder.respond { [self] in
+                        let response: HTTPResponse
+                        switch result {
+                        case .success(let made): response = made()
+                        case .failure(let problem): response = problemResponse(problem)
+                        }
+                        finished(request, route: routeLabel, response, started: started)
+                        return response
                     }
-                    finished(request, route: route, response, started: started)
-                    return response
                 }
+                return
             }
+            response = try route.handler(self, matched)
         } catch {
-            let response = problemResponse(error)
-            finished(request, route: route, response, started: started)
-            responder.respond(response)
+            response = problemResponse(error)
         }
+        finished(request, route: label, response, started: started)
+        responder.respond(response)
     }
+
 
     /// Records a handled request: metrics, and a log line for a 5xx (or every request at debug).
     private func finished(_ request: HTTPRequest, route: String, _ response: HTTPResponse, started: UInt64) {
@@ -120,68 +194,21 @@ public final class VaultRouter: HTTPHandler {
         }
     }
 
-    /// Every request that can block is flagged by ``mayBlock(_:)``, so the server may run the
-    /// others inline on all of its I/O workers.
-    public var classifiesBlocking: Bool { true }
-
-    /// Requests that can block run on the server's bounded handler pool, never inline: every
-    /// write (it waits for its group commit, an fsync with `synchronous=full`) and the listings
-    /// that can be long (a page of 1,000 sessions, 10,000 peers, the audit log). Single reads,
-    /// string exports and `/healthz` are a few microseconds of SQLite and AES and run inline —
-    /// on the event-loop thread itself, since this handler classifies (``EventLoop``). Flagged
-    /// besides: an export to a `.session` file (it builds a whole SQLite file), the routes that
-    /// count whole tables or list tokens (`/readyz`, `/metrics`, `/v1/sys/status`), and every
-    /// read while the store says it may wait (``VaultService/storeMayWaitNow``: a full audit backlog,
-    /// all readers busy, or the memory engine, whose reads wait for the write batch in progress).
-    /// (A JSON create is flagged here too, but the server asks ``respondsLater(_:)`` first: it
-    /// is answered after its commit without a waiting thread.)
-    public func mayBlock(_ request: HTTPRequest) -> Bool {
-        switch request.method {
-        case .get, .head:
-            // Paths compared as bytes: `==` and `hasSuffix` on a Substring compare Characters
-            // (seven comparisons were a fifth of this function's cost on every request).
-            let path = request.path.utf8
-            let count = path.count  // a distance between indices: counted once, not per literal
-            func equals(_ literal: StaticString) -> Bool {
-                count == literal.utf8CodeUnitCount
-                    && path.elementsEqual(UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
-            }
-            func endsWith(_ literal: StaticString) -> Bool {
-                count >= literal.utf8CodeUnitCount
-                    && path.suffix(literal.utf8CodeUnitCount)
-                        .elementsEqual(UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
-            }
-            if equals("/healthz") { return false }  // no storage, no lock
-            // The store would make this request wait (a full audit backlog, every reader busy,
-            // the memory engine's shared connection): run it where waiting is allowed.
-            if vault.storeMayWaitNow { return true }
-            if equals("/v1/sessions") || equals("/v1/tokens") || equals("/v1/audit") || endsWith("/peers") { return true }
-            // Whole-table counts and the token list.
-            if equals("/readyz") || equals("/metrics") || equals("/v1/sys/status") { return true }
-            // An export to a `.session` file builds a SQLite file with every peer (10,000 take
-            // tens of milliseconds): not for an event-loop thread. String exports stay inline.
-            if request.query != nil, endsWith("/export") {
-                let format = request.queryValue("format")
-                return format != nil && format != "pyrogram" && format != "telethon"
-            }
-            return false
-        default:
-            return true
-        }
-    }
-
     /// Answers a request that announces a body before the body is read (the server asks for
-    /// every one; issue 14 item 4, HTTP.md item 8): an unknown route (404), a wrong method (405),
-    /// a throttled address (429), a sealed vault (503), a missing or invalid token (401), a token
-    /// that may not write the session (403) or a JSON body over its limit (413) is refused at
-    /// once, and the server closes the connection without reading the body. Authentication goes
-    /// through ``authenticate(_:)``, as for a whole request, so a refused token counts toward the
-    /// failed-authentication throttle and is audited once. Cheap: one keyed hash and, for a
-    /// token not seen before, one indexed read.
+    /// every one; issue 14 item 4, docs/http.md §8): an unknown route (404), a wrong method (405),
+    /// an invalid `{name}` (400), a throttled address (429), a sealed vault (503), a missing or
+    /// invalid token (401), a token that may not do what the head already says (403, the route's
+    /// ``HeadCheck``) or a body over the route's limit (413, its ``RequestBody``) is refused at
+    /// once, and the server closes the connection without reading the body. These are the checks
+    /// of a whole request, in the same order; authentication goes through ``authenticate(_:)``,
+    /// so a refused token counts toward the failed-authentication throttle and is audited once.
+    /// Cheap: one keyed hash and, for a token not seen before, one indexed read.
     public func responseBeforeBody(_ head: HTTPRequestHead) -> HTTPResponse? {
         let request = HTTPRequest(head: head, body: [])
         do {
-            try preflight(request, head: head)
+            var label = ""
+            let (route, matched) = try resolve(request, label: &label)
+            try checkHead(route, matched, framing: head.framing)
             return nil
         } catch {
             metrics.observe(route: "preflight", method: request.method.rawValue, status: error.status, seconds: 0)
@@ -189,31 +216,16 @@ public final class VaultRouter: HTTPHandler {
         }
     }
 
-    private func preflight(_ request: HTTPRequest, head: HTTPRequestHead) throws(Problem) {
-        let path = request.path
-        if path == "/healthz" || path == "/readyz" || path == "/metrics" {
-            try allow(request.method == .head ? .get : request.method, [.get])
-            return
-        }
-        guard path.hasPrefix("/v1/") else { throw Problem.notFound("no such resource") }
-        let principal = try authenticate(request)
-        try authorizeBeforeBody(request, principal)
-        if Self.mediaType(request) == "application/json", case .contentLength(let n) = head.framing, n > Self.maxJSONBodyBytes {
-            throw Problem(status: 413, title: "Content Too Large",
-                          detail: "body: JSON bodies are limited to \(Self.maxJSONBodyBytes) bytes", field: "body")
-        }
-    }
-
-    /// The part of the routes' authorisation that the head alone decides, with the same checks
-    /// the routes make (so the status is the one the whole request would get): writing a session
-    /// named in the path (`PATCH /v1/sessions/{name}`, `PUT …/peers`) or in the query of a
-    /// `.session` upload, and, for a JSON create whose name is in the body, holding `write` at
-    /// all. Anything else is left to the route.
-    private func authorizeBeforeBody(_ request: HTTPRequest, _ principal: Principal) throws(Problem) {
-        let segments = Self.pathSegments(request.path)
-        guard segments.count >= 3, segments[1] == "v1", segments[2] == "sessions" else { return }
-        switch (request.method, segments.count) {
-        case (.post, 3):
+    /// The route's ``HeadCheck`` and ``RequestBody`` limit.
+    private func checkHead(_ route: Route, _ matched: RouteRequest, framing: HTTPBodyFraming) throws(Problem) {
+        let request = matched.request
+        switch route.headCheck {
+        case .none:
+            break
+        case .writesSessionInPath:
+            try authorize(try matched.principal(), .write, session: try matched.name().rawValue, request)
+        case .createsSession:
+            let principal = try matched.principal()
             if let type = Self.mediaType(request), Self.sqliteMediaTypes.contains(type),
                 let raw = request.queryValue("name"), let name = try? SessionName(raw)
             {
@@ -221,116 +233,53 @@ public final class VaultRouter: HTTPHandler {
             } else if !principal.policy.allows(.write) {
                 try authorize(principal, .write, session: nil, request)
             }
-        case (.patch, 4), (.put, 5):
-            guard request.method == .patch || segments[4] == "peers",
-                let name = try? SessionName(String(segments[3]))
-            else { return }
-            try authorize(principal, .write, session: name.rawValue, request)
-        default:
-            return
         }
+        guard case .contentLength(let length) = framing, length > Self.maxJSONBodyBytes else { return }
+        switch route.body {
+        case .any:
+            return
+        case .jsonOrSessionFile:
+            if let type = Self.mediaType(request), Self.sqliteMediaTypes.contains(type) { return }
+        case .json, .none:
+            break
+        }
+        throw Problem(status: 413, title: "Content Too Large",
+                      detail: "body: JSON bodies are limited to \(Self.maxJSONBodyBytes) bytes", field: "body")
     }
 
     // MARK: Dispatch
 
-    private func dispatch(_ request: HTTPRequest, route: inout String) throws(Problem) -> HTTPResponse {
+    /// Matches `request` in the table and makes the checks every route gets before its handler,
+    /// in this order: 404, 405 (with `Allow`), a valid `{name}` (400), the token for a
+    /// ``RouteAccess/token`` route (503 sealed, 401, 429). Sets `label` to the route's metrics
+    /// label once the path matched.
+    private func resolve(_ request: HTTPRequest, label: inout String) throws(Problem) -> (Route, RouteRequest) {
         let path = request.path
-        let all = Self.pathSegments(path)
-        // "/a/b" splits into ["", "a", "b"]; a trailing slash leaves an empty last segment.
-        guard all.first == "" else { throw Problem.notFound("no such resource") }
-        let segments = all.dropFirst()
-        let method = request.method == .head ? HTTPMethod.get : request.method
-
-        switch (segments.first ?? "", segments.count) {
-        case ("healthz", 1):
-            route = "/healthz"
-            try allow(method, [.get])
-            return health()
-        case ("readyz", 1):
-            route = "/readyz"
-            try allow(method, [.get])
-            return readiness()
-        case ("metrics", 1):
-            route = "/metrics"
-            try allow(method, [.get])
-            return metricsResponse()
-        case ("v1", _):
-            break
-        default:
+        switch table.match(request.method, path) {
+        case .notFound:
             throw Problem.notFound("no such resource")
-        }
-
-        // Slices keep the indices of `all`: `rest[rest.startIndex + k]` is the k-th after "v1".
-        let rest = segments.dropFirst()
-        guard let top = rest.first else { throw Problem.notFound("no such resource") }
-        let second = rest.count > 1 ? rest[rest.startIndex + 1] : ""
-        switch (top, rest.count) {
-        case ("sessions", 1):
-            route = "/v1/sessions"
-            try allow(method, [.get, .post])
-            let principal = try authenticate(request)
-            return method == .post ? try createSession(request, principal) : try listSessions(request, principal)
-        case ("sessions", 2), ("sessions", 3):
-            let name = try pathName(second)
-            if rest.count == 2 {
-                route = "/v1/sessions/{name}"
-                try allow(method, [.get, .patch, .delete])
-                let principal = try authenticate(request)
-                switch method {
-                case .get: return try getSession(name, principal)
-                case .patch: return try patchSession(request, name, principal)
-                default: return try revokeSession(request, name, principal)
-                }
+        case .methodNotAllowed(let index):
+            let entry = table.paths[index]
+            label = entry.pattern.text
+            let method = request.method == .head ? HTTPMethod.get : request.method
+            throw Problem(status: 405, title: "Method Not Allowed", detail: "method \(method.rawValue) is not allowed here",
+                          headers: [("Allow", entry.allow)])
+        case .found(let index, let range):
+            let route = table.routes[index]
+            label = route.label
+            let base = path.base
+            let utf8 = base.utf8
+            let first = base[utf8.index(utf8.startIndex, offsetBy: range.lowerBound)..<utf8.index(utf8.startIndex, offsetBy: range.upperBound)]
+            var name: SessionName?
+            if route.pattern.hasSessionName {
+                let text = route.pattern.firstParameter == "name" ? first : RouteRequest.segment(of: "name", in: route.pattern, path: path)
+                name = try pathName(text ?? "")
             }
-            switch rest[rest.startIndex + 2] {
-            case "export":
-                route = "/v1/sessions/{name}/export"
-                try allow(method, [.get])
-                return try exportSession(request, name, try authenticate(request))
-            case "peers":
-                route = "/v1/sessions/{name}/peers"
-                try allow(method, [.get, .put])
-                let principal = try authenticate(request)
-                return method == .put ? try putPeers(request, name, principal) : try getPeers(request, name, principal)
-            default:
-                throw Problem.notFound("no such resource")
-            }
-        case ("tokens", 1):
-            route = "/v1/tokens"
-            try allow(method, [.get, .post])
-            let principal = try authenticate(request)
-            return method == .post ? try createToken(request, principal) : try listTokens(principal)
-        case ("tokens", 2):
-            route = "/v1/tokens/{accessor}"
-            try allow(method, [.get, .delete])
-            let principal = try authenticate(request)
-            let accessor = String(second)
-            return method == .get ? try getToken(accessor, principal) : try revokeToken(request, accessor, principal)
-        case ("audit", 1):
-            route = "/v1/audit"
-            try allow(method, [.get])
-            return try auditLog(request, try authenticate(request))
-        case ("sys", 2):
-            switch second {
-            case "status":
-                route = "/v1/sys/status"
-                try allow(method, [.get])
-                return try status(try authenticate(request))
-            case "rotate":
-                route = "/v1/sys/rotate"
-                try allow(method, [.post])
-                return try rotate(request, try authenticate(request))
-            case "rewrap":
-                route = "/v1/sys/rewrap"
-                try allow(method, [.post])
-                return try rewrap(request, try authenticate(request))
-            default:
-                throw Problem.notFound("no such resource")
-            }
-        default:
-            throw Problem.notFound("no such resource")
+            let principal = route.access == .token ? try authenticate(request) : nil
+            return (route, RouteRequest(request: request, pattern: route.pattern, first: first, sessionName: name, principalOrNil: principal))
         }
     }
+
 
     /// `path` split at every `/` (empty segments kept, as `split(separator:omittingEmptySubsequences: false)`
     /// would). The slashes are found in the base string's contiguous UTF-8 and the segments cut at
@@ -356,15 +305,6 @@ public final class VaultRouter: HTTPHandler {
             segments.append(path[utf8.index(utf8.startIndex, offsetBy: start)...])
         }
         return segments
-    }
-
-    private func allow(_ method: HTTPMethod, _ allowed: [HTTPMethod]) throws(Problem) {
-        guard allowed.contains(method) else {
-            var names = allowed.map(\.rawValue)
-            if allowed.contains(.get) { names.append("HEAD") }
-            throw Problem(status: 405, title: "Method Not Allowed", detail: "method \(method.rawValue) is not allowed here",
-                          headers: [("Allow", names.joined(separator: ", "))])
-        }
     }
 
     private func pathName(_ segment: Substring) throws(Problem) -> SessionName {

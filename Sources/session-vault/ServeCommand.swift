@@ -181,50 +181,42 @@ struct ServeCommand: ParsableCommand {
     }
 }
 
-/// Routes for the black-box HTTP tests, served only with `SESSION_VAULT_TEST_ROUTES=1` and only
-/// under `/_test/` (every other path goes to the API; see `TestRouteHandler`):
-///   - `GET /_test/slow?ms=N` sleeps N ms (0...10000) on the connection's thread, then 200 `ok`;
+/// Routes for the black-box HTTP tests, served only with `SESSION_VAULT_TEST_ROUTES=1`: entries
+/// of the API's own route table (``VaultRouter/init(vault:info:serverState:log:metrics:throttle:routes:)``),
+/// so they are matched, placed, preflighted and counted as production routes are.
+///   - `GET /_test/slow?ms=N` sleeps N ms (0...10000) on a handler thread, then 200 `ok`;
 ///   - `GET /_test/big?bytes=N` answers N bytes (0...8 MiB) of `abc…z` repeated, `application/octet-stream`;
 ///   - `POST /_test/echo-length` answers the received body length as decimal text.
-/// - Anything else → 404 problem+json (bad test-route parameters → 400).
-struct ServeHandler: HTTPHandler {
-    let state: HTTPServerState
-    let testRoutes: Bool
-
+/// - Any other `/_test/` path → 404 problem+json (bad test-route parameters → 400).
+enum TestRoutes {
     static let maxSleepMilliseconds = 10_000
     static let maxBigBytes = 8 * 1024 * 1024
 
-    func handle(_ request: HTTPRequest) -> HTTPResponse {
-        let path = request.path
-        if testRoutes && path.hasPrefix("/_test/") {
-            if let response = testRoute(request, path: path) { return response }
-        }
-        return .problem(.notFound)
+    static let all: [Route] = [
+        Route(.get, "/_test/slow", placement: .handlerThread, access: .open) { _, c in slow(c.request) },
+        Route(.get, "/_test/big", placement: .loop, access: .open) { _, c in big(c.request) },
+        Route(.post, "/_test/echo-length", placement: .loop, access: .open, body: .any) { _, c in
+            HTTPResponse(status: .ok, text: String(c.request.body.count))
+        },
+    ]
+
+    private static func slow(_ request: HTTPRequest) -> HTTPResponse {
+        guard let ms = request.queryValue("ms").flatMap({ Int($0) }), (0...maxSleepMilliseconds).contains(ms)
+        else { return .problem(.badRequest, detail: "ms must be an integer in 0...10000") }
+        var remaining = timespec(tv_sec: ms / 1000, tv_nsec: (ms % 1000) * 1_000_000)
+        var left = timespec()
+        while nanosleep(&remaining, &left) != 0 && errno == EINTR { remaining = left }
+        return HTTPResponse(status: .ok, text: "ok")
     }
 
-    private func testRoute(_ request: HTTPRequest, path: Substring) -> HTTPResponse? {
-        switch (request.method, path) {
-        case (.get, "/_test/slow"):
-            guard let ms = request.queryValue("ms").flatMap({ Int($0) }), (0...ServeHandler.maxSleepMilliseconds).contains(ms)
-            else { return .problem(.badRequest, detail: "ms must be an integer in 0...10000") }
-            var remaining = timespec(tv_sec: ms / 1000, tv_nsec: (ms % 1000) * 1_000_000)
-            var left = timespec()
-            while nanosleep(&remaining, &left) != 0 && errno == EINTR { remaining = left }
-            return HTTPResponse(status: .ok, text: "ok")
-        case (.get, "/_test/big"), (.head, "/_test/big"):
-            guard let count = request.queryValue("bytes").flatMap({ Int($0) }),
-                (0...ServeHandler.maxBigBytes).contains(count)
-            else { return .problem(.badRequest, detail: "bytes must be an integer in 0...8388608") }
-            let alphabet = Array("abcdefghijklmnopqrstuvwxyz".utf8)
-            let body = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
-                for i in 0..<count { buffer[i] = alphabet[i % 26] }
-                initialized = count
-            }
-            return HTTPResponse(status: .ok, headers: ["Content-Type": "application/octet-stream"], body: body)
-        case (.post, "/_test/echo-length"):
-            return HTTPResponse(status: .ok, text: String(request.body.count))
-        default:
-            return nil
+    private static func big(_ request: HTTPRequest) -> HTTPResponse {
+        guard let count = request.queryValue("bytes").flatMap({ Int($0) }), (0...maxBigBytes).contains(count)
+        else { return .problem(.badRequest, detail: "bytes must be an integer in 0...8388608") }
+        let alphabet = Array("abcdefghijklmnopqrstuvwxyz".utf8)
+        let body = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            for i in 0..<count { buffer[i] = alphabet[i % 26] }
+            initialized = count
         }
+        return HTTPResponse(status: .ok, headers: ["Content-Type": "application/octet-stream"], body: body)
     }
 }

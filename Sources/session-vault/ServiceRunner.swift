@@ -98,9 +98,8 @@ final class ServiceRunner {
         }
 
         let state = HTTPServerState()
-        let router = VaultRouter(vault: vault, info: info, serverState: state, log: log)
-        let handler: any HTTPHandler = testRoutes ? TestRouteHandler(testRoutes: ServeHandler(state: state, testRoutes: true), main: router) : router
-        let server = HTTPServer(configuration: http, state: state, handler: handler)
+        let router = VaultRouter(vault: vault, info: info, serverState: state, log: log, routes: testRoutes ? TestRoutes.all : [])
+        let server = HTTPServer(configuration: http, state: state, handler: router)
         // docs/http.md §16: drain on SIGTERM/SIGINT, close the database cleanly, exit 0. Installed
         // before the listener opens: a SIGTERM that comes as soon as the port answers must drain,
         // not kill (the handlers run on the main queue, so only once the server has started).
@@ -484,30 +483,6 @@ final class ServiceRunner {
         }
         log.info("imported sessions at start", [("count", String(created)), ("lines", String(parsed.count))])
     }
-}
-
-/// Serves the black-box test routes (`/_test/…`, only with `SESSION_VAULT_TEST_ROUTES=1`) and
-/// everything else through the API.
-struct TestRouteHandler: HTTPHandler {
-    let testRoutes: ServeHandler
-    let main: any HTTPHandler
-
-    func handle(_ request: HTTPRequest) -> HTTPResponse {
-        request.path.hasPrefix("/_test/") ? testRoutes.handle(request) : main.handle(request)
-    }
-
-    func responseBeforeBody(_ head: HTTPRequestHead) -> HTTPResponse? {
-        HTTPRequest(head: head, body: []).path.hasPrefix("/_test/") ? nil : main.responseBeforeBody(head)
-    }
-
-    /// `/_test/slow` sleeps, so it is declared blocking like the API's writes; the API decides the rest.
-    func mayBlock(_ request: HTTPRequest) -> Bool {
-        let path = request.path
-        return path.hasPrefix("/_test/") ? path == "/_test/slow" : main.mayBlock(request)
-    }
-
-    /// As the API: its blocking requests are all flagged.
-    var classifiesBlocking: Bool { main.classifiesBlocking }
 }
 
 /// The service version.

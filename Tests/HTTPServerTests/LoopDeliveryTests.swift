@@ -6,13 +6,12 @@ import Testing
 
 @testable import HTTPServer
 
-/// A handler that classifies its blocking requests (targets starting with `/block`), so the
-/// server runs its connections' events on the event-loop threads themselves (``EventLoop``).
+/// A handler that places its requests inline except the blocking ones (targets starting with
+/// `/block`), so they run on the event-loop threads themselves (``EventLoop``).
 private struct Classifying: HTTPHandler {
     let body: @Sendable (HTTPRequest) -> HTTPResponse
     func handle(_ request: HTTPRequest) -> HTTPResponse { body(request) }
-    var classifiesBlocking: Bool { true }
-    func mayBlock(_ request: HTTPRequest) -> Bool { request.target.hasPrefix("/block") }
+    func placement(of request: HTTPRequest) -> HTTPPlacement { request.target.hasPrefix("/block") ? .offloaded : .inline }
 }
 
 /// Connections of a classifying handler are served on the loop threads, with `queue.sync`
@@ -75,6 +74,7 @@ struct LoopDeliveryTests {
         #expect(placement["/k1"] == true)
     }
 
+    /// A handler that places nothing gets the default, ``HTTPPlacement/offloaded``: fail safe.
     @Test func anUnclassifyingHandlerIsNotRunOnALoopThread() async throws {
         let placement = Placement()
         let handler = HTTPClosureHandler { request in

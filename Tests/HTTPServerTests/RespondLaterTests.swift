@@ -3,14 +3,14 @@ import Dispatch
 @testable import HTTPServer
 import Testing
 
-/// A handler that answers some requests later (``HTTPHandler/respondsLater(_:)``): paths starting
+/// A handler that answers some requests later (``HTTPPlacement/deferred``): paths starting
 /// with `/later` are answered by `answer`, which the test controls; the rest at once.
 private struct LaterHandler: HTTPHandler {
     let answer: @Sendable (HTTPRequest, HTTPResponder) -> Void
 
     func handle(_ request: HTTPRequest) -> HTTPResponse { HTTPResponse(text: "now " + request.target) }
 
-    func respondsLater(_ request: HTTPRequest) -> Bool { request.target.hasPrefix("/later") }
+    func placement(of request: HTTPRequest) -> HTTPPlacement { request.target.hasPrefix("/later") ? .deferred : .offloaded }
 
     func handle(_ request: HTTPRequest, responder: HTTPResponder) { answer(request, responder) }
 }

@@ -139,7 +139,9 @@ final class Connection: @unchecked Sendable {
         self.transport = transport
         self.fd = transport.fileDescriptor
         self.loop = loop
-        self.handledOnLoop = server.handler.classifiesBlocking
+        // Every handler places its requests (``HTTPHandler/placement(of:)``, offloaded unless it
+        // says otherwise), so events are always handled on the loop thread.
+        self.handledOnLoop = true
         self.peer = peer
         self.peerKey = peer.peerKey
         self.server = server
@@ -233,7 +235,7 @@ final class Connection: @unchecked Sendable {
         armedPersistent = persistent
     }
 
-    /// Graceful shutdown, step 2/3 (HTTP.md item 16): close if idle, otherwise finish the current
+    /// Graceful shutdown, step 2/3 (docs/http.md §16): close if idle, otherwise finish the current
     /// request and answer it with `Connection: close`.
     func beginDrain() {
         assertOnQueue()
@@ -334,7 +336,7 @@ final class Connection: @unchecked Sendable {
                         return
                     }
                     // RFC 9110 §10.1.1: send 100 only if none of the body has arrived yet, and
-                    // only after the handler had a chance to refuse the body (HTTP.md item 8).
+                    // only after the handler had a chance to refuse the body (docs/http.md §8).
                     if head.expectsContinue && parser.bufferedByteCount == 0 {
                         sendContinue()
                     }
@@ -396,13 +398,14 @@ final class Connection: @unchecked Sendable {
             sendError(code: 503)
             return
         }
-        if server.handler.respondsLater(request) {
+        let placement = server.handler.placement(of: request)
+        if placement == .deferred {
             handleLater(request)
             return
         }
         // Inline only with nothing left to send (an unsent interim `100 Continue` waits for
         // writability, which this thread cannot serve while inside the handler).
-        guard outHeadSent == outHead.count, !server.handler.mayBlock(request),
+        guard outHeadSent == outHead.count, placement == .inline,
             InlineHandlerSlots.acquire(limit: server.inlineLimit)
         else {
             offload(request)
@@ -412,7 +415,7 @@ final class Connection: @unchecked Sendable {
         let response = server.handler.handle(request)
         InlineHandlerSlots.release()
         server.inFlightHandlers.wrappingSubtract(1, ordering: .relaxed)
-        // Handler deadline (HTTP.md item 11(e)) for an inline call: judged now, on this thread,
+        // Handler deadline (docs/http.md §11) for an inline call: judged now, on this thread,
         // the only one that writes to the transport. The late result is dropped for a 503.
         if machine.inlineHandlerOverran(startedAt: started, now: Connection.now()) {
             server.configuration.logger.log(.warning, "handler exceeded its deadline; answered 503")
@@ -434,7 +437,7 @@ final class Connection: @unchecked Sendable {
         }
     }
 
-    /// A request the handler answers later (``HTTPHandler/respondsLater(_:)``): the connection
+    /// A request the handler answers later (``HTTPPlacement/deferred``): the connection
     /// waits as for an offloaded handler (reading paused, handler deadline armed) while the
     /// handler's synchronous part runs inline if an inline slot is free, else on the pool. The
     /// response always comes back through `queue.async`, so a responder called before
@@ -545,7 +548,7 @@ final class Connection: @unchecked Sendable {
         }
     }
 
-    /// Sends a prebuilt error response with `Connection: close`, then lingers (HTTP.md items 17, 18).
+    /// Sends a prebuilt error response with `Connection: close`, then lingers (docs/http.md §17, §18).
     /// Only called when no final response has started on this connection.
     private func sendError(code: Int) {
         releaseBody()
@@ -571,7 +574,7 @@ final class Connection: @unchecked Sendable {
     // MARK: - Writing
 
     /// Writes pending bytes (head and body in one `sendmsg`); on EAGAIN waits for writability with
-    /// reading paused and the write-stall deadline armed (HTTP.md item 13).
+    /// reading paused and the write-stall deadline armed (docs/http.md §13).
     private func flush() {
         while outHeadSent < outHead.count || outBodySent < outBody.count {
             let result = outHead.withUnsafeBytes { head in
@@ -592,7 +595,7 @@ final class Connection: @unchecked Sendable {
                 waitForWritable()
                 return
             case .endOfStream, .failed:
-                // EPIPE / ECONNRESET: the peer is gone (HTTP.md item 13, logged at debug level).
+                // EPIPE / ECONNRESET: the peer is gone (docs/http.md §13, logged at debug level).
                 if case .failed(let code) = result {
                     server.configuration.logger.log(.debug, "send failed on connection: errno \(code)")
                 }
@@ -634,7 +637,7 @@ final class Connection: @unchecked Sendable {
         case .close:
             close()
         case .shutDownWriteAndLinger:
-            // RFC 9112 §9.6, HTTP.md item 17: read and discard for up to
+            // RFC 9112 §9.6, docs/http.md §17: read and discard for up to
             // ``HTTPServerConfiguration/lingerTimeout`` or ``HTTPServerConfiguration/lingerMaxBytes``,
             // so the client reads our response before any RST.
             transport.shutdownWrite()
@@ -642,7 +645,7 @@ final class Connection: @unchecked Sendable {
         }
     }
 
-    // MARK: - Lingering close (RFC 9112 §9.6, HTTP.md item 17)
+    // MARK: - Lingering close (RFC 9112 §9.6, docs/http.md §17)
 
     /// Reads and drops input until EOF, an error, the byte cap, or (via the deadline) the time cap.
     private func discardLingering() {
@@ -660,7 +663,7 @@ final class Connection: @unchecked Sendable {
         }
     }
 
-    // MARK: - Deadlines (HTTP.md item 11)
+    // MARK: - Deadlines (docs/http.md §11)
 
     /// Stores the machine's deadline and shedding times in the atomics the watchdog and the
     /// listener read, when they changed. Called at the end of every turn on `queue`.
@@ -716,7 +719,7 @@ final class Connection: @unchecked Sendable {
 }
 
 /// A per-thread receive buffer: reads land here and are copied into the connection's parser, so
-/// idle connections hold no read buffer (HTTP.md item 10 memory bound, and lower RSS).
+/// idle connections hold no read buffer (docs/http.md §10 memory bound, and lower RSS).
 enum ReadBuffer {
     /// Bytes per thread: large enough for a 64 KiB body chunk per `recv`.
     static let size = 64 * 1024

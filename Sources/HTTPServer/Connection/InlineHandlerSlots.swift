@@ -21,8 +21,8 @@ import Synchronization
 /// - Cheap handlers run inline, with no hop, unless the limit is reached at that instant.
 /// - The check costs two uncontended atomic operations: no clock, no system call, no `/proc`.
 /// - Offloaded handlers run on the handler pool, at most
-///   ``HTTPServerConfiguration/handlerThreads`` threads; requests the handler flags as blocking
-///   (``HTTPHandler/mayBlock(_:)``) always go there.
+///   ``HTTPServerConfiguration/handlerThreads`` threads; requests the handler does not place
+///   ``HTTPPlacement/inline`` (``HTTPHandler/placement(of:)``) always go there.
 ///
 /// Age-based or thread-state-based guesses ("this one looks blocked") were rejected: a handler can
 /// start cheap and then block, so any rule that lets every worker enter a handler can wedge the

@@ -8,15 +8,14 @@ import Synchronization
 /// to its connection's serial queue. There is one loop per two CPUs (``all``); connections are
 /// spread over them round-robin (``next()``).
 ///
-/// **Delivery.** For a server whose handler classifies its blocking requests
-/// (``HTTPHandler/classifiesBlocking``), an event is handled *on the loop thread*, through
-/// `queue.sync`: Dispatch runs the block on the calling thread when the queue is idle, so reading,
-/// parsing, a non-blocking handler and the write cost no thread hop and no worker wake-up. (The
-/// hop was a quarter of an export's CPU time: a measured 32 → 24 µs of server CPU per request
-/// with `wrk -c64`.) This is the event-loop contract of swift-nio: work that may block must not
-/// run there, and such a handler flags it (``HTTPHandler/mayBlock(_:)``) so it goes to the
-/// handler pool. For a handler that does not classify, events are delivered with `queue.async`
-/// as before, so one of its handlers blocking inline can never hold up a loop.
+/// **Delivery.** An event is handled *on the loop thread*, through `queue.sync`: Dispatch runs
+/// the block on the calling thread when the queue is idle, so reading, parsing, a non-blocking
+/// handler and the write cost no thread hop and no worker wake-up. (The hop was a quarter of an
+/// export's CPU time: a measured 32 → 24 µs of server CPU per request with `wrk -c64`.) This is
+/// the event-loop contract of swift-nio: work that may block must not run there, so only a
+/// request the handler places ``HTTPPlacement/inline`` (``HTTPHandler/placement(of:)``) runs on
+/// the loop; any other goes to the handler pool. (A connection whose `handledOnLoop` is false
+/// gets its events with `queue.async` instead.)
 ///
 /// Nothing that runs on a connection queue waits for a loop thread (re-arming is an `epoll_ctl`,
 /// not a message to the loop), so `sync` cannot deadlock; it waits only while the queue is busy

@@ -3,26 +3,22 @@ import Synchronization
 
 /// Answers one complete request with one complete response.
 ///
-/// **Where handlers run.** Normally `handle(_:)` is called synchronously on the connection's own
-/// serial `DispatchQueue`, with no thread hop per request; for a handler that ``classifiesBlocking``
-/// that queue's work runs on the event-loop thread that saw the socket ready (``EventLoop``).
-/// Connection queues share Dispatch's
-/// CPU-sized worker pool, which blocking handlers could starve (Dispatch on Linux adds threads for
-/// blocked workers only about once a second). So a request the handler flags with
-/// ``mayBlock(_:)``, or any request once ``HTTPServerConfiguration/inlineHandlerLimit`` handlers
-/// are already running inline in the process (default CPUs − 1, so one worker always stays free;
-/// CPUs for a handler that ``classifiesBlocking``), runs on the server's bounded handler pool
-/// (``HTTPServerConfiguration/handlerThreads`` threads at most) and its response hops back to
-/// the connection queue. The check costs two atomic operations. Either
-/// way blocking work (SQLite, OpenSSL) is fine: it blocks a Dispatch worker thread, never the
-/// Swift cooperative pool. Requests on one connection are handled one at a time, in order
-/// (RFC 9112 §9.3.2).
+/// **Where handlers run.** The server asks ``placement(of:)`` for every complete request, on the
+/// thread that handles the connection's I/O (an event-loop thread, ``EventLoop``), and the
+/// answer alone decides where the handler runs:
 ///
-/// **Answering later.** A request the handler flags with ``respondsLater(_:)`` goes to
-/// ``handle(_:responder:)`` instead: its synchronous part runs like an inline handler, and the
-/// ``HTTPResponder`` delivers the response from any thread when the work it waits on (a group
-/// commit, say) is done, so no thread waits with it. The handler deadline and the in-flight cap
-/// apply until the response arrives.
+/// - ``HTTPPlacement/inline``: right there, with no thread hop, while fewer than
+///   ``HTTPServerConfiguration/inlineHandlerLimit`` handlers run inline in the process (else as
+///   `offloaded`). Only for work that cannot block: it holds up every connection of that loop.
+/// - ``HTTPPlacement/offloaded`` (the default, so a request nobody placed is safe): on the
+///   server's bounded handler pool (``HTTPServerConfiguration/handlerThreads`` threads at most),
+///   where blocking work (SQLite, OpenSSL) is fine; the response hops back to the connection.
+/// - ``HTTPPlacement/deferred``: through ``handle(_:responder:)``, whose synchronous part runs
+///   like an inline handler while the ``HTTPResponder`` delivers the response from any thread
+///   when the work it waits on (a group commit, say) is done, so no thread waits with it. The
+///   handler deadline and the in-flight cap apply until the response arrives.
+///
+/// Requests on one connection are handled one at a time, in order (RFC 9112 §9.3.2).
 ///
 /// **Bounds.** At most ``HTTPServerConfiguration/maxInFlightHandlers`` calls run at once; a request
 /// beyond that gets 503 with `Retry-After` without calling the handler. A call that runs longer than
@@ -52,26 +48,13 @@ public protocol HTTPHandler: Sendable {
     /// implementation returns nil.
     func responseBeforeBody(_ head: HTTPRequestHead) -> HTTPResponse?
 
-    /// Whether handling `request` may block for long (waiting on a storage commit, a large
-    /// import). Such requests always run on the bounded handler pool; the others run inline on
-    /// the connection queue when an inline slot is free (``HTTPServerConfiguration/inlineHandlerLimit``).
-    /// Called on the connection queue; must be cheap. The default says false (decide by slots only).
-    func mayBlock(_ request: HTTPRequest) -> Bool
-
-    /// True if this handler's ``mayBlock(_:)`` flags every request that can block, so the server
-    /// may let as many handlers run inline as there are I/O threads, and runs each connection's
-    /// events on its event-loop thread with no hop to a Dispatch worker (``EventLoop``): the
-    /// requests not flagged must then really not block, or they hold up every connection of
-    /// that loop. Default false.
-    var classifiesBlocking: Bool { get }
-
-    /// Whether `request` is answered later through ``handle(_:responder:)`` instead of
-    /// ``handle(_:)``: for work that waits on something else (a group commit) without needing a
-    /// thread to wait with it. Called on the connection queue; must be cheap. Default false.
-    func respondsLater(_ request: HTTPRequest) -> Bool
+    /// Where `request` is handled (see ``HTTPPlacement``). Called on the connection's I/O thread
+    /// for every complete request; must be cheap and must not block. The default,
+    /// ``HTTPPlacement/offloaded``, is always safe.
+    func placement(of request: HTTPRequest) -> HTTPPlacement
 
     /// Answers `request` through `responder`, now or later, from any thread. Called for the
-    /// requests ``respondsLater(_:)`` flags, inline on the connection queue when an inline slot
+    /// requests placed ``HTTPPlacement/deferred``, inline on the connection queue when an inline slot
     /// is free (else on the handler pool), so the synchronous part must not block: it should
     /// check, hand the slow part on and return. Reading is paused and the handler deadline runs
     /// until the response arrives; a responder dropped unanswered sends 500. The default calls
@@ -79,7 +62,20 @@ public protocol HTTPHandler: Sendable {
     func handle(_ request: HTTPRequest, responder: HTTPResponder)
 }
 
-/// Delivers the one response to a request a handler answers later (``HTTPHandler/respondsLater(_:)``).
+/// Where a request is handled: the one scheduling question the server asks a handler
+/// (``HTTPHandler/placement(of:)``).
+public enum HTTPPlacement: Sendable, Equatable {
+    /// Cheap and non-blocking: ``HTTPHandler/handle(_:)`` may run on the thread that handles the
+    /// connection's I/O, an event-loop thread (while an inline slot is free, else offloaded).
+    case inline
+    /// May block: ``HTTPHandler/handle(_:)`` runs on the server's bounded handler pool.
+    case offloaded
+    /// Answered later: ``HTTPHandler/handle(_:responder:)`` runs like an inline handler and
+    /// responds from any thread once the work it handed on is done.
+    case deferred
+}
+
+/// Delivers the one response to a request a handler answers later (``HTTPPlacement/deferred``).
 ///
 /// Any thread may call ``respond(_:)`` or ``respond(building:)``, once; later calls are ignored.
 /// A responder released without having responded answers 500 (a handler bug must not leave the
@@ -124,14 +120,9 @@ extension HTTPHandler {
     /// Accepts every body (sends `100 Continue` when asked).
     public func responseBeforeBody(_ head: HTTPRequestHead) -> HTTPResponse? { nil }
 
-    /// Unknown: placement by inline slots only.
-    public func mayBlock(_ request: HTTPRequest) -> Bool { false }
-
-    /// The default handler does not classify its requests.
-    public var classifiesBlocking: Bool { false }
-
-    /// Every request is answered by ``handle(_:)``.
-    public func respondsLater(_ request: HTTPRequest) -> Bool { false }
+    /// Every request runs on the handler pool: a handler that never says otherwise is never run
+    /// where blocking would hold up other connections.
+    public func placement(of request: HTTPRequest) -> HTTPPlacement { .offloaded }
 
     /// Calls ``handle(_:)`` and responds at once.
     public func handle(_ request: HTTPRequest, responder: HTTPResponder) {

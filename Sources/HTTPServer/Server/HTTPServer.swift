@@ -58,8 +58,8 @@ public final class HTTPServer: Sendable {
     /// Handlers currently running, across all connections.
     let inFlightHandlers = Atomic<Int>(0)
     /// Handlers that may run inline at once, process-wide, before this server offloads (see
-    /// ``InlineHandlerSlots``): ``HTTPServerConfiguration/inlineHandlerLimit``, or CPUs − 1 (CPUs
-    /// for a handler that ``HTTPHandler/classifiesBlocking``).
+    /// ``InlineHandlerSlots``): ``HTTPServerConfiguration/inlineHandlerLimit``, or CPUs (only
+    /// requests placed ``HTTPPlacement/inline`` run inline).
     let inlineLimit: Int
     /// Runs the handlers that do not run inline (bounded, see ``HandlerPool``).
     let handlerPool: HandlerPool
@@ -138,11 +138,7 @@ public final class HTTPServer: Sendable {
         self.handler = handler
         self.timeouts = Connection.Timeouts(configuration)
         self.errorResponses = ErrorResponses(retryAfterSeconds: configuration.retryAfterSeconds)
-        // By default keep at least one worker of Dispatch's CPU-sized pool out of handlers.
-        self.inlineLimit = max(
-            0,
-            configuration.inlineHandlerLimit
-                ?? (handler.classifiesBlocking ? InlineHandlerSlots.cpuCount : InlineHandlerSlots.defaultLimit))
+        self.inlineLimit = max(0, configuration.inlineHandlerLimit ?? InlineHandlerSlots.cpuCount)
         self.handlerPool = HandlerPool(maxThreads: configuration.handlerThreads)
         self.addressSlots = AddressSlots(limit: configuration.maxConnectionsPerAddress)
         self.bodyBudget = BodyMemoryBudget(limit: configuration.bodyMemoryBudgetBytes)

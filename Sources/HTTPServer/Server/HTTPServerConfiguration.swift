@@ -109,13 +109,11 @@ public struct HTTPServerConfiguration: Sendable {
     public var bodyMemoryBudgetBytes: Int
     /// Most handlers running at once across all connections; one more gets 503 with `Retry-After`.
     public var maxInFlightHandlers: Int
-    /// How many handlers may run inline at once (on the connection queues' shared, CPU-sized
-    /// Dispatch worker pool, with no thread hop), counted across the whole process, before further
-    /// handlers move to the bounded handler pool instead (one thread hop each). Only handlers that
-    /// do not declare they may block (``HTTPHandler/mayBlock(_:)``) run inline. `nil` means "active
-    /// CPUs − 1" (at least 1) for handlers that never say, and "active CPUs" when the handler
-    /// routes its blocking requests to the pool itself (``HTTPHandler/classifiesBlocking``).
-    /// `0` offloads every handler.
+    /// How many handlers may run inline at once (on the event-loop threads, with no thread hop),
+    /// counted across the whole process, before further handlers move to the bounded handler pool
+    /// instead (one thread hop each). Only requests the handler places
+    /// ``HTTPPlacement/inline`` (``HTTPHandler/placement(of:)``) run inline. `nil` means "active
+    /// CPUs"; `0` offloads every handler.
     public var inlineHandlerLimit: Int?
     /// Most threads of the handler pool, which runs the handlers that do not run inline. Threads
     /// start lazily and are never more than this, whatever the load; queued handlers wait for one.
