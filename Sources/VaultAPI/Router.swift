@@ -63,7 +63,7 @@ public final class VaultRouter: HTTPHandler {
             try r.createSession(c.request, c.principal())
         },
         Route(.get, "/v1/sessions/{name}", placement: .loop(unless: .storeMayWait)) { r, c throws(Problem) in
-            try r.getSession(c.name(), c.principal())
+            try r.getSession(c.request, c.name(), c.principal())
         },
         Route(.patch, "/v1/sessions/{name}", placement: .handlerThread, headCheck: .writesSessionInPath, body: .json) {
             r, c throws(Problem) in try r.patchSession(c.request, c.name(), c.principal())
@@ -82,12 +82,12 @@ public final class VaultRouter: HTTPHandler {
         },
 
         // Tokens (Routes+System.swift; root only).
-        Route(.get, "/v1/tokens", placement: .handlerThread) { r, c throws(Problem) in try r.listTokens(c.principal()) },
+        Route(.get, "/v1/tokens", placement: .handlerThread) { r, c throws(Problem) in try r.listTokens(c.request, c.principal()) },
         Route(.post, "/v1/tokens", placement: .handlerThread, body: .json) { r, c throws(Problem) in
             try r.createToken(c.request, c.principal())
         },
         Route(.get, "/v1/tokens/{accessor}", placement: .loop(unless: .storeMayWait)) { r, c throws(Problem) in
-            try r.getToken(String(c.parameter("accessor") ?? ""), c.principal())
+            try r.getToken(c.request, String(c.parameter("accessor") ?? ""), c.principal())
         },
         Route(.delete, "/v1/tokens/{accessor}", placement: .handlerThread) { r, c throws(Problem) in
             try r.revokeToken(c.request, String(c.parameter("accessor") ?? ""), c.principal())
@@ -95,7 +95,7 @@ public final class VaultRouter: HTTPHandler {
 
         // Audit and system (Routes+System.swift; admin).
         Route(.get, "/v1/audit", placement: .handlerThread) { r, c throws(Problem) in try r.auditLog(c.request, c.principal()) },
-        Route(.get, "/v1/sys/status", placement: .handlerThread) { r, c throws(Problem) in try r.status(c.principal()) },
+        Route(.get, "/v1/sys/status", placement: .handlerThread) { r, c throws(Problem) in try r.status(c.request, c.principal()) },
         Route(.post, "/v1/sys/rotate", placement: .handlerThread) { r, c throws(Problem) in try r.rotate(c.request, c.principal()) },
         Route(.post, "/v1/sys/rewrap", placement: .handlerThread) { r, c throws(Problem) in try r.rewrap(c.request, c.principal()) },
     ]

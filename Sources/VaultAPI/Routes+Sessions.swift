@@ -179,11 +179,8 @@ extension VaultRouter {
         }
     }
 
-    func getSession(_ name: SessionName, _ principal: Principal) throws(Problem) -> HTTPResponse {
-        guard principal.policy.allows(.read, session: name.rawValue) else {
-            throw Problem(status: 403, title: "Forbidden", detail: "authorization: the token does not allow 'read' on this resource",
-                          field: "authorization")
-        }
+    func getSession(_ request: HTTPRequest, _ name: SessionName, _ principal: Principal) throws(Problem) -> HTTPResponse {
+        try authorize(principal, .read, session: name.rawValue, request)
         let s: StoredSession
         do { s = try vault.session(name) } catch { throw problem(for: error, name: name) }
         return json(Self.metadata(s), headers: [("ETag", Self.etag(s))])

@@ -59,10 +59,8 @@ extension VaultRouter {
 
     // MARK: System (root or admin)
 
-    func status(_ principal: Principal) throws(Problem) -> HTTPResponse {
-        guard principal.policy.allows(.admin) else {
-            throw Problem(status: 403, title: "Forbidden", detail: "authorization: the token does not allow 'admin'", field: "authorization")
-        }
+    func status(_ request: HTTPRequest, _ principal: Principal) throws(Problem) -> HTTPResponse {
+        try authorize(principal, .admin, session: nil, request)
         let counts: SessionCounts
         let tokens: [TokenRecord]
         do { counts = try vault.store.countSessions() } catch { throw problem(for: VaultError(error), name: nil) }
@@ -188,10 +186,8 @@ extension VaultRouter {
         return json(value, status: 201, headers: [("Location", "/v1/tokens/\(issued.record.accessor)")])
     }
 
-    func listTokens(_ principal: Principal) throws(Problem) -> HTTPResponse {
-        guard principal.policy.isRoot else {
-            throw Problem(status: 403, title: "Forbidden", detail: "authorization: only the root token manages tokens", field: "authorization")
-        }
+    func listTokens(_ request: HTTPRequest, _ principal: Principal) throws(Problem) -> HTTPResponse {
+        try requireRoot(principal, request)
         do {
             return json(.object([("items", .array(try vault.tokens().map(Self.tokenJSON)))]))
         } catch {
@@ -199,10 +195,8 @@ extension VaultRouter {
         }
     }
 
-    func getToken(_ accessor: String, _ principal: Principal) throws(Problem) -> HTTPResponse {
-        guard principal.policy.isRoot else {
-            throw Problem(status: 403, title: "Forbidden", detail: "authorization: only the root token manages tokens", field: "authorization")
-        }
+    func getToken(_ request: HTTPRequest, _ accessor: String, _ principal: Principal) throws(Problem) -> HTTPResponse {
+        try requireRoot(principal, request)
         try validAccessor(accessor)
         do {
             return json(Self.tokenJSON(try vault.token(accessor: accessor)))

@@ -28,7 +28,7 @@ import Synchronization
 /// an inline call when it returns (only the connection's own thread writes to its transport, and
 /// that thread is inside the call). The late response is dropped. A handler cannot be
 /// interrupted, so it should still bound its own blocking work, and one that may block must say
-/// so (``mayBlock(_:)``) so that it is offloaded.
+/// so (``placement(of:)`` returns `.offloaded`, the default) so that it is offloaded.
 ///
 /// Implementations must be `Sendable`: the same instance serves every connection concurrently.
 public protocol HTTPHandler: Sendable {
