@@ -53,6 +53,14 @@ stage "swift test" swift test
 [ -x scripts/integration.sh ] && stage "integration + cli (real binary)" scripts/integration.sh
 [ -n "${SKIP_INTEROP:-}" ] || { [ -x scripts/interop.sh ] && stage "interop (real client libraries)" scripts/interop.sh; }
 
+# On CI (a fresh clone), running the tests must not change a tracked file.
+tracked_files_unchanged() {
+    local changed
+    changed=$(git status --porcelain --untracked-files=no)
+    [ -z "$changed" ] || { echo "the tests modified tracked files:"; echo "$changed"; return 1; }
+}
+if [ -n "${CI:-}" ] && git rev-parse --git-dir >/dev/null 2>&1; then stage "tracked files unchanged" tracked_files_unchanged; fi
+
 echo
 if [ "$failed" -gt 0 ]; then echo "failed stages: ${failures[*]}"; fi
 echo "stages: $passed passed, $failed failed"
