@@ -19,14 +19,10 @@ import Testing
     /// rotation must not write a term sealed under K1 (the bug left K1's term in K2's keyring, so
     /// neither key opened the vault). The stale process seals itself instead.
     @Test func aRotationAfterAnotherProcessRekeyedNeverWritesUnderTheOldKey() throws {
-        let dir = try TempDir()
-        let path = dir.file("vault.db")
         let k1 = try MasterKey.generate(), k2 = try MasterKey.generate()
-        let storeA = try SQLiteSessionStore(.file(path))
-        let storeB = try SQLiteSessionStore(.file(path))
-        defer { storeA.close(); storeB.close() }
-        let a = try VaultService(store: storeA, master: k1)
-        let b = try VaultService(store: storeB, master: k1)
+        let two = try TwoProcesses(master: k1)
+        defer { two.close() }
+        let (storeB, a, b) = (two.storeB, two.a, two.b)
         let name = try SessionName("kept")
         _ = try a.create(name: name, imported: try Self.session(), context: Self.ctx)
         let exported = try a.export(name, as: ExportFormat.pyrogram, context: Self.ctx)
@@ -46,14 +42,10 @@ import Testing
     /// Both hold K1; each rotates after the other: the second reloads the keyring and adds the
     /// next term instead of failing with a term conflict, and both terms open under K1.
     @Test func rotationsFromTwoProcessesBothLand() throws {
-        let dir = try TempDir()
-        let path = dir.file("vault.db")
         let k1 = try MasterKey.generate()
-        let storeA = try SQLiteSessionStore(.file(path))
-        let storeB = try SQLiteSessionStore(.file(path))
-        defer { storeA.close(); storeB.close() }
-        let a = try VaultService(store: storeA, master: k1)
-        let b = try VaultService(store: storeB, master: k1)
+        let two = try TwoProcesses(master: k1)
+        defer { two.close() }
+        let (storeA, a, b) = (two.storeA, two.a, two.b)
         #expect(try b.rotate(context: Self.ctx) == 2)
         #expect(try a.rotate(context: Self.ctx) == 3)
         #expect(try a.keyTerms().current == 3)
@@ -66,14 +58,10 @@ import Testing
 
     /// A rekey from a stale view (another process rotated since) changes nothing and says so.
     @Test func aRekeyFromAStaleKeyringIsRefused() throws {
-        let dir = try TempDir()
-        let path = dir.file("vault.db")
         let k1 = try MasterKey.generate(), k2 = try MasterKey.generate()
-        let storeA = try SQLiteSessionStore(.file(path))
-        let storeB = try SQLiteSessionStore(.file(path))
-        defer { storeA.close(); storeB.close() }
-        let a = try VaultService(store: storeA, master: k1)
-        let b = try VaultService(store: storeB, master: k1)
+        let two = try TwoProcesses(master: k1)
+        defer { two.close() }
+        let (storeA, a, b) = (two.storeA, two.a, two.b)
         _ = try b.rotate(context: Self.ctx)
         #expect(throws: VaultError.keyringChanged) { try a.rekey(to: k2) }
         #expect(try VaultService(store: storeA, master: k1).keyTerms().terms.count == 2)
@@ -91,6 +79,28 @@ import Testing
             let got = terms.values.compactMap { try? $0.get() }.sorted()
             #expect(got == Array(2...17))
         }
+    }
+}
+
+/// Two stores and two services on one database file, both opened with `master`: two processes.
+private struct TwoProcesses {
+    let dir: TempDir
+    let storeA: SQLiteSessionStore
+    let storeB: SQLiteSessionStore
+    let a: VaultService
+    let b: VaultService
+
+    init(master: MasterKey) throws {
+        dir = try TempDir()
+        storeA = try SQLiteSessionStore(.file(dir.file("vault.db")))
+        storeB = try SQLiteSessionStore(.file(dir.file("vault.db")))
+        a = try VaultService(store: storeA, master: master)
+        b = try VaultService(store: storeB, master: master)
+    }
+
+    func close() {
+        storeA.close()
+        storeB.close()
     }
 }
 
