@@ -24,6 +24,7 @@ import select
 import time
 
 from conftest import (
+    stream_until_response,
     RawConnection, Server, build_request, close_all, connect_many, parse_responses, server_rss_kib,
 )
 
@@ -322,28 +323,10 @@ def test_issue14_item4_token_without_write_gets_403_before_the_body(server_facto
 # --------------------------------------------------------------------------
 
 def stream_body(conn: RawConnection, total: int, piece: int = 64 * 1024) -> tuple[int, str]:
-    """Send up to `total` body bytes until the server answers ('readable'), closes ('closed'),
-    stops reading for 10 s ('stalled'), or everything went ('cap')."""
-    chunk = b"\0" * piece
-    sent = 0
-    conn.sock.setblocking(False)
-    try:
-        while sent < total:
-            readable, writable, _ = select.select([conn.sock], [conn.sock], [], 10)
-            if readable:
-                return sent, "readable"
-            if not writable:
-                return sent, "stalled"
-            try:
-                sent += conn.sock.send(chunk[: min(piece, total - sent)])
-            except BlockingIOError:
-                continue
-            except (BrokenPipeError, ConnectionResetError):
-                return sent, "closed"
-        return sent, "cap"
-    finally:
-        conn.sock.setblocking(True)
-        conn.sock.settimeout(conn.timeout)
+    """Send about `total` zero body bytes until the server answers ('readable'), closes ('closed'),
+    stops reading for 10 s ('stalled'), or everything went ('cap'): the harness's
+    `stream_until_response` with a zero piece."""
+    return stream_until_response(conn, b"\0" * piece, total)
 
 
 def parallel_stream(conns: list[RawConnection], total: int, srv: Server, *, abort_rss_kib: int,
