@@ -81,6 +81,17 @@ public final class VaultRouter: HTTPHandler {
             r, c throws(Problem) in try r.putPeers(c.request, c.name(), c.principal())
         },
 
+        // Update state (Routes+State.swift).
+        Route(.get, "/v1/sessions/{name}/state", placement: .handlerThread) { r, c throws(Problem) in
+            try r.getState(c.request, c.name(), c.principal())
+        },
+        Route(.put, "/v1/sessions/{name}/state", placement: .handlerThread, headCheck: .writesSessionInPath, body: .json) {
+            r, c throws(Problem) in try r.putState(c.request, c.name(), c.principal())
+        },
+        Route(.delete, "/v1/sessions/{name}/state", placement: .handlerThread, headCheck: .writesSessionInPath) {
+            r, c throws(Problem) in try r.deleteState(c.request, c.name(), c.principal())
+        },
+
         // Tokens (Routes+System.swift; root only).
         Route(.get, "/v1/tokens", placement: .handlerThread) { r, c throws(Problem) in try r.listTokens(c.request, c.principal()) },
         Route(.post, "/v1/tokens", placement: .handlerThread, body: .json) { r, c throws(Problem) in

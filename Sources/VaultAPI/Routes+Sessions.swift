@@ -8,7 +8,7 @@ extension VaultRouter {
         "name", "session_string", "dc_id", "auth_key", "api_id", "test_mode", "user_id", "is_bot", "server_address", "port",
     ]
     /// Fields a PATCH body may carry.
-    static let patchFields: Set<String> = ["dc_id", "api_id", "test_mode", "user_id", "is_bot", "server_address", "port"]
+    static let patchFields: Set<String> = ["dc_id", "api_id", "test_mode", "user_id", "is_bot", "server_address", "port", "auth_key"]
 
     /// Media types accepted for a `.session` upload.
     static let sqliteMediaTypes: Set<String> = ["application/vnd.sqlite3", "application/x-sqlite3"]
@@ -208,6 +208,15 @@ extension VaultRouter {
             changes.serverAddress = canonical
         }
         changes.port = try reader.int("port", in: 1...65535).map { Int($0) }
+        if let text = try reader.string("auth_key") {
+            guard changes.dcID != nil else {
+                throw Problem.invalid("dc_id", "a new auth_key is only valid on the data center that made it: give dc_id with it")
+            }
+            do { changes.authKey = try AuthKey(base64: text) } catch {
+                guard case .invalidField(_, let reason) = error else { throw Problem.invalid("auth_key", "invalid") }
+                throw Problem.invalid("auth_key", reason)
+            }
+        }
         guard !changes.isEmpty else {
             throw Problem(status: 422, title: "Unprocessable Content", detail: "body: give at least one field to change", field: "body")
         }

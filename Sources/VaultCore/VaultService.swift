@@ -48,9 +48,11 @@ public struct SessionChanges: Sendable, Equatable {
     public var isBot: Bool?
     public var serverAddress: String?
     public var port: Int?
+    /// A new auth key (a client was handed one, e.g. after a DC migration); it comes with `dcID`.
+    public var authKey: AuthKey?
 
     public init(dcID: Int? = nil, apiID: Int64? = nil, testMode: Bool? = nil, userID: Int64? = nil,
-                isBot: Bool? = nil, serverAddress: String? = nil, port: Int? = nil) {
+                isBot: Bool? = nil, serverAddress: String? = nil, port: Int? = nil, authKey: AuthKey? = nil) {
         self.dcID = dcID
         self.apiID = apiID
         self.testMode = testMode
@@ -58,6 +60,7 @@ public struct SessionChanges: Sendable, Equatable {
         self.isBot = isBot
         self.serverAddress = serverAddress
         self.port = port
+        self.authKey = authKey
     }
 
     public var isEmpty: Bool { self == SessionChanges() }
@@ -79,7 +82,7 @@ public final class VaultService: Sendable {
     public let store: any SessionStore
     private let state: PThreadLocked<KeyState>
     private let tokenCache = PThreadLocked([[UInt8]: CachedToken]())
-    private let clock: @Sendable () -> Int64
+    let clock: @Sendable () -> Int64
 
     /// Latest export time per session that may not be in the store yet (see ``flushExportTimes()``).
     ///
@@ -223,7 +226,7 @@ public final class VaultService: Sendable {
         }
     }
 
-    private func keyring() throws(VaultError) -> Keyring {
+    func keyring() throws(VaultError) -> Keyring {
         try keyringAndGeneration().keyring
     }
 
@@ -422,7 +425,7 @@ public final class VaultService: Sendable {
     /// The stored row, without the export time noted in memory: for the paths that only check
     /// the session and answer something else (an export reads the narrower ``ExportRecord``).
     /// - Throws: ``VaultError/notFound``.
-    private func storedSession(_ name: SessionName) throws(VaultError) -> StoredSession {
+    func storedSession(_ name: SessionName) throws(VaultError) -> StoredSession {
         let found: StoredSession?
         do { found = try store.session(named: name) } catch { throw VaultError(error) }
         guard let found else { throw .notFound }
@@ -452,7 +455,7 @@ public final class VaultService: Sendable {
     }
 
     /// Applies the export time noted in memory, if any, to a session read from the store.
-    private func withNotedExportTime(_ session: inout StoredSession) {
+    func withNotedExportTime(_ session: inout StoredSession) {
         if let noted = exportTimes.withLock({ $0.time(for: session.id) }) { Self.applyExportTime(noted, to: &session) }
     }
 
@@ -532,6 +535,9 @@ public final class VaultService: Sendable {
         try Self.validate(dcID: current.dcID, apiID: current.apiID, userID: current.userID, port: current.port,
                           serverAddress: current.serverAddress)
         current.updatedAt = clock()
+        if let key = changes.authKey {
+            return try replaceKey(current, with: key, expectedVersion: expected, context: context)
+        }
         do {
             var updated = try store.update(current, expectedVersion: expected)
             audit("session.update", name.rawValue, context, outcome: "ok")

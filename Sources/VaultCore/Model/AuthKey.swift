@@ -29,6 +29,16 @@ public struct AuthKey: Sendable, Equatable, CustomStringConvertible {
         self.bytes = secret
     }
 
+    /// Decodes canonical standard base64 (344 characters with padding) straight into secret storage.
+    /// - Throws: ``ModelError/invalidField(_:_:)`` naming `auth_key` for other text or another size
+    ///   (the message never echoes the text).
+    public init(base64 text: String) throws(ModelError) {
+        guard let secret = SecretBase64.decode(text.utf8) else {
+            throw .invalidField("auth_key", "must be the 256-byte key in standard base64 (344 characters with = padding)")
+        }
+        try self.init(secret: secret)
+    }
+
     /// `auth_key_id`: the last 8 bytes of SHA-1(auth_key), lower-case hex (16 characters).
     public var id: String {
         Hex.encode(Digest.sha1(bytes)[12..<20])

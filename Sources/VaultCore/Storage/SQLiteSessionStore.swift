@@ -178,7 +178,7 @@ public final class SQLiteSessionStore: SessionStore, StoreWaitHint, @unchecked S
     // MARK: Plumbing
 
     /// Runs a read on the caller's thread.
-    private func read<T: Sendable>(_ body: (SQLiteConnection) throws -> T) throws(StorageError) -> T {
+    func read<T: Sendable>(_ body: (SQLiteConnection) throws -> T) throws(StorageError) -> T {
         do {
             switch readers {
             case .pool(let pool): return try pool.read(body)
@@ -190,7 +190,7 @@ public final class SQLiteSessionStore: SessionStore, StoreWaitHint, @unchecked S
     }
 
     /// Runs a write in the next group commit and returns its result once committed.
-    private func write<T: Sendable>(
+    func write<T: Sendable>(
         purgesWAL: Bool = false, _ body: @escaping @Sendable (SQLiteConnection) throws -> T
     ) throws(StorageError) -> T {
         let box = ResultBox<T>()
@@ -390,6 +390,26 @@ public final class SQLiteSessionStore: SessionStore, StoreWaitHint, @unchecked S
         }
     }
 
+    public func updateReplacingKey(_ session: StoredSession, expectedVersion: Int64) throws(StorageError) -> StoredSession {
+        guard let sealed = session.sealedAuthKey, let term = session.sealedKeyTerm, let keyID = session.authKeyID else {
+            throw StorageError.invalidArgument(field: "auth_key", reason: "a new key needs its envelope")
+        }
+        return try write(purgesWAL: true) { connection in
+            var values = Self.mutableValues(session)
+            values.append(.text(session.name.rawValue))
+            values.append(.integer(expectedVersion))
+            values += [.text(keyID), .blob(sealed), .integer(Int64(term))]
+            if let stored = try connection.first(SQL.updateSessionAndKey, values, Self.decodeSession) {
+                return stored
+            }
+            guard let (version, revoked) = try connection.first(
+                SQL.versionByName, [.text(session.name.rawValue)], { ($0.int64(0), $0.int64(1) != 0) })
+            else { throw StorageError.notFound }
+            if revoked { throw StorageError.revoked }
+            throw StorageError.versionMismatch(current: version)
+        }
+    }
+
     public func markExported(_ name: SessionName, at time: Int64) throws(StorageError) {
         try write { connection in
             try connection.run(SQL.markExported, [.integer(time), .text(name.rawValue)])
@@ -410,6 +430,7 @@ public final class SQLiteSessionStore: SessionStore, StoreWaitHint, @unchecked S
             // Peers first (they are not secret, but a tombstone keeps only metadata).
             try connection.run(SQL.deleteUsernames, [.integer(seq)])
             try connection.run(SQL.deletePeers, [.integer(seq)])
+            try connection.run(UpdateStateSQL.deleteAll, [.integer(seq)])
             // Idempotent: a tombstone is not touched again (RETURNING yields no row).
             if let stored = try connection.first(SQL.revoke, [.integer(time), .integer(seq)], Self.decodeSession) {
                 return stored
@@ -909,7 +930,7 @@ extension SQLiteSessionStore {
     }
 
     /// The internal key of a live session; writer only.
-    fileprivate static func liveSeq(_ name: SessionName, on connection: SQLiteConnection) throws -> Int64 {
+    static func liveSeq(_ name: SessionName, on connection: SQLiteConnection) throws -> Int64 {
         guard
             let (seq, revoked) = try connection.first(
                 SQL.seqAndRevokedByName, [.text(name.rawValue)], { ($0.int64(0), $0.int64(1) != 0) })
@@ -949,7 +970,7 @@ extension SQLiteValue {
 
 extension SQLiteConnection {
     /// The first row of a cached statement, decoded; `nil` when there is none.
-    fileprivate func first<T>(
+    func first<T>(
         _ sql: SQLiteStatementKey, _ values: [SQLiteValue], _ decode: (SQLiteStatement) throws -> T
     )
         throws -> T?
@@ -961,7 +982,7 @@ extension SQLiteConnection {
     }
 
     /// Every row of a cached statement, decoded.
-    fileprivate func all<T>(_ sql: SQLiteStatementKey, _ values: [SQLiteValue], _ decode: (SQLiteStatement) throws -> T)
+    func all<T>(_ sql: SQLiteStatementKey, _ values: [SQLiteValue], _ decode: (SQLiteStatement) throws -> T)
         throws -> [T]
     {
         let statement = try cached(sql)
@@ -973,7 +994,7 @@ extension SQLiteConnection {
     }
 
     /// Runs a cached statement that returns no rows.
-    fileprivate func run(_ sql: SQLiteStatementKey, _ values: [SQLiteValue] = []) throws {
+    func run(_ sql: SQLiteStatementKey, _ values: [SQLiteValue] = []) throws {
         let statement = try cached(sql)
         defer { statement.reset() }
         try statement.bind(values)
@@ -981,7 +1002,7 @@ extension SQLiteConnection {
     }
 
     /// True when the cached statement yields a row.
-    fileprivate func exists(_ sql: SQLiteStatementKey, _ values: [SQLiteValue]) throws -> Bool {
+    func exists(_ sql: SQLiteStatementKey, _ values: [SQLiteValue]) throws -> Bool {
         try first(sql, values) { _ in true } ?? false
     }
 }
@@ -1108,6 +1129,12 @@ private enum SQL {
         """)
     static let listFrom = SQLiteStatementKey("""
         SELECT \(sessionColumns) FROM sessions WHERE name >= ?1 AND name < ?2 ORDER BY name LIMIT ?3
+        """)
+    static let updateSessionAndKey = SQLiteStatementKey("""
+        UPDATE sessions SET dc_id = ?1, api_id = ?2, test_mode = ?3, user_id = ?4, is_bot = ?5, \
+        server_address = ?6, port = ?7, date = ?8, source_format = ?9, updated_at = ?10, version = version + 1, \
+        auth_key_id = ?13, sealed_auth_key = ?14, sealed_key_term = ?15 \
+        WHERE name = ?11 AND version = ?12 AND revoked_at IS NULL RETURNING \(sessionColumns)
         """)
     static let updateSession = SQLiteStatementKey("""
         UPDATE sessions SET dc_id = ?1, api_id = ?2, test_mode = ?3, user_id = ?4, is_bot = ?5, \

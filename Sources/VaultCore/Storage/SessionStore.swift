@@ -17,6 +17,7 @@
 
 /// Everything a vault stores: the five aggregates together.
 public typealias SessionStore = SessionRepository & TokenRepository & KeyringRepository & AuditRepository & StoreLifecycle
+    & UpdateStateRepository
 
 /// Sessions, their peers caches and their sealed auth keys.
 public protocol SessionRepository: Sendable {
@@ -73,6 +74,13 @@ public protocol SessionRepository: Sendable {
     /// - Throws: ``StorageError/notFound``; ``StorageError/revoked``;
     ///   ``StorageError/versionMismatch(current:)`` when the stored version differs.
     func update(_ session: StoredSession, expectedVersion: Int64) throws(StorageError) -> StoredSession
+
+    /// ``update(_:expectedVersion:)`` that also replaces the envelope (`authKeyID`,
+    /// `sealedAuthKey`, `sealedKeyTerm`, freshly sealed by the caller) in the same transaction:
+    /// a client was handed a new auth key. The old envelope's bytes are destroyed as by
+    /// ``revoke(_:at:)`` (secure delete and a truncated WAL).
+    /// - Throws: as ``update(_:expectedVersion:)``.
+    func updateReplacingKey(_ session: StoredSession, expectedVersion: Int64) throws(StorageError) -> StoredSession
 
     /// Revokes a session: destroys the sealed auth key (the row is rewritten without it and, with
     /// `secure_delete`, the freed bytes are zeroed; the WAL is then checkpointed and truncated so

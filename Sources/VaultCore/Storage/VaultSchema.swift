@@ -14,7 +14,7 @@ enum VaultSchema {
     static var currentVersion: Int64 { Int64(migrations.count) }
 
     /// Migration scripts, index 0 = version 1.
-    static let migrations: [String] = [version1, version2]
+    static let migrations: [String] = [version1, version2, versionUpdateStates]
 
     /// Version 1: the initial schema.
     ///
@@ -127,6 +127,21 @@ enum VaultSchema {
             SELECT seq, last_exported_at FROM sessions WHERE last_exported_at IS NOT NULL;
 
         ALTER TABLE sessions DROP COLUMN last_exported_at;
+        """
+
+    /// The update state of each session (``UpdateState``): the rows Kurigram, Pyrofork and
+    /// Telethon keep in their `update_state` table, one per (session, id). Every counter may be
+    /// NULL, as in the libraries' tables. Revoking deletes them with the peers.
+    static let versionUpdateStates = """
+        CREATE TABLE update_states (
+            session_seq INTEGER NOT NULL REFERENCES sessions (seq) ON DELETE CASCADE,
+            id INTEGER NOT NULL,
+            pts INTEGER,
+            qts INTEGER,
+            date INTEGER,
+            seq INTEGER,
+            PRIMARY KEY (session_seq, id)
+        ) STRICT, WITHOUT ROWID;
         """
 
     /// What an opened file turned out to be.
