@@ -345,7 +345,7 @@ public final class VaultService: Sendable {
         let record = try sealedRecord(name: name, imported: imported)
         let stored: StoredSession
         do {
-            stored = try store.insert(record, peers: imported.peers)
+            stored = try store.insert(record, peers: imported.peers, states: imported.updateStates)
         } catch {
             auditCreate(name, imported.format, context, failure: error)
             throw VaultError(error)
@@ -367,7 +367,7 @@ public final class VaultService: Sendable {
         // Only the format is kept for the audit row: the imported auth key is not held until
         // the commit.
         let format = imported.format
-        store.insert(record, peers: imported.peers) { [self] result in
+        store.insert(record, peers: imported.peers, states: imported.updateStates) { [self] result in
             switch result {
             case .success(let stored):
                 auditCreate(name, format, context, failure: nil)
@@ -582,9 +582,16 @@ public final class VaultService: Sendable {
                 let missing = Self.missingForFile(session, format)
                 guard missing.isEmpty else { throw VaultError.missingFields(missing) }
                 let peers: [Peer]
-                do { peers = try store.peers(in: name) } catch { throw VaultError(error) }
+                let states: [UpdateState]
                 do {
-                    result = .file(try SessionFileWriter.write(session, peers: peers, as: format, now: clock() / 1000))
+                    peers = try store.peers(in: name)
+                    states = try store.updateStates(in: name)
+                } catch {
+                    throw VaultError(error)
+                }
+                do {
+                    result = .file(try SessionFileWriter.write(session, peers: peers, as: format, updateStates: states,
+                                                               now: clock() / 1000))
                 } catch {
                     throw VaultError(error)
                 }

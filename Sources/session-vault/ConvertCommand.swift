@@ -150,7 +150,8 @@ struct ConvertCommand: ParsableCommand {
         let fields = missingFileFields(&complete, format: format)
         guard fields.isEmpty else { throw missing(fields, format: format) }
         do {
-            return try SessionFileWriter.write(complete, peers: imported.peers, as: format, now: nil)
+            return try SessionFileWriter.write(complete, peers: imported.peers, as: format, updateStates: imported.updateStates,
+                                              now: nil)
         } catch .missingField(let field) {
             throw missing([field], format: format)
         } catch .io(let what) {

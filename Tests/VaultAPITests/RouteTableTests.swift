@@ -61,7 +61,8 @@ import VaultCore
         let labels = Set(VaultRouter.routes.map(\.label))
         #expect(labels == [
             "/healthz", "/readyz", "/metrics", "/v1/sessions", "/v1/sessions/{name}", "/v1/sessions/{name}/export",
-            "/v1/sessions/{name}/peers", "/v1/tokens", "/v1/tokens/{accessor}", "/v1/audit", "/v1/sys/status",
+            "/v1/sessions/{name}/peers", "/v1/sessions/{name}/state", "/v1/tokens", "/v1/tokens/{accessor}", "/v1/audit",
+            "/v1/sys/status",
             "/v1/sys/rotate", "/v1/sys/rewrap",
         ])
         let h = try H()

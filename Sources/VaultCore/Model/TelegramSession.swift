@@ -140,10 +140,13 @@ public struct ImportedSession: Sendable, Equatable {
     public var session: TelegramSession
     public var peers: [Peer]
     public var format: SourceFormat
+    /// The file's `update_state` rows (Kurigram, Pyrofork and Telethon files), as the file has them.
+    public var updateStates: [UpdateState]
 
-    public init(session: TelegramSession, peers: [Peer] = [], format: SourceFormat) {
+    public init(session: TelegramSession, peers: [Peer] = [], format: SourceFormat, updateStates: [UpdateState] = []) {
         self.session = session
         self.peers = peers
         self.format = format
+        self.updateStates = updateStates
     }
 }

@@ -28,3 +28,26 @@ public struct UpdateState: Sendable, Equatable {
         self.seq = seq
     }
 }
+
+/// The two ways the libraries write a channel's id in `update_state` (docs/formats.md, "Update
+/// state"): Kurigram and Pyrofork use the *marked* id (−1000000000000 − channel id, as the
+/// Bot API does), Telethon the *bare* channel id (positive). The sign tells them apart, so a row
+/// written by one library can be exported into the other's file.
+public enum UpdateStateIDs {
+    /// Offset of marked channel ids.
+    static let channelOffset: Int64 = 1_000_000_000_000
+
+    /// The marked id of a channel given in either convention; nil when `id` is neither.
+    public static func marked(_ id: Int64) -> Int64? {
+        if id > 0, id <= Int64.max - channelOffset { return -(channelOffset + id) }
+        if id < -channelOffset { return id }
+        return nil
+    }
+
+    /// The bare (positive) id of a channel given in either convention; nil when `id` is neither.
+    public static func bare(_ id: Int64) -> Int64? {
+        if id > 0 { return id }
+        if id < -channelOffset, id > Int64.min + channelOffset { return -id - channelOffset }
+        return nil
+    }
+}

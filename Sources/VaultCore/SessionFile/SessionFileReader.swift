@@ -25,8 +25,9 @@ internal import CSQLite
 ///   storage class checked (docs/formats.md, "How the vault reads and writes them").
 ///
 /// Lossy by design (the formats do not carry more): Pyrogram v2 has no `api_id`; Telethon has no
-/// `api_id`, `is_bot`, `date` or peer types; Telethon `takeout_id`, `tmp_auth_key`, `sent_files`
-/// and every `update_state` table are ignored.
+/// `api_id`, `is_bot`, `date` or peer types; Telethon `takeout_id`, `tmp_auth_key` and `sent_files`
+/// are ignored. `update_state` rows (Kurigram v6/v7, Pyrofork v4, Telethon) are read as the file
+/// has them.
 public enum SessionFileReader {
     /// Resource bounds for one read. Named configuration so that callers can tune them.
     public struct Limits: Sendable, Equatable {
@@ -179,7 +180,30 @@ public enum SessionFileReader {
                 try readUsernames(db, layout: extraUsernames, columns: usernameColumns, limits: limits, into: &peers)
             }
         }
-        return ImportedSession(session: session, peers: peers.peers, format: format)
+        return ImportedSession(session: session, peers: peers.peers, format: format,
+                               updateStates: try readUpdateStates(db, tables: tables, limits: limits))
+    }
+
+    /// The `update_state` rows, when the file has the table: every column an integer or NULL.
+    private static func readUpdateStates(
+        _ db: SQLiteConnection, tables: SessionFileTables, limits: Limits
+    ) throws(SessionFileError) -> [UpdateState] {
+        guard tables.has("update_state") else { return [] }
+        let columns = tables.columns("update_state")
+        guard columns.contains("id") else { throw .missingField("update_state.id") }
+        let row = try SessionFileRow(
+            db, table: "update_state", wanted: ["id", "pts", "qts", "date", "seq"], present: columns, suffix: "ORDER BY id")
+        var states: [UpdateState] = []
+        while try row.step() {
+            guard states.count < limits.maxRows else { throw .tooManyRows(table: "update_state", max: limits.maxRows) }
+            guard let id = try row.integer("id", field: "update_state.id") else {
+                throw .invalidField("update_state.id", "is not an integer")
+            }
+            states.append(UpdateState(
+                id: id, pts: try row.integer("pts", field: "update_state.pts"), qts: try row.integer("qts", field: "update_state.qts"),
+                date: try row.integer("date", field: "update_state.date"), seq: try row.integer("seq", field: "update_state.seq")))
+        }
+        return states
     }
 
     private enum UsernameTable: Equatable { case pyrofork, kurigram }
@@ -327,7 +351,8 @@ public enum SessionFileReader {
                 peers.append(peer)
             }
         }
-        return ImportedSession(session: session, peers: peers.peers, format: format)
+        return ImportedSession(session: session, peers: peers.peers, format: format,
+                               updateStates: try readUpdateStates(db, tables: tables, limits: limits))
     }
 
     // MARK: - Shared field readers
@@ -410,7 +435,7 @@ struct SessionFileTables {
     /// Lower-cased table name → lower-cased column names.
     private var columnsByTable: [String: Set<String>] = [:]
 
-    private static let interesting: Set<String> = ["sessions", "peers", "usernames", "version", "entities"]
+    private static let interesting: Set<String> = ["sessions", "peers", "usernames", "version", "entities", "update_state"]
 
     init(_ db: SQLiteConnection) throws(SessionFileError) {
         let objects = try SessionFileSQL.run { () throws(SQLiteError) in

@@ -36,6 +36,19 @@ internal import CSQLite
 ///   `api_id`, `test_mode`, `is_bot`, `date` or peer types.
 /// * A peer without a type gets the one implied by its marked id (``PeerType/inferred(fromMarkedID:)``).
 public enum SessionFileWriter {
+    /// Writes `update_state` rows, each channel id in the file's own convention; the account's
+    /// row (id 0) as is. Rows whose id names no channel in either convention are left out.
+    private static func insertUpdateStates(
+        _ db: SQLiteConnection, _ states: [UpdateState], channelID convert: (Int64) -> Int64?
+    ) throws(SQLiteError) {
+        for s in states {
+            guard let id = s.id == 0 ? 0 : convert(s.id) else { continue }
+            func value(_ v: Int64?) -> SQLiteValue { v.map(SQLiteValue.integer) ?? .null }
+            try db.run("INSERT OR REPLACE INTO update_state (id, pts, qts, date, seq) VALUES (?, ?, ?, ?, ?)",
+                       [.integer(id), value(s.pts), value(s.qts), value(s.date), value(s.seq)])
+        }
+    }
+
     /// Builds the `.session` file for `format` and returns its bytes.
     ///
     /// - Parameters:
@@ -50,7 +63,8 @@ public enum SessionFileWriter {
     ///   for a string format, `dc_id`, `api_id`, `user_id`, `port`, `auth_key` all zeros,
     ///   `peers.id`, `peers.type`), ``SessionFileError/io(_:)`` if SQLite itself fails.
     public static func write(
-        _ session: TelegramSession, peers: [Peer], as format: ExportFormat, now: Int64? = nil
+        _ session: TelegramSession, peers: [Peer], as format: ExportFormat, updateStates: [UpdateState] = [],
+        now: Int64? = nil
     ) throws(SessionFileError) -> [UInt8] {
         let now = now ?? Int64(time(nil))
         let key = try validKey(session)
@@ -99,6 +113,7 @@ public enum SessionFileWriter {
                                    [.integer(peer.id), .text(username)])
                     }
                 }
+                try insertUpdateStates(db, updateStates, channelID: UpdateStateIDs.marked)
             case .telethon(let address):
                 try db.run("INSERT INTO version (version) VALUES (?)", [.integer(7)])
                 let insert = try db.prepare(
@@ -126,6 +141,7 @@ public enum SessionFileWriter {
                                    [.integer(peer.id), .text(text)])
                     }
                 }
+                try insertUpdateStates(db, updateStates, channelID: UpdateStateIDs.bare)
             }
             try db.execute("COMMIT")
             try db.execute("VACUUM")

@@ -229,28 +229,28 @@ public final class SQLiteSessionStore: SessionStore, StoreWaitHint, @unchecked S
     /// the same SAVEPOINT, which is then rolled back: nothing of the op remains.
     /// - Throws: see ``SessionStore/insert(_:peers:)``.
     @discardableResult
-    public func insert(_ session: StoredSession, peers: [Peer]) throws(StorageError) -> StoredSession {
-        try write(try Self.insertOperation(session, peers: peers))
+    public func insert(_ session: StoredSession, peers: [Peer], states: [UpdateState]) throws(StorageError) -> StoredSession {
+        try write(try Self.insertOperation(session, peers: peers, states: states))
     }
 
     public func insert(
-        _ session: StoredSession, peers: [Peer],
+        _ session: StoredSession, peers: [Peer], states: [UpdateState],
         completion: @escaping @Sendable (Result<StoredSession, StorageError>) -> Void
     ) {
         let operation: @Sendable (SQLiteConnection) throws -> StoredSession
         do {
-            operation = try Self.insertOperation(session, peers: peers)
+            operation = try Self.insertOperation(session, peers: peers, states: states)
         } catch {
             completion(.failure(error))
             return
         }
         // Without peers the op is one INSERT (a duplicate fails that statement alone, then only
         // reads follow): atomic, no SAVEPOINT needed.
-        writeLater(atomic: peers.isEmpty, operation, completion: completion)
+        writeLater(atomic: peers.isEmpty && states.isEmpty, operation, completion: completion)
     }
 
     /// Validates a new session and returns the write op that inserts it (see ``insert(_:peers:)``).
-    private static func insertOperation(_ session: StoredSession, peers: [Peer]) throws(StorageError)
+    private static func insertOperation(_ session: StoredSession, peers: [Peer], states: [UpdateState]) throws(StorageError)
         -> @Sendable (SQLiteConnection) throws -> StoredSession
     {
         try Self.validate(session)
@@ -278,6 +278,9 @@ public final class SQLiteSessionStore: SessionStore, StoreWaitHint, @unchecked S
             stored.peerCount = 0
             if !peers.isEmpty {
                 stored.peerCount = try Self.upsert(peers, seq: seq, on: connection)
+            }
+            if !states.isEmpty {
+                try Self.upsert(states, seq: seq, on: connection)
             }
             return stored
         }

@@ -22,21 +22,21 @@ public typealias SessionStore = SessionRepository & TokenRepository & KeyringRep
 /// Sessions, their peers caches and their sealed auth keys.
 public protocol SessionRepository: Sendable {
 
-    /// Inserts a new session (and its peers, in the same transaction). `version` is set to 1,
-    /// `peerCount` to the number of distinct peers; `revokedAt` must be `nil`.
+    /// Inserts a new session (and its peers and update state rows, in the same transaction).
+    /// `version` is set to 1, `peerCount` to the number of distinct peers; `revokedAt` must be `nil`.
     /// - Returns: the session as stored.
     /// - Throws: ``StorageError/conflict(field:)`` naming `name` (or `id`) when taken;
     ///   ``StorageError/invalidArgument(field:reason:)`` for an inconsistent record.
     @discardableResult
-    func insert(_ session: StoredSession, peers: [Peer]) throws(StorageError) -> StoredSession
+    func insert(_ session: StoredSession, peers: [Peer], states: [UpdateState]) throws(StorageError) -> StoredSession
 
     /// The same insert without blocking the caller: it joins the next group commit and
-    /// `completion` receives the stored session, or the error ``insert(_:peers:)`` would throw,
+    /// `completion` receives the stored session, or the error ``insert(_:peers:states:)`` would throw,
     /// once the transaction has finished (committed durably for success). `completion` runs on
     /// the store's writer thread, or on the caller's when the store is closed or the record is
     /// invalid; it must be cheap and must not write to the store synchronously.
     func insert(
-        _ session: StoredSession, peers: [Peer],
+        _ session: StoredSession, peers: [Peer], states: [UpdateState],
         completion: @escaping @Sendable (Result<StoredSession, StorageError>) -> Void)
 
     /// The session with this name (tombstones included), or `nil`.
@@ -254,9 +254,24 @@ extension KeyringRepository {
 
 extension SessionRepository {
     /// Inserts a session without peers.
-    /// - Throws: see ``SessionRepository/insert(_:peers:)``.
+    /// - Throws: see ``SessionRepository/insert(_:peers:states:)``.
     @discardableResult
     public func insert(_ session: StoredSession) throws(StorageError) -> StoredSession {
-        try insert(session, peers: [])
+        try insert(session, peers: [], states: [])
+    }
+
+    /// ``insert(_:peers:states:completion:)`` without update state rows.
+    public func insert(
+        _ session: StoredSession, peers: [Peer],
+        completion: @escaping @Sendable (Result<StoredSession, StorageError>) -> Void
+    ) {
+        insert(session, peers: peers, states: [], completion: completion)
+    }
+
+    /// Inserts a session with its peers and no update state.
+    /// - Throws: see ``SessionRepository/insert(_:peers:states:)``.
+    @discardableResult
+    public func insert(_ session: StoredSession, peers: [Peer]) throws(StorageError) -> StoredSession {
+        try insert(session, peers: peers, states: [])
     }
 }

@@ -145,3 +145,29 @@ def test_bad_new_keys_are_refused_and_change_nothing(vault, named, body, field) 
         assert body["auth_key"] not in str(problem)
     assert c.get(f"/v1/sessions/{named}").json() == before
     assert c.export(named, "pyrogram").text == exported
+
+
+def test_session_files_carry_the_update_state_in_their_own_id_convention(vault, named, tmp_path) -> None:
+    """Kurigram's v7 and Telethon's v7 files have an update_state table: an export writes the rows
+    there (a channel's id marked for Kurigram, bare for Telethon, whichever convention the writer
+    used), and an upload of such a file brings them back."""
+    from api.vault import sqlite_rows
+    c = vault.client
+    assert c.patch(f"/v1/sessions/{named}", {"api_id": 12345, "user_id": 42, "is_bot": False, "test_mode": False}).status == 200
+    rows = [{"id": 0, "pts": 10, "qts": 2, "date": 1700000000, "seq": 7},
+            {"id": 1234567890, "pts": 55, "qts": None, "date": None, "seq": None},      # Telethon's bare id
+            {"id": -1000987654321, "pts": 66, "qts": None, "date": None, "seq": None}]  # Kurigram's marked id
+    assert c.put(f"/v1/sessions/{named}/state", {"states": rows}).status == 200
+    sql = "SELECT id, pts, qts, date, seq FROM update_state ORDER BY id"
+    kurigram = c.export(named, "kurigram-file")
+    assert kurigram.status == 200, kurigram
+    assert sqlite_rows(kurigram.body, tmp_path, sql) == [
+        (-1001234567890, 55, None, None, None), (-1000987654321, 66, None, None, None), (0, 10, 2, 1700000000, 7)]
+    telethon = c.export(named, "telethon-file")
+    assert sqlite_rows(telethon.body, tmp_path, sql) == [
+        (0, 10, 2, 1700000000, 7), (987654321, 66, None, None, None), (1234567890, 55, None, None, None)]
+    # Uploaded again, each file's rows come back exactly as the file has them.
+    assert c.upload("from-kurigram", kurigram.body).status == 201
+    assert [tuple(r.values()) for r in states(c, "from-kurigram")] == sqlite_rows(kurigram.body, tmp_path, sql)
+    assert c.upload("from-telethon", telethon.body).status == 201
+    assert [tuple(r.values()) for r in states(c, "from-telethon")] == sqlite_rows(telethon.body, tmp_path, sql)
