@@ -163,18 +163,29 @@ def call(lib, request, timeout=180):
 
 
 def spawn(lib, request):
+    """A long-running worker; its stderr goes to a file (read with ``stderr_of``)."""
+    err = tempfile.NamedTemporaryFile(prefix=f"engine-{lib}-", suffix=".log", delete=False)
     proc = subprocess.Popen([str(harness.venv_python(lib)), str(ENGINE_WORKER)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=worker_env(),
+                            stdout=subprocess.PIPE, stderr=err, text=True, env=worker_env(),
                             cwd=str(harness.WORKERS))
+    err.close()
+    proc.stderr_path = err.name
     proc.stdin.write(json.dumps(request))
     proc.stdin.close()
     return proc
 
 
+def stderr_of(proc):
+    with open(proc.stderr_path, encoding="utf-8", errors="replace") as fh:
+        return fh.read()[-3000:]
+
+
 def finish(proc, lib, timeout=120):
-    out, err = proc.communicate(timeout=timeout)
+    out = proc.stdout.read()
+    proc.wait(timeout=timeout)
+    proc.stdout.close()
     lines = [line for line in out.splitlines() if line.strip()]
-    assert proc.returncode == 0 and lines, f"{lib} worker exited {proc.returncode}: {err[-3000:]}"
+    assert proc.returncode == 0 and lines, f"{lib} worker exited {proc.returncode}: {stderr_of(proc)}"
     result = json.loads(lines[-1])
     assert "fatal" not in result, f"{lib} worker failed: {result['fatal']}\n{result.get('traceback', '')}"
     return result
@@ -184,7 +195,7 @@ def wait_for(path, proc, timeout=60):
     deadline = time.monotonic() + timeout
     while not os.path.exists(path):
         if proc.poll() is not None:
-            raise AssertionError(f"worker exited {proc.returncode} early: {proc.stderr.read()[-3000:]}")
+            raise AssertionError(f"worker exited {proc.returncode} early: {stderr_of(proc)}")
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.02)
 
@@ -197,14 +208,14 @@ def test_round_trip_through_the_library(engine_vault, lib, tmp_path):
     same state; the vault's .session export contains them."""
     v = engine_vault
     name = create(v, lib, "roundtrip")
-    wrote = call(lib, request_for(v, lib, name, peers=PEERS, states=states_for(lib), flush_interval=30))
+    wrote = call(lib, request_for(v, lib, name, op="write", peers=PEERS, states=states_for(lib), flush_interval=30))
     assert wrote["fields"]["auth_key_hex"] == KEY.hex() and wrote["fields"]["dc_id"] == 2
     if lib == "kurigram":
         assert (wrote["fields"]["server_address"], wrote["fields"]["port"]) == ("149.154.167.51", 443)
     if lib != "telethon":
         assert wrote["fields"]["user_id"] == USER_ID and wrote["fields"]["api_id"] == 12345
 
-    read = call(lib, request_for(v, lib, name, ids=list(EXPECTED), usernames=list(BY_USERNAME)))
+    read = call(lib, request_for(v, lib, name, op="read", ids=list(EXPECTED), usernames=list(BY_USERNAME)))
     for key, result in read["lookups"].items():
         marked = BY_USERNAME.get(key, None if key.lstrip("-").isdigit() is False else int(key))
         cls, ids = EXPECTED[marked]
@@ -306,7 +317,7 @@ def test_sigkill_loses_at_most_the_last_flush_interval(engine_vault, lib, tmp_pa
     try:
         deadline = time.monotonic() + 90
         while True:
-            assert proc.poll() is None, f"churn worker exited early: {proc.stderr.read()[-3000:]}"
+            assert proc.poll() is None, f"churn worker exited early: {stderr_of(proc)}"
             lines = progress.read_text().splitlines() if progress.exists() else []
             if len(lines) >= 50 and float(lines[-1].split()[1]) - float(lines[0].split()[1]) >= 3 * flush:
                 break
@@ -319,7 +330,6 @@ def test_sigkill_loses_at_most_the_last_flush_interval(engine_vault, lib, tmp_pa
         if proc.poll() is None:
             proc.kill()
         proc.stdout.close()
-        proc.stderr.close()
     learned = [(int(a), float(b)) for a, b in (line.split() for line in progress.read_text().splitlines() if line)]
     stored = peers_in_vault(v, name)
     # One flush interval plus one round trip of slack: everything learned before that is stored.
