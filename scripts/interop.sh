@@ -49,6 +49,12 @@ declare -A PINS=(
     [runner]="pytest==9.0.3 iniconfig==2.3.1 packaging==26.3 pluggy==1.7.0 Pygments==2.21.0"
 )
 ORDER=(runner pyrogram hydrogram kurigram pyrofork telethon pyrogram-1.4 telethon-1.42)
+# The storage engines' package (clients/python, issue 17) goes into these venvs, after their pins:
+# its one runtime dependency httpx and httpx's own dependencies, pinned exactly, plus flit_core so
+# the package builds offline (--no-build-isolation --no-index).
+CLIENT_LIBS=" pyrogram hydrogram kurigram pyrofork telethon "
+CLIENT_PINS="httpx==0.29.0 anyio==4.16.0 certifi==2026.10.19.post1 h11==0.16.0 httpcore==1.0.9 idna==3.21 typing_extensions==4.16.0 flit_core==3.12.0"
+for key in $CLIENT_LIBS; do PINS[$key]="${PINS[$key]} $CLIENT_PINS"; done
 
 make_venv() {
     local key="$1" pins="$2" dir="$VENVS/$1"
@@ -66,6 +72,13 @@ make_venv() {
     echo "$pins" > "$dir/.pinned"
 }
 
+# The package itself, non-editable, reinstalled every run (it changes with the tree; no network).
+install_client() {
+    local dir="$VENVS/$1"
+    "$dir/bin/python" -m pip install --quiet --no-input --disable-pip-version-check --no-deps \
+        --no-build-isolation --no-index --force-reinstall ./clients/python
+}
+
 start=$(date +%s)
 mkdir -p "$VENVS"
 pids=()
@@ -79,6 +92,9 @@ for key in "${ORDER[@]}"; do
     fi
 done
 for p in "${pids[@]}"; do wait "$p" || { echo "interop: venv setup failed"; exit 1; }; done
+for key in $CLIENT_LIBS; do
+    install_client "$key" || { echo "interop: installing clients/python into $key failed"; exit 1; }
+done
 echo "interop: venvs ready in $(( $(date +%s) - start ))s"
 
 [ "$setup_only" = 1 ] && exit 0
