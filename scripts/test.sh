@@ -51,6 +51,7 @@ stage "swift test" swift test
 [ -n "${SKIP_SANITIZERS:-}" ] || { [ -x scripts/sanitizers.sh ] && stage sanitizers scripts/sanitizers.sh; }
 [ -n "${SKIP_FUZZ:-}" ] || { [ -x scripts/fuzz.sh ] && stage fuzz scripts/fuzz.sh; }
 [ -x scripts/integration.sh ] && stage "integration + cli (real binary)" scripts/integration.sh
+[ -x scripts/client.sh ] && stage "python client (clients/python)" scripts/client.sh
 [ -n "${SKIP_INTEROP:-}" ] || { [ -x scripts/interop.sh ] && stage "interop (real client libraries)" scripts/interop.sh; }
 
 # On CI (a fresh clone), running the tests must not change a tracked file.
