@@ -178,7 +178,7 @@ public final class SQLiteSessionStore: SessionStore, StoreWaitHint, @unchecked S
     // MARK: Plumbing
 
     /// Runs a read on the caller's thread.
-    private func read<T: Sendable>(_ body: (SQLiteConnection) throws -> T) throws(StorageError) -> T {
+    func read<T: Sendable>(_ body: (SQLiteConnection) throws -> T) throws(StorageError) -> T {
         do {
             switch readers {
             case .pool(let pool): return try pool.read(body)
@@ -190,7 +190,7 @@ public final class SQLiteSessionStore: SessionStore, StoreWaitHint, @unchecked S
     }
 
     /// Runs a write in the next group commit and returns its result once committed.
-    private func write<T: Sendable>(
+    func write<T: Sendable>(
         purgesWAL: Bool = false, _ body: @escaping @Sendable (SQLiteConnection) throws -> T
     ) throws(StorageError) -> T {
         let box = ResultBox<T>()
@@ -840,7 +840,7 @@ extension SQLiteSessionStore {
     }
 
     /// Decodes `SQL.sessionColumns` starting at column 0.
-    fileprivate static func decodeSession(_ s: SQLiteStatement) throws -> StoredSession {
+    static func decodeSession(_ s: SQLiteStatement) throws -> StoredSession {
         guard let id = s.blob(0), id.count == SessionID.byteCount, let nameText = s.text(1),
             let name = try? SessionName(stored: nameText), let sourceFormat = s.text(13)
         else { throw StorageError.corrupt }
@@ -864,7 +864,7 @@ extension SQLiteSessionStore {
             sealedAuthKey: s.blob(9), revokedAt: s.int64OrNil(10))
     }
 
-    fileprivate static func decodeToken(_ s: SQLiteStatement) throws -> TokenRecord {
+    static func decodeToken(_ s: SQLiteStatement) throws -> TokenRecord {
         guard let accessor = s.text(0), let hash = s.blob(1), let policy = s.text(2) else {
             throw StorageError.corrupt
         }
@@ -949,7 +949,7 @@ extension SQLiteValue {
 
 extension SQLiteConnection {
     /// The first row of a cached statement, decoded; `nil` when there is none.
-    fileprivate func first<T>(
+    func first<T>(
         _ sql: SQLiteStatementKey, _ values: [SQLiteValue], _ decode: (SQLiteStatement) throws -> T
     )
         throws -> T?
@@ -961,7 +961,7 @@ extension SQLiteConnection {
     }
 
     /// Every row of a cached statement, decoded.
-    fileprivate func all<T>(_ sql: SQLiteStatementKey, _ values: [SQLiteValue], _ decode: (SQLiteStatement) throws -> T)
+    func all<T>(_ sql: SQLiteStatementKey, _ values: [SQLiteValue], _ decode: (SQLiteStatement) throws -> T)
         throws -> [T]
     {
         let statement = try cached(sql)
@@ -973,7 +973,7 @@ extension SQLiteConnection {
     }
 
     /// Runs a cached statement that returns no rows.
-    fileprivate func run(_ sql: SQLiteStatementKey, _ values: [SQLiteValue] = []) throws {
+    func run(_ sql: SQLiteStatementKey, _ values: [SQLiteValue] = []) throws {
         let statement = try cached(sql)
         defer { statement.reset() }
         try statement.bind(values)
@@ -981,7 +981,7 @@ extension SQLiteConnection {
     }
 
     /// True when the cached statement yields a row.
-    fileprivate func exists(_ sql: SQLiteStatementKey, _ values: [SQLiteValue]) throws -> Bool {
+    func exists(_ sql: SQLiteStatementKey, _ values: [SQLiteValue]) throws -> Bool {
         try first(sql, values) { _ in true } ?? false
     }
 }
