@@ -69,7 +69,7 @@ public final class VaultRouter: HTTPHandler {
             r, c throws(Problem) in try r.patchSession(c.request, c.name(), c.principal())
         },
         Route(.delete, "/v1/sessions/{name}", placement: .handlerThread) { r, c throws(Problem) in
-            try r.revokeSession(c.request, c.name(), c.principal())
+            try r.deleteSession(c.request, c.name(), c.principal())
         },
         Route(.get, "/v1/sessions/{name}/export", placement: .loop(unless: .storeMayWait, .exportsAFile)) { r, c throws(Problem) in
             try r.exportSession(c.request, c.name(), c.principal())
@@ -109,6 +109,11 @@ public final class VaultRouter: HTTPHandler {
         Route(.get, "/v1/sys/status", placement: .handlerThread) { r, c throws(Problem) in try r.status(c.request, c.principal()) },
         Route(.post, "/v1/sys/rotate", placement: .handlerThread) { r, c throws(Problem) in try r.rotate(c.request, c.principal()) },
         Route(.post, "/v1/sys/rewrap", placement: .handlerThread) { r, c throws(Problem) in try r.rewrap(c.request, c.principal()) },
+
+        // The root token's rotation (Routes+Lifecycle.swift; root only).
+        Route(.post, "/v1/tokens/root/rotate", placement: .handlerThread) { r, c throws(Problem) in
+            try r.rotateRootToken(c.request, c.principal())
+        },
     ]
 
     let vault: VaultService
@@ -433,7 +438,7 @@ public final class VaultRouter: HTTPHandler {
     }
 
     func context(_ principal: Principal, _ request: HTTPRequest) -> RequestContext {
-        RequestContext(accessor: principal.accessor, remoteAddress: Self.clientHost(request.remoteAddress))
+        RequestContext(accessor: principal.accessor, remoteAddress: request.remoteAddress.isEmpty ? nil : Self.clientHost(request.remoteAddress))
     }
 
     // MARK: Error mapping (the one switch from domain errors to HTTP)
@@ -446,6 +451,7 @@ public final class VaultRouter: HTTPHandler {
         case .revoked:
             return Problem(status: 410, title: "Gone", detail: "\(subject) was revoked; its auth key no longer exists", field: "name")
         case .conflict:
+            if let name { return nameTakenProblem(name) }
             return Problem(status: 409, title: "Conflict", detail: "name: \(subject) already exists", field: "name")
         case .versionMismatch(let current):
             return Problem(status: 412, title: "Precondition Failed",

@@ -104,8 +104,9 @@ extension VaultRouter {
             do {
                 imported = try SessionStringCodec.decode(text)
             } catch {
-                throw Problem(status: 422, title: "Unprocessable Content", detail: "session_string: \(error.description)",
-                              field: "session_string")
+                // The codec's own description already names the field.
+                let reason = error.description.hasPrefix("session_string:") ? error.description : "session_string: \(error.description)"
+                throw Problem(status: 422, title: "Unprocessable Content", detail: reason, field: "session_string")
             }
             // Optional fields fill what the format lacks and must agree with what it carries.
             func merge<T: Equatable>(_ field: String, _ given: T?, _ slot: inout T?) throws(Problem) {

@@ -120,8 +120,28 @@ extension VaultRouter {
         try authorize(principal, .admin, session: nil, request)
         let limit = Int(try intQuery(request, "limit", in: 1...1000) ?? 100)
         let before = try intQuery(request, "before", in: 1...Int64.max)
+        var filter = AuditFilter()
+        if let session = try query(request, "session") { filter.session = try validQueryName(session, "session").rawValue }
+        if let accessor = try query(request, "accessor") {
+            do throws(Problem) { try validAccessor(accessor) } catch {
+                throw Problem.badRequest("accessor: must be 1-64 lower-case letters, digits and '_' (root, import, acc_…)", field: "accessor")
+            }
+            filter.accessor = accessor
+        }
+        if let action = try query(request, "action") {
+            guard AuditAction.known.contains(action) else {
+                throw Problem.invalid("action", "unknown action; one of \(AuditAction.known.joined(separator: ", "))")
+            }
+            filter.action = action
+        }
         let events: [AuditRecord]
-        do { events = try vault.auditEvents(before: before, limit: limit) } catch { throw problem(for: error, name: nil) }
+        do {
+            events = filter.isEmpty
+                ? try vault.auditEvents(before: before, limit: limit)
+                : try vault.auditEvents(before: before, limit: limit, matching: filter)
+        } catch {
+            throw problem(for: error, name: nil)
+        }
         let items: [JSONValue] = events.map { r in
             let e = r.event
             return .object([
@@ -140,9 +160,34 @@ extension VaultRouter {
 
     static let tokenFields: Set<String> = ["display_name", "operations", "sessions", "prefixes", "ttl_seconds"]
 
+    /// What a token request asks for.
+    struct TokenRequest {
+        var policy: AccessPolicy
+        var displayName: String?
+        var ttlSeconds: Int64?
+    }
+
     func createToken(_ request: HTTPRequest, _ principal: Principal) throws(Problem) -> HTTPResponse {
         try requireRoot(principal, request)
-        let body = try jsonBody(request)
+        let asked = try Self.tokenRequest(try jsonBody(request))
+        let issued: IssuedToken
+        do {
+            issued = try vault.createToken(policy: asked.policy, displayName: asked.displayName, ttlSeconds: asked.ttlSeconds,
+                                           context: context(principal, request))
+        } catch {
+            throw problem(for: error, name: nil)
+        }
+        log.info("token created", [("accessor", issued.record.accessor)])
+        var value = Self.tokenJSON(issued.record)
+        if case .object(var members) = value {
+            members.insert(("token", .string(issued.token)), at: 1)
+            value = .object(members)
+        }
+        return json(value, status: 201, headers: [("Location", "/v1/tokens/\(issued.record.accessor)")])
+    }
+
+    /// Checks a `POST /v1/tokens` body (also a bootstrap file's token entry).
+    static func tokenRequest(_ body: JSONValue) throws(Problem) -> TokenRequest {
         let r = try JSONObjectReader(body, allowed: Self.tokenFields)
         let opNames = try r.required("operations") { (k) throws(Problem) in try r.strings(k, maxCount: 4) }
         guard !opNames.isEmpty else { throw Problem.invalid("operations", "give at least one of read, export, write, admin") }
@@ -170,29 +215,35 @@ extension VaultRouter {
         if let displayName, displayName.utf8.count > 128 || displayName.unicodeScalars.contains(where: { $0.value < 0x20 }) {
             throw Problem.invalid("display_name", "at most 128 printable characters")
         }
-        let issued: IssuedToken
-        do {
-            issued = try vault.createToken(policy: AccessPolicy(operations: ops, sessions: Set(sessions), prefixes: prefixes),
-                                           displayName: displayName, ttlSeconds: ttl, context: context(principal, request))
-        } catch {
-            throw problem(for: error, name: nil)
-        }
-        log.info("token created", [("accessor", issued.record.accessor)])
-        var value = Self.tokenJSON(issued.record)
-        if case .object(var members) = value {
-            members.insert(("token", .string(issued.token)), at: 1)
-            value = .object(members)
-        }
-        return json(value, status: 201, headers: [("Location", "/v1/tokens/\(issued.record.accessor)")])
+        return TokenRequest(policy: AccessPolicy(operations: ops, sessions: Set(sessions), prefixes: prefixes),
+                            displayName: displayName, ttlSeconds: ttl)
     }
 
+    /// `GET /v1/tokens?limit=&after=`: pages in creation order, with the session list's
+    /// parameters (`limit` 1-1000, default 100; `after` the last accessor of the previous page,
+    /// given back as `next_after`).
     func listTokens(_ request: HTTPRequest, _ principal: Principal) throws(Problem) -> HTTPResponse {
         try requireRoot(principal, request)
+        let limit = Int(try intQuery(request, "limit", in: 1...1000) ?? 100)
+        let after = try query(request, "after")
+        if let after {
+            do throws(Problem) { try validAccessor(after) } catch {
+                throw Problem.badRequest("after: must be an accessor (1-64 lower-case letters, digits and '_')", field: "after")
+            }
+        }
+        let page: TokenPage
         do {
-            return json(.object([("items", .array(try vault.tokens().map(Self.tokenJSON)))]))
+            page = try vault.tokens(after: after, limit: limit)
         } catch {
+            if case .invalid(field: "after", _) = error {
+                throw Problem.badRequest("after: no token has this accessor", field: "after")
+            }
             throw problem(for: error, name: nil)
         }
+        return json(.object([
+            ("items", .array(page.tokens.map(Self.tokenJSON))),
+            ("next_after", page.nextCursor.map { .string($0) } ?? .null),
+        ]))
     }
 
     func getToken(_ request: HTTPRequest, _ accessor: String, _ principal: Principal) throws(Problem) -> HTTPResponse {

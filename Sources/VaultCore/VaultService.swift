@@ -266,7 +266,16 @@ public final class VaultService: Sendable {
         let hasher = try keyring().tokenHasher
         if let configured {
             guard !configured.isEmpty else { throw .invalid(field: "root_token", reason: "must not be empty") }
-            rootHash.withLock { $0 = hasher.hash(configured) }
+            let hash = hasher.hash(configured)
+            // Stored as the vault's root token from now on: a token generated (or rotated) before
+            // does not come back when the configuration is removed later.
+            do {
+                if try store.meta(Self.rootTokenMetaKey) != hash { try store.setMeta(Self.rootTokenMetaKey, value: hash) }
+            } catch {
+                throw VaultError(error)
+            }
+            rootHash.withLock { $0 = hash }
+            rootTokenConfigured.store(true, ordering: .relaxed)
             return nil
         }
         let stored: [UInt8]?
@@ -283,7 +292,9 @@ public final class VaultService: Sendable {
         return token
     }
 
-    private let rootHash = PThreadLocked<[UInt8]?>(nil)
+    let rootHash = PThreadLocked<[UInt8]?>(nil)
+    /// True when the root token comes from configuration (it cannot be rotated through the API).
+    let rootTokenConfigured = Atomic<Bool>(false)
 
     /// Resolves a bearer token to a principal, or nil when it is unknown, expired or revoked.
     /// Comparisons are constant-time over the token's keyed hash.
@@ -731,7 +742,7 @@ public final class VaultService: Sendable {
         }
     }
 
-    private func tokenCacheInvalidate() { tokenCache.withLock { $0.removeAll() } }
+    func tokenCacheInvalidate() { tokenCache.withLock { $0.removeAll() } }
 
     /// Decodes a stored token's policy.
     public static func policy(of record: TokenRecord) -> AccessPolicy? { TokenPolicyCoding.decode(record.policy) }

@@ -35,7 +35,9 @@ struct ServeCommand: ParsableCommand {
             - SESSION_VAULT_REQUIRE_PERSISTENCE=true: no memory fallback.
             - SESSION_VAULT_INITIALIZE=true: start a new vault where a master key file waits \
             for a database that is missing, or where the database file is empty.
-            - SESSION_VAULT_IMPORT_FILE: "NAME SESSION_STRING" lines to load at start.
+            - SESSION_VAULT_IMPORT_FILE: sessions and scoped tokens to load at start: \
+            "NAME SESSION_STRING" (space or tab) or JSON lines (a create body, or \
+            {"token": {…, "secret_env"|"secret_file": …}}); see the README.
             - SESSION_VAULT_SYNCHRONOUS: full (default, loses nothing acknowledged) \
             or normal.
             - SESSION_VAULT_LOG_FORMAT (text, json), SESSION_VAULT_LOG_LEVEL.
@@ -77,7 +79,7 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .long, help: "File holding the root token (overrides SESSION_VAULT_ROOT_TOKEN_FILE).")
     var rootTokenFile: String?
 
-    @Option(name: .long, help: "File of NAME SESSION_STRING lines to import at start.")
+    @Option(name: .long, help: "Import file: NAME SESSION_STRING or JSON lines (sessions, scoped tokens) loaded at start.")
     var importFile: String?
 
     @Option(name: .long, help: "Days of audit log kept; 0 keeps everything (overrides SESSION_VAULT_AUDIT_RETENTION_DAYS).")

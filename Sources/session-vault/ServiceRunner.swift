@@ -66,8 +66,9 @@ final class ServiceRunner {
             throw fail(log, Exit.config, "configuration error: \(error)")
         }
 
-        // The import file is checked whole before anything else happens.
-        let toImport = try config.importFile.map { try parseImportFile($0, log: log) } ?? []
+        // The import file is read and checked whole (every entry tried on a throwaway memory
+        // vault) before anything else happens.
+        let toImport = try config.importFile.map { try BootstrapFile.load($0, environment: env, log: log) }
 
         // Storage: the file engine, or memory (asked for, or as a loud fallback).
         let (store, info, lock) = try openStorage(config, log: log, startedAt: startedAt)
@@ -81,11 +82,13 @@ final class ServiceRunner {
             store.close()
             throw fail(log, Exit.dataError, "cannot open the vault: \(error)")
         }
+        let state = HTTPServerState()
+        let router = VaultRouter(vault: vault, info: info, serverState: state, log: log, routes: testRoutes ? TestRoutes.all : [])
         if let reason = vault.sealedReason {
             log.error("THE VAULT IS SEALED: it serves no secrets until it is restarted with the right master key", [("reason", reason)])
         } else {
             try installRootToken(config, vault: vault, log: log)
-            try importSessions(toImport, into: vault, log: log)
+            if let toImport { try toImport.apply(to: router, log: log) }
         }
         // Audit retention: prunes now (in the background) and hourly.
         vault.startAuditRetention(days: config.auditRetentionDays) { result in
@@ -97,8 +100,6 @@ final class ServiceRunner {
             }
         }
 
-        let state = HTTPServerState()
-        let router = VaultRouter(vault: vault, info: info, serverState: state, log: log, routes: testRoutes ? TestRoutes.all : [])
         let server = HTTPServer(configuration: http, state: state, handler: router)
         // docs/http.md §16: drain on SIGTERM/SIGINT, close the database cleanly, exit 0. Installed
         // before the listener opens: a SIGTERM that comes as soon as the port answers must drain,
@@ -427,61 +428,6 @@ final class ServiceRunner {
         } catch {
             throw fail(log, Exit.config, "cannot install the root token: \(error)")
         }
-    }
-
-    // MARK: Import at start
-
-    /// Reads and checks every `NAME SESSION_STRING` line (blank lines and `#` comments ignored)
-    /// before anything else happens at start, so a bad file stops the vault before it prints a
-    /// root token or opens storage. A missing file exits 66, a bad line 65 naming its number and
-    /// what is wrong with it (never the string itself).
-    static func parseImportFile(_ path: String, log: Log) throws -> [(SessionName, ImportedSession)] {
-        var bytes: [UInt8]
-        do { bytes = try CLI.readFile(path) } catch {
-            throw fail(log, error.status.rawValue, "cannot read the import file: \(error.message)")
-        }
-        defer { SecretBytes.wipe(&bytes) }
-        guard let text = String(validating: bytes, as: UTF8.self) else {
-            throw fail(log, Exit.dataError, "the import file \(path) is not UTF-8 text")
-        }
-        var parsed: [(SessionName, ImportedSession)] = []
-        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            var line = Substring(rawLine)
-            if line.hasSuffix("\r") { line = line.dropLast() }
-            if line.isEmpty || line.hasPrefix("#") { continue }
-            let parts = line.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
-            guard parts.count == 2 else {
-                throw fail(log, Exit.dataError, "import file \(path) line \(index + 1): expected NAME SESSION_STRING (one space between them)")
-            }
-            do {
-                let name = try SessionName(String(parts[0]))
-                let imported = try SessionStringCodec.decode(String(parts[1]))
-                parsed.append((name, imported))
-            } catch let e as ModelError {
-                throw fail(log, Exit.dataError, "import file \(path) line \(index + 1): \(e)")
-            } catch let e as CodecError {
-                throw fail(log, Exit.dataError, "import file \(path) line \(index + 1): \(e)")
-            } catch {
-                throw fail(log, Exit.dataError, "import file \(path) line \(index + 1): invalid")
-            }
-        }
-        return parsed
-    }
-
-    /// Stores the parsed sessions; names that already exist are skipped (restarts).
-    static func importSessions(_ parsed: [(SessionName, ImportedSession)], into vault: VaultService, log: Log) throws {
-        var created = 0
-        for (name, imported) in parsed {
-            do {
-                _ = try vault.create(name: name, imported: imported, context: RequestContext(accessor: "import", remoteAddress: nil))
-                created += 1
-            } catch VaultError.conflict {
-                continue
-            } catch {
-                throw fail(log, Exit.dataError, "import of \(name.rawValue) failed: \(error)")
-            }
-        }
-        log.info("imported sessions at start", [("count", String(created)), ("lines", String(parsed.count))])
     }
 }
 

@@ -864,7 +864,7 @@ extension SQLiteSessionStore {
     }
 
     /// Decodes `SQL.sessionColumns` starting at column 0.
-    fileprivate static func decodeSession(_ s: SQLiteStatement) throws -> StoredSession {
+    static func decodeSession(_ s: SQLiteStatement) throws -> StoredSession {
         guard let id = s.blob(0), id.count == SessionID.byteCount, let nameText = s.text(1),
             let name = try? SessionName(stored: nameText), let sourceFormat = s.text(13)
         else { throw StorageError.corrupt }
@@ -888,7 +888,7 @@ extension SQLiteSessionStore {
             sealedAuthKey: s.blob(9), revokedAt: s.int64OrNil(10))
     }
 
-    fileprivate static func decodeToken(_ s: SQLiteStatement) throws -> TokenRecord {
+    static func decodeToken(_ s: SQLiteStatement) throws -> TokenRecord {
         guard let accessor = s.text(0), let hash = s.blob(1), let policy = s.text(2) else {
             throw StorageError.corrupt
         }

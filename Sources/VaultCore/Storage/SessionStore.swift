@@ -134,6 +134,13 @@ public protocol SessionRepository: Sendable {
     /// - Throws: ``StorageError`` when the database fails.
     func replaceSealedAuthKey(id: SessionID, expected: [UInt8], new: [UInt8], term: UInt32)
         throws(StorageError) -> Bool
+
+    /// Removes a revoked session's tombstone for good: the row, whatever peers and export time
+    /// it still has, and (already destroyed at revocation) its envelope; the freed bytes are
+    /// zeroed and the WAL truncated as for ``revoke(_:at:)``. The name can then be created anew.
+    /// - Throws: ``StorageError/notFound``; ``StorageError/conflict(field:)`` naming `name` when
+    ///   the session is live (revoke it first).
+    func purge(_ name: SessionName) throws(StorageError)
 }
 
 /// API tokens (stored hashed).
@@ -158,6 +165,13 @@ public protocol TokenRepository: Sendable {
     /// Revokes a token (idempotent: a revoked token is returned unchanged).
     /// - Throws: ``StorageError/notFound``.
     func revokeToken(accessor: String, at time: Int64) throws(StorageError) -> TokenRecord
+
+    /// A page of tokens in ``listTokens()`` order (creation time, then accessor), after the
+    /// token whose accessor is `cursor` (exclusive). `nextCursor` is the last accessor of the
+    /// page when another page follows.
+    /// - Throws: ``StorageError/invalidArgument(field:reason:)`` naming `limit`, or `after` when
+    ///   no token has that accessor.
+    func listTokens(after cursor: String?, limit: Int) throws(StorageError) -> TokenPage
 }
 
 /// The keyring's sealed data-key terms, written only on the condition of the generation read.
@@ -203,6 +217,11 @@ public protocol AuditRepository: Sendable {
     /// - Returns: how many were deleted (fewer than `limit`: none older are left).
     /// - Throws: ``StorageError/invalidArgument(field:reason:)`` naming `limit`.
     func pruneAudit(before time: Int64, limit: Int) throws(StorageError) -> Int
+
+    /// ``auditEvents(before:limit:)`` keeping only the events `filter` matches (every field
+    /// given must equal the event's); a page holds up to `limit` matching events.
+    /// - Throws: ``StorageError/invalidArgument(field:reason:)`` naming `limit`.
+    func auditEvents(before id: Int64?, limit: Int, matching filter: AuditFilter) throws(StorageError) -> [AuditRecord]
 }
 
 /// Where the data lives, the writes that need not wait, and the store's life.
