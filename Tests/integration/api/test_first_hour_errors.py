@@ -1,0 +1,177 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Issue 18 item 2, on the real binary: errors that say what to do.
+
+Every refusal here is checked for its status, `application/problem+json`, the exact guidance in
+`detail`, and that the vault did not change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Any, Iterator
+
+import pytest
+
+from api.vault import (
+    SESSION_FILES, Client, VaultProcess, expect_problem, string_case,
+)
+
+PYROGRAM = string_case("pyrogram:dc1-prod-user")["string"]
+BOTH_MEDIA_TYPES = ("application/json", "application/vnd.sqlite3")
+CREATE_FIELDS = ["api_id", "auth_key", "dc_id", "is_bot", "name", "port", "server_address", "session_string",
+                 "test_mode", "user_id"]
+PATCH_FIELDS = ["api_id", "dc_id", "is_bot", "port", "server_address", "test_mode", "user_id"]
+PEER_FIELDS = ["access_hash", "id", "name", "phone_number", "type", "usernames"]
+TOKEN_FIELDS = ["display_name", "operations", "prefixes", "sessions", "ttl_seconds"]
+
+
+@contextlib.contextmanager
+def unchanged(root: Client) -> Iterator[None]:
+    """Every session's metadata and peers, and the token list, are the same after the block."""
+    def snapshot() -> list[Any]:
+        sessions = [{k: v for k, v in s.items() if k != "last_exported_at"} for s in root.list_all_sessions()]
+        peers = {s["name"]: root.get(f"/v1/sessions/{s['name']}/peers").json() for s in sessions if not s["revoked"]}
+        return [sessions, peers, root.get("/v1/tokens").json()]
+
+    before = snapshot()
+    yield
+    assert snapshot() == before, "a refused request changed the vault"
+
+
+def says_its_field_once(problem: dict[str, Any]) -> None:
+    """`detail` names the field first, and no name is said twice in a row (`f: f: …`)."""
+    field, detail = problem.get("field"), problem["detail"]
+    if field:
+        assert detail.startswith(f"{field}: ") and not detail.startswith(f"{field}: {field}"), problem
+    assert not re.search(r"(^|\s)([\w.\[\]-]+): \2:", detail), problem
+
+
+def accepted_fields(problem: dict[str, Any]) -> list[str]:
+    detail = problem["detail"]
+    assert "; accepted fields: " in detail, problem
+    return detail.split("; accepted fields: ", 1)[1].split(", ")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def existing(root: Client) -> None:
+    assert root.create_string("existing", PYROGRAM).status == 201
+
+
+# --------------------------------------------------------------------------
+# Item 2: errors that say what to do
+# --------------------------------------------------------------------------
+
+def test_a_session_file_sent_as_json_names_both_media_types(root: Client) -> None:
+    data = (SESSION_FILES / "pyrogram_user.session").read_bytes()
+    with unchanged(root):
+        problem = expect_problem(root.call("POST", "/v1/sessions?name=upload1", body=data,
+                                           content_type="application/json"), 400, "body")
+        for media_type in BOTH_MEDIA_TYPES:
+            assert media_type in problem["detail"], problem
+        assert "?name=" in problem["detail"], problem
+        says_its_field_once(problem)
+        # A JSON body that does not parse also says how a file is sent.
+        problem = expect_problem(root.call("POST", "/v1/sessions", body=b"{", content_type="application/json"),
+                                 400, "body")
+        for media_type in BOTH_MEDIA_TYPES:
+            assert media_type in problem["detail"], problem
+    assert root.get("/v1/sessions/upload1").status == 404
+
+
+@pytest.mark.parametrize("ctype", ["application/octet-stream", "application/x-www-form-urlencoded", "text/plain", None])
+def test_a_create_with_a_wrong_content_type_names_both_media_types(root: Client, ctype: str | None) -> None:
+    data = (SESSION_FILES / "pyrogram_user.session").read_bytes()
+    with unchanged(root):
+        problem = expect_problem(root.call("POST", "/v1/sessions?name=upload2", body=data, content_type=ctype),
+                                 415, "Content-Type")
+        for media_type in BOTH_MEDIA_TYPES:
+            assert media_type in problem["detail"], problem
+        says_its_field_once(problem)
+    assert root.get("/v1/sessions/upload2").status == 404
+
+
+def test_413_for_an_upload_states_the_limit_and_the_setting_that_raises_it(vault_factory) -> None:
+    v: VaultProcess = vault_factory(storage="memory", env={"SESSION_VAULT_MAX_BODY_BYTES": "65536"}).start()
+    c = v.client
+    reply = c.call("POST", "/v1/sessions?name=big", body=b"S" * 65537, content_type="application/vnd.sqlite3")
+    assert reply.status == 413, reply
+    assert reply.content_type == "application/problem+json", reply
+    problem = reply.json()
+    assert "65536 bytes" in problem["detail"], problem
+    assert "SESSION_VAULT_MAX_BODY_BYTES" in problem["detail"], problem
+    assert c.list_all_sessions() == []
+    # The limit is the limit: one byte under it reaches the handler (and is refused as a file).
+    expect_problem(c.call("POST", "/v1/sessions?name=big", body=b"S" * 65536, content_type="application/vnd.sqlite3"),
+                   422)
+    assert c.list_all_sessions() == []
+    v.stop(expect_exit=0)
+
+
+def test_413_for_a_json_body_states_the_limit_in_bytes(root: Client) -> None:
+    filler = "A" * (256 * 1024)
+    with unchanged(root):
+        problem = expect_problem(root.post("/v1/sessions", {"name": "big", "session_string": filler}), 413, "body")
+        assert "262144 bytes" in problem["detail"], problem
+        problem = expect_problem(root.put("/v1/sessions/existing/peers", {"peers": [], "pad": filler}), 413, "body")
+        assert "262144 bytes" in problem["detail"], problem
+
+
+@pytest.mark.parametrize("text", ["not-a-session-string", "A" * 362, PYROGRAM[:-1] + " ", PYROGRAM + "é"],
+                         ids=["words", "A-362", "trailing-space", "non-ascii"])
+def test_a_bad_session_string_names_its_field_once(root: Client, text: str) -> None:
+    with unchanged(root):
+        problem = expect_problem(root.create_string("badstring", text), 422, "session_string")
+        assert problem["detail"].startswith("session_string: "), problem
+        says_its_field_once(problem)
+
+
+def test_other_field_errors_name_their_field_once(root: Client) -> None:
+    with unchanged(root):
+        for reply, field in [
+            (root.create_string("..", PYROGRAM), "name"),
+            (root.post("/v1/sessions", {"name": "x", "session_string": PYROGRAM, "api_id": 0}), "api_id"),
+            (root.post("/v1/sessions", {"name": "x", "dc_id": 2, "auth_key": "AAAA"}), "auth_key"),
+            (root.patch("/v1/sessions/existing", {"port": 0}), "port"),
+            (root.put("/v1/sessions/existing/peers", {"peers": [{"id": "1", "access_hash": 2}]}), "peers[0].id"),
+            (root.get("/v1/sessions?limit=0"), "limit"),
+        ]:
+            says_its_field_once(expect_problem(reply, reply.status, field))
+
+
+def test_an_unknown_field_lists_the_accepted_ones(root: Client) -> None:
+    with unchanged(root):
+        problem = expect_problem(root.post("/v1/sessions", {"nmae": "x", "session_string": PYROGRAM}), 422, "nmae")
+        assert accepted_fields(problem) == CREATE_FIELDS, problem
+        says_its_field_once(problem)
+        problem = expect_problem(root.patch("/v1/sessions/existing", {"apiid": 5}), 422, "apiid")
+        assert accepted_fields(problem) == PATCH_FIELDS, problem
+        problem = expect_problem(root.put("/v1/sessions/existing/peers", {"peers": [], "peer": []}), 422, "peer")
+        assert accepted_fields(problem) == ["peers"], problem
+        problem = expect_problem(root.put("/v1/sessions/existing/peers", {"peers": [
+            {"id": 1, "access_hash": 2}, {"id": 3, "access_hash": 4, "colour": "red"}]}), 422, "peers[1].colour")
+        assert accepted_fields(problem) == PEER_FIELDS, problem
+        says_its_field_once(problem)
+        problem = expect_problem(root.post("/v1/tokens", {"operations": ["read"], "session": ["existing"]}), 422, "session")
+        assert accepted_fields(problem) == TOKEN_FIELDS, problem
+
+
+@pytest.mark.parametrize("value", ["1", " 1 ", "17"])
+def test_an_unquoted_if_match_says_etags_are_quoted(root: Client, value: str) -> None:
+    etag = root.get("/v1/sessions/existing").header("ETag")
+    with unchanged(root):
+        problem = expect_problem(root.patch("/v1/sessions/existing", {"port": 443}, headers={"If-Match": value}),
+                                 412, "If-Match")
+        assert "quoted" in problem["detail"], problem
+        assert f'If-Match: "{value.strip()}"' in problem["detail"], problem
+        says_its_field_once(problem)
+    assert root.get("/v1/sessions/existing").header("ETag") == etag
+
+
+def test_a_weak_or_malformed_if_match_still_says_what_an_etag_looks_like(root: Client) -> None:
+    with unchanged(root):
+        for value in ['W/"1"', "garbage"]:
+            problem = expect_problem(root.patch("/v1/sessions/existing", {"port": 443}, headers={"If-Match": value}),
+                                     412, "If-Match")
+            assert "quoted" in problem["detail"] or "strong" in problem["detail"], problem
+            says_its_field_once(problem)
