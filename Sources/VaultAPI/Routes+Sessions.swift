@@ -284,19 +284,19 @@ extension VaultRouter {
 
     func exportSession(_ request: HTTPRequest, _ name: SessionName, _ principal: Principal) throws(Problem) -> HTTPResponse {
         try authorize(principal, .export, session: name.rawValue, request)
-        let format: ExportFormat
+        // Without a format, the session's own family (a Telethon-sourced session as Telethon).
+        var requested: ExportFormat?
         if let text = try query(request, "format") {
             guard let f = ExportFormat(rawValue: text) else {
                 throw Problem.badRequest(
                     "format: must be one of \(ExportFormat.allCases.map(\.rawValue).joined(separator: ", "))", field: "format")
             }
-            format = f
-        } else {
-            format = .pyrogram
+            requested = f
         }
         let exported: ExportedSession
+        let format: ExportFormat
         do {
-            exported = try vault.export(name, as: format, context: context(principal, request))
+            (exported, format) = try vault.export(name, requested: requested, context: context(principal, request))
         } catch {
             throw problem(for: error, name: name)
         }

@@ -546,10 +546,21 @@ public final class VaultService: Sendable {
     /// - Throws: ``VaultError/revoked`` (410), ``VaultError/missingFields(_:)`` naming every field
     ///   a conversion lacks, ``VaultError/notFound``, ``VaultError/sealed(reason:)``.
     public func export(_ name: SessionName, as format: ExportFormat, context: RequestContext) throws(VaultError) -> ExportedSession {
+        try export(name, requested: format, context: context).session
+    }
+
+    /// Exports the session in `requested`, or without one in its own family
+    /// (``ExportFormat/ownFamily(of:)``: a Telethon-sourced session as a Telethon string).
+    /// - Returns: the export and the format it is in.
+    /// - Throws: as ``export(_:as:context:)``.
+    public func export(_ name: SessionName, requested: ExportFormat?, context: RequestContext) throws(VaultError)
+        -> (session: ExportedSession, format: ExportFormat)
+    {
         let keyring = try keyring()
         let found: ExportRecord?
         do { found = try store.exportRecord(named: name) } catch { throw VaultError(error) }
         guard let stored = found else { throw .notFound }
+        let format = requested ?? ExportFormat.ownFamily(of: stored.sourceFormat ?? "")
         guard !stored.isRevoked, let sealed = stored.sealedAuthKey else {
             audit("session.export", name.rawValue, context, outcome: "gone")
             throw .revoked
@@ -594,7 +605,7 @@ public final class VaultService: Sendable {
         }
         noteExported(stored.id, at: clock())
         audit("session.export", name.rawValue, context, outcome: "ok", detail: format.rawValue)
-        return result
+        return (result, format)
     }
 
     /// The fields a `.session` file of `format` needs that `session` lacks (every one of them).

@@ -861,7 +861,7 @@ extension SQLiteSessionStore {
             id: SessionID(unchecked: id), dcID: Int(truncatingIfNeeded: s.int64(1)), apiID: s.int64OrNil(2),
             testMode: s.int64OrNil(3).map { $0 != 0 }, userID: s.int64OrNil(4), isBot: s.int64OrNil(5).map { $0 != 0 },
             serverAddress: s.text(6), port: s.int64OrNil(7).map { Int(truncatingIfNeeded: $0) }, date: s.int64OrNil(8),
-            sealedAuthKey: s.blob(9), revokedAt: s.int64OrNil(10))
+            sealedAuthKey: s.blob(9), revokedAt: s.int64OrNil(10), sourceFormat: s.text(11))
     }
 
     fileprivate static func decodeToken(_ s: SQLiteStatement) throws -> TokenRecord {
@@ -1093,7 +1093,7 @@ private enum SQL {
     /// The columns of `ExportRecord`, in `decodeExportRecord`'s order.
     static let exportRecordByName = SQLiteStatementKey("""
         SELECT id, dc_id, api_id, test_mode, user_id, is_bot, server_address, port, date, sealed_auth_key, \
-        revoked_at FROM sessions WHERE name = ?1
+        revoked_at, source_format FROM sessions WHERE name = ?1
         """)
     static let sessionByID = SQLiteStatementKey("SELECT \(sessionColumns) FROM sessions WHERE id = ?1")
     static let sessionBySeq = SQLiteStatementKey("SELECT \(sessionColumns) FROM sessions WHERE seq = ?1")

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Issue 18 item 2, on the real binary: errors that say what to do.
+"""Issue 18 items 2 and 3, on the real binary: errors that say what to do, and sensible defaults.
 
 Every refusal here is checked for its status, `application/problem+json`, the exact guidance in
 `detail`, and that the vault did not change.
@@ -14,7 +14,7 @@ from typing import Any, Iterator
 import pytest
 
 from api.vault import (
-    SESSION_FILES, Client, VaultProcess, expect_problem, string_case,
+    SESSION_FILES, Client, VaultProcess, expect_problem, pyrogram_fields, string_case, telethon_cases,
 )
 
 PYROGRAM = string_case("pyrogram:dc1-prod-user")["string"]
@@ -175,3 +175,49 @@ def test_a_weak_or_malformed_if_match_still_says_what_an_etag_looks_like(root: C
                                      412, "If-Match")
             assert "quoted" in problem["detail"] or "strong" in problem["detail"], problem
             says_its_field_once(problem)
+
+
+# --------------------------------------------------------------------------
+# Item 3: sensible defaults
+# --------------------------------------------------------------------------
+
+def test_export_without_format_uses_a_telethon_strings_own_family(root: Client) -> None:
+    case = telethon_cases()[0]
+    assert root.create_string("own-telethon", case["string"]).status == 201
+    reply = root.export("own-telethon")
+    assert reply.status == 200, reply
+    assert reply.content_type == "text/plain" and reply.text == case["string"]
+    as_json = root.export("own-telethon", headers={"Accept": "application/json"})
+    assert as_json.json() == {"name": "own-telethon", "format": "telethon", "session_string": case["string"]}
+
+
+def test_export_without_format_uses_a_pyrogram_strings_own_family(root: Client) -> None:
+    assert root.create_string("own-pyrogram", PYROGRAM).status == 201
+    assert root.export("own-pyrogram").text == PYROGRAM
+    as_json = root.export("own-pyrogram", headers={"Accept": "application/json"})
+    assert as_json.json()["format"] == "pyrogram"
+
+
+@pytest.mark.parametrize("vector,family", [("telethon_user", "telethon"), ("telethon-1.42_user", "telethon"),
+                                           ("pyrogram_user", "pyrogram"), ("kurigram_user", "pyrogram")])
+def test_export_without_format_uses_an_uploaded_files_own_family(root: Client, vector: str, family: str) -> None:
+    name = "own-" + vector.replace(".", "-")
+    assert root.upload(name, (SESSION_FILES / f"{vector}.session").read_bytes()).status == 201
+    reply = root.export(name, headers={"Accept": "application/json"})
+    assert reply.status == 200, reply
+    body = reply.json()
+    assert body["format"] == family, body
+    assert root.export(name).text == root.export(name, family).text == body["session_string"]
+    if family == "pyrogram":
+        assert len(body["session_string"]) == 362
+        pyrogram_fields(body["session_string"])
+    else:
+        assert body["session_string"].startswith("1") and len(body["session_string"]) == 353
+
+
+def test_export_without_format_still_names_what_the_family_lacks(root: Client) -> None:
+    # A legacy Pyrogram string's own family is Pyrogram, which needs api_id: 422 naming it, as before.
+    assert root.create_string("own-legacy", string_case("pyrogram-1.4:legacy32-dc2-prod-user")["string"]).status == 201
+    with unchanged(root):
+        problem = expect_problem(root.export("own-legacy"), 422, "api_id")
+        assert problem["missing_fields"] == ["api_id"], problem
