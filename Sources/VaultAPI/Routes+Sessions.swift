@@ -11,7 +11,7 @@ extension VaultRouter {
     static let patchFields: Set<String> = ["dc_id", "api_id", "test_mode", "user_id", "is_bot", "server_address", "port"]
 
     /// Fields a peer of a PUT body may carry.
-    static let peerFields: Set<String> = ["id", "access_hash", "type", "usernames", "phone_number", "name"]
+    static let peerFields: Set<String> = ["id", "access_hash", "type", "usernames", "phone_number", "name", "last_update_on"]
 
     /// Media types accepted for a `.session` upload.
     static let sqliteMediaTypes: Set<String> = ["application/vnd.sqlite3", "application/x-sqlite3"]
@@ -395,8 +395,9 @@ extension VaultRouter {
         }
         let displayName = try scoped { () throws(Problem) in try r.string("name") }
         if let displayName, displayName.utf8.count > 256 { throw Problem.invalid("\(prefix).name", "at most 256 bytes") }
+        let lastUpdateOn = try scoped { () throws(Problem) in try r.int("last_update_on", in: 0...Int64.max) }
         return Peer(id: id, accessHash: hash, type: type, usernames: usernames.map { $0.lowercased() }, phoneNumber: phone,
-                    name: displayName)
+                    name: displayName, lastUpdateOn: lastUpdateOn)
     }
 
     func getPeers(_ request: HTTPRequest, _ name: SessionName, _ principal: Principal) throws(Problem) -> HTTPResponse {
@@ -416,7 +417,12 @@ extension VaultRouter {
         let limit = Int(try intQuery(request, "limit", in: 1...10_000) ?? 1000)
         let after = try intQuery(request, "after", in: Int64.min...Int64.max)
         do {
-            if id != nil || username != nil || phone != nil {
+            if let phone {
+                // Every peer with the number, the most recently updated first.
+                let found = try vault.peers(in: name, phone: phone)
+                return json(.object([("items", .array(found.map(Self.peerJSON))), ("next_after", .null)]))
+            }
+            if id != nil || username != nil {
                 let found = try vault.peer(in: name, id: id, username: username, phone: phone)
                 return json(.object([("items", .array(found.map { [Self.peerJSON($0)] } ?? [])), ("next_after", .null)]))
             }
@@ -434,7 +440,7 @@ extension VaultRouter {
         .object([
             ("id", .int(p.id)), ("access_hash", .int(p.accessHash)), ("type", p.type.map { .string($0.rawValue) } ?? .null),
             ("usernames", .array(p.usernames.map { .string($0) })), ("phone_number", p.phoneNumber.map { .string($0) } ?? .null),
-            ("name", p.name.map { .string($0) } ?? .null),
+            ("name", p.name.map { .string($0) } ?? .null), ("last_update_on", p.lastUpdateOn.map { .int($0) } ?? .null),
         ])
     }
 

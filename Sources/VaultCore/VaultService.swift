@@ -646,10 +646,17 @@ public final class VaultService: Sendable {
 
     // MARK: Peers
 
-    /// Upserts peers (by marked id) into a live session's cache.
+    /// Upserts peers (by marked id) into a live session's cache. A peer without `lastUpdateOn`
+    /// gets the time of this upsert (Unix seconds), as the libraries' own caches do.
     public func upsertPeers(_ peers: [Peer], in name: SessionName, context: RequestContext) throws(VaultError) -> StoredSession {
         let s = try storedSession(name)
         if s.isRevoked { throw .revoked }
+        let now = clock() / 1000
+        let peers = peers.map { peer in
+            var peer = peer
+            if peer.lastUpdateOn == nil { peer.lastUpdateOn = now }
+            return peer
+        }
         do {
             try store.upsertPeers(peers, in: name)
             audit("peers.upsert", name.rawValue, context, outcome: "ok", detail: String(peers.count))
@@ -669,11 +676,17 @@ public final class VaultService: Sendable {
         do {
             if let id { return try store.peer(id: id, in: name) }
             if let username { return try store.peer(username: username.lowercased(), in: name) }
-            if let phone { return try store.peer(phoneNumber: phone, in: name) }
+            if let phone { return try store.peers(phoneNumber: phone, in: name).first }
             return nil
         } catch {
             throw VaultError(error)
         }
+    }
+
+    /// Every peer of a session with this phone number, the most recently updated first.
+    public func peers(in name: SessionName, phone: String) throws(VaultError) -> [Peer] {
+        _ = try storedSession(name)
+        do { return try store.peers(phoneNumber: phone, in: name) } catch { throw VaultError(error) }
     }
 
     /// Every cached peer of a session.

@@ -452,9 +452,13 @@ public final class SQLiteSessionStore: SessionStore, StoreWaitHint, @unchecked S
         }
     }
 
-    public func peer(phoneNumber: String, in session: SessionName) throws(StorageError) -> Peer? {
-        try read { connection in
-            try Self.decodePeers(connection, SQL.peerByPhone, [.text(session.rawValue), .text(phoneNumber)]).first
+    public func peers(phoneNumber: String, in session: SessionName) throws(StorageError) -> [Peer] {
+        let peers = try read { connection in
+            try Self.decodePeers(connection, SQL.peersByPhone, [.text(session.rawValue), .text(phoneNumber)])
+        }
+        // The most recently updated first (a peer without a time last), then by marked id.
+        return peers.sorted { a, b in
+            a.lastUpdateOn == b.lastUpdateOn ? a.id < b.id : (a.lastUpdateOn ?? Int64.min) > (b.lastUpdateOn ?? Int64.min)
         }
     }
 
@@ -1164,11 +1168,12 @@ private enum SQL {
         JOIN peers q ON q.session_seq = u.session_seq AND q.peer_id = u.peer_id \
         WHERE s.name = ?1 ORDER BY q.last_update_on DESC NULLS LAST, q.peer_id LIMIT 1
         """))
-    static let peerByPhone = SQLiteStatementKey(peersOf(
+    /// Every peer with the phone number (stale caches can give one number to several peers).
+    static let peersByPhone = SQLiteStatementKey(peersOf(
         """
         SELECT q.session_seq, q.peer_id FROM sessions s \
         JOIN peers q ON q.session_seq = s.seq AND q.phone_number = ?2 \
-        WHERE s.name = ?1 ORDER BY q.last_update_on DESC NULLS LAST, q.peer_id LIMIT 1
+        WHERE s.name = ?1
         """))
     static let allPeers = SQLiteStatementKey(peersOf(
         "SELECT q.session_seq, q.peer_id FROM sessions s JOIN peers q ON q.session_seq = s.seq WHERE s.name = ?1"))

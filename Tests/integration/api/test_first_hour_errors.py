@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from typing import Any, Iterator
 
 import pytest
@@ -22,7 +23,7 @@ BOTH_MEDIA_TYPES = ("application/json", "application/vnd.sqlite3")
 CREATE_FIELDS = ["api_id", "auth_key", "dc_id", "is_bot", "name", "port", "server_address", "session_string",
                  "test_mode", "user_id"]
 PATCH_FIELDS = ["api_id", "dc_id", "is_bot", "port", "server_address", "test_mode", "user_id"]
-PEER_FIELDS = ["access_hash", "id", "name", "phone_number", "type", "usernames"]
+PEER_FIELDS = ["access_hash", "id", "last_update_on", "name", "phone_number", "type", "usernames"]
 TOKEN_FIELDS = ["display_name", "operations", "prefixes", "sessions", "ttl_seconds"]
 
 
@@ -221,3 +222,51 @@ def test_export_without_format_still_names_what_the_family_lacks(root: Client) -
     with unchanged(root):
         problem = expect_problem(root.export("own-legacy"), 422, "api_id")
         assert problem["missing_fields"] == ["api_id"], problem
+
+
+SHARED_PHONE = "15550000009"
+
+
+def test_a_phone_lookup_returns_every_match_with_last_update_on(root: Client) -> None:
+    assert root.create_string("phones", PYROGRAM).status == 201
+    peers = [
+        {"id": 501, "access_hash": 1, "type": "user", "phone_number": SHARED_PHONE, "last_update_on": 1700000000},
+        {"id": 502, "access_hash": 2, "type": "user", "phone_number": SHARED_PHONE, "last_update_on": 1700000100},
+        {"id": 503, "access_hash": 3, "type": "user", "phone_number": "15550000010", "last_update_on": 1700000200},
+        {"id": 504, "access_hash": 4, "type": "user", "phone_number": SHARED_PHONE},
+    ]
+    before = int(time.time())
+    assert root.put("/v1/sessions/phones/peers", {"peers": peers}).json() == {"upserted": 4, "peer_count": 4}
+    after = int(time.time())
+    reply = root.get(f"/v1/sessions/phones/peers?phone={SHARED_PHONE}")
+    assert reply.status == 200 and reply.content_type == "application/json", reply
+    body = reply.json()
+    assert body["next_after"] is None
+    items = body["items"]
+    # Every match, the most recently updated first; a peer upserted without a time gets the upsert's.
+    assert [p["id"] for p in items] == [504, 502, 501], items
+    assert [p["last_update_on"] for p in items[1:]] == [1700000100, 1700000000], items
+    assert before <= items[0]["last_update_on"] <= after, items
+    assert all(p["phone_number"] == SHARED_PHONE for p in items)
+    single = root.get("/v1/sessions/phones/peers?phone=15550000010").json()["items"]
+    assert [(p["id"], p["last_update_on"]) for p in single] == [(503, 1700000200)]
+    assert root.get("/v1/sessions/phones/peers?phone=15550000011").json() == {"items": [], "next_after": None}
+    # The other look-ups and the listing carry last_update_on too.
+    assert root.get("/v1/sessions/phones/peers?id=501").json()["items"][0]["last_update_on"] == 1700000000
+    listed = root.get("/v1/sessions/phones/peers").json()["items"]
+    assert {p["id"]: p["last_update_on"] for p in listed if p["id"] != 504} == {501: 1700000000, 502: 1700000100,
+                                                                                503: 1700000200}
+
+
+def test_a_session_files_peer_times_survive_the_upload(root: Client) -> None:
+    assert root.upload("phones-file", (SESSION_FILES / "pyrogram_user.session").read_bytes()).status == 201
+    items = root.get("/v1/sessions/phones-file/peers").json()["items"]
+    assert items and all(isinstance(p["last_update_on"], int) for p in items), items
+
+
+@pytest.mark.parametrize("value", ["1700000000", -1, 1.5, True])
+def test_a_bad_last_update_on_is_422_naming_it(root: Client, value: Any) -> None:
+    with unchanged(root):
+        problem = expect_problem(root.put("/v1/sessions/existing/peers", {"peers": [
+            {"id": 9, "access_hash": 9, "last_update_on": value}]}), 422, "peers[0].last_update_on")
+        says_its_field_once(problem)
