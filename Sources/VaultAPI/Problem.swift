@@ -52,9 +52,15 @@ public struct Problem: Error, Equatable, Sendable, CustomStringConvertible {
 
     // MARK: Common problems
 
-    /// 422: a field is present but invalid.
+    /// 422: a field is present but invalid. `detail` may already start with `field: ` (a codec's
+    /// own message): the field is named once either way.
     public static func invalid(_ field: String, _ detail: String) -> Problem {
-        Problem(status: 422, title: "Unprocessable Content", detail: "\(field): \(detail)", field: field)
+        Problem(status: 422, title: "Unprocessable Content", detail: named(field, detail), field: field)
+    }
+
+    /// `detail` prefixed with `field: ` unless it already starts so (no `f: f: …`).
+    public static func named(_ field: String, _ detail: String) -> String {
+        detail.hasPrefix(field + ": ") ? detail : "\(field): \(detail)"
     }
 
     /// 422: a required field is absent.
@@ -79,14 +85,17 @@ public struct Problem: Error, Equatable, Sendable, CustomStringConvertible {
 public struct JSONObjectReader {
     private let members: [(String, JSONValue)]
 
-    /// - Throws: ``Problem`` 422 if `value` is not an object or has a member outside `allowed`.
+    /// - Throws: ``Problem`` 422 if `value` is not an object or has a member outside `allowed`
+    ///   (the detail lists the accepted fields).
     public init(_ value: JSONValue, allowed: Set<String>) throws(Problem) {
         guard case .object(let members) = value else {
             throw Problem(status: 422, title: "Unprocessable Content", detail: "body: must be a JSON object", field: "body")
         }
         for (key, _) in members where !allowed.contains(key) {
             let name = JSONParser.printable(key)
-            throw Problem(status: 422, title: "Unprocessable Content", detail: "\(name): unknown field", field: name)
+            throw Problem(status: 422, title: "Unprocessable Content",
+                          detail: "\(name): unknown field; accepted fields: \(allowed.sorted().joined(separator: ", "))",
+                          field: name)
         }
         self.members = members
     }

@@ -10,6 +10,9 @@ extension VaultRouter {
     /// Fields a PATCH body may carry.
     static let patchFields: Set<String> = ["dc_id", "api_id", "test_mode", "user_id", "is_bot", "server_address", "port", "auth_key"]
 
+    /// Fields a peer of a PUT body may carry.
+    static let peerFields: Set<String> = ["id", "access_hash", "type", "usernames", "phone_number", "name", "last_update_on"]
+
     /// Media types accepted for a `.session` upload.
     static let sqliteMediaTypes: Set<String> = ["application/vnd.sqlite3", "application/x-sqlite3"]
 
@@ -64,11 +67,30 @@ extension VaultRouter {
                 throw problem(for: VaultError(error), name: nil)
             }
         }
-        let body = try jsonBody(request, mediaType: type)
+        let body: JSONValue
+        do { body = try jsonBody(request, mediaType: type) } catch { throw Self.createBodyProblem(error, request) }
         let reader = try JSONObjectReader(body, allowed: Self.createFields)
         let name = try validName(try reader.required("name", reader.string))
         try authorize(principal, .write, session: name.rawValue, request)
         return (name, try Self.importedSession(from: reader))
+    }
+
+    /// A create body refused for its media type or as JSON, saying how each kind of create is sent:
+    /// a `.session` file sent as JSON (or anything under another media type) is the usual slip.
+    static func createBodyProblem(_ problem: Problem, _ request: HTTPRequest) -> Problem {
+        let how = "send JSON as application/json, or a .session file as application/vnd.sqlite3 with ?name=NAME"
+        switch problem.status {
+        case 415:
+            return Problem(status: 415, title: problem.title, detail: "Content-Type: \(how)", field: "Content-Type")
+        case 400:
+            let isSQLite = request.body.starts(with: Array("SQLite format 3\u{0}".utf8))
+            let detail = isSQLite
+                ? "body: this is an SQLite file (a .session file), not JSON; \(how)"
+                : "\(problem.detail); \(how)"
+            return Problem(status: 400, title: problem.title, detail: detail, field: problem.field)
+        default:
+            return problem
+        }
     }
 
     /// The 201 answer to a create (and its log line).
@@ -104,9 +126,7 @@ extension VaultRouter {
             do {
                 imported = try SessionStringCodec.decode(text)
             } catch {
-                // The codec's own description already names the field.
-                let reason = error.description.hasPrefix("session_string:") ? error.description : "session_string: \(error.description)"
-                throw Problem(status: 422, title: "Unprocessable Content", detail: reason, field: "session_string")
+                throw Problem.invalid("session_string", error.description)
             }
             // Optional fields fill what the format lacks and must agree with what it carries.
             func merge<T: Equatable>(_ field: String, _ given: T?, _ slot: inout T?) throws(Problem) {
@@ -241,10 +261,21 @@ extension VaultRouter {
         guard utf8.count >= 3, utf8.first == UInt8(ascii: "\""), utf8.last == UInt8(ascii: "\""),
             let n = Self.parseInt64(String(decoding: utf8[1..<(utf8.count - 1)], as: UTF8.self)), n >= 1
         else {
-            throw Problem(status: 412, title: "Precondition Failed", detail: "If-Match: does not match the session's ETag",
-                          field: "If-Match")
+            throw Problem(status: 412, title: "Precondition Failed", detail: Self.ifMatchAdvice(v), field: "If-Match")
         }
         return n
+    }
+
+    /// Why an `If-Match` value can match no session, and what one looks like (never echoes more
+    /// than a validated version number).
+    static func ifMatchAdvice(_ value: String) -> String {
+        if let n = parseInt64(value), n >= 1 {
+            return "If-Match: ETags are quoted strings; send If-Match: \"\(n)\" (the ETag header as given)"
+        }
+        if value.hasPrefix("W/") {
+            return "If-Match: a weak ETag never matches; send the strong, quoted ETag the session's ETag header gives, like \"1\""
+        }
+        return "If-Match: does not match the session's ETag; ETags are quoted version numbers, like \"1\""
     }
 
     func revokeSession(_ request: HTTPRequest, _ name: SessionName, _ principal: Principal) throws(Problem) -> HTTPResponse {
@@ -262,19 +293,19 @@ extension VaultRouter {
 
     func exportSession(_ request: HTTPRequest, _ name: SessionName, _ principal: Principal) throws(Problem) -> HTTPResponse {
         try authorize(principal, .export, session: name.rawValue, request)
-        let format: ExportFormat
+        // Without a format, the session's own family (a Telethon-sourced session as Telethon).
+        var requested: ExportFormat?
         if let text = try query(request, "format") {
             guard let f = ExportFormat(rawValue: text) else {
                 throw Problem.badRequest(
                     "format: must be one of \(ExportFormat.allCases.map(\.rawValue).joined(separator: ", "))", field: "format")
             }
-            format = f
-        } else {
-            format = .pyrogram
+            requested = f
         }
         let exported: ExportedSession
+        let format: ExportFormat
         do {
-            exported = try vault.export(name, as: format, context: context(principal, request))
+            (exported, format) = try vault.export(name, requested: requested, context: context(principal, request))
         } catch {
             throw problem(for: error, name: name)
         }
@@ -337,10 +368,11 @@ extension VaultRouter {
         let prefix = "peers[\(index)]"
         let r: JSONObjectReader
         do {
-            r = try JSONObjectReader(value, allowed: ["id", "access_hash", "type", "usernames", "phone_number", "name"])
+            r = try JSONObjectReader(value, allowed: Self.peerFields)
         } catch {
             if error.field == "body" || error.field == nil { throw Problem.invalid(prefix, "must be an object") }
-            throw Problem.invalid("\(prefix).\(error.field ?? "")", "unknown field")
+            throw Problem(status: error.status, title: error.title, detail: "\(prefix).\(error.detail)",
+                          field: "\(prefix).\(error.field ?? "")")
         }
         func scoped<T>(_ body: () throws(Problem) -> T) throws(Problem) -> T {
             do { return try body() } catch {
@@ -372,8 +404,9 @@ extension VaultRouter {
         }
         let displayName = try scoped { () throws(Problem) in try r.string("name") }
         if let displayName, displayName.utf8.count > 256 { throw Problem.invalid("\(prefix).name", "at most 256 bytes") }
+        let lastUpdateOn = try scoped { () throws(Problem) in try r.int("last_update_on", in: 0...Int64.max) }
         return Peer(id: id, accessHash: hash, type: type, usernames: usernames.map { $0.lowercased() }, phoneNumber: phone,
-                    name: displayName)
+                    name: displayName, lastUpdateOn: lastUpdateOn)
     }
 
     func getPeers(_ request: HTTPRequest, _ name: SessionName, _ principal: Principal) throws(Problem) -> HTTPResponse {
@@ -393,7 +426,12 @@ extension VaultRouter {
         let limit = Int(try intQuery(request, "limit", in: 1...10_000) ?? 1000)
         let after = try intQuery(request, "after", in: Int64.min...Int64.max)
         do {
-            if id != nil || username != nil || phone != nil {
+            if let phone {
+                // Every peer with the number, the most recently updated first.
+                let found = try vault.peers(in: name, phone: phone)
+                return json(.object([("items", .array(found.map(Self.peerJSON))), ("next_after", .null)]))
+            }
+            if id != nil || username != nil {
                 let found = try vault.peer(in: name, id: id, username: username, phone: phone)
                 return json(.object([("items", .array(found.map { [Self.peerJSON($0)] } ?? [])), ("next_after", .null)]))
             }
@@ -411,7 +449,7 @@ extension VaultRouter {
         .object([
             ("id", .int(p.id)), ("access_hash", .int(p.accessHash)), ("type", p.type.map { .string($0.rawValue) } ?? .null),
             ("usernames", .array(p.usernames.map { .string($0) })), ("phone_number", p.phoneNumber.map { .string($0) } ?? .null),
-            ("name", p.name.map { .string($0) } ?? .null),
+            ("name", p.name.map { .string($0) } ?? .null), ("last_update_on", p.lastUpdateOn.map { .int($0) } ?? .null),
         ])
     }
 

@@ -563,10 +563,21 @@ public final class VaultService: Sendable {
     /// - Throws: ``VaultError/revoked`` (410), ``VaultError/missingFields(_:)`` naming every field
     ///   a conversion lacks, ``VaultError/notFound``, ``VaultError/sealed(reason:)``.
     public func export(_ name: SessionName, as format: ExportFormat, context: RequestContext) throws(VaultError) -> ExportedSession {
+        try export(name, requested: format, context: context).session
+    }
+
+    /// Exports the session in `requested`, or without one in its own family
+    /// (``ExportFormat/ownFamily(of:)``: a Telethon-sourced session as a Telethon string).
+    /// - Returns: the export and the format it is in.
+    /// - Throws: as ``export(_:as:context:)``.
+    public func export(_ name: SessionName, requested: ExportFormat?, context: RequestContext) throws(VaultError)
+        -> (session: ExportedSession, format: ExportFormat)
+    {
         let keyring = try keyring()
         let found: ExportRecord?
         do { found = try store.exportRecord(named: name) } catch { throw VaultError(error) }
         guard let stored = found else { throw .notFound }
+        let format = requested ?? ExportFormat.ownFamily(of: stored.sourceFormat ?? "")
         guard !stored.isRevoked, let sealed = stored.sealedAuthKey else {
             audit("session.export", name.rawValue, context, outcome: "gone")
             throw .revoked
@@ -618,7 +629,7 @@ public final class VaultService: Sendable {
         }
         noteExported(stored.id, at: clock())
         audit("session.export", name.rawValue, context, outcome: "ok", detail: format.rawValue)
-        return result
+        return (result, format)
     }
 
     /// The fields a `.session` file of `format` needs that `session` lacks (every one of them).
@@ -659,10 +670,17 @@ public final class VaultService: Sendable {
 
     // MARK: Peers
 
-    /// Upserts peers (by marked id) into a live session's cache.
+    /// Upserts peers (by marked id) into a live session's cache. A peer without `lastUpdateOn`
+    /// gets the time of this upsert (Unix seconds), as the libraries' own caches do.
     public func upsertPeers(_ peers: [Peer], in name: SessionName, context: RequestContext) throws(VaultError) -> StoredSession {
         let s = try storedSession(name)
         if s.isRevoked { throw .revoked }
+        let now = clock() / 1000
+        let peers = peers.map { peer in
+            var peer = peer
+            if peer.lastUpdateOn == nil { peer.lastUpdateOn = now }
+            return peer
+        }
         do {
             try store.upsertPeers(peers, in: name)
             audit("peers.upsert", name.rawValue, context, outcome: "ok", detail: String(peers.count))
@@ -682,11 +700,17 @@ public final class VaultService: Sendable {
         do {
             if let id { return try store.peer(id: id, in: name) }
             if let username { return try store.peer(username: username.lowercased(), in: name) }
-            if let phone { return try store.peer(phoneNumber: phone, in: name) }
+            if let phone { return try store.peers(phoneNumber: phone, in: name).first }
             return nil
         } catch {
             throw VaultError(error)
         }
+    }
+
+    /// Every peer of a session with this phone number, the most recently updated first.
+    public func peers(in name: SessionName, phone: String) throws(VaultError) -> [Peer] {
+        _ = try storedSession(name)
+        do { return try store.peers(phoneNumber: phone, in: name) } catch { throw VaultError(error) }
     }
 
     /// Every cached peer of a session.

@@ -57,6 +57,7 @@ final class ServiceRunner {
 
         var http = HTTPServerConfiguration(host: config.host, port: config.port)
         http.maxBodyBytes = config.maxBodyBytes
+        http.contentTooLargeAdvice = "raise the limit with SESSION_VAULT_MAX_BODY_BYTES"
         // The server's own messages (accept back-off, EMFILE, resets at debug) go through the
         // service's log, so a JSON log stream stays JSON.
         http.logger = HTTPServerLogger(minimumLevel: httpLevel(config.logLevel)) { level, message in

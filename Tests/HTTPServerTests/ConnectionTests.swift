@@ -142,7 +142,7 @@ struct ConnectionTests {
             #expect(response.header("Connection") == "close")
             #expect(response.header("Cache-Control") == "no-store")
             #expect(response.header("Content-Type") == "application/problem+json")
-            #expect(response.text == #"{"type":"about:blank","title":"Content Too Large","status":413}"#)
+            #expect(response.text == #"{"type":"about:blank","title":"Content Too Large","status":413,"detail":"body: request bodies are limited to 1024 bytes"}"#)
             #expect(await client.waitForEOF())
         }
     }

@@ -232,12 +232,12 @@ struct StoreContractTests {
             #expect(try store.peer(id: 42, in: s) == expectedAlice)
             #expect(try store.peer(username: "ALICE_ALT", in: s) == expectedAlice)
             #expect(try store.peer(username: "alice", in: s) == expectedAlice)
-            #expect(try store.peer(phoneNumber: "15551234567", in: s) == expectedAlice)
+            #expect(try store.peers(phoneNumber: "15551234567", in: s) == [expectedAlice])
             #expect(try store.peer(username: "news", in: s)?.id == -1_001_234_567_890)
             #expect(try store.peer(id: -555, in: s) == group)
             #expect(try store.peer(id: 7, in: s) == nil)
             #expect(try store.peer(username: "nobody", in: s) == nil)
-            #expect(try store.peer(phoneNumber: "0", in: s) == nil)
+            #expect(try store.peers(phoneNumber: "0", in: s).isEmpty)
             #expect(try store.peers(in: s).map(\.id) == [-1_001_234_567_890, -555, 42])
             #expect(try store.session(named: s)?.peerCount == 3)
 
@@ -246,7 +246,7 @@ struct StoreContractTests {
             try store.upsertPeers([renamed], in: s)
             #expect(try store.peer(id: 42, in: s) == renamed)
             #expect(try store.peer(username: "alice", in: s) == nil)
-            #expect(try store.peer(phoneNumber: "15551234567", in: s) == nil)
+            #expect(try store.peers(phoneNumber: "15551234567", in: s).isEmpty)
             #expect(try store.session(named: s)?.peerCount == 3)
 
             // A stale cache can give one username to two peers: the most recent one wins.
@@ -257,7 +257,19 @@ struct StoreContractTests {
                 ], in: s)
             #expect(try store.peer(username: "shared", in: s)?.id == 2)
 
-            #expect(try store.deletePeers(in: s) == 5)
+            // ... and one phone number to several: every one, the most recent first, one without a
+            // time last, then by marked id.
+            try store.upsertPeers(
+                [
+                    Peer(id: 3, accessHash: 3, type: .user, phoneNumber: "155500", lastUpdateOn: 10),
+                    Peer(id: 4, accessHash: 4, type: .user, phoneNumber: "155500"),
+                    Peer(id: 5, accessHash: 5, type: .user, phoneNumber: "155500", lastUpdateOn: 30),
+                    Peer(id: 6, accessHash: 6, type: .user, phoneNumber: "155500", lastUpdateOn: 10),
+                ], in: s)
+            #expect(try store.peers(phoneNumber: "155500", in: s).map(\.id) == [5, 3, 6, 4])
+            #expect(try store.peers(phoneNumber: "155500", in: name("missing")).isEmpty)
+
+            #expect(try store.deletePeers(in: s) == 9)
             #expect(try store.peers(in: s).isEmpty)
             #expect(try store.session(named: s)?.peerCount == 0)
 

@@ -178,7 +178,7 @@ private struct ArraySink: HeadSink {
 
 /// Prebuilt server-generated error responses (docs/http.md §18): a fixed problem+json body,
 /// `Content-Length`, `Connection: close`, `Cache-Control: no-store`, and nothing from the request.
-/// Only the `Date` line is added per use.
+/// Only the `Date` line is added per use. The 413's body states the body limit in bytes.
 struct ErrorResponses: Sendable {
     /// One prebuilt response, split around the `Date` line.
     private struct Template: Sendable {
@@ -192,24 +192,30 @@ struct ErrorResponses: Sendable {
     private let templates: [Int: Template]
     /// `Retry-After` seconds for 503.
     private let retryAfterSeconds: Int
+    /// The 413's detail: the limit, and how to raise it when the application says.
+    private let contentTooLargeDetail: String
 
     /// The statuses the server itself generates.
     static let codes = [400, 404, 408, 413, 414, 417, 431, 500, 501, 503, 505]
 
     /// Builds every template once, at server creation.
-    init(retryAfterSeconds: Int) {
+    init(retryAfterSeconds: Int, maxBodyBytes: Int, contentTooLargeAdvice: String? = nil) {
         self.retryAfterSeconds = retryAfterSeconds
+        let detail = "body: request bodies are limited to \(maxBodyBytes) bytes"
+        self.contentTooLargeDetail = contentTooLargeAdvice.map { "\(detail); \($0)" } ?? detail
         var templates: [Int: Template] = [:]
         for code in ErrorResponses.codes {
-            templates[code] = ErrorResponses.makeTemplate(code: code, retryAfterSeconds: retryAfterSeconds)
+            templates[code] = ErrorResponses.makeTemplate(
+                code: code, retryAfterSeconds: retryAfterSeconds, contentTooLargeDetail: contentTooLargeDetail)
         }
         self.templates = templates
     }
 
     /// The template for `code`: problem body, length, no-store, close (and Retry-After for 503).
-    private static func makeTemplate(code: Int, retryAfterSeconds: Int) -> Template {
+    private static func makeTemplate(code: Int, retryAfterSeconds: Int, contentTooLargeDetail: String) -> Template {
         let status = HTTPStatus(code: code)
-        let body = HTTPResponse.problemBody(status: code, title: status.reasonPhrase, detail: nil)
+        let body = HTTPResponse.problemBody(
+            status: code, title: status.reasonPhrase, detail: code == 413 ? contentTooLargeDetail : nil)
         var prefix: [UInt8] = []
         prefix.append(contentsOf: "HTTP/1.1 \(code) \(status.reasonPhrase)\r\n".utf8)
         prefix.append(contentsOf: "Content-Type: application/problem+json\r\n".utf8)
@@ -222,7 +228,9 @@ struct ErrorResponses: Sendable {
 
     /// Appends the complete response (head and body) for `code` to `out`.
     func append(code: Int, date: [UInt8], to out: inout [UInt8]) {
-        let template = templates[code] ?? ErrorResponses.makeTemplate(code: code, retryAfterSeconds: retryAfterSeconds)
+        let template = templates[code]
+            ?? ErrorResponses.makeTemplate(
+                code: code, retryAfterSeconds: retryAfterSeconds, contentTooLargeDetail: contentTooLargeDetail)
         out.append(contentsOf: template.prefix)
         out.append(contentsOf: "Date: ".utf8)
         out.append(contentsOf: date)

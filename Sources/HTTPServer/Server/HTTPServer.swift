@@ -137,7 +137,9 @@ public final class HTTPServer: Sendable {
         self.state = state
         self.handler = handler
         self.timeouts = Connection.Timeouts(configuration)
-        self.errorResponses = ErrorResponses(retryAfterSeconds: configuration.retryAfterSeconds)
+        self.errorResponses = ErrorResponses(
+            retryAfterSeconds: configuration.retryAfterSeconds, maxBodyBytes: configuration.maxBodyBytes,
+            contentTooLargeAdvice: configuration.contentTooLargeAdvice)
         self.inlineLimit = max(0, configuration.inlineHandlerLimit ?? InlineHandlerSlots.cpuCount)
         self.handlerPool = HandlerPool(maxThreads: configuration.handlerThreads)
         self.addressSlots = AddressSlots(limit: configuration.maxConnectionsPerAddress)

@@ -58,6 +58,9 @@ public struct HTTPServerConfiguration: Sendable {
     /// Largest accepted request body after chunked decoding. Larger → 413, sent before the body is
     /// read when `Content-Length` announces it.
     public var maxBodyBytes: Int
+    /// Appended to the 413's detail, which states ``maxBodyBytes``: how the deployment raises the
+    /// limit (the application knows its setting's name; the server does not). Nil adds nothing.
+    public var contentTooLargeAdvice: String? = nil
     /// Longest accepted chunk-size line including chunk extensions (RFC 9112 §7.1.1). Longer → 400.
     public var maxChunkLineBytes: Int
 

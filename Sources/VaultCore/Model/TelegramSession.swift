@@ -126,6 +126,19 @@ public enum ExportFormat: String, Sendable, CaseIterable, Codable {
     /// Telethon schema v7 `.session` (opened by old and new Telethon).
     case telethonFile = "telethon-file"
 
+    /// What an export without a format gives a session imported as `source` (a ``SourceFormat``
+    /// raw value): the session string of the library family that wrote it. Telethon strings and
+    /// files export as `telethon`; every Pyrogram-family string and file (Pyrogram, Hydrogram,
+    /// Pyrofork, Kurigram), and a source this version does not know, as `pyrogram`.
+    public static func ownFamily(of source: String) -> ExportFormat {
+        switch SourceFormat(rawValue: source) {
+        case .telethonString, .telethonFileV7, .telethonFileV8: return .telethon
+        case .pyrogramString, .pyrogramLegacy32, .pyrogramLegacy64, .pyrogramFileV2, .pyrogramFileV3, .pyroforkFileV4,
+            .kurigramFileV6, .kurigramFileV7, nil:
+            return .pyrogram
+        }
+    }
+
     /// True for the formats that are SQLite files rather than strings.
     public var isFile: Bool {
         switch self {

@@ -476,9 +476,13 @@ public final class SQLiteSessionStore: SessionStore, StoreWaitHint, @unchecked S
         }
     }
 
-    public func peer(phoneNumber: String, in session: SessionName) throws(StorageError) -> Peer? {
-        try read { connection in
-            try Self.decodePeers(connection, SQL.peerByPhone, [.text(session.rawValue), .text(phoneNumber)]).first
+    public func peers(phoneNumber: String, in session: SessionName) throws(StorageError) -> [Peer] {
+        let peers = try read { connection in
+            try Self.decodePeers(connection, SQL.peersByPhone, [.text(session.rawValue), .text(phoneNumber)])
+        }
+        // The most recently updated first (a peer without a time last), then by marked id.
+        return peers.sorted { a, b in
+            a.lastUpdateOn == b.lastUpdateOn ? a.id < b.id : (a.lastUpdateOn ?? Int64.min) > (b.lastUpdateOn ?? Int64.min)
         }
     }
 
@@ -885,7 +889,7 @@ extension SQLiteSessionStore {
             id: SessionID(unchecked: id), dcID: Int(truncatingIfNeeded: s.int64(1)), apiID: s.int64OrNil(2),
             testMode: s.int64OrNil(3).map { $0 != 0 }, userID: s.int64OrNil(4), isBot: s.int64OrNil(5).map { $0 != 0 },
             serverAddress: s.text(6), port: s.int64OrNil(7).map { Int(truncatingIfNeeded: $0) }, date: s.int64OrNil(8),
-            sealedAuthKey: s.blob(9), revokedAt: s.int64OrNil(10))
+            sealedAuthKey: s.blob(9), revokedAt: s.int64OrNil(10), sourceFormat: s.text(11))
     }
 
     static func decodeToken(_ s: SQLiteStatement) throws -> TokenRecord {
@@ -1117,7 +1121,7 @@ private enum SQL {
     /// The columns of `ExportRecord`, in `decodeExportRecord`'s order.
     static let exportRecordByName = SQLiteStatementKey("""
         SELECT id, dc_id, api_id, test_mode, user_id, is_bot, server_address, port, date, sealed_auth_key, \
-        revoked_at FROM sessions WHERE name = ?1
+        revoked_at, source_format FROM sessions WHERE name = ?1
         """)
     static let sessionByID = SQLiteStatementKey("SELECT \(sessionColumns) FROM sessions WHERE id = ?1")
     static let sessionBySeq = SQLiteStatementKey("SELECT \(sessionColumns) FROM sessions WHERE seq = ?1")
@@ -1194,11 +1198,12 @@ private enum SQL {
         JOIN peers q ON q.session_seq = u.session_seq AND q.peer_id = u.peer_id \
         WHERE s.name = ?1 ORDER BY q.last_update_on DESC NULLS LAST, q.peer_id LIMIT 1
         """))
-    static let peerByPhone = SQLiteStatementKey(peersOf(
+    /// Every peer with the phone number (stale caches can give one number to several peers).
+    static let peersByPhone = SQLiteStatementKey(peersOf(
         """
         SELECT q.session_seq, q.peer_id FROM sessions s \
         JOIN peers q ON q.session_seq = s.seq AND q.phone_number = ?2 \
-        WHERE s.name = ?1 ORDER BY q.last_update_on DESC NULLS LAST, q.peer_id LIMIT 1
+        WHERE s.name = ?1
         """))
     static let allPeers = SQLiteStatementKey(peersOf(
         "SELECT q.session_seq, q.peer_id FROM sessions s JOIN peers q ON q.session_seq = s.seq WHERE s.name = ?1"))

@@ -111,9 +111,11 @@ public protocol SessionRepository: Sendable {
     /// - Throws: ``StorageError`` when the database fails.
     func peer(username: String, in session: SessionName) throws(StorageError) -> Peer?
 
-    /// The peer with this phone number (exact match; digits as Telegram sends them).
+    /// Every peer with this phone number (exact match; digits as Telegram sends them), the most
+    /// recently updated first (`lastUpdateOn`, a peer without one last), then by marked id; empty
+    /// also when the session does not exist.
     /// - Throws: ``StorageError`` when the database fails.
-    func peer(phoneNumber: String, in session: SessionName) throws(StorageError) -> Peer?
+    func peers(phoneNumber: String, in session: SessionName) throws(StorageError) -> [Peer]
 
     /// Every peer of a session, ordered by marked id (for export).
     /// - Throws: ``StorageError/notFound`` when the session does not exist.

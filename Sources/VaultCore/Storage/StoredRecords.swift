@@ -405,6 +405,9 @@ public struct ExportRecord: Sendable, Equatable {
     public var sealedAuthKey: [UInt8]?
     /// Revocation time (ms); `nil` while the session is live.
     public var revokedAt: Int64?
+    /// The format it was imported from (a ``SourceFormat`` raw value): an export without a
+    /// format uses its family (``ExportFormat/ownFamily(of:)``).
+    public var sourceFormat: String? = nil
 
     /// True for a revoked tombstone.
     public var isRevoked: Bool { revokedAt != nil }
@@ -417,6 +420,6 @@ extension ExportRecord {
         self.init(
             id: s.id, dcID: s.dcID, apiID: s.apiID, testMode: s.testMode, userID: s.userID, isBot: s.isBot,
             serverAddress: s.serverAddress, port: s.port, date: s.date, sealedAuthKey: s.sealedAuthKey,
-            revokedAt: s.revokedAt)
+            revokedAt: s.revokedAt, sourceFormat: s.sourceFormat)
     }
 }

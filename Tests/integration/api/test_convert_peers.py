@@ -102,9 +102,12 @@ def normal(peer: dict) -> dict:
 
 
 def lookup(root: Client, query: str) -> list[dict]:
+    """The items of a look-up, without `last_update_on` (the upsert's time: checked to be one)."""
     reply = root.get(f"/v1/sessions/peered/peers?{query}")
     assert reply.status == 200, reply
-    return reply.json()["items"]
+    items = reply.json()["items"]
+    assert all(isinstance(p.pop("last_update_on"), int) for p in items), items
+    return items
 
 
 def test_peer_lookups(root: Client, peered: str) -> None:

@@ -19,7 +19,8 @@ from conftest import Server
 
 PEERS = [
     {"id": 777000, "access_hash": -5, "type": "user", "usernames": ["persist_user"], "phone_number": "15550001234"},
-    {"id": -1002345678901, "access_hash": -9223372036854775808, "type": "channel", "usernames": ["persist_chan"]},
+    {"id": -1002345678901, "access_hash": -9223372036854775808, "type": "channel", "usernames": ["persist_chan"],
+     "last_update_on": 1700000000},
 ]
 
 
@@ -47,7 +48,7 @@ def check_survived(c, state: dict) -> None:
     assert c.export("fromfile", "pyrogram-file").status == 200
     peer = c.get("/v1/sessions/p0/peers?username=persist_chan").json()["items"]
     assert peer == [{"id": -1002345678901, "access_hash": -9223372036854775808, "type": "channel",
-                     "usernames": ["persist_chan"], "phone_number": None, "name": None}]
+                     "usernames": ["persist_chan"], "phone_number": None, "name": None, "last_update_on": 1700000000}]
     # The scoped token still works, with its scope.
     scoped = c.with_token(state["token"]["token"])
     assert scoped.export("p1").text == state["strings"]["p1"]
