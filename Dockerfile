@@ -5,7 +5,7 @@
 FROM swift:6.3-bookworm AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      pkg-config libsqlite3-dev libssl-dev \
+      pkg-config libsqlite3-dev libssl-dev libcurl4-openssl-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Resolve dependencies first so that source edits reuse this layer.
@@ -14,8 +14,12 @@ RUN swift package resolve
 COPY Sources ./Sources
 # The manifest declares the test targets too, so SwiftPM needs their folders to exist.
 COPY Tests ./Tests
+# session-vault-run is the wrapper behind `session-vault run` (URLSession, so it links libcurl;
+# the server does not): a second binary, installed beside the first, where `run` looks for it.
 RUN swift build -c release --static-swift-stdlib --product session-vault \
- && install -D -m 0755 "$(swift build -c release --show-bin-path)/session-vault" /out/session-vault
+ && swift build -c release --static-swift-stdlib --product session-vault-run \
+ && install -D -m 0755 "$(swift build -c release --show-bin-path)/session-vault" /out/session-vault \
+ && install -D -m 0755 "$(swift build -c release --show-bin-path)/session-vault-run" /out/session-vault-run
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
@@ -25,7 +29,8 @@ RUN apt-get update \
  && groupadd --system --gid 10001 vault \
  && useradd --system --uid 10001 --gid vault --home-dir /data --shell /usr/sbin/nologin vault \
  && install -d -o vault -g vault -m 0700 /data
-COPY --from=build /out/session-vault /usr/local/bin/session-vault
+# libcurl4 (session-vault-run's HTTP and TLS) comes with the curl package above.
+COPY --from=build /out/session-vault /out/session-vault-run /usr/local/bin/
 USER vault:vault
 VOLUME ["/data"]
 ENV SESSION_VAULT_LISTEN=0.0.0.0:8080 \

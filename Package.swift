@@ -17,6 +17,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "session-vault", targets: ["session-vault"]),
+        // The wrapper behind `session-vault run` (RunCommand.swift says why it is separate).
+        .executable(name: "session-vault-run", targets: ["session-vault-run"]),
         // Library products so that the sibling Fuzz/ package can depend on them.
         .library(name: "VaultCore", targets: ["VaultCore"]),
         .library(name: "HTTPServer", targets: ["HTTPServer"]),
@@ -36,7 +38,7 @@ let package = Package(
         .executableTarget(
             name: "session-vault",
             dependencies: [
-                "VaultAPI", "VaultCore", "HTTPServer", "CSocketShims",
+                "VaultAPI", "VaultCore", "HTTPServer", "CSocketShims", "RunOptions",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict,
@@ -46,6 +48,19 @@ let package = Package(
             linkerSettings: [
                 .unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"], .when(platforms: [.linux]))
             ]
+        ),
+        .target(
+            name: "RunOptions",
+            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "session-vault-run",
+            dependencies: [
+                "RunOptions", "CSocketShims",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
         ),
         .testTarget(
             name: "VaultCoreTests",

@@ -7,7 +7,7 @@ struct SessionVault: ParsableCommand {
         commandName: "session-vault",
         abstract: "Vault for Telegram client sessions.",
         version: VaultVersion.current,
-        subcommands: [ServeCommand.self, InspectCommand.self, ConvertCommand.self, RekeyCommand.self, VersionCommand.self],
+        subcommands: [ServeCommand.self, InspectCommand.self, ConvertCommand.self, RekeyCommand.self, RunCommand.self, VersionCommand.self],
         defaultSubcommand: ServeCommand.self
     )
 }
