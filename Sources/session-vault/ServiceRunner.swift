@@ -81,6 +81,12 @@ final class ServiceRunner {
             store.close()
             throw fail(log, Exit.dataError, "cannot open the vault: \(error)")
         }
+        // Leases: the lock-delay, then the stored leases (each held one gets its whole TTL afresh).
+        vault.configureLeases(LeaseSettings(lockDelaySeconds: config.leaseLockDelaySeconds))
+        do { try vault.restoreLeases() } catch {
+            store.close()
+            throw fail(log, Exit.dataError, "cannot read the stored leases: \(error)")
+        }
         if let reason = vault.sealedReason {
             log.error("THE VAULT IS SEALED: it serves no secrets until it is restarted with the right master key", [("reason", reason)])
         } else {

@@ -178,7 +178,7 @@ public final class SQLiteSessionStore: SessionStore, StoreWaitHint, @unchecked S
     // MARK: Plumbing
 
     /// Runs a read on the caller's thread.
-    private func read<T: Sendable>(_ body: (SQLiteConnection) throws -> T) throws(StorageError) -> T {
+    func read<T: Sendable>(_ body: (SQLiteConnection) throws -> T) throws(StorageError) -> T {
         do {
             switch readers {
             case .pool(let pool): return try pool.read(body)
@@ -190,7 +190,7 @@ public final class SQLiteSessionStore: SessionStore, StoreWaitHint, @unchecked S
     }
 
     /// Runs a write in the next group commit and returns its result once committed.
-    private func write<T: Sendable>(
+    func write<T: Sendable>(
         purgesWAL: Bool = false, _ body: @escaping @Sendable (SQLiteConnection) throws -> T
     ) throws(StorageError) -> T {
         let box = ResultBox<T>()
@@ -205,7 +205,7 @@ public final class SQLiteSessionStore: SessionStore, StoreWaitHint, @unchecked S
 
     /// Submits a write to the next group commit without waiting; `completion` receives its
     /// result after the transaction has finished (on the writer queue).
-    private func writeLater<T: Sendable>(
+    func writeLater<T: Sendable>(
         atomic: Bool = false, _ body: @escaping @Sendable (SQLiteConnection) throws -> T,
         completion: @escaping @Sendable (Result<T, StorageError>) -> Void
     ) {

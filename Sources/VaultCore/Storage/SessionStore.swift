@@ -16,7 +16,7 @@
 // milliseconds chosen by the caller. Errors are ``StorageError``s, whatever the engine.
 
 /// Everything a vault stores: the five aggregates together.
-public typealias SessionStore = SessionRepository & TokenRepository & KeyringRepository & AuditRepository & StoreLifecycle
+public typealias SessionStore = SessionRepository & TokenRepository & KeyringRepository & AuditRepository & StoreLifecycle & LeaseRepository
 
 /// Sessions, their peers caches and their sealed auth keys.
 public protocol SessionRepository: Sendable {
