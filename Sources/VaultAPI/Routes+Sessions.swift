@@ -223,8 +223,8 @@ extension VaultRouter {
         guard !changes.isEmpty || exclusive != nil else {
             throw Problem(status: 422, title: "Unprocessable Content", detail: "body: give at least one field to change", field: "body")
         }
-        let expected = try ifMatchVersion(request)
         try fence(request, name)
+        let expected = try ifMatchVersion(request)
         let updated: StoredSession
         do throws(VaultError) {
             if changes.isEmpty {

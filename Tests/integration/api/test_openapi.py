@@ -30,6 +30,7 @@ def test_every_implemented_route_is_in_the_spec() -> None:
     assert paths == {
         "/healthz", "/readyz", "/metrics", "/v1/sys/status", "/v1/sys/rotate", "/v1/sys/rewrap", "/v1/audit",
         "/v1/sessions", "/v1/sessions/{name}", "/v1/sessions/{name}/export", "/v1/sessions/{name}/peers",
+        "/v1/sessions/{name}/lease",
         "/v1/tokens", "/v1/tokens/{accessor}",
     }
 
