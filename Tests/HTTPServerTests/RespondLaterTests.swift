@@ -118,7 +118,7 @@ struct RespondLaterTests {
     /// instead of 503; other requests keep the handler deadline.
     @Test func aLongerAnswerDeadlineOutlivesTheHandlerDeadline() async throws {
         let parked = Parked()
-        let handler = LaterHandler(longer: .seconds(5)) { _, responder in parked.park(responder) }
+        let handler = LaterHandler(longer: .seconds(120)) { _, responder in parked.park(responder) }
         var configuration = HTTPServerConfiguration.forTests
         configuration.handlerTimeout = .milliseconds(300)
         try await withServer(configuration, handler: handler) { server in
