@@ -17,6 +17,11 @@ public struct Problem: Error, Equatable, Sendable, CustomStringConvertible {
     public var missingFields: [String]
     /// Extra headers to send with the problem (e.g. `Retry-After`, `WWW-Authenticate`).
     public var headers: [(String, String)]
+    /// The problem type URI: `about:blank` (the status says it all) unless a type of this API's
+    /// own applies (``leaseTypePrefix``).
+    public var type = "about:blank"
+    /// Extension members after the standard ones (a lease conflict's `holder`, `expires_at`).
+    public var members: [(String, JSONValue)] = []
 
     public init(
         status: Int, title: String, detail: String, field: String? = nil, missingFields: [String] = [],
@@ -40,13 +45,14 @@ public struct Problem: Error, Equatable, Sendable, CustomStringConvertible {
     /// The JSON body (`application/problem+json`).
     public var body: [UInt8] {
         var members: [(String, JSONValue)] = [
-            ("type", .string("about:blank")),
+            ("type", .string(type)),
             ("title", .string(title)),
             ("status", .int(Int64(status))),
             ("detail", .string(detail)),
         ]
         if let field { members.append(("field", .string(field))) }
         if !missingFields.isEmpty { members.append(("missing_fields", .array(missingFields.map { .string($0) }))) }
+        members.append(contentsOf: self.members)
         return JSONWriter.encode(.object(members))
     }
 

@@ -91,6 +91,23 @@ public final class VaultRouter: HTTPHandler {
         Route(.delete, "/v1/sessions/{name}/state", placement: .handlerThread, headCheck: .writesSessionInPath) {
             r, c throws(Problem) in try r.deleteState(c.request, c.name(), c.principal())
         },
+        // Leases (Routes+Lease.swift): an acquisition is answered later (a long poll holds no
+        // thread), renewals and releases write on a handler thread, the read is memory only.
+        Route(
+            .post, "/v1/sessions/{name}/lease", placement: .afterCommit, body: .json,
+            later: { r, c, completion throws(Problem) in try r.acquireLease(c.request, c.name(), c.principal(), completion: completion) }
+        ) { r, c throws(Problem) in
+            try r.acquireLeaseNow(c.request, c.name(), c.principal())
+        },
+        Route(.put, "/v1/sessions/{name}/lease", placement: .handlerThread, body: .json) { r, c throws(Problem) in
+            try r.renewLease(c.request, c.name(), c.principal())
+        },
+        Route(.delete, "/v1/sessions/{name}/lease", placement: .handlerThread) { r, c throws(Problem) in
+            try r.releaseLease(c.request, c.name(), c.principal())
+        },
+        Route(.get, "/v1/sessions/{name}/lease", placement: .loop(unless: .storeMayWait)) { r, c throws(Problem) in
+            try r.getLease(c.request, c.name(), c.principal())
+        },
 
         // Tokens (Routes+System.swift; root only).
         Route(.get, "/v1/tokens", placement: .handlerThread) { r, c throws(Problem) in try r.listTokens(c.request, c.principal()) },
@@ -496,7 +513,7 @@ public final class VaultRouter: HTTPHandler {
         }
     }
 
-    private func problemResponse(_ p: Problem) -> HTTPResponse {
+    func problemResponse(_ p: Problem) -> HTTPResponse {
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "application/problem+json")
         headers.add(name: "Cache-Control", value: "no-store")

@@ -6,9 +6,11 @@ extension VaultRouter {
     /// Fields a create body may carry.
     static let createFields: Set<String> = [
         "name", "session_string", "dc_id", "auth_key", "api_id", "test_mode", "user_id", "is_bot", "server_address", "port",
+        "exclusive",
     ]
     /// Fields a PATCH body may carry.
-    static let patchFields: Set<String> = ["dc_id", "api_id", "test_mode", "user_id", "is_bot", "server_address", "port", "auth_key"]
+    static let patchFields: Set<String> = ["dc_id", "api_id", "test_mode", "user_id", "is_bot", "server_address", "port", "auth_key",
+                                                  "exclusive"]
 
     /// Fields a peer of a PUT body may carry.
     static let peerFields: Set<String> = ["id", "access_hash", "type", "usernames", "phone_number", "name", "last_update_on"]
@@ -19,10 +21,11 @@ extension VaultRouter {
     // MARK: Create
 
     func createSession(_ request: HTTPRequest, _ principal: Principal) throws(Problem) -> HTTPResponse {
-        let (name, imported) = try createInput(request, principal)
+        let (name, imported, exclusive) = try createInput(request, principal)
         let stored: StoredSession
         do {
             stored = try vault.create(name: name, imported: imported, context: context(principal, request))
+            if exclusive { try vault.setExclusive(true, for: name, context: context(principal, request)) }
         } catch {
             throw problem(for: error, name: name)
         }
@@ -36,11 +39,20 @@ extension VaultRouter {
         _ request: HTTPRequest, _ principal: Principal,
         completion: @escaping @Sendable (Result<@Sendable () -> HTTPResponse, Problem>) -> Void
     ) throws(Problem) {
-        let (name, imported) = try createInput(request, principal)
+        let (name, imported, exclusive) = try createInput(request, principal)
         let format = imported.format
+        let context = context(principal, request)
         do {
-            try vault.create(name: name, imported: imported, context: context(principal, request)) { [self] result in
+            try vault.create(name: name, imported: imported, context: context) { [self] result in
                 switch result {
+                case .success(let stored) where exclusive:
+                    // Exclusive from its first answer: the flag is set before the 201 goes out.
+                    vault.setExclusive(true, for: name, context: context) { [self] marked in
+                        switch marked {
+                        case .success: completion(.success({ [self] in created(stored, name: name, format: format, principal) }))
+                        case .failure(let error): completion(.failure(problem(for: error, name: name)))
+                        }
+                    }
                 case .success(let stored):
                     completion(.success({ [self] in created(stored, name: name, format: format, principal) }))
                 case .failure(let error):
@@ -54,7 +66,7 @@ extension VaultRouter {
 
     /// The name and session of a create request, from a `.session` upload or a JSON body, after
     /// checking that `principal` may write it.
-    private func createInput(_ request: HTTPRequest, _ principal: Principal) throws(Problem) -> (SessionName, ImportedSession) {
+    private func createInput(_ request: HTTPRequest, _ principal: Principal) throws(Problem) -> (SessionName, ImportedSession, Bool) {
         let type = Self.mediaType(request)
         if let type, Self.sqliteMediaTypes.contains(type) {
             guard let raw = try query(request, "name") else { throw Problem.missing("name") }
@@ -62,7 +74,7 @@ extension VaultRouter {
             try authorize(principal, .write, session: name.rawValue, request)
             guard !request.body.isEmpty else { throw Problem.invalid("file", "the body is empty; send the .session file") }
             do {
-                return (name, try SessionFileReader.read(bytes: request.body))
+                return (name, try SessionFileReader.read(bytes: request.body), false)
             } catch {
                 throw problem(for: VaultError(error), name: nil)
             }
@@ -72,7 +84,7 @@ extension VaultRouter {
         let reader = try JSONObjectReader(body, allowed: Self.createFields)
         let name = try validName(try reader.required("name", reader.string))
         try authorize(principal, .write, session: name.rawValue, request)
-        return (name, try Self.importedSession(from: reader))
+        return (name, try Self.importedSession(from: reader), try reader.bool("exclusive") ?? false)
     }
 
     /// A create body refused for its media type or as JSON, saying how each kind of create is sent:
@@ -96,7 +108,7 @@ extension VaultRouter {
     /// The 201 answer to a create (and its log line).
     private func created(_ stored: StoredSession, name: SessionName, format: SourceFormat, _ principal: Principal) -> HTTPResponse {
         log.info("session created", [("name", name.rawValue), ("format", format.rawValue), ("accessor", principal.accessor)])
-        return json(Self.metadata(stored), status: 201, headers: [
+        return json(sessionJSON(stored), status: 201, headers: [
             ("Location", "/v1/sessions/\(name.rawValue)"), ("ETag", Self.etag(stored)),
         ])
     }
@@ -187,7 +199,7 @@ extension VaultRouter {
         let page: SessionPage
         do { page = try vault.list(after: after, limit: limit, prefix: prefix, scope: scope) } catch { throw problem(for: error, name: nil) }
         return json(.object([
-            ("items", .array(page.sessions.map(Self.metadata))),
+            ("items", .array(page.sessions.map(sessionJSON))),
             ("next_after", page.nextCursor.map { .string($0.rawValue) } ?? .null),
         ]))
     }
@@ -204,7 +216,7 @@ extension VaultRouter {
         try authorize(principal, .read, session: name.rawValue, request)
         let s: StoredSession
         do { s = try vault.session(name) } catch { throw problem(for: error, name: name) }
-        return json(Self.metadata(s), headers: [("ETag", Self.etag(s))])
+        return json(sessionJSON(s), headers: [("ETag", Self.etag(s))])
     }
 
     // MARK: Change
@@ -238,17 +250,26 @@ extension VaultRouter {
                 throw Problem.invalid("auth_key", reason)
             }
         }
-        guard !changes.isEmpty else {
+        let exclusive = try reader.bool("exclusive")
+        guard !changes.isEmpty || exclusive != nil else {
             throw Problem(status: 422, title: "Unprocessable Content", detail: "body: give at least one field to change", field: "body")
         }
+        try fence(request, name)
         let expected = try ifMatchVersion(request)
         let updated: StoredSession
-        do {
-            updated = try vault.patch(name, changes: changes, expectedVersion: expected, context: context(principal, request))
+        do throws(VaultError) {
+            if changes.isEmpty {
+                updated = try vault.session(name)
+                if updated.isRevoked { throw VaultError.revoked }
+                if let expected, expected != updated.version { throw VaultError.versionMismatch(current: updated.version) }
+            } else {
+                updated = try vault.patch(name, changes: changes, expectedVersion: expected, context: context(principal, request))
+            }
+            if let exclusive { try vault.setExclusive(exclusive, for: name, context: context(principal, request)) }
         } catch {
             throw problem(for: error, name: name)
         }
-        return json(Self.metadata(updated), headers: [("ETag", Self.etag(updated))])
+        return json(sessionJSON(updated), headers: [("ETag", Self.etag(updated))])
     }
 
     /// The version an `If-Match` header names; nil when absent or `*`. A value that cannot match
@@ -280,6 +301,9 @@ extension VaultRouter {
 
     func revokeSession(_ request: HTTPRequest, _ name: SessionName, _ principal: Principal) throws(Problem) -> HTTPResponse {
         try authorize(principal, .write, session: name.rawValue, request)
+        // A lease id, when given, must be current; without one even an exclusive session can be
+        // revoked (the operator's way out), and its lease ends.
+        if request.headers[Self.leaseHeader] != nil { try fence(request, name) }
         do {
             _ = try vault.revoke(name, context: context(principal, request))
         } catch {
@@ -293,6 +317,7 @@ extension VaultRouter {
 
     func exportSession(_ request: HTTPRequest, _ name: SessionName, _ principal: Principal) throws(Problem) -> HTTPResponse {
         try authorize(principal, .export, session: name.rawValue, request)
+        try fence(request, name)
         // Without a format, the session's own family (a Telethon-sourced session as Telethon).
         var requested: ExportFormat?
         if let text = try query(request, "format") {
@@ -343,6 +368,7 @@ extension VaultRouter {
 
     func putPeers(_ request: HTTPRequest, _ name: SessionName, _ principal: Principal) throws(Problem) -> HTTPResponse {
         try authorize(principal, .write, session: name.rawValue, request)
+        try fence(request, name)
         let body = try jsonBody(request)
         let reader = try JSONObjectReader(body, allowed: ["peers"])
         guard let list = reader.value("peers") else { throw Problem.missing("peers") }
@@ -477,6 +503,13 @@ extension VaultRouter {
             ("revoked", .bool(s.isRevoked)),
             ("revoked_at", opt(s.revokedAt) { .string(Timestamp.rfc3339(milliseconds: $0)) }),
         ])
+    }
+
+    /// ``metadata(_:)`` and the session's `exclusive` flag.
+    func sessionJSON(_ s: StoredSession) -> JSONValue {
+        guard case .object(var members) = Self.metadata(s) else { return Self.metadata(s) }
+        members.append(("exclusive", .bool(vault.isExclusive(s.name))))
+        return .object(members)
     }
 
     /// A strong entity tag of the session's version.

@@ -3,7 +3,8 @@ import HTTPServer
 import VaultCore
 
 // `/v1/sessions/{name}/state`: the update state rows a client library keeps (what it needs to
-// catch up on missed updates after a restart). Reading needs `read`, writing `write`.
+// catch up on missed updates after a restart). Reading needs `read`, writing `write`; writes are
+// fenced by the session's lease like every other write (``fence(_:_:)``).
 
 extension VaultRouter {
     func getState(_ request: HTTPRequest, _ name: SessionName, _ principal: Principal) throws(Problem) -> HTTPResponse {
@@ -18,6 +19,7 @@ extension VaultRouter {
 
     func putState(_ request: HTTPRequest, _ name: SessionName, _ principal: Principal) throws(Problem) -> HTTPResponse {
         try authorize(principal, .write, session: name.rawValue, request)
+        try fence(request, name)
         let reader = try JSONObjectReader(try jsonBody(request), allowed: ["states"])
         guard let list = reader.value("states") else { throw Problem.missing("states") }
         guard case .array(let items) = list else { throw Problem.invalid("states", "must be an array") }
@@ -43,6 +45,7 @@ extension VaultRouter {
         guard let id = try intQuery(request, "id", in: Int64.min...Int64.max) else {
             throw Problem.badRequest("id: give the id of the row to delete (?id=N)", field: "id")
         }
+        try fence(request, name)
         do {
             _ = try vault.deleteUpdateState(id: id, in: name, context: context(principal, request))
             return noContent()

@@ -50,7 +50,7 @@ extension VaultRouter {
         }
         gauges.append((name: "sv_uptime_seconds", help: "Seconds since start.", labels: "",
                        value: Double((Timestamp.nowMilliseconds() - info.startedAt) / 1000)))
-        let text = metrics.render(gauges: gauges)
+        let text = metrics.render(gauges: gauges) + leaseMetrics()
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "text/plain; version=0.0.4; charset=utf-8")
         headers.add(name: "Cache-Control", value: "no-store")
@@ -189,12 +189,12 @@ extension VaultRouter {
     /// Checks a `POST /v1/tokens` body (also a bootstrap file's token entry).
     static func tokenRequest(_ body: JSONValue) throws(Problem) -> TokenRequest {
         let r = try JSONObjectReader(body, allowed: Self.tokenFields)
-        let opNames = try r.required("operations") { (k) throws(Problem) in try r.strings(k, maxCount: 4) }
-        guard !opNames.isEmpty else { throw Problem.invalid("operations", "give at least one of read, export, write, admin") }
+        let opNames = try r.required("operations") { (k) throws(Problem) in try r.strings(k, maxCount: AccessPolicy.Operation.allCases.count) }
+        guard !opNames.isEmpty else { throw Problem.invalid("operations", "give at least one of read, export, write, admin, lease") }
         var ops = Set<AccessPolicy.Operation>()
         for n in opNames {
             guard let op = AccessPolicy.Operation(rawValue: n) else {
-                throw Problem.invalid("operations", "each must be one of read, export, write, admin")
+                throw Problem.invalid("operations", "each must be one of read, export, write, admin, lease")
             }
             ops.insert(op)
         }

@@ -56,6 +56,9 @@ public struct ServiceConfiguration: Equatable, Sendable {
     public var dataDirectory: String
     /// Days of audit log kept (older events are pruned at start and hourly); 0 keeps everything.
     public var auditRetentionDays: Int = ServiceConfiguration.defaultAuditRetentionDays
+    /// Seconds new lease acquisitions wait after a lease expired unreleased or was broken
+    /// (`SESSION_VAULT_LEASE_LOCK_DELAY_SECONDS`, 0-3600, default 15; `docs/leases.md`).
+    public var leaseLockDelaySeconds: Int = 15
 
     /// ``auditRetentionDays`` unless configured.
     public static let defaultAuditRetentionDays = 90
@@ -198,13 +201,23 @@ public struct ServiceConfiguration: Equatable, Sendable {
             auditRetentionDays = n
         }
 
-        return ServiceConfiguration(
+        var leaseLockDelay = 15
+        if let d = env["SESSION_VAULT_LEASE_LOCK_DELAY_SECONDS"], !d.isEmpty {
+            guard let n = parseDecimal(d), n <= 3600 else {
+                throw Error("SESSION_VAULT_LEASE_LOCK_DELAY_SECONDS must be a number of seconds between 0 and 3600")
+            }
+            leaseLockDelay = n
+        }
+
+        var configuration = ServiceConfiguration(
             host: host, port: port, storage: storage, masterKey: masterKey, rootToken: rootToken, dev: dev,
             requirePersistence: flags.requirePersistence || requireEnv,
             initialize: initialize,
             importFile: value(flags.importFile, "SESSION_VAULT_IMPORT_FILE"),
             logFormat: logFormat, logLevel: logLevel, synchronousFull: synchronousFull,
             maxBodyBytes: maxBodyBytes, dataDirectory: dataDirectory, auditRetentionDays: auditRetentionDays)
+        configuration.leaseLockDelaySeconds = leaseLockDelay
+        return configuration
     }
 
     /// `name` in the folder of `path` (`a/b/vault.db` → `a/b/master.key`, `vault.db` → `master.key`).

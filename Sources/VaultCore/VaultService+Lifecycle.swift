@@ -51,6 +51,11 @@ extension VaultService {
     /// `session.purge`.
     /// - Throws: ``VaultError/notFound``; ``VaultError/conflict`` when the session is live.
     public func purge(_ name: SessionName, context: RequestContext) throws(VaultError) {
+        try purgingLease(name) { () throws(VaultError) in try purgeRow(name, context: context) }
+        audit("session.purge", name.rawValue, context, outcome: "ok")
+    }
+
+    private func purgeRow(_ name: SessionName, context: RequestContext) throws(VaultError) {
         do {
             try store.purge(name)
         } catch {
@@ -61,7 +66,6 @@ extension VaultService {
             if error != .notFound { audit("session.purge", name.rawValue, context, outcome: "error") }
             throw VaultError(error)
         }
-        audit("session.purge", name.rawValue, context, outcome: "ok")
     }
 
     // MARK: Root token

@@ -129,6 +129,8 @@ public final class VaultService: Sendable {
     /// Serialises the operations that change keys (rotate, rewrap, rekey) within this process;
     /// across processes, every keyring write is conditional on the generation it read.
     private let keyChanges = PThreadMutex()
+    /// The leases (`VaultService+Leases.swift`).
+    let leases = LeaseBook()
 
     private struct CachedToken {
         var record: TokenRecord
@@ -659,6 +661,7 @@ public final class VaultService: Sendable {
         do {
             var s = try store.revoke(name, at: clock())
             tokenCacheInvalidate()
+            endLeaseOnRevoke(name, context)
             audit("session.revoke", name.rawValue, context, outcome: "ok")
             withNotedExportTime(&s)
             return s

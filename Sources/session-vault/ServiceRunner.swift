@@ -83,6 +83,12 @@ final class ServiceRunner {
             store.close()
             throw fail(log, Exit.dataError, "cannot open the vault: \(error)")
         }
+        // Leases: the lock-delay, then the stored leases (each held one gets its whole TTL afresh).
+        vault.configureLeases(LeaseSettings(lockDelaySeconds: config.leaseLockDelaySeconds))
+        do { try vault.restoreLeases() } catch {
+            store.close()
+            throw fail(log, Exit.dataError, "cannot read the stored leases: \(error)")
+        }
         let state = HTTPServerState()
         let router = VaultRouter(vault: vault, info: info, serverState: state, log: log, routes: testRoutes ? TestRoutes.all : [])
         if let reason = vault.sealedReason {

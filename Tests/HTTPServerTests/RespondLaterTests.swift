@@ -7,6 +7,15 @@ import Testing
 /// with `/later` are answered by `answer`, which the test controls; the rest at once.
 private struct LaterHandler: HTTPHandler {
     let answer: @Sendable (HTTPRequest, HTTPResponder) -> Void
+    /// The answer deadline of `/later/long…` (a long poll).
+    var longer: Duration? = nil
+
+    init(longer: Duration? = nil, answer: @escaping @Sendable (HTTPRequest, HTTPResponder) -> Void) {
+        self.answer = answer
+        self.longer = longer
+    }
+
+    func answerDeadline(of request: HTTPRequest) -> Duration? { request.target.hasPrefix("/later/long") ? longer : nil }
 
     func handle(_ request: HTTPRequest) -> HTTPResponse { HTTPResponse(text: "now " + request.target) }
 
@@ -102,6 +111,28 @@ struct RespondLaterTests {
             #expect(responder.respond(HTTPResponse(text: "too late")))
             #expect(await client.waitForEOF())  // and "too late" is never sent
             #expect(await eventually { server.activeConnections == 0 })
+        }
+    }
+
+    /// A long poll (``HTTPHandler/answerDeadline(of:)``) is answered after the handler deadline
+    /// instead of 503; other requests keep the handler deadline.
+    @Test func aLongerAnswerDeadlineOutlivesTheHandlerDeadline() async throws {
+        let parked = Parked()
+        let handler = LaterHandler(longer: .seconds(120)) { _, responder in parked.park(responder) }
+        var configuration = HTTPServerConfiguration.forTests
+        configuration.handlerTimeout = .milliseconds(300)
+        try await withServer(configuration, handler: handler) { server in
+            let client = try TestClient(port: server.port)
+            client.send("GET /later/long HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(await eventually { parked.count == 1 })
+            let responder = try #require(parked.take())
+            // Past the handler deadline (without the longer one, 503 went out at 300 ms).
+            try await Task.sleep(for: .milliseconds(900))
+            responder.respond(HTTPResponse(text: "waited"))
+            let response = try await client.readResponse()
+            #expect(response.status == 200 && response.text == "waited")
+            client.send("GET /later/short HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(try await client.readResponse().status == 503)
         }
     }
 

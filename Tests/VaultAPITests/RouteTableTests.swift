@@ -63,6 +63,7 @@ import VaultCore
             "/healthz", "/readyz", "/metrics", "/v1/sessions", "/v1/sessions/{name}", "/v1/sessions/{name}/export",
             "/v1/sessions/{name}/peers", "/v1/sessions/{name}/state", "/v1/tokens", "/v1/tokens/{accessor}", "/v1/audit",
             "/v1/sys/status", "/v1/sys/rotate", "/v1/sys/rewrap", "/v1/tokens/root/rotate",
+            "/v1/sessions/{name}/lease",
         ])
         let h = try H()
         _ = h.call(.get, "/v1/sessions/x/export")

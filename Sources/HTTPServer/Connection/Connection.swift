@@ -443,7 +443,13 @@ final class Connection: @unchecked Sendable {
     /// response always comes back through `queue.async`, so a responder called before
     /// `handle(_:responder:)` returns still finds the connection in `.handling`.
     private func handleLater(_ request: HTTPRequest) {
-        machine.handlerStarted(now: Connection.now())
+        if let longer = server.handler.answerDeadline(of: request) {
+            let (seconds, attoseconds) = longer.components
+            let nanoseconds = UInt64(clamping: max(0, seconds)) &* 1_000_000_000 &+ UInt64(clamping: max(0, attoseconds / 1_000_000_000))
+            machine.handlerStarted(now: Connection.now(), atLeast: nanoseconds)
+        } else {
+            machine.handlerStarted(now: Connection.now())
+        }
         updateInterest()
         let responder = HTTPResponder { [self] build in
             server.inFlightHandlers.wrappingSubtract(1, ordering: .relaxed)

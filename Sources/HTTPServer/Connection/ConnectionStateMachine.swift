@@ -196,9 +196,15 @@ struct ConnectionStateMachine {
     /// The handler runs off the connection's thread (or answers later): reading pauses and the
     /// handler deadline is armed.
     mutating func handlerStarted(now: UInt64) {
+        handlerStarted(now: now, atLeast: 0)
+    }
+
+    /// ``handlerStarted(now:)`` for a request its handler answers later and may take longer
+    /// than the handler deadline (a long poll): the deadline is the later of the two.
+    mutating func handlerStarted(now: UInt64, atLeast longer: UInt64) {
         phase = .handling
         readPaused = true
-        setDeadline(.handler, at: now &+ timeouts.handler)
+        setDeadline(.handler, at: now &+ max(timeouts.handler, longer))
     }
 
     /// An inline handler that started at `startedAt` returned at `now`: true if it overran its

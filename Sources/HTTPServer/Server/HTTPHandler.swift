@@ -60,6 +60,12 @@ public protocol HTTPHandler: Sendable {
     /// until the response arrives; a responder dropped unanswered sends 500. The default calls
     /// ``handle(_:)`` and responds at once.
     func handle(_ request: HTTPRequest, responder: HTTPResponder)
+
+    /// How long a request placed ``HTTPPlacement/deferred`` may wait for its answer when that is
+    /// longer than the handler deadline (a long poll that waits for an event, holding no
+    /// thread); `nil`, the default, keeps the handler deadline. Called on the connection's
+    /// I/O thread; must be cheap.
+    func answerDeadline(of request: HTTPRequest) -> Duration?
 }
 
 /// Where a request is handled: the one scheduling question the server asks a handler
@@ -128,6 +134,9 @@ extension HTTPHandler {
     public func handle(_ request: HTTPRequest, responder: HTTPResponder) {
         responder.respond(handle(request))
     }
+
+    /// The handler deadline applies.
+    public func answerDeadline(of request: HTTPRequest) -> Duration? { nil }
 }
 
 /// An ``HTTPHandler`` backed by a closure; handy in tests and small tools.

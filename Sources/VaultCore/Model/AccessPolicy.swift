@@ -15,6 +15,8 @@ public struct AccessPolicy: Equatable, Sendable {
         case write
         /// Audit log, status, key rotation.
         case admin
+        /// Acquire, renew, release and read a session's lease (`docs/leases.md`).
+        case lease
 
         public static func < (a: Operation, b: Operation) -> Bool { a.rawValue < b.rawValue }
     }

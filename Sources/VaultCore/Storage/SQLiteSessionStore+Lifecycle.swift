@@ -40,6 +40,9 @@ extension SQLiteSessionStore {
             try connection.run(LifecycleSQL.deleteUsernames, [.integer(seq)])
             try connection.run(LifecycleSQL.deletePeers, [.integer(seq)])
             try connection.run(LifecycleSQL.deleteExportTime, [.integer(seq)])
+            // The lease row (kept after a release so the epoch never repeats) goes with the
+            // session: a name created again is a new session with epochs of its own.
+            try connection.run(LifecycleSQL.deleteLease, [.integer(seq)])
             try connection.run(LifecycleSQL.deleteSession, [.integer(seq)])
         }
     }
@@ -90,6 +93,7 @@ private enum LifecycleSQL {
     static let deleteUsernames = SQLiteStatementKey("DELETE FROM peer_usernames WHERE session_seq = ?1")
     static let deletePeers = SQLiteStatementKey("DELETE FROM peers WHERE session_seq = ?1")
     static let deleteExportTime = SQLiteStatementKey("DELETE FROM session_exports WHERE session_seq = ?1")
+    static let deleteLease = SQLiteStatementKey("DELETE FROM session_leases WHERE session_seq = ?1")
     static let deleteSession = SQLiteStatementKey(
         "DELETE FROM sessions WHERE seq = ?1 AND revoked_at IS NOT NULL AND sealed_auth_key IS NULL")
 

@@ -205,7 +205,7 @@ public final class SQLiteSessionStore: SessionStore, StoreWaitHint, @unchecked S
 
     /// Submits a write to the next group commit without waiting; `completion` receives its
     /// result after the transaction has finished (on the writer queue).
-    private func writeLater<T: Sendable>(
+    func writeLater<T: Sendable>(
         atomic: Bool = false, _ body: @escaping @Sendable (SQLiteConnection) throws -> T,
         completion: @escaping @Sendable (Result<T, StorageError>) -> Void
     ) {

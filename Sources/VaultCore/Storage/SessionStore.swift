@@ -17,7 +17,7 @@
 
 /// Everything a vault stores: the five aggregates together.
 public typealias SessionStore = SessionRepository & TokenRepository & KeyringRepository & AuditRepository & StoreLifecycle
-    & UpdateStateRepository
+    & UpdateStateRepository & LeaseRepository
 
 /// Sessions, their peers caches and their sealed auth keys.
 public protocol SessionRepository: Sendable {

@@ -14,7 +14,7 @@ enum VaultSchema {
     static var currentVersion: Int64 { Int64(migrations.count) }
 
     /// Migration scripts, index 0 = version 1.
-    static let migrations: [String] = [version1, version2, versionUpdateStates]
+    static let migrations: [String] = [version1, version2, versionUpdateStates, versionLeases]
 
     /// Version 1: the initial schema.
     ///
@@ -142,6 +142,27 @@ enum VaultSchema {
             seq INTEGER,
             PRIMARY KEY (session_seq, id)
         ) STRICT, WITHOUT ROWID;
+        """
+
+    /// Version 4: session leases (`docs/leases.md`).
+    ///
+    /// - `sessions.exclusive`: exports and writes of the session need its current lease id.
+    /// - `session_leases`: one row per session whose lease was ever acquired, kept after a
+    ///   release (`state = 'free'`) so the epoch never repeats. The lease id itself is never
+    ///   stored, only its keyed hash (as for tokens). No wall-clock deadline is stored: a
+    ///   restart counts a held lease's TTL, or a lock-delay, afresh.
+    static let versionLeases = """
+        ALTER TABLE sessions ADD COLUMN exclusive INTEGER NOT NULL DEFAULT 0 CHECK (exclusive IN (0, 1));
+
+        CREATE TABLE session_leases (
+            session_seq INTEGER PRIMARY KEY REFERENCES sessions (seq),
+            epoch INTEGER NOT NULL CHECK (epoch >= 1),
+            state TEXT NOT NULL CHECK (state IN ('free', 'held', 'delay')),
+            id_hash BLOB CHECK ((state = 'held') = (id_hash IS NOT NULL)),
+            holder TEXT NOT NULL,
+            ttl_seconds INTEGER NOT NULL,
+            acquired_at INTEGER NOT NULL
+        ) STRICT;
         """
 
     /// What an opened file turned out to be.

@@ -20,9 +20,9 @@ from api.vault import (
 
 PYROGRAM = string_case("pyrogram:dc1-prod-user")["string"]
 BOTH_MEDIA_TYPES = ("application/json", "application/vnd.sqlite3")
-CREATE_FIELDS = ["api_id", "auth_key", "dc_id", "is_bot", "name", "port", "server_address", "session_string",
-                 "test_mode", "user_id"]
-PATCH_FIELDS = ["api_id", "auth_key", "dc_id", "is_bot", "port", "server_address", "test_mode", "user_id"]
+CREATE_FIELDS = ["api_id", "auth_key", "dc_id", "exclusive", "is_bot", "name", "port", "server_address",
+                 "session_string", "test_mode", "user_id"]
+PATCH_FIELDS = ["api_id", "auth_key", "dc_id", "exclusive", "is_bot", "port", "server_address", "test_mode", "user_id"]
 PEER_FIELDS = ["access_hash", "id", "last_update_on", "name", "phone_number", "type", "usernames"]
 TOKEN_FIELDS = ["display_name", "operations", "prefixes", "sessions", "ttl_seconds"]
 

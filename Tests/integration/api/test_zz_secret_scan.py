@@ -40,6 +40,7 @@ def representative_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     v = VaultProcess(tmp_path_factory.mktemp("scan"), env={"SESSION_VAULT_LOG_LEVEL": "debug"})
     keys: list[bytes] = []
     texts: list[str] = []
+    lease_ids: list[str] = []
     try:
         v.start()
         c = v.client
@@ -88,6 +89,27 @@ def representative_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         admin = c.create_token(operations=["admin"])
         tokens.append(admin["token"])
         assert c.with_token(admin["token"]).get("/v1/audit").status == 200
+        # Leases: acquired with an export, renewed, used as a fence, released, used after its
+        # release (an error body), one held across the restart, one broken.
+        got = c.post("/v1/sessions/s2/lease?export=pyrogram", {"holder": "scan:1", "ttl_seconds": 30})
+        assert got.status == 201, got
+        lease_ids.append(got.json()["lease_id"])
+        texts.append(got.json()["session_string"])
+        fence = {"Session-Vault-Lease": lease_ids[-1]}
+        assert c.put("/v1/sessions/s2/lease", {"ttl_seconds": 60}, headers=fence).status == 200
+        assert c.patch("/v1/sessions/s2", {"exclusive": True}, headers=fence).status == 200
+        assert c.export("s2", headers=fence).status == 200
+        assert c.delete("/v1/sessions/s2/lease", headers=fence).status == 204
+        expect_problem(c.put("/v1/sessions/s2/lease", headers=fence), 409)
+        expect_problem(c.export("s2", headers=fence), 409)
+        got = c.post("/v1/sessions/s2/lease", {"holder": "scan:2", "ttl_seconds": 60})
+        assert got.status == 201, got
+        lease_ids.append(got.json()["lease_id"])
+        got = c.post("/v1/sessions/s3/lease", {"holder": "scan:3"})
+        assert got.status == 201, got
+        lease_ids.append(got.json()["lease_id"])
+        assert c.delete("/v1/sessions/s3/lease").status == 204
+        expect_problem(c.put("/v1/sessions/s3/lease", headers={"Session-Vault-Lease": lease_ids[-1]}), 409)
         # Errors that carry secret-looking input: near-miss tokens, damaged strings, bad keys.
         expect_problem(c.with_token(token["token"][:-2] + "xx").get("/v1/sessions"), 401)
         for bad in invalid_session_strings()[:6]:
@@ -110,6 +132,8 @@ def representative_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         v.start()
         c = v.client
         assert c.export("s0").text == texts[0]
+        assert c.put("/v1/sessions/s2/lease", headers={"Session-Vault-Lease": lease_ids[1]}).status == 200
+        assert c.get("/v1/sessions/s2/lease").status == 200
         expect_problem(c.export("s1"), 410)
         assert c.delete("/v1/sessions/f-pyrogram_user").status == 204
         c.audit()
@@ -117,7 +141,7 @@ def representative_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         v.stop(expect_exit=0)
     finally:
         v.kill()
-    return {"vault": v, "keys": keys, "texts": texts, "tokens": tokens}
+    return {"vault": v, "keys": keys, "texts": texts, "tokens": tokens, "lease_ids": lease_ids}
 
 
 def needles(run: dict) -> list[tuple[str, bytes]]:
@@ -129,6 +153,8 @@ def needles(run: dict) -> list[tuple[str, bytes]]:
         out += [(f"session string {i}", f) for f in forms_of_text(text)]
     for i, token in enumerate(run["tokens"]):
         out += [(f"token {i}", token.encode()), (f"token {i} body", token[4:28].encode())]
+    for i, lease_id in enumerate(run["lease_ids"]):
+        out += [(f"lease id {i}", lease_id.encode()), (f"lease id {i} body", lease_id[4:28].encode())]
     master = base64.b64decode(v.master_key)
     out += [("master key b64", v.master_key.encode()), ("master key raw", master), ("master key hex", master.hex().encode())]
     return out
@@ -156,6 +182,7 @@ def test_the_run_produced_material(representative_run: dict) -> None:
     assert len(v.recorder.error_bodies) >= 8 and len(v.recorder.metrics_bodies) >= 2
     assert any("stderr" in name and len(data) > 200 for name, data in stacks.items())
     assert len(representative_run["keys"]) >= 15 and len(representative_run["tokens"]) == 3
+    assert len(representative_run["lease_ids"]) == 3
 
 
 def test_no_secret_anywhere(representative_run: dict) -> None:

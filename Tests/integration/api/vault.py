@@ -157,8 +157,9 @@ class Client:
             self.recorder.error_bodies.append(response.body)
         elif target.startswith("/metrics"):
             self.recorder.metrics_bodies.append(response.body)
-        elif "/export" not in target and not (method == "POST" and target == "/v1/tokens"):
-            # Everything but exports and the one-time token reply must be free of secrets.
+        elif "/export" not in target and not (method == "POST" and target == "/v1/tokens") \
+                and not (method == "POST" and target.split("?")[0].endswith("/lease")):
+            # Everything but exports and the one-time token and lease-id replies must be free of secrets.
             self.recorder.other_bodies.append(response.body)
         return reply
 
