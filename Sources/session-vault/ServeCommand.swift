@@ -3,6 +3,7 @@ import ArgumentParser
 import Dispatch
 import Glibc
 import HTTPServer
+import Primitives
 import VaultAPI
 
 /// `session-vault serve`: runs the HTTP server until SIGTERM/SIGINT, then drains and exits 0.

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import Primitives
 import Testing
 import VaultCore
 
@@ -430,7 +431,7 @@ struct StoreContractTests {
         let store = try engine.open(dir)
         defer { store.close() }
         try store.insert(try StoredSession.make("taken"))
-        let outcomes = Shared<[String: StorageError?]>([:])
+        let outcomes = Locked<[String: StorageError?]>([:])
         await onThreads(8) { index in
             for round in 0..<25 {
                 // Every 5th insert reuses a taken name.

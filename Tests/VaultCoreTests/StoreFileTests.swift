@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
+import Primitives
 import Synchronization
 import Testing
 @testable import VaultCore
@@ -197,9 +198,9 @@ struct StoreFileTests {
         let dir = try TempDir()
         let path = dir.file("vault.db")
         let store = try SQLiteSessionStore(.file(path))
-        let errors = Shared<[String]>([])
-        let acknowledged = Shared<[String: Int64]>([:])  // name → last acknowledged apiID
-        let revoked = Shared<Set<String>>([])
+        let errors = Locked<[String]>([])
+        let acknowledged = Locked<[String: Int64]>([:])  // name → last acknowledged apiID
+        let revoked = Locked<Set<String>>([])
         await onThreads(8) { thread in
             var mine: [StoredSession] = []
             for op in 0..<500 {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import Dispatch
 import Glibc
+import Logging
 import Synchronization
 
 /// One accepted client connection: the driver of its ``ConnectionStateMachine``. It performs the
@@ -169,8 +170,8 @@ final class Connection: @unchecked Sendable {
     func start() {
         assertOnQueue()
         machine.accepted(now: Connection.now())
-        guard let id = loop.add(fd: fd, connection: self, events: EventLoop.readable, persistent: handledOnLoop) else {
-            server.configuration.logger.log(.warning, "cannot watch an accepted socket: errno \(errno)")
+        guard let id = loop.add(fd: fd, connection: self, events: EventLoop.readable, persistent: true) else {
+            server.configuration.logger.warning("cannot watch an accepted socket: errno \(errno)")
             machine.closed()
             transport.close()
             server.connectionClosed(self)
@@ -259,7 +260,7 @@ final class Connection: @unchecked Sendable {
             server.shedDeclined()
             return
         }
-        server.configuration.logger.log(.debug, "shedding an idle connection or a slow request head to admit a new one")
+        server.configuration.logger.debug("shedding an idle connection or a slow request head to admit a new one")
         close()
     }
 
@@ -297,7 +298,7 @@ final class Connection: @unchecked Sendable {
             case .wouldBlock:
                 return
             case .failed(let code):
-                server.configuration.logger.log(.debug, "recv failed on connection: errno \(code)")
+                server.configuration.logger.debug("recv failed on connection: errno \(code)")
                 close()
                 return
             }
@@ -349,7 +350,7 @@ final class Connection: @unchecked Sendable {
                 request.remoteAddress = remoteAddressText ?? ""
                 handle(request)
             case .error(let error):
-                server.configuration.logger.log(.debug, "rejecting request: \(error) (\(error.status.code))")
+                server.configuration.logger.debug("rejecting request: \(error) (\(error.status.code))")
                 sendError(code: error.status.code)
                 return
             }
@@ -379,7 +380,7 @@ final class Connection: @unchecked Sendable {
     /// The body does not fit in the budget: 503 with `Retry-After` and `Connection: close`
     /// before (the rest of) it is read.
     private func refuseBodyOverBudget() {
-        server.configuration.logger.log(.warning, "request body memory budget reached; answering 503")
+        server.configuration.logger.warning("request body memory budget reached; answering 503")
         machine.requestCounted()
         machine.requestComplete()
         sendError(code: 503)
@@ -394,7 +395,7 @@ final class Connection: @unchecked Sendable {
         let inFlight = server.inFlightHandlers.wrappingAdd(1, ordering: .relaxed).newValue
         if inFlight > server.configuration.maxInFlightHandlers {
             server.inFlightHandlers.wrappingSubtract(1, ordering: .relaxed)
-            server.configuration.logger.log(.warning, "handler capacity reached; answering 503")
+            server.configuration.logger.warning("handler capacity reached; answering 503")
             sendError(code: 503)
             return
         }
@@ -418,7 +419,7 @@ final class Connection: @unchecked Sendable {
         // Handler deadline (docs/http.md §11) for an inline call: judged now, on this thread,
         // the only one that writes to the transport. The late result is dropped for a 503.
         if machine.inlineHandlerOverran(startedAt: started, now: Connection.now()) {
-            server.configuration.logger.log(.warning, "handler exceeded its deadline; answered 503")
+            server.configuration.logger.warning("handler exceeded its deadline; answered 503")
             sendError(code: 503)
             return
         }
@@ -449,7 +450,7 @@ final class Connection: @unchecked Sendable {
             server.inFlightHandlers.wrappingSubtract(1, ordering: .relaxed)
             queue.async { [self] in
                 guard let build else {
-                    server.configuration.logger.log(.error, "handler released its responder without responding; sending 500")
+                    server.configuration.logger.error("handler released its responder without responding; sending 500")
                     offloadFinished(nil, request)
                     return
                 }
@@ -495,7 +496,7 @@ final class Connection: @unchecked Sendable {
     ) {
         releaseBody()
         if let rejection = ResponseEncoder.validate(response) {
-            server.configuration.logger.log(.error, "handler returned an invalid response (\(rejection)); sending 500")
+            server.configuration.logger.error("handler returned an invalid response (\(rejection)); sending 500")
             sendError(code: 500)
             return
         }
@@ -597,7 +598,7 @@ final class Connection: @unchecked Sendable {
             case .endOfStream, .failed:
                 // EPIPE / ECONNRESET: the peer is gone (docs/http.md §13, logged at debug level).
                 if case .failed(let code) = result {
-                    server.configuration.logger.log(.debug, "send failed on connection: errno \(code)")
+                    server.configuration.logger.debug("send failed on connection: errno \(code)")
                 }
                 close()
                 return
@@ -706,13 +707,13 @@ final class Connection: @unchecked Sendable {
         case .none:
             break
         case .send408:
-            server.configuration.logger.log(.debug, "header deadline: nothing received, sending 408")
+            server.configuration.logger.debug("header deadline: nothing received, sending 408")
             sendError(code: 408)
         case .send503:
-            server.configuration.logger.log(.warning, "handler exceeded its deadline; answered 503")
+            server.configuration.logger.warning("handler exceeded its deadline; answered 503")
             sendError(code: 503)
         case .close:
-            server.configuration.logger.log(.debug, "connection deadline reached; closing")
+            server.configuration.logger.debug("connection deadline reached; closing")
             close()
         }
     }

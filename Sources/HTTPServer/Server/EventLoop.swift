@@ -2,6 +2,7 @@
 import CSocketShims
 import Dispatch
 import Glibc
+import Primitives
 import Synchronization
 
 /// A readiness watcher of the client sockets: one thread in `epoll_wait`, delivering each event

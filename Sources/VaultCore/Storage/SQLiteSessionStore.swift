@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Dispatch
+import Primitives
 import Synchronization
 internal import CSQLite
 #if canImport(Glibc)
@@ -1230,7 +1231,7 @@ private enum SQL {
 final class DatabaseFileIdentity: Sendable {
     let path: String
     private let opened: (device: UInt64, inode: UInt64)?
-    private let lost = PThreadLocked<StorageError?>(nil)
+    private let lost = Locked<StorageError?>(nil)
 
     init(path: String) {
         self.path = path
