@@ -177,9 +177,7 @@ struct StoreContractTests {
             #expect(stored.version == 1)
             #expect(throws: StorageError.notFound) { try store.markExported(name("nope"), at: 1) }
 
-            store.enqueue(.markExported(try name("exp"), at: 900))
-            store.enqueue(.markExported(try name("nope"), at: 900))  // ignored
-            try store.flush()
+            try store.markExported([(stored.id, 900), (SessionID.random(), 900)])  // a missing id is ignored
             #expect(try store.session(named: name("exp"))?.lastExportedAt == 900)
             #expect(store.deferredFailures == 0)
         }

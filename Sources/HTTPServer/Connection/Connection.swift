@@ -39,10 +39,6 @@ final class Connection: @unchecked Sendable {
     private let fd: Int32
     /// The serial queue every mutable property is confined to.
     let queue: DispatchQueue
-    /// Whether the event loop runs this connection's events on its own thread (`queue.sync`)
-    /// rather than handing them to a Dispatch worker: true when the handler classifies its
-    /// blocking requests (see ``EventLoop``).
-    let handledOnLoop: Bool
     /// The owning server: configuration, handler, counters, prebuilt errors.
     private let server: HTTPServer
     /// The epoll thread that reports this socket's readiness.
@@ -140,9 +136,6 @@ final class Connection: @unchecked Sendable {
         self.transport = transport
         self.fd = transport.fileDescriptor
         self.loop = loop
-        // Every handler places its requests (``HTTPHandler/placement(of:)``, offloaded unless it
-        // says otherwise), so events are always handled on the loop thread.
-        self.handledOnLoop = true
         self.peer = peer
         self.peerKey = peer.peerKey
         self.server = server
@@ -179,7 +172,7 @@ final class Connection: @unchecked Sendable {
         }
         loopID = id
         armed = EventLoop.readable
-        armedPersistent = handledOnLoop
+        armedPersistent = true
         publish()
     }
 
@@ -224,10 +217,10 @@ final class Connection: @unchecked Sendable {
         if machine.wantsRead { wanted |= EventLoop.readable }
         if machine.wantsWrite { wanted |= EventLoop.writable }
         if wanted == armed { return }
-        // Persistent only for plain reading on a connection whose events the loop runs itself:
-        // anything else is one-shot, so a level-triggered event can never repeat while nothing
-        // consumes it (a handler off the loop, a paused reader, a blocked write).
-        let persistent = handledOnLoop && wanted == EventLoop.readable
+        // Persistent only for plain reading (the loop runs the events itself): anything else is
+        // one-shot, so a level-triggered event can never repeat while nothing consumes it (a
+        // handler off the loop, a paused reader, a blocked write).
+        let persistent = wanted == EventLoop.readable
         loop.rearm(fd: fd, id: loopID, events: wanted, persistent: persistent)
         #if DEBUG
         server.loopRearms.add(1, ordering: .relaxed)
@@ -514,7 +507,7 @@ final class Connection: @unchecked Sendable {
         if !close {
             // On the loop thread, a keep-alive response waits for the end of the loop's batch of
             // events (see ``EventLoop``). Closing responses go at once: nothing follows them.
-            if handledOnLoop && loop.deferFlush(self) {
+            if loop.deferFlush(self) {
                 flushDeferred = true
                 #if DEBUG
                 server.responsesDeferred.add(1, ordering: .relaxed)

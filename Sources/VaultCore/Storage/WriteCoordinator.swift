@@ -70,9 +70,8 @@ final class WriteTicket: @unchecked Sendable {
 
 /// Bookkeeping writes of the read paths, as data, so that a run of them in one batch can be
 /// written with a few multi-row statements instead of one statement (and one SAVEPOINT) each.
+/// Today the audit rows are the only such write.
 enum MergeableWrite: Sendable {
-    /// `last_exported_at = max(last_exported_at, time)` of the session `name` (missing: ignored).
-    case markExported(name: String, time: Int64)
     /// One audit row, its values in the column order of the store's audit INSERT.
     case audit([SQLiteValue])
 }
