@@ -332,6 +332,33 @@ def _connect_refused(port: int) -> bool:
         return False  # caught in the backlog as the listener closed: try again
 
 
+def slow_handlers(srv: Server) -> tuple[int, int]:
+    """How many `/_test/slow` handlers have started and finished (the test route's own count)."""
+    with srv.raw() as conn:
+        conn.send(get("/_test/slow-count", headers=[("Connection", "close")]))
+        response = conn.read_response(timeout=10)
+    assert response.status == 200, response
+    started, finished = (int(n) for n in response.body.split())
+    return started, finished
+
+
+def wait_slow_handler_started(srv: Server, count: int = 1, timeout: float = 15) -> None:
+    """Returns once `count` `/_test/slow` handlers have started: the server has read the request
+    and is running it (an observable event instead of a sleep before a signal)."""
+    deadline = time.monotonic() + timeout
+    while slow_handlers(srv)[0] < count:
+        assert time.monotonic() < deadline, "the slow handler never started"
+        time.sleep(0.01)
+
+
+def wait_stderr(srv: Server, text: str, timeout: float = 15) -> None:
+    """Returns once `text` appears in the server's log."""
+    deadline = time.monotonic() + timeout
+    while text not in srv.stderr():
+        assert time.monotonic() < deadline, f"never logged {text!r}:\n{srv.stderr()[-2000:]}"
+        time.sleep(0.01)
+
+
 def test_item16_sigterm_drains_in_flight_request(server_factory) -> None:
     srv = server_factory(env=drain_env(8000))
     idle = srv.raw()
@@ -342,7 +369,7 @@ def test_item16_sigterm_drains_in_flight_request(server_factory) -> None:
         busy.send(get("/healthz"))
         assert busy.read_response().status == 200
         busy.send(get("/_test/slow?ms=1500"))
-        time.sleep(0.3)  # let the server read the slow request before the signal
+        wait_slow_handler_started(srv)  # in flight when the signal arrives, not merely sent
         srv.send_signal(signal.SIGTERM)
 
         refused = False
@@ -374,7 +401,9 @@ def test_item16_drain_deadline_cuts_long_requests(server_factory) -> None:
         busy.send(get("/healthz"))
         assert busy.read_response().status == 200
         busy.send(get("/_test/slow?ms=9000"))
-        time.sleep(0.3)
+        # Running when the signal arrives: a request still unread would leave an idle connection,
+        # closed at once, and the test would pass even if the deadline cut nothing.
+        wait_slow_handler_started(srv)
         srv.send_signal(signal.SIGTERM)
         code = srv.wait(timeout=7)  # well before the 9 s handler would finish
         assert code is not None, "the drain deadline did not end the process"
@@ -389,11 +418,11 @@ def test_item16_no_200_healthz_while_draining(server_factory) -> None:
     busy = srv.raw()
     probe = srv.raw()
     try:
-        busy.send(get("/_test/slow?ms=2000"))
         probe.send(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # head not finished yet
-        time.sleep(0.3)
+        busy.send(get("/_test/slow?ms=2000"))
+        wait_slow_handler_started(srv)  # the drain has a request to wait for
         srv.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
+        wait_stderr(srv, "draining: no longer accepting")  # finish the head only once the server drains
         probe.try_send(b"\r\n")
         state, data = probe.wait_closed(15)
         busy.read_response(timeout=15)
