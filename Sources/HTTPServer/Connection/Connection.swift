@@ -284,9 +284,13 @@ final class Connection: @unchecked Sendable {
                 // source fires again if more arrives. Bound the work per wake-up for fairness.
                 if n < buffer.count || rounds >= 4 { return }
             case .endOfStream:
-                // Peer closed its write side. Complete requests were already answered above; what is
-                // left is an incomplete message (RFC 9112 §6.3 item 6) or nothing: close.
-                close()
+                // Half-close: the machine decides. Reading pauses while a response is pending, so
+                // here it says close; `finishThenClose` (answer first) is for a half-close seen
+                // while answering.
+                switch machine.peerClosedWriting() {
+                case .close: close()
+                case .finishThenClose: break
+                }
                 return
             case .wouldBlock:
                 return
