@@ -188,9 +188,15 @@ public final class VaultRouter: HTTPHandler {
         // A 503 is a state the vault is in (sealed, draining, storage not writable), logged once
         // when it changes (ServiceRunner's watch), not on every probe or request it refuses.
         if response.status.code >= 500 && response.status.code != 503 {
-            log.error("request failed", metadata: ["method": "\(request.method.rawValue)", "route": "\(route)", "status": "\(response.status.code)"])
-        } else if log.logLevel <= .debug {
-            log.debug("request", metadata: ["method": "\(request.method.rawValue)", "route": "\(route)", "status": "\(response.status.code)", "remote": "\(request.remoteAddress)"])
+            log.error("request failed", metadata: [
+                "method": "\(request.method.rawValue)", "route": "\(route)", "status": "\(response.status.code)",
+            ])
+        } else {
+            // The metadata is built only when debug lines are written (swift-log's autoclosures).
+            log.debug("request", metadata: [
+                "method": "\(request.method.rawValue)", "route": "\(route)", "status": "\(response.status.code)",
+                "remote": "\(request.remoteAddress)",
+            ])
         }
     }
 
