@@ -186,8 +186,8 @@ struct ServeCommand: ParsableCommand {
 /// of the API's own route table (``VaultRouter/init(vault:info:serverState:log:metrics:throttle:routes:)``),
 /// so they are matched, placed, preflighted and counted as production routes are.
 ///   - `GET /_test/slow?ms=N` sleeps N ms (0...10000) on a handler thread, then 200 `ok`;
-///   - `GET /_test/slow-count` answers `STARTED FINISHED`, how many `/_test/slow` handlers have
-///     started and finished so far: a test waits for that instead of sleeping before a signal;
+///   - `GET /_test/slow-count` answers how many `/_test/slow` handlers have started so far: a test
+///     waits for that instead of sleeping before it signals or resets;
 ///   - `GET /_test/big?bytes=N` answers N bytes (0...8 MiB) of `abc…z` repeated, `application/octet-stream`;
 ///   - `POST /_test/echo-length` answers the received body length as decimal text.
 /// - Any other `/_test/` path → 404 problem+json (bad test-route parameters → 400).
@@ -198,8 +198,7 @@ enum TestRoutes {
     static let all: [Route] = [
         Route(.get, "/_test/slow", placement: .handlerThread, access: .open) { _, c in slow(c.request) },
         Route(.get, "/_test/slow-count", placement: .loop, access: .open) { _, _ in
-            let (started, finished) = slowCount.withLock { $0 }
-            return HTTPResponse(status: .ok, text: "\(started) \(finished)")
+            HTTPResponse(status: .ok, text: String(slowStarted.withLock { $0 }))
         },
         Route(.get, "/_test/big", placement: .loop, access: .open) { _, c in big(c.request) },
         Route(.post, "/_test/echo-length", placement: .loop, access: .open, body: .any) { _, c in
@@ -207,14 +206,13 @@ enum TestRoutes {
         },
     ]
 
-    /// `/_test/slow` handlers started and finished.
-    private static let slowCount = Locked<(started: Int, finished: Int)>((0, 0))
+    /// `/_test/slow` handlers started.
+    private static let slowStarted = Locked(0)
 
     private static func slow(_ request: HTTPRequest) -> HTTPResponse {
         guard let ms = request.queryValue("ms").flatMap({ Int($0) }), (0...maxSleepMilliseconds).contains(ms)
         else { return .problem(.badRequest, detail: "ms must be an integer in 0...10000") }
-        slowCount.withLock { $0.started += 1 }
-        defer { slowCount.withLock { $0.finished += 1 } }
+        slowStarted.withLock { $0 += 1 }
         var remaining = timespec(tv_sec: ms / 1000, tv_nsec: (ms % 1000) * 1_000_000)
         var left = timespec()
         while nanosleep(&remaining, &left) != 0 && errno == EINTR { remaining = left }

@@ -253,6 +253,33 @@ def test_item13_stalled_reader_is_cut_at_write_deadline(deadline_server: Server)
     deadline_server.assert_healthy()
 
 
+def slow_handlers_started(srv: Server) -> int:
+    """How many `/_test/slow` handlers have started (the test route's own count)."""
+    with srv.raw() as conn:
+        conn.send(get("/_test/slow-count", headers=[("Connection", "close")]))
+        response = conn.read_response(timeout=10)
+    assert response.status == 200, response
+    return int(response.body)
+
+
+def wait_slow_handler_started(srv: Server, count: int = 1, timeout: float = 15) -> None:
+    """Returns once `count` `/_test/slow` handlers have started: the server has read the request
+    and is running it (an observable event instead of a sleep before a signal)."""
+    deadline = time.monotonic() + timeout
+    while slow_handlers_started(srv) < count:
+        assert time.monotonic() < deadline, "the slow handler never started"
+        time.sleep(0.01)
+
+
+def wait_stderr(srv: Server, text: str, timeout: float = 15, count: int = 1) -> None:
+    """Returns once `text` appears `count` times in the server's log."""
+    deadline = time.monotonic() + timeout
+    while srv.stderr().count(text) < count:
+        assert srv.alive(), f"the server died:\n{srv.stderr()[-2000:]}"
+        assert time.monotonic() < deadline, f"never logged {text!r}:\n{srv.stderr()[-2000:]}"
+        time.sleep(0.01)
+
+
 # --------------------------------------------------------------------------
 # Item 14: reset mid-response and SIGPIPE
 # --------------------------------------------------------------------------
@@ -272,13 +299,20 @@ def test_item14_client_gone_mid_response_does_not_kill_the_server(server: Server
     assert server.proc is not None and server.proc.poll() is None
 
 
-def test_item14_client_gone_before_slow_response_is_written(server: Server) -> None:
-    for _ in range(5):
-        conn = server.raw()
+def test_item14_client_gone_before_slow_response_is_written(server_factory) -> None:
+    srv = server_factory(env={"SESSION_VAULT_LOG_LEVEL": "debug"})
+    for index in range(5):
+        conn = srv.raw()
         conn.send(get("/_test/slow?ms=200") + get(f"/_test/big?bytes={4 * MIB}"))
-        conn.abort()
-    time.sleep(0.5)  # let the handlers finish and write into the dead sockets
-    server.assert_healthy()
+        wait_slow_handler_started(srv, index + 1)  # read and running when the client goes
+        if index % 2:
+            conn.abort()  # reset: the first send fails (ECONNRESET)
+        else:
+            conn.close()  # closed: a send succeeds, the peer resets, the next one fails (EPIPE)
+    # Each handler's answer went into a dead socket: the server logs the failed send (debug) and
+    # lives on. Waited for, not slept on; a server killed by the write never logs all five.
+    wait_stderr(srv, "send failed on connection", count=5)
+    srv.assert_healthy()
 
 
 # --------------------------------------------------------------------------
@@ -330,33 +364,6 @@ def _connect_refused(port: int) -> bool:
         return True
     except (ConnectionResetError, TimeoutError):
         return False  # caught in the backlog as the listener closed: try again
-
-
-def slow_handlers(srv: Server) -> tuple[int, int]:
-    """How many `/_test/slow` handlers have started and finished (the test route's own count)."""
-    with srv.raw() as conn:
-        conn.send(get("/_test/slow-count", headers=[("Connection", "close")]))
-        response = conn.read_response(timeout=10)
-    assert response.status == 200, response
-    started, finished = (int(n) for n in response.body.split())
-    return started, finished
-
-
-def wait_slow_handler_started(srv: Server, count: int = 1, timeout: float = 15) -> None:
-    """Returns once `count` `/_test/slow` handlers have started: the server has read the request
-    and is running it (an observable event instead of a sleep before a signal)."""
-    deadline = time.monotonic() + timeout
-    while slow_handlers(srv)[0] < count:
-        assert time.monotonic() < deadline, "the slow handler never started"
-        time.sleep(0.01)
-
-
-def wait_stderr(srv: Server, text: str, timeout: float = 15) -> None:
-    """Returns once `text` appears in the server's log."""
-    deadline = time.monotonic() + timeout
-    while text not in srv.stderr():
-        assert time.monotonic() < deadline, f"never logged {text!r}:\n{srv.stderr()[-2000:]}"
-        time.sleep(0.01)
 
 
 def test_item16_sigterm_drains_in_flight_request(server_factory) -> None:
