@@ -27,19 +27,33 @@ let package = Package(
         // Pinned exactly: an image built next month resolves the same version (Package.resolved stays
         // ignored, since the local package mirror's commit ids differ from upstream's).
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+        // The logging API (`Logger`): HTTPServer and VaultAPI log through it; VaultAPI's `VaultLogHandler`
+        // writes the lines.
+        .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
     ],
     targets: [
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .target(name: "CSocketShims"),
-        .target(name: "VaultCore", dependencies: ["CSQLite", "COpenSSL"], swiftSettings: strict),
-        .target(name: "HTTPServer", dependencies: ["CSocketShims"], swiftSettings: strict),
-        .target(name: "VaultAPI", dependencies: ["VaultCore", "HTTPServer"], swiftSettings: strict),
+        // The lock and the wall clock shared by every module (no C library, no HTTP, no sessions).
+        .target(name: "Primitives", swiftSettings: strict),
+        .target(name: "VaultCore", dependencies: ["CSQLite", "COpenSSL", "Primitives"], swiftSettings: strict),
+        .target(
+            name: "HTTPServer",
+            dependencies: ["CSocketShims", "Primitives", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "VaultAPI",
+            dependencies: ["VaultCore", "HTTPServer", "Primitives", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "session-vault",
             dependencies: [
-                "VaultAPI", "VaultCore", "HTTPServer", "CSocketShims", "RunOptions",
+                "VaultAPI", "VaultCore", "HTTPServer", "CSocketShims", "RunOptions", "Primitives",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict,
             // lld with packed relative relocations (DT_RELR, glibc >= 2.36, as in the bookworm
@@ -64,11 +78,19 @@ let package = Package(
         ),
         .testTarget(
             name: "VaultCoreTests",
-            dependencies: ["VaultCore"],
+            dependencies: ["VaultCore", "Primitives"],
             resources: [.copy("Vectors")],
             swiftSettings: strict
         ),
-        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"], swiftSettings: strict),
-        .testTarget(name: "VaultAPITests", dependencies: ["VaultAPI", "VaultCore", "HTTPServer"], swiftSettings: strict),
+        .testTarget(
+            name: "HTTPServerTests",
+            dependencies: ["HTTPServer", "Primitives", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "VaultAPITests",
+            dependencies: ["VaultAPI", "VaultCore", "HTTPServer", "Primitives", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
     ]
 )

@@ -4,58 +4,84 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+public import Logging
+import Primitives
 import VaultCore
 
-/// A small structured logger writing one line per event to stderr, as text or JSON lines.
+/// The output shape of the service's log.
+public enum LogFormat: String, Sendable {
+    case text, json
+}
+
+extension Logger.Level {
+    /// Parses the configuration's level names, `debug|info|warning|error` (any case).
+    public init?(configurationName name: String) {
+        switch name.lowercased() {
+        case "debug": self = .debug
+        case "info": self = .info
+        case "warning": self = .warning
+        case "error": self = .error
+        default: return nil
+        }
+    }
+}
+
+extension Logger {
+    /// The service's logger: one line per event on stderr (or `sink`), as text or JSON lines,
+    /// through ``VaultLogHandler``. The HTTP server logs through a copy of it.
+    public static func vault(level: Logger.Level = .info, format: LogFormat = .text,
+                             sink: (@Sendable (String) -> Void)? = nil) -> Logger {
+        Logger(label: "session-vault") { _ in VaultLogHandler(level: level, format: format, sink: sink) }
+    }
+}
+
+/// The swift-log handler that writes the service's log: one line per event, as text
+/// (`TIME LEVEL message key=value …`) or as one JSON object (`time`, `level`, `msg`, then the
+/// metadata), with the metadata keys in sorted order.
 ///
 /// Secrets never reach it by construction: callers pass only non-secret metadata (names, ids,
 /// statuses, accessors); there is no API that takes a request body or header. Values are escaped
 /// so a hostile session name or path cannot forge log lines.
-public final class Log: Sendable {
-    /// Severity, lowest first.
-    public enum Level: Int, Sendable, Comparable, CaseIterable {
-        case debug, info, warning, error
-        public static func < (a: Level, b: Level) -> Bool { a.rawValue < b.rawValue }
-        var name: String {
-            switch self {
-            case .debug: return "debug"
-            case .info: return "info"
-            case .warning: return "warning"
-            case .error: return "error"
-            }
-        }
-        /// Parses `debug|info|warning|error`.
-        public init?(name: String) {
-            guard let l = Level.allCases.first(where: { $0.name == name.lowercased() }) else { return nil }
-            self = l
-        }
-    }
-
-    /// Output shape.
-    public enum Format: String, Sendable {
-        case text, json
-    }
-
-    private let level: Level
-    private let format: Format
-    private let lock = PThreadLocked(())
+public struct VaultLogHandler: LogHandler {
+    public var logLevel: Logger.Level
+    public var metadata: Logger.Metadata = [:]
+    private let format: LogFormat
     /// A caller's sink (tests); `nil`: lines go to stderr as bytes, without a `String` copy.
     private let sink: (@Sendable (String) -> Void)?
+    /// Held while a line is written: lines never interleave, whichever logger copy writes them.
+    private static let lock = Locked()
 
     /// - Parameter sink: where lines go (tests capture them); defaults to stderr.
-    public init(level: Level = .info, format: Format = .text, sink: (@Sendable (String) -> Void)? = nil) {
-        self.level = level
+    public init(level: Logger.Level = .info, format: LogFormat = .text, sink: (@Sendable (String) -> Void)? = nil) {
+        self.logLevel = level
         self.format = format
         self.sink = sink
     }
 
-    /// True when events at `level` are written.
-    public func enabled(_ level: Level) -> Bool { level >= self.level }
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
 
-    /// Writes one event. `fields` must hold only non-secret values.
-    public func log(_ level: Level, _ message: String, _ fields: [(String, String)] = []) {
-        guard enabled(level) else { return }
-        let time = Timestamp.rfc3339(milliseconds: Timestamp.nowMilliseconds())
+    public func log(event: LogEvent) {
+        var merged = metadata
+        if let extra = event.metadata, !extra.isEmpty { merged.merge(extra) { _, new in new } }
+        let fields = merged.sorted { $0.key < $1.key }.map { ($0.key, $0.value.description) }
+        let line = Self.line(time: WallClock.nowMilliseconds(), level: event.level, message: event.message.description,
+                             fields: fields, format: format)
+        Self.lock.withLock {
+            if let sink {
+                sink(String(decoding: line, as: UTF8.self))
+            } else {
+                Self.writeToStderr(line)
+            }
+        }
+    }
+
+    /// One event as a line, ending in a line feed.
+    static func line(time milliseconds: Int64, level: Logger.Level, message: String, fields: [(String, String)],
+                     format: LogFormat) -> [UInt8] {
+        let time = Timestamp.rfc3339(milliseconds: milliseconds)
         var line: [UInt8]
         switch format {
         case .text:
@@ -64,7 +90,7 @@ public final class Log: Sendable {
             line.reserveCapacity(96 + message.utf8.count + fields.reduce(0) { $0 + $1.0.utf8.count + $1.1.utf8.count + 4 })
             line.append(contentsOf: time.utf8)
             line.append(UInt8(ascii: " "))
-            line.append(contentsOf: level.name.utf8)
+            line.append(contentsOf: level.rawValue.utf8)
             line.append(UInt8(ascii: " "))
             Self.appendEscaped(message, to: &line)
             for (k, v) in fields {
@@ -74,18 +100,12 @@ public final class Log: Sendable {
                 Self.appendQuotedIfNeeded(v, to: &line)
             }
         case .json:
-            var members: [(String, JSONValue)] = [("time", .string(time)), ("level", .string(level.name)), ("msg", .string(message))]
+            var members: [(String, JSONValue)] = [("time", .string(time)), ("level", .string(level.rawValue)), ("msg", .string(message))]
             for (k, v) in fields { members.append((k, .string(v))) }
             line = JSONWriter.encode(.object(members))
         }
         line.append(UInt8(ascii: "\n"))
-        lock.withLock { _ in
-            if let sink {
-                sink(String(decoding: line, as: UTF8.self))
-            } else {
-                Self.writeToStderr(line)
-            }
-        }
+        return line
     }
 
     /// write(2) on fd 2 directly: the C `stderr` FILE* is global mutable state to Swift.
@@ -96,11 +116,6 @@ public final class Log: Sendable {
             if n > 0 { offset += n } else if n < 0 && errno == EINTR { continue } else { break }
         }
     }
-
-    public func debug(_ m: String, _ f: [(String, String)] = []) { log(.debug, m, f) }
-    public func info(_ m: String, _ f: [(String, String)] = []) { log(.info, m, f) }
-    public func warning(_ m: String, _ f: [(String, String)] = []) { log(.warning, m, f) }
-    public func error(_ m: String, _ f: [(String, String)] = []) { log(.error, m, f) }
 
     /// Appends `s` with line breaks and tabs escaped and other control characters replaced by
     /// `?`, so a value cannot forge a log line. Bytes from 0x80 up (the rest of UTF-8) pass
@@ -133,32 +148,10 @@ public final class Log: Sendable {
         quoted.append(UInt8(ascii: "\""))
         out.replaceSubrange(start..., with: quoted)
     }
-
-    static func escapeText(_ s: String) -> String {
-        var out: [UInt8] = []
-        appendEscaped(s, to: &out)
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    static func quoteIfNeeded(_ s: String) -> String {
-        var out: [UInt8] = []
-        appendQuotedIfNeeded(s, to: &out)
-        return String(decoding: out, as: UTF8.self)
-    }
 }
 
-/// Wall-clock helpers (UTC, no Foundation date formatting on the hot path).
+/// RFC 3339 formatting of wall-clock times (UTC, no Foundation date formatting on the hot path).
 public enum Timestamp {
-    /// Milliseconds since the Unix epoch.
-    public static func nowMilliseconds() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
-    }
-
-    /// Seconds since the Unix epoch.
-    public static func nowSeconds() -> Int64 { nowMilliseconds() / 1000 }
-
     /// `YYYY-MM-DDTHH:MM:SSZ` for Unix seconds.
     public static func rfc3339(seconds: Int64) -> String {
         format(seconds, milliseconds: nil)

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import Primitives
 import VaultCore
 
 /// Prometheus metrics for the service, rendered in text exposition format 0.0.4.
@@ -33,7 +34,7 @@ public final class Metrics: Sendable {
         var counters: [String: UInt64] = [:]
     }
 
-    private let state = PThreadLocked(State())
+    private let state = Locked(State())
 
     public init() {}
 
@@ -144,7 +145,7 @@ public final class AuthThrottle: Sendable {
     private let windowSeconds: Int64
     private let capacity: Int
     private let clock: @Sendable () -> UInt64
-    private let state = PThreadLocked(State())
+    private let state = Locked(State())
 
     /// - Parameters:
     ///   - maxFailures: failures answered 401 per window; later ones get 429.

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 public import HTTPServer
+public import Logging
 public import VaultCore
 import Dispatch
 
@@ -136,7 +137,7 @@ public final class VaultRouter: HTTPHandler {
     let vault: VaultService
     let metrics: Metrics
     let throttle: AuthThrottle
-    let log: Log
+    let log: Logger
     let serverState: HTTPServerState
     let info: ServiceInfo
     /// ``routes`` and the routes given at creation, compiled.
@@ -144,7 +145,7 @@ public final class VaultRouter: HTTPHandler {
 
     /// `routes`: more entries, served the same way after ``routes`` (the binary's black-box test
     /// routes under `/_test/`).
-    public init(vault: VaultService, info: ServiceInfo, serverState: HTTPServerState, log: Log,
+    public init(vault: VaultService, info: ServiceInfo, serverState: HTTPServerState, log: Logger,
                 metrics: Metrics = Metrics(), throttle: AuthThrottle = AuthThrottle(), routes: [Route] = []) {
         self.vault = vault
         self.info = info
@@ -220,10 +221,15 @@ public final class VaultRouter: HTTPHandler {
         // A 503 is a state the vault is in (sealed, draining, storage not writable), logged once
         // when it changes (ServiceRunner's watch), not on every probe or request it refuses.
         if response.status.code >= 500 && response.status.code != 503 {
-            log.error("request failed", [("method", request.method.rawValue), ("route", route), ("status", String(response.status.code))])
-        } else if log.enabled(.debug) {
-            log.debug("request", [("method", request.method.rawValue), ("route", route), ("status", String(response.status.code)),
-                                  ("remote", request.remoteAddress)])
+            log.error("request failed", metadata: [
+                "method": "\(request.method.rawValue)", "route": "\(route)", "status": "\(response.status.code)",
+            ])
+        } else {
+            // The metadata is built only when debug lines are written (swift-log's autoclosures).
+            log.debug("request", metadata: [
+                "method": "\(request.method.rawValue)", "route": "\(route)", "status": "\(response.status.code)",
+                "remote": "\(request.remoteAddress)",
+            ])
         }
     }
 
@@ -497,11 +503,11 @@ public final class VaultRouter: HTTPHandler {
             case .ioError:
                 // The storage itself failed (a disk error, a lost server): a state of the
                 // deployment, not a bug of the request. Logged with the engine's detail.
-                log.error("storage I/O failure", [("error", e.description)])
+                log.error("storage I/O failure", metadata: ["error": "\(e.description)"])
                 return Problem(status: 503, title: "Service Unavailable", detail: "storage failed to read or write; retry later",
                                headers: [("Retry-After", "30")])
             default:
-                log.error("storage failure", [("error", e.description)])
+                log.error("storage failure", metadata: ["error": "\(e.description)"])
                 return Problem(status: 500, title: "Internal Server Error", detail: "storage failure")
             }
         case .keyringChanged:

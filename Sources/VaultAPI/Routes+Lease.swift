@@ -2,6 +2,8 @@
 import Dispatch
 public import HTTPServer
 import VaultCore
+import Primitives
+import Logging
 
 /// `/v1/sessions/{name}/lease` (`docs/leases.md`): acquire (with a long poll and an export in
 /// the same answer), renew, release or break, read; and the fence every export and write of a
@@ -56,7 +58,7 @@ extension VaultRouter {
     /// The same acquisition answered synchronously (only when the route is not answered later).
     func acquireLeaseNow(_ request: HTTPRequest, _ name: SessionName, _ principal: Principal) throws(Problem) -> HTTPResponse {
         let answered = DispatchSemaphore(value: 0)
-        let box = PThreadLocked<Result<@Sendable () -> HTTPResponse, Problem>?>(nil)
+        let box = Locked<Result<@Sendable () -> HTTPResponse, Problem>?>(nil)
         try acquireLease(request, name, principal) { result in
             box.withLock { $0 = result }
             answered.signal()
@@ -142,7 +144,7 @@ extension VaultRouter {
             }
             try authorize(principal, .admin, session: nil, request)
             try vault.breakLease(name, context: context(principal, request))
-            log.info("lease broken", [("name", name.rawValue), ("accessor", principal.accessor)])
+            log.info("lease broken", metadata: ["name": "\(name.rawValue)", "accessor": "\(principal.accessor)"])
             return noContent()
         } catch let error as LeaseError {
             throw leaseProblem(error, name: name)

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import HTTPServer
 public import VaultCore
+import Logging
 
 // The end of a session's life (purging its tombstone), the root token's rotation, and the
 // bootstrap file's entries, which go through the same handlers as the API's requests.
@@ -29,7 +30,7 @@ extension VaultRouter {
             }
             throw problem(for: error, name: name)
         }
-        log.info("session purged", [("name", name.rawValue), ("accessor", principal.accessor)])
+        log.info("session purged", metadata: ["name": "\(name.rawValue)", "accessor": "\(principal.accessor)"])
         return noContent()
     }
 

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import HTTPServer
+import Logging
 import VaultCore
 
 extension VaultRouter {
@@ -107,7 +108,7 @@ extension VaultRouter {
 
     /// The 201 answer to a create (and its log line).
     private func created(_ stored: StoredSession, name: SessionName, format: SourceFormat, _ principal: Principal) -> HTTPResponse {
-        log.info("session created", [("name", name.rawValue), ("format", format.rawValue), ("accessor", principal.accessor)])
+        log.info("session created", metadata: ["name": "\(name.rawValue)", "format": "\(format.rawValue)", "accessor": "\(principal.accessor)"])
         return json(sessionJSON(stored), status: 201, headers: [
             ("Location", "/v1/sessions/\(name.rawValue)"), ("ETag", Self.etag(stored)),
         ])
@@ -309,7 +310,7 @@ extension VaultRouter {
         } catch {
             throw problem(for: error, name: name)
         }
-        log.info("session revoked", [("name", name.rawValue), ("accessor", principal.accessor)])
+        log.info("session revoked", metadata: ["name": "\(name.rawValue)", "accessor": "\(principal.accessor)"])
         return noContent()
     }
 

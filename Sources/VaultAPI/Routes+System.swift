@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import HTTPServer
+import Logging
+import Primitives
 import VaultCore
 
 extension VaultRouter {
@@ -49,7 +51,7 @@ extension VaultRouter {
             gauges.append((name: "sv_key_term", help: "Current data-key term.", labels: "", value: Double(terms.current)))
         }
         gauges.append((name: "sv_uptime_seconds", help: "Seconds since start.", labels: "",
-                       value: Double((Timestamp.nowMilliseconds() - info.startedAt) / 1000)))
+                       value: Double((WallClock.nowMilliseconds() - info.startedAt) / 1000)))
         let text = metrics.render(gauges: gauges) + leaseMetrics()
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "text/plain; version=0.0.4; charset=utf-8")
@@ -83,7 +85,7 @@ extension VaultRouter {
                 ("sessions", .int(Int64(counts.active))), ("revoked", .int(Int64(counts.revoked))),
                 ("tokens", .int(Int64(tokens.filter { $0.revokedAt == nil }.count))),
             ])),
-            ("uptime_seconds", .int((Timestamp.nowMilliseconds() - info.startedAt) / 1000)),
+            ("uptime_seconds", .int((WallClock.nowMilliseconds() - info.startedAt) / 1000)),
         ]))
     }
 
@@ -98,7 +100,7 @@ extension VaultRouter {
         try authorize(principal, .admin, session: nil, request)
         do {
             _ = try vault.rotate(context: context(principal, request))
-            log.info("key term rotated", [("accessor", principal.accessor)])
+            log.info("key term rotated", metadata: ["accessor": "\(principal.accessor)"])
             return json(Self.keyJSON(try vault.keyTerms()))
         } catch {
             throw problem(for: error, name: nil)
@@ -109,7 +111,7 @@ extension VaultRouter {
         try authorize(principal, .admin, session: nil, request)
         do {
             let n = try vault.rewrap(context: context(principal, request))
-            log.info("secrets rewrapped", [("count", String(n)), ("accessor", principal.accessor)])
+            log.info("secrets rewrapped", metadata: ["count": "\(n)", "accessor": "\(principal.accessor)"])
             return json(.object([("rewrapped", .int(Int64(n))), ("current_term", .int(Int64(try vault.keyTerms().current)))]))
         } catch {
             throw problem(for: error, name: nil)
@@ -177,7 +179,7 @@ extension VaultRouter {
         } catch {
             throw problem(for: error, name: nil)
         }
-        log.info("token created", [("accessor", issued.record.accessor)])
+        log.info("token created", metadata: ["accessor": "\(issued.record.accessor)"])
         var value = Self.tokenJSON(issued.record)
         if case .object(var members) = value {
             members.insert(("token", .string(issued.token)), at: 1)
@@ -261,7 +263,7 @@ extension VaultRouter {
         try validAccessor(accessor)
         do {
             _ = try vault.revokeToken(accessor: accessor, context: context(principal, request))
-            log.info("token revoked", [("accessor", accessor)])
+            log.info("token revoked", metadata: ["accessor": "\(accessor)"])
             return noContent()
         } catch {
             throw error == .notFound ? Problem.notFound("token '\(accessor)' does not exist") : problem(for: error, name: nil)

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+public import Logging
 
 /// Everything `session-vault serve` needs, resolved from the environment (12-factor) with
 /// command-line flags taking precedence. Pure: the executable passes in `environment` and the
@@ -45,8 +46,8 @@ public struct ServiceConfiguration: Equatable, Sendable {
     public var initialize: Bool
     /// A file of `name session_string` lines loaded into the vault at start.
     public var importFile: String?
-    public var logFormat: Log.Format
-    public var logLevel: Log.Level
+    public var logFormat: LogFormat
+    public var logLevel: Logger.Level
     /// `FULL` (default: nothing acknowledged is lost) or `NORMAL` (faster; may lose the last
     /// commits on power loss, never corrupts).
     public var synchronousFull: Bool
@@ -167,13 +168,13 @@ public struct ServiceConfiguration: Equatable, Sendable {
             rootToken = .storedOrGenerated
         }
 
-        let logFormat: Log.Format
+        let logFormat: LogFormat
         switch value(flags.logFormat, "SESSION_VAULT_LOG_FORMAT") ?? "text" {
         case "text": logFormat = .text
         case "json": logFormat = .json
         default: throw Error("SESSION_VAULT_LOG_FORMAT / --log-format must be 'text' or 'json'")
         }
-        guard let logLevel = Log.Level(name: value(flags.logLevel, "SESSION_VAULT_LOG_LEVEL") ?? "info") else {
+        guard let logLevel = Logger.Level(configurationName: value(flags.logLevel, "SESSION_VAULT_LOG_LEVEL") ?? "info") else {
             throw Error("SESSION_VAULT_LOG_LEVEL / --log-level must be debug, info, warning or error")
         }
 

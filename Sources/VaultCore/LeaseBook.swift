@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import Primitives
 import Dispatch
 
 /// What an acquisition or a renewal answers (never the lease id except at acquisition).
@@ -133,9 +134,9 @@ final class LeaseBook: Sendable {
         var statistics = LeaseStatistics()
     }
 
-    let state = PThreadLocked(State())
+    let state = Locked(State())
     /// Serialises the first load of the stored leases.
-    let loading = PThreadMutex()
+    let loading = Locked()
     /// Timer ticks and the asynchronous lease-row writes.
     let queue = DispatchQueue(label: "session-vault.leases")
     /// Monotonic nanoseconds.
@@ -187,7 +188,7 @@ final class LeaseBook: Sendable {
                         answer: @escaping @Sendable (Result<LeaseGrant, LeaseError>) -> Void, effects: inout [Effect]) {
         let previous = slot.epoch
         let held = Held(idHash: request.idHash, epoch: previous + 1, holder: request.holder, ttlSeconds: request.ttlSeconds,
-                        acquiredAt: VaultService.nowMilliseconds(),
+                        acquiredAt: WallClock.nowMilliseconds(),
                         deadline: now &+ UInt64(request.ttlSeconds) * nanosecondsPerSecond)
         slot.epoch = held.epoch
         slot.phase = .held(held)
@@ -197,7 +198,7 @@ final class LeaseBook: Sendable {
 
     /// The 409 for a slot that is not free now.
     static func busyError(_ slot: Slot, now: UInt64) -> LeaseError {
-        let wall = VaultService.nowMilliseconds()
+        let wall = WallClock.nowMilliseconds()
         switch slot.phase {
         case .held(let held):
             return .busy(holder: held.holder, expiresAt: wallTime(held.deadline, now: now, wall: wall),
@@ -223,6 +224,6 @@ final class LeaseBook: Sendable {
     /// What an acquisition or renewal answers about `held`.
     static func info(_ held: Held, now: UInt64) -> LeaseInfo {
         LeaseInfo(epoch: held.epoch, holder: held.holder, acquiredAt: held.acquiredAt,
-                  expiresAt: wallTime(held.deadline, now: now, wall: VaultService.nowMilliseconds()), ttlSeconds: held.ttlSeconds)
+                  expiresAt: wallTime(held.deadline, now: now, wall: WallClock.nowMilliseconds()), ttlSeconds: held.ttlSeconds)
     }
 }

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import Primitives
 import Dispatch
 
 /// Session leases (`docs/leases.md`): one holder per session, judged on the vault's monotonic

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import Primitives
 import Synchronization
 
 /// The audit log's actions: what `GET /v1/audit?action=` accepts.

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import Primitives
 
 // The update state of a session (what a client library needs to catch up on missed updates),
 // and a new auth key handed to a client: the storage-engine use cases of VaultService.

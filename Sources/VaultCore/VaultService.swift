@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Dispatch
+import Primitives
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -80,8 +81,8 @@ public struct IssuedToken: Sendable {
 public final class VaultService: Sendable {
     /// The storage engine.
     public let store: any SessionStore
-    private let state: PThreadLocked<KeyState>
-    private let tokenCache = PThreadLocked([[UInt8]: CachedToken]())
+    private let state: Locked<KeyState>
+    private let tokenCache = Locked([[UInt8]: CachedToken]())
     let clock: @Sendable () -> Int64
 
     /// Latest export time per session that may not be in the store yet (see ``flushExportTimes()``).
@@ -95,7 +96,7 @@ public final class VaultService: Sendable {
     /// each export is still written per export. A crash loses at most the last second of export
     /// times (the audit rows of those exports are committed within milliseconds); SIGTERM
     /// flushes them.
-    private let exportTimes = PThreadLocked(ExportTimes())
+    private let exportTimes = Locked(ExportTimes())
     /// True while a flush is scheduled.
     private let exportFlushScheduled = Atomic<Bool>(false)
     /// Serialises flushes (the timer's and the shutdown's).
@@ -104,14 +105,14 @@ public final class VaultService: Sendable {
     static let exportTimesFlushDelay = DispatchTimeInterval.seconds(1)
 
     /// Unauthenticated failures not yet written to the audit log (see ``auditAuthFailure(remoteAddress:throttled:)``).
-    private let authFailures = PThreadLocked(AuthFailureTally())
+    private let authFailures = Locked(AuthFailureTally())
     /// True while a write of ``authFailures`` is scheduled.
     private let authFailureFlushScheduled = Atomic<Bool>(false)
     /// How long unauthenticated failures gather before their audit rows are written.
     static let authFailureFlushDelay = DispatchTimeInterval.seconds(60)
     /// Runs the audit retention's prunes.
     private let retentionQueue = DispatchQueue(label: "VaultService.auditRetention", qos: .utility)
-    private let retentionTimer = PThreadLocked<(any DispatchSourceTimer)?>(nil)
+    private let retentionTimer = Locked<(any DispatchSourceTimer)?>(nil)
 
     private enum KeyState {
         /// The keyring and the stored generation it was read or last written at.
@@ -128,7 +129,7 @@ public final class VaultService: Sendable {
 
     /// Serialises the operations that change keys (rotate, rewrap, rekey) within this process;
     /// across processes, every keyring write is conditional on the generation it read.
-    private let keyChanges = PThreadMutex()
+    private let keyChanges = Locked()
     /// The leases (`VaultService+Leases.swift`).
     let leases = LeaseBook()
 
@@ -148,7 +149,7 @@ public final class VaultService: Sendable {
     public init(store: any SessionStore, master: MasterKey?, clock: (@Sendable () -> Int64)? = nil) throws(VaultError) {
         self.store = store
         self.waitHint = store as? any StoreWaitHint
-        let clock = clock ?? { VaultService.nowMilliseconds() }
+        let clock = clock ?? { WallClock.nowMilliseconds() }
         self.clock = clock
         let stored: StoredKeyring
         do { stored = try store.loadKeyring() } catch { throw VaultError(error) }
@@ -171,7 +172,7 @@ public final class VaultService: Sendable {
         } else {
             keyState = .sealed("no master key was configured")
         }
-        state = PThreadLocked(keyState)
+        state = Locked(keyState)
     }
 
     /// A new keyring persisted at `generation`; if another process created one meanwhile,
@@ -209,13 +210,6 @@ public final class VaultService: Sendable {
     deinit {
         // An active timer source outlives its last reference: stop the retention schedule.
         retentionTimer.withLock { $0?.cancel() }
-    }
-
-    /// Unix time in milliseconds.
-    public static func nowMilliseconds() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
     }
 
     // MARK: Seal state
@@ -294,7 +288,7 @@ public final class VaultService: Sendable {
         return token
     }
 
-    let rootHash = PThreadLocked<[UInt8]?>(nil)
+    let rootHash = Locked<[UInt8]?>(nil)
     /// True when the root token comes from configuration (it cannot be rotated through the API).
     let rootTokenConfigured = Atomic<Bool>(false)
 

@@ -3,6 +3,7 @@ import ArgumentParser
 import HTTPServer
 import VaultAPI
 import VaultCore
+import Logging
 
 /// The import (bootstrap) file of `serve` (`SESSION_VAULT_IMPORT_FILE`, `--import-file`): what a
 /// vault loads at every start, so that a memory vault on an ephemeral platform comes back with
@@ -43,7 +44,7 @@ struct BootstrapFile {
 
     /// Reads, parses and checks the file (see the type's documentation).
     /// - Throws: an `ExitCode` after logging why.
-    static func load(_ path: String, environment: [String: String], log: Log) throws -> BootstrapFile {
+    static func load(_ path: String, environment: [String: String], log: Logger) throws -> BootstrapFile {
         var bytes: [UInt8]
         do { bytes = try CLI.readFile(path) } catch {
             throw ServiceRunner.fail(log, error.status.rawValue, "cannot read the import file: \(error.message)")
@@ -136,7 +137,7 @@ struct BootstrapFile {
 
     /// Tries every entry on a throwaway memory vault, so that whatever the API would refuse
     /// stops the start now, before the real storage is opened or a root token printed.
-    private func rehearse(log: Log) throws {
+    private func rehearse(log: Logger) throws {
         let router: VaultRouter
         let store: any SessionStore
         do {
@@ -146,7 +147,7 @@ struct BootstrapFile {
                 vault: vault,
                 info: ServiceInfo(engine: "memory", path: nil, fallbackReason: nil, synchronous: "full",
                                   version: VaultVersion.current, startedAt: 0),
-                serverState: HTTPServerState(), log: Log(level: .error, sink: { _ in }))
+                serverState: HTTPServerState(), log: Logger.vault(level: .error, sink: { _ in }))
         } catch {
             throw ServiceRunner.fail(log, Exit.unavailable, "cannot check the import file: \(error)")
         }
@@ -156,14 +157,13 @@ struct BootstrapFile {
 
     /// Loads the entries into the vault behind `router` and logs one line saying what it did.
     /// - Throws: an `ExitCode` after logging why.
-    func apply(to router: VaultRouter, log: Log) throws {
+    func apply(to router: VaultRouter, log: Logger) throws {
         let counts = try run(on: router, log: log)
         log.info(
-            "import file loaded: \(counts.sessions) sessions and \(counts.tokens) tokens created, "
-                + "\(counts.existingSessions) sessions and \(counts.existingTokens) tokens already there",
-            [("sessions", String(counts.sessions)), ("tokens", String(counts.tokens)),
-             ("sessions_existing", String(counts.existingSessions)), ("tokens_existing", String(counts.existingTokens)),
-             ("entries", String(entries.count))])
+            "import file loaded: \(counts.sessions) sessions and \(counts.tokens) tokens created, \(counts.existingSessions) sessions and \(counts.existingTokens) tokens already there",
+            metadata: ["sessions": "\(counts.sessions)", "tokens": "\(counts.tokens)",
+                       "sessions_existing": "\(counts.existingSessions)", "tokens_existing": "\(counts.existingTokens)",
+                       "entries": "\(entries.count)"])
     }
 
     struct Counts {
@@ -173,7 +173,7 @@ struct BootstrapFile {
         var existingTokens = 0
     }
 
-    private func run(on router: VaultRouter, log: Log) throws -> Counts {
+    private func run(on router: VaultRouter, log: Logger) throws -> Counts {
         var counts = Counts()
         for entry in entries {
             do throws(Problem) {

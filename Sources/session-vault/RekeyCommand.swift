@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import ArgumentParser
 import Glibc
+import Logging
 import VaultAPI
 import VaultCore
 
@@ -39,7 +40,7 @@ struct RekeyCommand: ParsableCommand {
 
     func run() throws {
         let env = FileSystem.environment()
-        let log = Log()
+        let log = Logger.vault()
         var flags = ServiceConfiguration.Flags()
         flags.storage = storage
         flags.dataDirectory = dataDir

@@ -3,6 +3,7 @@ import ArgumentParser
 import Dispatch
 import Glibc
 import HTTPServer
+import Primitives
 import VaultAPI
 
 /// `session-vault serve`: runs the HTTP server until SIGTERM/SIGINT, then drains and exits 0.
@@ -187,6 +188,8 @@ struct ServeCommand: ParsableCommand {
 /// of the API's own route table (``VaultRouter/init(vault:info:serverState:log:metrics:throttle:routes:)``),
 /// so they are matched, placed, preflighted and counted as production routes are.
 ///   - `GET /_test/slow?ms=N` sleeps N ms (0...10000) on a handler thread, then 200 `ok`;
+///   - `GET /_test/slow-count` answers how many `/_test/slow` handlers have started so far: a test
+///     waits for that instead of sleeping before it signals or resets;
 ///   - `GET /_test/big?bytes=N` answers N bytes (0...8 MiB) of `abc…z` repeated, `application/octet-stream`;
 ///   - `POST /_test/echo-length` answers the received body length as decimal text.
 /// - Any other `/_test/` path → 404 problem+json (bad test-route parameters → 400).
@@ -196,15 +199,22 @@ enum TestRoutes {
 
     static let all: [Route] = [
         Route(.get, "/_test/slow", placement: .handlerThread, access: .open) { _, c in slow(c.request) },
+        Route(.get, "/_test/slow-count", placement: .loop, access: .open) { _, _ in
+            HTTPResponse(status: .ok, text: String(slowStarted.withLock { $0 }))
+        },
         Route(.get, "/_test/big", placement: .loop, access: .open) { _, c in big(c.request) },
         Route(.post, "/_test/echo-length", placement: .loop, access: .open, body: .any) { _, c in
             HTTPResponse(status: .ok, text: String(c.request.body.count))
         },
     ]
 
+    /// `/_test/slow` handlers started.
+    private static let slowStarted = Locked(0)
+
     private static func slow(_ request: HTTPRequest) -> HTTPResponse {
         guard let ms = request.queryValue("ms").flatMap({ Int($0) }), (0...maxSleepMilliseconds).contains(ms)
         else { return .problem(.badRequest, detail: "ms must be an integer in 0...10000") }
+        slowStarted.withLock { $0 += 1 }
         var remaining = timespec(tv_sec: ms / 1000, tv_nsec: (ms % 1000) * 1_000_000)
         var left = timespec()
         while nanosleep(&remaining, &left) != 0 && errno == EINTR { remaining = left }

@@ -3,6 +3,8 @@ import ArgumentParser
 import Dispatch
 import Glibc
 import HTTPServer
+import Logging
+import Primitives
 import VaultAPI
 import VaultCore
 
@@ -38,31 +40,30 @@ final class ServiceRunner {
         self.healthWatch = healthWatch
     }
 
-    static func fail(_ log: Log, _ code: Int32, _ message: String) -> ExitCode {
-        log.error(message)
+    static func fail(_ log: Logger, _ code: Int32, _ message: String) -> ExitCode {
+        log.error("\(message)")
         return ExitCode(code)
     }
 
     /// Starts everything or throws an `ExitCode` after logging why.
     static func start(flags: ServiceConfiguration.Flags, testRoutes: Bool) throws -> ServiceRunner {
-        let startedAt = Timestamp.nowMilliseconds()
+        let startedAt = WallClock.nowMilliseconds()
         let env = FileSystem.environment()
         let config: ServiceConfiguration
         do {
             config = try ServiceConfiguration.resolve(environment: env, flags: flags)
         } catch {
-            throw fail(Log(), Exit.config, "configuration error: \(error.message)")
+            throw fail(Logger.vault(), Exit.config, "configuration error: \(error.message)")
         }
-        let log = Log(level: config.logLevel, format: config.logFormat)
+        let log = Logger.vault(level: config.logLevel, format: config.logFormat)
 
         var http = HTTPServerConfiguration(host: config.host, port: config.port)
         http.maxBodyBytes = config.maxBodyBytes
         http.contentTooLargeAdvice = "raise the limit with SESSION_VAULT_MAX_BODY_BYTES"
         // The server's own messages (accept back-off, EMFILE, resets at debug) go through the
         // service's log, so a JSON log stream stays JSON.
-        http.logger = HTTPServerLogger(minimumLevel: httpLevel(config.logLevel)) { level, message in
-            log.log(logLevel(level), message, [("component", "http")])
-        }
+        http.logger = log
+        http.logger[metadataKey: "component"] = "http"
         do { try ServeCommand.applyEnvironment(to: &http) } catch {
             throw fail(log, Exit.config, "configuration error: \(error)")
         }
@@ -92,7 +93,7 @@ final class ServiceRunner {
         let state = HTTPServerState()
         let router = VaultRouter(vault: vault, info: info, serverState: state, log: log, routes: testRoutes ? TestRoutes.all : [])
         if let reason = vault.sealedReason {
-            log.error("THE VAULT IS SEALED: it serves no secrets until it is restarted with the right master key", [("reason", reason)])
+            log.error("THE VAULT IS SEALED: it serves no secrets until it is restarted with the right master key", metadata: ["reason": "\(reason)"])
         } else {
             try installRootToken(config, vault: vault, log: log)
             if let toImport { try toImport.apply(to: router, log: log) }
@@ -101,9 +102,9 @@ final class ServiceRunner {
         vault.startAuditRetention(days: config.auditRetentionDays) { result in
             switch result {
             case .success(let deleted) where deleted > 0:
-                log.info("audit retention: pruned old events", [("deleted", String(deleted)), ("days", String(config.auditRetentionDays))])
+                log.info("audit retention: pruned old events", metadata: ["deleted": "\(deleted)", "days": "\(config.auditRetentionDays)"])
             case .success: break
-            case .failure(let error): log.warning("audit retention: prune failed", [("error", "\(error)")])
+            case .failure(let error): log.warning("audit retention: prune failed", metadata: ["error": "\(error)"])
             }
         }
 
@@ -151,7 +152,7 @@ final class ServiceRunner {
         let address = server.localAddress ?? "\(config.host):\(config.port)"
         // The server itself has logged "listening on ADDRESS" (scripts and tests wait for it),
         // through `log`, so JSON logs stay one JSON object per line.
-        log.info("session-vault started", [("listen", address), ("storage", info.engine), ("version", VaultVersion.current)])
+        log.info("session-vault started", metadata: ["listen": "\(address)", "storage": "\(info.engine)", "version": "\(VaultVersion.current)"])
 
         return ServiceRunner(server: server, store: store, signalSources: sources, lock: lock,
                              healthWatch: watchHealth(of: store, vault: vault, log: log))
@@ -161,7 +162,7 @@ final class ServiceRunner {
     /// start failing (a full disk, a database file removed under the vault) or the vault seals
     /// itself (another process re-sealed the keyring), once more when writes work again. The
     /// requests refused meanwhile are not logged one by one.
-    static func watchHealth(of store: any SessionStore, vault: VaultService, log: Log) -> any DispatchSourceTimer {
+    static func watchHealth(of store: any SessionStore, vault: VaultService, log: Logger) -> any DispatchSourceTimer {
         let timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "session-vault.health"))
         nonisolated(unsafe) var last = StoreHealth()
         nonisolated(unsafe) var lastSealed = vault.sealedReason
@@ -169,7 +170,7 @@ final class ServiceRunner {
         timer.setEventHandler {
             let sealed = vault.sealedReason
             if sealed != lastSealed, let sealed {
-                log.error("THE VAULT IS SEALED: it serves no secrets until it is restarted with the right master key", [("reason", sealed)])
+                log.error("THE VAULT IS SEALED: it serves no secrets until it is restarted with the right master key", metadata: ["reason": "\(sealed)"])
             }
             lastSealed = sealed
             let now = store.health()
@@ -177,9 +178,9 @@ final class ServiceRunner {
             guard now != last else { return }
             if now.failed {
                 log.error("STORAGE FAILURE: the vault can no longer write its data; readiness fails until a restart",
-                          [("reason", now.reason ?? "unknown")])
+                          metadata: ["reason": "\(now.reason ?? "unknown")"])
             } else if !now.writable {
-                log.error("storage is not writable: writes answer 503 until it is", [("reason", now.reason ?? "unknown")])
+                log.error("storage is not writable: writes answer 503 until it is", metadata: ["reason": "\(now.reason ?? "unknown")"])
             } else {
                 log.info("storage is writable again")
             }
@@ -193,11 +194,11 @@ final class ServiceRunner {
         var name = [CChar](repeating: 0, count: 256)
         let host = gethostname(&name, name.count - 1) == 0
             ? String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "unknown host"
-        return "pid \(getpid()) (session-vault \(command)) on \(host) since \(Timestamp.rfc3339(milliseconds: Timestamp.nowMilliseconds()))"
+        return "pid \(getpid()) (session-vault \(command)) on \(host) since \(Timestamp.rfc3339(milliseconds: WallClock.nowMilliseconds()))"
     }
 
     /// Takes the file vault's one-process lock, or throws the exit that says who holds it.
-    static func lockVault(_ path: String, command: String, log: Log) throws -> VaultFileLock {
+    static func lockVault(_ path: String, command: String, log: Logger) throws -> VaultFileLock {
         do {
             return try VaultFileLock(databasePath: path, holder: holderLine(command))
         } catch .held(let holder) {
@@ -207,32 +208,14 @@ final class ServiceRunner {
         }
     }
 
-    static func inUse(_ path: String, holder: String, command: String, log: Log) -> ExitCode {
+    static func inUse(_ path: String, holder: String, command: String, log: Logger) -> ExitCode {
         fail(log, Exit.inUse, "refusing to \(command): \(path) is in use by \(holder.isEmpty ? "another process" : holder); "
              + "one process at a time opens a vault file (stop it first)")
     }
 
-    static func httpLevel(_ level: Log.Level) -> HTTPLogLevel {
-        switch level {
-        case .debug: return .debug
-        case .info: return .info
-        case .warning: return .warning
-        case .error: return .error
-        }
-    }
-
-    static func logLevel(_ level: HTTPLogLevel) -> Log.Level {
-        switch level {
-        case .debug: return .debug
-        case .info: return .info
-        case .warning: return .warning
-        case .error: return .error
-        }
-    }
-
     // MARK: Storage
 
-    static func openStorage(_ config: ServiceConfiguration, log: Log, startedAt: Int64) throws
+    static func openStorage(_ config: ServiceConfiguration, log: Logger, startedAt: Int64) throws
         -> (any SessionStore, ServiceInfo, VaultFileLock?)
     {
         let options = StoreFactory.Options(durableCommits: config.synchronousFull)
@@ -296,7 +279,7 @@ final class ServiceRunner {
             if config.requirePersistence {
                 throw fail(log, Exit.cannotCreate, "refusing to start without persistence (--require-persistence): \(why)")
             }
-            log.error("FALLING BACK TO MEMORY STORAGE: nothing will survive a restart", [("reason", why)])
+            log.error("FALLING BACK TO MEMORY STORAGE: nothing will survive a restart", metadata: ["reason": "\(why)"])
             return try memory(why)
         }
     }
@@ -306,7 +289,7 @@ final class ServiceRunner {
     /// a master key beside a database that is gone, and an existing database this process cannot
     /// write (the memory fallback is only for a vault that has nothing yet). `--initialize`
     /// allows the first two.
-    static func checkExistingData(_ path: String, existing: Bool, config: ServiceConfiguration, log: Log) throws {
+    static func checkExistingData(_ path: String, existing: Bool, config: ServiceConfiguration, log: Logger) throws {
         let dir = FileSystem.parentDirectory(of: path)
         let initialize = "restore it from a backup, or start a new, empty vault with --initialize (SESSION_VAULT_INITIALIZE=true)"
         if existing {
@@ -329,7 +312,7 @@ final class ServiceRunner {
 
     // MARK: Keys
 
-    static func loadMasterKey(_ config: ServiceConfiguration, store: any SessionStore, log: Log,
+    static func loadMasterKey(_ config: ServiceConfiguration, store: any SessionStore, log: Logger,
                               memoryFallback: Bool = false) throws -> MasterKey? {
         switch config.masterKey {
         case .environment(let text):
@@ -341,8 +324,10 @@ final class ServiceRunner {
             return try readKeyFile(path, store: store, log: log, source: "SESSION_VAULT_MASTER_KEY_FILE")
         case .ephemeral:
             if config.dev {
-                log.warning("DEVELOPMENT MODE (--dev): memory storage and a throwaway master key; every session, token "
-                            + "and key is gone when the process stops. Never use it for real accounts")
+                log.warning("""
+                    DEVELOPMENT MODE (--dev): memory storage and a throwaway master key; every session, token \
+                    and key is gone when the process stops. Never use it for real accounts
+                    """)
             } else {
                 log.warning("using a throwaway master key: memory storage keeps nothing anyway")
             }
@@ -359,14 +344,16 @@ final class ServiceRunner {
             }
             let hasKeyring = ((try? store.loadKeyTerms()) ?? []).isEmpty == false
             if hasKeyring {
-                log.error("the master key file is missing but the database has a keyring; not generating a new key", [("path", path)])
+                log.error("the master key file is missing but the database has a keyring; not generating a new key", metadata: ["path": "\(path)"])
                 return nil
             }
             do {
                 let key = try MasterKey.generate()
                 try writeSecretFile(path, contents: key.base64() + "\n")
-                log.warning("GENERATED A NEW MASTER KEY next to the data. Anyone who can read both can open every session: "
-                            + "move it to a secret store and pass SESSION_VAULT_MASTER_KEY_FILE in production", [("path", path)])
+                log.warning("""
+                    GENERATED A NEW MASTER KEY next to the data. Anyone who can read both can open every session: \
+                    move it to a secret store and pass SESSION_VAULT_MASTER_KEY_FILE in production
+                    """, metadata: ["path": "\(path)"])
                 return key
             } catch {
                 throw fail(log, Exit.cannotCreate, "cannot write the master key file \(path): \(error)")
@@ -374,14 +361,14 @@ final class ServiceRunner {
         }
     }
 
-    static func readKeyFile(_ path: String, store: any SessionStore, log: Log, source: String) throws -> MasterKey {
+    static func readKeyFile(_ path: String, store: any SessionStore, log: Logger, source: String) throws -> MasterKey {
         guard var bytes = try? CLI.readFile(path) else {
             store.close()
             throw fail(log, Exit.config, "configuration error: cannot read the master key file \(path)")
         }
         defer { SecretBytes.wipe(&bytes) }
         if let mode = FileSystem.permissions(path), mode & 0o077 != 0 {
-            log.warning("the master key file is readable by other users; chmod 600 it", [("path", path)])
+            log.warning("the master key file is readable by other users; chmod 600 it", metadata: ["path": "\(path)"])
         }
         do { return try MasterKey(base64UTF8: bytes, source: source) } catch {
             store.close()
@@ -401,7 +388,7 @@ final class ServiceRunner {
 
     // MARK: Root token
 
-    static func installRootToken(_ config: ServiceConfiguration, vault: VaultService, log: Log) throws {
+    static func installRootToken(_ config: ServiceConfiguration, vault: VaultService, log: Logger) throws {
         var configured: String?
         switch config.rootToken {
         case .environment(let t): configured = t

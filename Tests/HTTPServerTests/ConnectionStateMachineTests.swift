@@ -280,6 +280,91 @@ struct ConnectionStateMachineTests {
         #expect(!machine.wantsRead && machine.idleSince == 0)
     }
 
+    // MARK: - Half-close
+
+    @Test func aHalfCloseWhileIdleOrMidRequestClosesAtOnce() {
+        let clock = Clock()
+        var idle = Self.accepted(clock)
+        let r1 = idle.peerClosedWriting()
+        #expect(r1 == .close)
+
+        var reading = Self.accepted(clock)
+        reading.bytesReceived(now: clock.now)  // an incomplete head: dropped (RFC 9112 §6.3)
+        let r2 = reading.peerClosedWriting()
+        #expect(r2 == .close)
+    }
+
+    @Test func aHalfCloseDuringAHandlerFinishesTheResponseThenCloses() {
+        var clock = Clock()
+        var machine = Self.accepted(clock)
+        machine.bytesReceived(now: clock.now)
+        machine.headReceived(hasBody: false, now: clock.now)
+        machine.requestComplete()
+        machine.requestCounted()
+        machine.handlerStarted(now: clock.now)
+        let r = machine.peerClosedWriting()
+        #expect(r == .finishThenClose)
+        #expect(machine.phase == .handling && machine.deadlineKind == .handler)  // still answered
+        clock.advance(seconds: 1)
+        let answered = machine.handlerFinished()
+        #expect(answered)
+        machine.responseQueued(close: false, peerMaySend: true)
+        // Sent, then closed: no keep-alive wait for a request that cannot come.
+        let action = machine.flushed(atRequestBoundary: true, now: clock.now)
+        #expect(action == .close)
+    }
+
+    @Test func aHalfCloseWhileWritingStillAnswersPipelinedRequestsThenCloses() {
+        var clock = Clock()
+        var machine = Self.accepted(clock)
+        Self.serveOne(&machine, clock)
+        let r0 = machine.peerClosedWriting()
+        #expect(r0 == .finishThenClose)
+        // A complete request is buffered behind the response: it is answered too.
+        let r1 = machine.flushed(atRequestBoundary: false, now: clock.now)
+        #expect(r1 == .readNext)
+        clock.advance(seconds: 1)
+        machine.headReceived(hasBody: false, now: clock.now)
+        machine.requestComplete()
+        machine.requestCounted()
+        machine.responseQueued(close: false, peerMaySend: true)
+        let r2 = machine.flushed(atRequestBoundary: true, now: clock.now)
+        #expect(r2 == .close)
+    }
+
+    @Test func aClosingResponseAfterAHalfCloseClosesWithoutLingering() {
+        var clock = Clock()
+        var machine = Self.accepted(clock)
+        machine.bytesReceived(now: clock.now)
+        machine.headReceived(hasBody: false, now: clock.now)
+        machine.requestComplete()
+        machine.requestCounted()
+        machine.handlerStarted(now: clock.now)
+        let r = machine.peerClosedWriting()
+        #expect(r == .finishThenClose)
+        // The handler overruns: the 503 still goes out, and then the connection closes (the
+        // peer sends nothing more, so there is nothing to linger for).
+        clock.advance(seconds: 4)
+        let deadline = machine.deadlineReached(now: clock.now, inputPending: Self.nothingPending)
+        #expect(deadline == .send503)
+        machine.errorQueued()
+        let flushed = machine.flushed(atRequestBoundary: true, now: clock.now)
+        #expect(flushed == .close)
+        #expect(machine.phase != .lingering)
+
+        // Without a half-close the same 503 lingers.
+        var other = Self.accepted(clock)
+        other.bytesReceived(now: clock.now)
+        other.headReceived(hasBody: false, now: clock.now)
+        other.requestComplete()
+        other.handlerStarted(now: clock.now)
+        clock.advance(seconds: 4)
+        _ = other.deadlineReached(now: clock.now, inputPending: Self.nothingPending)
+        other.errorQueued()
+        let lingers = other.flushed(atRequestBoundary: true, now: clock.now)
+        #expect(lingers == .shutDownWriteAndLinger)
+    }
+
     // MARK: - Shedding eligibility (issue 14 item 3)
 
     @Test func idleConnectionsAndHeadsInProgressMayBeShedNothingElse() {

@@ -2,6 +2,8 @@
 import Dispatch
 import Glibc
 @testable import HTTPServer
+import Logging
+import Primitives
 import Synchronization
 import Testing
 
@@ -448,7 +450,7 @@ struct ConnectionTests {
         var configuration = Self.configuration(inline: inline)
         configuration.host = "127.0.0.1"
         configuration.port = 0
-        configuration.logger = .disabled
+        configuration.logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         // Neither the handler deadline nor the drain deadline is under test: make them unreachable,
         // so a slow machine cannot turn the in-flight request into a 503 or a force-close.
         configuration.handlerTimeout = .seconds(600)
@@ -486,7 +488,7 @@ struct ConnectionTests {
         var configuration = HTTPServerConfiguration.forTests  // no connection deadline can close it first
         configuration.host = "127.0.0.1"
         configuration.port = 0
-        configuration.logger = .disabled
+        configuration.logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         let server = HTTPServer(configuration: configuration, handler: echoTargetHandler)
         try server.start()
         let client = try TestClient(port: server.port)
@@ -507,7 +509,7 @@ struct ConnectionTests {
             var configuration = HTTPServerConfiguration.forTests
             configuration.host = "127.0.0.1"
             configuration.port = server.port
-            configuration.logger = .disabled
+            configuration.logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
             let second = HTTPServer(configuration: configuration, handler: echoTargetHandler)
             #expect(throws: HTTPServerError.systemCall(call: "bind", errno: EADDRINUSE)) { try second.start() }
             #expect(throws: HTTPServerError.alreadyStarted) { try second.start() }
@@ -519,7 +521,7 @@ struct ConnectionTests {
 
     @Test func servesOverIPv6Loopback() async throws {
         var configuration = HTTPServerConfiguration(host: "::1", port: 0)
-        configuration.logger = .disabled
+        configuration.logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         let server = HTTPServer(configuration: configuration, handler: echoTargetHandler)
         do {
             try server.start()

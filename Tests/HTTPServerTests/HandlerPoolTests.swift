@@ -2,6 +2,7 @@
 import Dispatch
 import Glibc
 @testable import HTTPServer
+import Primitives
 import Synchronization
 import Testing
 

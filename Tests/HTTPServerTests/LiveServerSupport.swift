@@ -2,6 +2,7 @@
 import Dispatch
 import Glibc
 import HTTPServer
+import Logging
 import Synchronization
 import Testing
 
@@ -28,7 +29,7 @@ func withServer<T>(
     var configuration = configuration
     configuration.host = "127.0.0.1"
     configuration.port = 0
-    configuration.logger = .disabled
+    configuration.logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
     let server = HTTPServer(configuration: configuration, state: state, handler: handler)
     try server.start()
     do {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import Dispatch
 @testable import HTTPServer
+import Primitives
 import Testing
 
 /// A handler that answers some requests later (``HTTPPlacement/deferred``): paths starting

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import Logging
 import Testing
 import HTTPServer
 @testable import VaultAPI
@@ -92,9 +93,9 @@ import HTTPServer
 @Suite struct LogTextTests {
     @Test func linesAreEscapedAndQuoted() {
         let lines = LogCapture()
-        let log = Log(level: .info, format: .text, sink: { line in lines.append(line) })
-        log.info("session\ncreated", [("name", "a b"), ("q", "say \"hi\""), ("eq", "k=v"), ("empty", ""),
-                                      ("plain", "s-1.x"), ("ctl", "a\u{1}b\tc\u{7F}"), ("uni", "zürich")])
+        let log = Logger.vault(level: .info, format: .text, sink: { line in lines.append(line) })
+        log.info("session\ncreated", metadata: ["name": "a b", "q": "say \"hi\"", "eq": "k=v", "empty": "",
+                                                "plain": "s-1.x", "ctl": "a\u{1}b\tc\u{7F}", "uni": "zürich"])
         log.debug("not written")
         let written = lines.lines
         #expect(written.count == 1)
@@ -102,7 +103,7 @@ import HTTPServer
         // `YYYY-MM-DDTHH:MM:SS.mmmZ info ` then the escaped message and fields.
         #expect(line.utf8.count > 25 && line.dropFirst(24).hasPrefix(" info session\\ncreated "))
         #expect(line.hasSuffix(
-            #" name="a b" q="say \"hi\"" eq="k=v" empty="" plain=s-1.x ctl=a?b\tc? uni=zürich"# + "\n"))
+            #" ctl=a?b\tc? empty="" eq="k=v" name="a b" plain=s-1.x q="say \"hi\"" uni=zürich"# + "\n"))
         #expect(line.filter { $0 == "\n" }.count == 1)
     }
 }

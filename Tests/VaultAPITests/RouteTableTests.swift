@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 import Glibc
 @testable import HTTPServer
+import Logging
+import Primitives
 import Synchronization
 import Testing
 @testable import VaultAPI
@@ -125,7 +127,7 @@ import VaultCore
         var configuration = HTTPServerConfiguration()
         configuration.host = "127.0.0.1"
         configuration.port = 0
-        configuration.logger = .disabled
+        configuration.logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         configuration.inlineHandlerLimit = 1_000  // no other suite's inline handlers can push /x/loop off the loop
         let server = HTTPServer(configuration: configuration, state: HTTPServerState(), handler: h.router)
         try server.start()

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
+import Logging
+import Primitives
 import Synchronization
 import HTTPServer
 import Testing
@@ -29,7 +31,7 @@ import VaultCore
             router = VaultRouter(
                 vault: vault,
                 info: ServiceInfo(engine: "memory", path: nil, fallbackReason: nil, synchronous: "full", version: "test", startedAt: 0),
-                serverState: HTTPServerState(), log: Log(level: .debug, format: .json, sink: { capture.append($0) }),
+                serverState: HTTPServerState(), log: Logger.vault(level: .debug, format: .json, sink: { capture.append($0) }),
                 throttle: throttle, routes: routes)
         }
 
@@ -204,11 +206,10 @@ import VaultCore
     }
 }
 
-final class LogCapture: @unchecked Sendable {
-    private let lock = NSLock()
-    private var captured: [String] = []
-    func append(_ s: String) { lock.lock(); captured.append(s); lock.unlock() }
-    var lines: [String] { lock.lock(); defer { lock.unlock() }; return captured }
+final class LogCapture: Sendable {
+    private let captured = Locked<[String]>([])
+    func append(_ s: String) { captured.withLock { $0.append(s) } }
+    var lines: [String] { captured.withLock { $0 } }
     var text: String { lines.joined() }
 }
 

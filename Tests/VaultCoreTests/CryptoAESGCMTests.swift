@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import Primitives
 import Testing
 import VaultCore
 
@@ -345,7 +346,7 @@ struct CryptoAESGCMTests {
         #expect(try AESGCM.open(key: keys[0], nonce: nonce, ciphertext: expected[0].ciphertext, tag: expected[0].tag, aad: [1])
             .copyBytes() == plaintext)
         // Many threads, each switching keys and failing now and then.
-        let wrong = Shared(0)
+        let wrong = Locked(0)
         await onThreads(6) { thread in
             for i in 0..<150 {
                 let k = (i + thread) % 2

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import Primitives
 import Testing
 @testable import VaultCore
 
@@ -182,7 +183,7 @@ struct CryptoTokenDigestTests {
         #expect(Hex.encode(case1.mac("Hi There".utf8)) == answer1)
         let empty = try #require(HMACSHA256Key(SecretBytes([UInt8]())))
         #expect(Hex.encode(empty.mac([UInt8]())) == "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad")
-        let wrong = Shared(0)
+        let wrong = Locked(0)
         await onThreads(8) { _ in
             for _ in 0..<200 where Hex.encode(case1.mac(Array("Hi There".utf8))) != answer1 {
                 wrong.withLock { $0 += 1 }

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
+import Primitives
 import Synchronization
 import Testing
 @testable import VaultCore
@@ -202,7 +203,7 @@ import Testing
                 _ = try store.appendAudit(AuditEvent(time: time, accessor: "root", action: "test", sessionName: nil,
                                                      remoteAddress: nil, outcome: "ok", detail: nil))
             }
-            let pruned = Shared<[Int]>([])
+            let pruned = Locked<[Int]>([])
             vault.startAuditRetention(days: 30) { result in
                 if case .success(let n) = result { pruned.withLock { $0.append(n) } }
             }

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
+import Primitives
 import Testing
 @testable import VaultCore
 
@@ -104,9 +105,8 @@ private struct TwoProcesses {
     }
 }
 
-private final class LockedArray: @unchecked Sendable {
-    private let lock = NSLock()
-    private var items: [Result<UInt32, any Error>] = []
-    func append(_ item: Result<UInt32, any Error>) { lock.withLock { items.append(item) } }
-    var values: [Result<UInt32, any Error>] { lock.withLock { items } }
+private final class LockedArray: Sendable {
+    private let items = Locked<[Result<UInt32, any Error>]>([])
+    func append(_ item: Result<UInt32, any Error>) { items.withLock { $0.append(item) } }
+    var values: [Result<UInt32, any Error>] { items.withLock { $0 } }
 }

@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 import Dispatch
+import Primitives
 import Testing
 @testable import VaultCore
 
 /// Collects the results of asynchronous inserts and lets a test wait for them (bounded).
 private final class Outcomes: Sendable {
-    private let results = Shared<[String: Result<StoredSession, StorageError>]>([:])
+    private let results = Locked<[String: Result<StoredSession, StorageError>]>([:])
     private let arrived = DispatchSemaphore(value: 0)
 
     func record(_ name: String, _ result: Result<StoredSession, StorageError>) {
@@ -131,7 +132,7 @@ private final class Outcomes: Sendable {
     func createLaterSealsCommitsAndAudits(_ kind: StoreKind) throws {
         try withStore(kind) { store, _ in
             let vault = try VaultService(store: store, master: try MasterKey.generate())
-            let results = Shared<[Result<StoredSession, VaultError>]>([])
+            let results = Locked<[Result<StoredSession, VaultError>]>([])
             let done = DispatchSemaphore(value: 0)
             let n = try SessionName("later")
             let key = randomBytes(256)

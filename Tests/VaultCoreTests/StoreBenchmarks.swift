@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import Dispatch
 import Foundation
+import Primitives
 import Testing
 import VaultCore
 
@@ -51,7 +52,7 @@ struct StoreBenchmarks {
     /// calling threads spent (their own CPU clocks, summed: on a shared machine this is the
     /// steadier figure; it leaves out work done on the writer queue's thread by deferred kicks).
     private func timed(_ threads: Int, _ body: @escaping @Sendable (Int) -> Void) async -> (UInt64, UInt64) {
-        let cpu = Shared<UInt64>(0)
+        let cpu = Locked<UInt64>(0)
         let start = DispatchTime.now().uptimeNanoseconds
         await onThreads(threads) { t in
             let before = Self.threadCPUTime()

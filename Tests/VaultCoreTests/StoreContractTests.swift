@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import Primitives
 import Testing
 import VaultCore
 
@@ -176,9 +177,7 @@ struct StoreContractTests {
             #expect(stored.version == 1)
             #expect(throws: StorageError.notFound) { try store.markExported(name("nope"), at: 1) }
 
-            store.enqueue(.markExported(try name("exp"), at: 900))
-            store.enqueue(.markExported(try name("nope"), at: 900))  // ignored
-            try store.flush()
+            try store.markExported([(stored.id, 900), (SessionID.random(), 900)])  // a missing id is ignored
             #expect(try store.session(named: name("exp"))?.lastExportedAt == 900)
             #expect(store.deferredFailures == 0)
         }
@@ -442,7 +441,7 @@ struct StoreContractTests {
         let store = try engine.open(dir)
         defer { store.close() }
         try store.insert(try StoredSession.make("taken"))
-        let outcomes = Shared<[String: StorageError?]>([:])
+        let outcomes = Locked<[String: StorageError?]>([:])
         await onThreads(8) { index in
             for round in 0..<25 {
                 // Every 5th insert reuses a taken name.

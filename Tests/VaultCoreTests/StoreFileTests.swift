@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
+import Primitives
 import Synchronization
 import Testing
 @testable import VaultCore
@@ -22,7 +23,8 @@ struct StoreFileTests {
             #expect(try store.appendKeyTerm(term, ifGeneration: 0) == 1)
             try store.setMeta("check", value: [1, 2])
             _ = try store.appendAudit(AuditEvent(time: 1, action: "create", outcome: "ok"))
-            store.enqueue(.markExported(session.name, at: 77))
+            try store.markExported([(session.id, 77)])
+            store.enqueue(.audit(AuditEvent(time: 2, action: "export", outcome: "ok")))
             store.close()
         }
         // A clean close checkpoints and removes the WAL.
@@ -36,7 +38,8 @@ struct StoreFileTests {
         #expect(try store.token(hash: token.hash) == token)
         #expect(try store.loadKeyTerms() == [term])
         #expect(try store.meta("check") == [1, 2])
-        #expect(try store.auditEvents(before: nil, limit: 5).map(\.event.action) == ["create"])
+        // The deferred audit row was committed by the close.
+        #expect(try store.auditEvents(before: nil, limit: 5).map(\.event.action) == ["export", "create"])
     }
 
     @Test func anEmptyFileIsMigratedToTheCurrentSchema() throws {
@@ -197,9 +200,9 @@ struct StoreFileTests {
         let dir = try TempDir()
         let path = dir.file("vault.db")
         let store = try SQLiteSessionStore(.file(path))
-        let errors = Shared<[String]>([])
-        let acknowledged = Shared<[String: Int64]>([:])  // name → last acknowledged apiID
-        let revoked = Shared<Set<String>>([])
+        let errors = Locked<[String]>([])
+        let acknowledged = Locked<[String: Int64]>([:])  // name → last acknowledged apiID
+        let revoked = Locked<Set<String>>([])
         await onThreads(8) { thread in
             var mine: [StoredSession] = []
             for op in 0..<500 {

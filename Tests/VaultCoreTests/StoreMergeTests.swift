@@ -5,8 +5,8 @@ import Synchronization
 import Testing
 @testable import VaultCore
 
-/// Deferred writes of the read paths are merged by the writer (multi-row audit INSERTs, one
-/// `last_exported_at` row per session): nothing may be lost, reordered or moved backwards.
+/// Deferred audit rows of the read paths are merged by the writer into multi-row INSERTs: none
+/// may be lost or reordered.
 @Suite struct StoreMergeTests {
     /// A store whose idle writer never kicks by itself: every deferred write waits for `flush`,
     /// so all of them land in one batch.
@@ -32,39 +32,15 @@ import Testing
     }
 
     @Test(arguments: [StoreKind.file, .memory])
-    func coalescedExportTimesKeepTheLatest(_ kind: StoreKind) throws {
-        try withStore(kind, configuration: Self.held) { store, _ in
-            try store.insert(.make("alpha"), peers: [])
-            try store.insert(.make("beta"), peers: [])
-            var late = try StoredSession.make("gamma")
-            late.lastExportedAt = 9_000
-            try store.insert(late, peers: [])
-            // alpha: ascending, the last one wins; beta: the latest is not the last submitted;
-            // gamma: already later than anything submitted, must not move backwards.
-            for time in [100, 200, 300] as [Int64] { store.enqueue(.markExported(try name("alpha"), at: time)) }
-            for time in [500, 700, 600] as [Int64] { store.enqueue(.markExported(try name("beta"), at: time)) }
-            store.enqueue(.markExported(try name("gamma"), at: 8_000))
-            store.enqueue(.markExported(try name("missing"), at: 1))
-            try store.flush()
-            #expect(try store.session(named: name("alpha"))?.lastExportedAt == 300)
-            #expect(try store.session(named: name("beta"))?.lastExportedAt == 700)
-            #expect(try store.session(named: name("gamma"))?.lastExportedAt == 9_000)
-            #expect(store.mergedRuns >= 1)
-            let stats = store.statistics()
-            #expect(stats.deferredFailures == 0)
-            #expect(stats.committedWrites >= 8)
-        }
-    }
-
-    @Test(arguments: [StoreKind.file, .memory])
     func mergedAuditRowsKeepSubmissionOrder(_ kind: StoreKind) throws {
         try withStore(kind, configuration: Self.held) { store, _ in
             try store.insert(.make("alpha"), peers: [])
-            // 300 rows: chunks of 128 + 128 + 32 + 8 + 4, interleaved with export marks.
+            // 300 rows: chunks of 128 + 128 + 32 + 8 + 4, interleaved with deferred writes that are
+            // not merged (a token expiry; no such token, so it changes nothing).
             let total = 300
             for i in 0..<total {
                 store.enqueue(.audit(Self.event("e\(i)", time: Int64(i))))
-                if i % 7 == 0 { store.enqueue(.markExported(try name("alpha"), at: Int64(i))) }
+                if i % 7 == 0 { store.enqueue(.expireToken(accessor: "none", at: Int64(i))) }
             }
             try store.flush()
             // A blocking append after them gets the next id.
@@ -78,7 +54,6 @@ import Testing
             #expect(rows.last?.id == last)
             #expect(zip(rows, rows.dropFirst()).allSatisfy { $0.id < $1.id })
             #expect(rows.first?.event == Self.event("e0", time: 0))
-            #expect(try store.session(named: name("alpha"))?.lastExportedAt == 294)
             #expect(store.mergedRuns >= 1)
             #expect(store.statistics().deferredFailures == 0)
         }

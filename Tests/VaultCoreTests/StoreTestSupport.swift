@@ -135,19 +135,3 @@ func contains(_ haystack: [UInt8], _ needle: ArraySlice<UInt8>) -> Bool {
     return Data(haystack).range(of: Data(needle)) != nil
 }
 
-/// A value shared by test threads behind an `NSLock` (a pthread mutex, which ThreadSanitizer
-/// understands; it does not see the futex inside `Synchronization.Mutex` on Linux).
-///
-/// `@unchecked Sendable`: `value` is only reached inside `withLock`.
-final class Shared<Value>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: Value
-
-    init(_ value: Value) { self.value = value }
-
-    func withLock<T>(_ body: (inout Value) throws -> T) rethrows -> T {
-        lock.lock()
-        defer { lock.unlock() }
-        return try body(&value)
-    }
-}

@@ -253,6 +253,33 @@ def test_item13_stalled_reader_is_cut_at_write_deadline(deadline_server: Server)
     deadline_server.assert_healthy()
 
 
+def slow_handlers_started(srv: Server) -> int:
+    """How many `/_test/slow` handlers have started (the test route's own count)."""
+    with srv.raw() as conn:
+        conn.send(get("/_test/slow-count", headers=[("Connection", "close")]))
+        response = conn.read_response(timeout=10)
+    assert response.status == 200, response
+    return int(response.body)
+
+
+def wait_slow_handler_started(srv: Server, count: int = 1, timeout: float = 15) -> None:
+    """Returns once `count` `/_test/slow` handlers have started: the server has read the request
+    and is running it (an observable event instead of a sleep before a signal)."""
+    deadline = time.monotonic() + timeout
+    while slow_handlers_started(srv) < count:
+        assert time.monotonic() < deadline, "the slow handler never started"
+        time.sleep(0.01)
+
+
+def wait_stderr(srv: Server, text: str, timeout: float = 15, count: int = 1) -> None:
+    """Returns once `text` appears `count` times in the server's log."""
+    deadline = time.monotonic() + timeout
+    while srv.stderr().count(text) < count:
+        assert srv.alive(), f"the server died:\n{srv.stderr()[-2000:]}"
+        assert time.monotonic() < deadline, f"never logged {text!r}:\n{srv.stderr()[-2000:]}"
+        time.sleep(0.01)
+
+
 # --------------------------------------------------------------------------
 # Item 14: reset mid-response and SIGPIPE
 # --------------------------------------------------------------------------
@@ -272,13 +299,20 @@ def test_item14_client_gone_mid_response_does_not_kill_the_server(server: Server
     assert server.proc is not None and server.proc.poll() is None
 
 
-def test_item14_client_gone_before_slow_response_is_written(server: Server) -> None:
-    for _ in range(5):
-        conn = server.raw()
+def test_item14_client_gone_before_slow_response_is_written(server_factory) -> None:
+    srv = server_factory(env={"SESSION_VAULT_LOG_LEVEL": "debug"})
+    for index in range(5):
+        conn = srv.raw()
         conn.send(get("/_test/slow?ms=200") + get(f"/_test/big?bytes={4 * MIB}"))
-        conn.abort()
-    time.sleep(0.5)  # let the handlers finish and write into the dead sockets
-    server.assert_healthy()
+        wait_slow_handler_started(srv, index + 1)  # read and running when the client goes
+        if index % 2:
+            conn.abort()  # reset: the first send fails (ECONNRESET)
+        else:
+            conn.close()  # closed: a send succeeds, the peer resets, the next one fails (EPIPE)
+    # Each handler's answer went into a dead socket: the server logs the failed send (debug) and
+    # lives on. Waited for, not slept on; a server killed by the write never logs all five.
+    wait_stderr(srv, "send failed on connection", count=5)
+    srv.assert_healthy()
 
 
 # --------------------------------------------------------------------------
@@ -342,7 +376,7 @@ def test_item16_sigterm_drains_in_flight_request(server_factory) -> None:
         busy.send(get("/healthz"))
         assert busy.read_response().status == 200
         busy.send(get("/_test/slow?ms=1500"))
-        time.sleep(0.3)  # let the server read the slow request before the signal
+        wait_slow_handler_started(srv)  # in flight when the signal arrives, not merely sent
         srv.send_signal(signal.SIGTERM)
 
         refused = False
@@ -374,7 +408,9 @@ def test_item16_drain_deadline_cuts_long_requests(server_factory) -> None:
         busy.send(get("/healthz"))
         assert busy.read_response().status == 200
         busy.send(get("/_test/slow?ms=9000"))
-        time.sleep(0.3)
+        # Running when the signal arrives: a request still unread would leave an idle connection,
+        # closed at once, and the test would pass even if the deadline cut nothing.
+        wait_slow_handler_started(srv)
         srv.send_signal(signal.SIGTERM)
         code = srv.wait(timeout=7)  # well before the 9 s handler would finish
         assert code is not None, "the drain deadline did not end the process"
@@ -389,11 +425,11 @@ def test_item16_no_200_healthz_while_draining(server_factory) -> None:
     busy = srv.raw()
     probe = srv.raw()
     try:
-        busy.send(get("/_test/slow?ms=2000"))
         probe.send(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # head not finished yet
-        time.sleep(0.3)
+        busy.send(get("/_test/slow?ms=2000"))
+        wait_slow_handler_started(srv)  # the drain has a request to wait for
         srv.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
+        wait_stderr(srv, "draining: no longer accepting")  # finish the head only once the server drains
         probe.try_send(b"\r\n")
         state, data = probe.wait_closed(15)
         busy.read_response(timeout=15)

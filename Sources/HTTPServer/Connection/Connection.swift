@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import Dispatch
 import Glibc
+import Logging
 import Synchronization
 
 /// One accepted client connection: the driver of its ``ConnectionStateMachine``. It performs the
@@ -38,10 +39,6 @@ final class Connection: @unchecked Sendable {
     private let fd: Int32
     /// The serial queue every mutable property is confined to.
     let queue: DispatchQueue
-    /// Whether the event loop runs this connection's events on its own thread (`queue.sync`)
-    /// rather than handing them to a Dispatch worker: true when the handler classifies its
-    /// blocking requests (see ``EventLoop``).
-    let handledOnLoop: Bool
     /// The owning server: configuration, handler, counters, prebuilt errors.
     private let server: HTTPServer
     /// The epoll thread that reports this socket's readiness.
@@ -139,9 +136,6 @@ final class Connection: @unchecked Sendable {
         self.transport = transport
         self.fd = transport.fileDescriptor
         self.loop = loop
-        // Every handler places its requests (``HTTPHandler/placement(of:)``, offloaded unless it
-        // says otherwise), so events are always handled on the loop thread.
-        self.handledOnLoop = true
         self.peer = peer
         self.peerKey = peer.peerKey
         self.server = server
@@ -169,8 +163,8 @@ final class Connection: @unchecked Sendable {
     func start() {
         assertOnQueue()
         machine.accepted(now: Connection.now())
-        guard let id = loop.add(fd: fd, connection: self, events: EventLoop.readable, persistent: handledOnLoop) else {
-            server.configuration.logger.log(.warning, "cannot watch an accepted socket: errno \(errno)")
+        guard let id = loop.add(fd: fd, connection: self, events: EventLoop.readable, persistent: true) else {
+            server.configuration.logger.warning("cannot watch an accepted socket: errno \(errno)")
             machine.closed()
             transport.close()
             server.connectionClosed(self)
@@ -178,7 +172,7 @@ final class Connection: @unchecked Sendable {
         }
         loopID = id
         armed = EventLoop.readable
-        armedPersistent = handledOnLoop
+        armedPersistent = true
         publish()
     }
 
@@ -223,10 +217,10 @@ final class Connection: @unchecked Sendable {
         if machine.wantsRead { wanted |= EventLoop.readable }
         if machine.wantsWrite { wanted |= EventLoop.writable }
         if wanted == armed { return }
-        // Persistent only for plain reading on a connection whose events the loop runs itself:
-        // anything else is one-shot, so a level-triggered event can never repeat while nothing
-        // consumes it (a handler off the loop, a paused reader, a blocked write).
-        let persistent = handledOnLoop && wanted == EventLoop.readable
+        // Persistent only for plain reading (the loop runs the events itself): anything else is
+        // one-shot, so a level-triggered event can never repeat while nothing consumes it (a
+        // handler off the loop, a paused reader, a blocked write).
+        let persistent = wanted == EventLoop.readable
         loop.rearm(fd: fd, id: loopID, events: wanted, persistent: persistent)
         #if DEBUG
         server.loopRearms.add(1, ordering: .relaxed)
@@ -259,7 +253,7 @@ final class Connection: @unchecked Sendable {
             server.shedDeclined()
             return
         }
-        server.configuration.logger.log(.debug, "shedding an idle connection or a slow request head to admit a new one")
+        server.configuration.logger.debug("shedding an idle connection or a slow request head to admit a new one")
         close()
     }
 
@@ -290,14 +284,18 @@ final class Connection: @unchecked Sendable {
                 // source fires again if more arrives. Bound the work per wake-up for fairness.
                 if n < buffer.count || rounds >= 4 { return }
             case .endOfStream:
-                // Peer closed its write side. Complete requests were already answered above; what is
-                // left is an incomplete message (RFC 9112 §6.3 item 6) or nothing: close.
-                close()
+                // Half-close: the machine decides. Reading pauses while a response is pending, so
+                // here it says close; `finishThenClose` (answer first) is for a half-close seen
+                // while answering.
+                switch machine.peerClosedWriting() {
+                case .close: close()
+                case .finishThenClose: break
+                }
                 return
             case .wouldBlock:
                 return
             case .failed(let code):
-                server.configuration.logger.log(.debug, "recv failed on connection: errno \(code)")
+                server.configuration.logger.debug("recv failed on connection: errno \(code)")
                 close()
                 return
             }
@@ -349,7 +347,7 @@ final class Connection: @unchecked Sendable {
                 request.remoteAddress = remoteAddressText ?? ""
                 handle(request)
             case .error(let error):
-                server.configuration.logger.log(.debug, "rejecting request: \(error) (\(error.status.code))")
+                server.configuration.logger.debug("rejecting request: \(error) (\(error.status.code))")
                 sendError(code: error.status.code)
                 return
             }
@@ -379,7 +377,7 @@ final class Connection: @unchecked Sendable {
     /// The body does not fit in the budget: 503 with `Retry-After` and `Connection: close`
     /// before (the rest of) it is read.
     private func refuseBodyOverBudget() {
-        server.configuration.logger.log(.warning, "request body memory budget reached; answering 503")
+        server.configuration.logger.warning("request body memory budget reached; answering 503")
         machine.requestCounted()
         machine.requestComplete()
         sendError(code: 503)
@@ -394,7 +392,7 @@ final class Connection: @unchecked Sendable {
         let inFlight = server.inFlightHandlers.wrappingAdd(1, ordering: .relaxed).newValue
         if inFlight > server.configuration.maxInFlightHandlers {
             server.inFlightHandlers.wrappingSubtract(1, ordering: .relaxed)
-            server.configuration.logger.log(.warning, "handler capacity reached; answering 503")
+            server.configuration.logger.warning("handler capacity reached; answering 503")
             sendError(code: 503)
             return
         }
@@ -418,7 +416,7 @@ final class Connection: @unchecked Sendable {
         // Handler deadline (docs/http.md §11) for an inline call: judged now, on this thread,
         // the only one that writes to the transport. The late result is dropped for a 503.
         if machine.inlineHandlerOverran(startedAt: started, now: Connection.now()) {
-            server.configuration.logger.log(.warning, "handler exceeded its deadline; answered 503")
+            server.configuration.logger.warning("handler exceeded its deadline; answered 503")
             sendError(code: 503)
             return
         }
@@ -455,7 +453,7 @@ final class Connection: @unchecked Sendable {
             server.inFlightHandlers.wrappingSubtract(1, ordering: .relaxed)
             queue.async { [self] in
                 guard let build else {
-                    server.configuration.logger.log(.error, "handler released its responder without responding; sending 500")
+                    server.configuration.logger.error("handler released its responder without responding; sending 500")
                     offloadFinished(nil, request)
                     return
                 }
@@ -501,7 +499,7 @@ final class Connection: @unchecked Sendable {
     ) {
         releaseBody()
         if let rejection = ResponseEncoder.validate(response) {
-            server.configuration.logger.log(.error, "handler returned an invalid response (\(rejection)); sending 500")
+            server.configuration.logger.error("handler returned an invalid response (\(rejection)); sending 500")
             sendError(code: 500)
             return
         }
@@ -519,7 +517,7 @@ final class Connection: @unchecked Sendable {
         if !close {
             // On the loop thread, a keep-alive response waits for the end of the loop's batch of
             // events (see ``EventLoop``). Closing responses go at once: nothing follows them.
-            if handledOnLoop && loop.deferFlush(self) {
+            if loop.deferFlush(self) {
                 flushDeferred = true
                 #if DEBUG
                 server.responsesDeferred.add(1, ordering: .relaxed)
@@ -603,7 +601,7 @@ final class Connection: @unchecked Sendable {
             case .endOfStream, .failed:
                 // EPIPE / ECONNRESET: the peer is gone (docs/http.md §13, logged at debug level).
                 if case .failed(let code) = result {
-                    server.configuration.logger.log(.debug, "send failed on connection: errno \(code)")
+                    server.configuration.logger.debug("send failed on connection: errno \(code)")
                 }
                 close()
                 return
@@ -712,13 +710,13 @@ final class Connection: @unchecked Sendable {
         case .none:
             break
         case .send408:
-            server.configuration.logger.log(.debug, "header deadline: nothing received, sending 408")
+            server.configuration.logger.debug("header deadline: nothing received, sending 408")
             sendError(code: 408)
         case .send503:
-            server.configuration.logger.log(.warning, "handler exceeded its deadline; answered 503")
+            server.configuration.logger.warning("handler exceeded its deadline; answered 503")
             sendError(code: 503)
         case .close:
-            server.configuration.logger.log(.debug, "connection deadline reached; closing")
+            server.configuration.logger.debug("connection deadline reached; closing")
             close()
         }
     }

@@ -74,6 +74,17 @@ struct ConnectionStateMachine {
         case shutDownWriteAndLinger
     }
 
+    /// What the driver does when the peer has shut down its write side (a read found the end of
+    /// the stream).
+    enum PeerClosedAction: Equatable {
+        /// Close now: nothing read is left unanswered (what is buffered, if anything, is an
+        /// incomplete message, RFC 9112 §6.3 item 6).
+        case close
+        /// A response is being made or written: finish it (and any complete request still
+        /// buffered), then close instead of waiting for another request or lingering.
+        case finishThenClose
+    }
+
     /// What the driver does when a deadline tick finds the deadline passed.
     enum DeadlineAction: Equatable {
         /// Nothing (the deadline moved or was cleared meanwhile).
@@ -117,6 +128,8 @@ struct ConnectionStateMachine {
     private(set) var headSince: UInt64 = 0
     /// The offloaded handler overran and a 503 went out in its place: its late answer is dropped.
     private var handlerTimedOut = false
+    /// The peer shut down its write side: no request can follow what is already buffered.
+    private(set) var peerClosed = false
 
     /// A fresh machine; ``accepted(now:)`` starts it.
     init(timeouts: Connection.Timeouts) { self.timeouts = timeouts }
@@ -233,7 +246,7 @@ struct ConnectionStateMachine {
     /// bytes are buffered), so a closing response lingers instead of closing at once.
     mutating func responseQueued(close: Bool, peerMaySend: Bool) {
         phase = .writing
-        afterFlush = close ? (peerMaySend ? .linger : .close) : .nextRequest
+        afterFlush = close ? (peerMaySend && !peerClosed ? .linger : .close) : .nextRequest
     }
 
     /// A server-generated error (`Connection: close`) was queued: linger after it (docs/http.md
@@ -273,7 +286,7 @@ struct ConnectionStateMachine {
         case .interim:
             return .none
         case .nextRequest:
-            if drainRequested && atRequestBoundary {
+            if (drainRequested || peerClosed) && atRequestBoundary {
                 return .close
             }
             if atRequestBoundary {
@@ -291,8 +304,25 @@ struct ConnectionStateMachine {
         case .close:
             return .close
         case .linger:
+            // A peer that shut down its write side sends nothing more: no reset to avoid.
+            if peerClosed { return .close }
             lingerStarted(now: now)
             return .shutDownWriteAndLinger
+        }
+    }
+
+    // MARK: - Half-close
+
+    /// The peer shut down its write side (half-close). Requests already read are answered and
+    /// their responses sent; then the connection closes rather than wait for a next request or
+    /// linger. In the idle and reading phases nothing complete is left unanswered: close now.
+    mutating func peerClosedWriting() -> PeerClosedAction {
+        peerClosed = true
+        switch phase {
+        case .idle, .reading, .lingering, .closed:
+            return .close
+        case .handling, .writing:
+            return .finishThenClose
         }
     }
 

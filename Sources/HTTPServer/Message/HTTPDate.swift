@@ -1,16 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 import Glibc
+import Primitives
 
 /// IMF-fixdate formatting for the `Date` header (RFC 9110 §5.6.7), e.g.
 /// `Sun, 06 Nov 1994 08:49:37 GMT`, computed from the epoch without `gmtime` or Foundation.
 enum HTTPDate {
-    /// Seconds since the Unix epoch, from the real-time clock.
+    /// Seconds since the Unix epoch, from the wall clock.
     @inline(__always)
-    static func nowSeconds() -> Int {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return ts.tv_sec
-    }
+    static func nowSeconds() -> Int { Int(WallClock.nowSeconds()) }
 
     /// The 29-byte IMF-fixdate for `epochSeconds` (clamped to 1970...9999).
     static func format(_ epochSeconds: Int) -> [UInt8] {

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Glibc
+import Primitives
 import Synchronization
 
 /// A client's IP address without its port, as a hashable key: IPv4 addresses in their

@@ -2,6 +2,7 @@
 import CSocketShims
 import Dispatch
 import Glibc
+import Primitives
 import Synchronization
 
 /// A readiness watcher of the client sockets: one thread in `epoll_wait`, delivering each event
@@ -14,8 +15,7 @@ import Synchronization
 /// export's CPU time: a measured 32 → 24 µs of server CPU per request with `wrk -c64`.) This is
 /// the event-loop contract of swift-nio: work that may block must not run there, so only a
 /// request the handler places ``HTTPPlacement/inline`` (``HTTPHandler/placement(of:)``) runs on
-/// the loop; any other goes to the handler pool. (A connection whose `handledOnLoop` is false
-/// gets its events with `queue.async` instead.)
+/// the loop; any other goes to the handler pool.
 ///
 /// Nothing that runs on a connection queue waits for a loop thread (re-arming is an `epoll_ctl`,
 /// not a message to the loop), so `sync` cannot deadlock; it waits only while the queue is busy
@@ -37,12 +37,12 @@ import Synchronization
 /// so an event that was already fetched for a connection that has since closed (and whose fd
 /// number a new connection may now hold) finds no registration and is dropped. Level-triggered
 /// readiness plus one-shot arming means no event is lost and none is delivered twice
-/// concurrently. One exception: a connection whose events this loop handles itself
-/// (`Connection.handledOnLoop`) keeps a *persistent* `EPOLLIN` registration while it only waits
-/// to read, which is most of its life. Its events run synchronously on this thread, so no second
-/// delivery can overlap, and the `epoll_ctl` re-arm per request (2 % of the loop's time under
-/// export load) goes away. Any other interest (writable, paused, handling off the loop) is armed
-/// one-shot again, so nothing level-triggered can fire while the loop cannot consume it.
+/// concurrently. One exception: a connection keeps a *persistent* `EPOLLIN` registration while
+/// it only waits to read, which is most of its life. Its events run synchronously on this
+/// thread, so no second delivery can overlap, and the `epoll_ctl` re-arm per request (2 % of
+/// the loop's time under export load) goes away. Any other interest (writable, paused, handling
+/// off the loop) is armed one-shot again, so nothing level-triggered can fire while the loop
+/// cannot consume it.
 ///
 /// **Responses go out at the end of a batch.** A response made on this thread while it hands out
 /// the events of one `epoll_wait` is not sent at once: the connection is queued
@@ -248,12 +248,8 @@ final class EventLoop: @unchecked Sendable {
                 let id = event.data.u64
                 guard let connection = registry.withLock({ $0[id] }) else { continue }
                 let mask = event.events
-                if connection.handledOnLoop {
-                    connection.queue.sync { connection.ioEvent(mask, id: id) }
-                    if deferred.count >= Self.deferredFlushLimit { sendDeferred() }
-                } else {
-                    connection.queue.async { connection.ioEvent(mask, id: id) }
-                }
+                connection.queue.sync { connection.ioEvent(mask, id: id) }
+                if deferred.count >= Self.deferredFlushLimit { sendDeferred() }
             }
             batching = false
             sendDeferred()

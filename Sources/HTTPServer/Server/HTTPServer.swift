@@ -2,6 +2,8 @@
 public import Dispatch
 import CSocketShims
 import Glibc
+import Logging
+import Primitives
 import Synchronization
 
 /// A general HTTP/1.1 server on BSD sockets and Dispatch.
@@ -217,7 +219,7 @@ public final class HTTPServer: Sendable {
         }
         listenerQueue.async { listener.start() }
         watchdog.timer.activate()
-        configuration.logger.log(.info, "listening on \(bound.description)")
+        configuration.logger.info("listening on \(bound.description)")
     }
 
     /// `socket` + `SO_REUSEADDR` + `bind` + `listen(backlog)`, non-blocking and close-on-exec.
@@ -259,8 +261,7 @@ public final class HTTPServer: Sendable {
             if setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
         }
         if limit.rlim_cur < needed {
-            configuration.logger.log(
-                .warning,
+            configuration.logger.warning(
                 "RLIMIT_NOFILE is \(limit.rlim_cur), below the \(needed) needed for \(configuration.maxConnections) connections")
         }
     }
@@ -436,7 +437,7 @@ public final class HTTPServer: Sendable {
             return
         }
         guard first else { return }
-        configuration.logger.log(.info, "draining: no longer accepting connections")
+        configuration.logger.info("draining: no longer accepting connections")
         let listener = lifecycle.withLock { $0.listener }
         listenerQueue.async { [self] in
             listener?.cancel()
@@ -448,7 +449,7 @@ public final class HTTPServer: Sendable {
             guard !shutdownFinished.load(ordering: .sequentiallyConsistent) else { return }
             let open = connections.withLock { Array($0.values) }
             if !open.isEmpty {
-                configuration.logger.log(.warning, "drain deadline reached; closing \(open.count) connection(s)")
+                configuration.logger.warning("drain deadline reached; closing \(open.count) connection(s)")
             }
             for connection in open { connection.queue.async { connection.close() } }
             finishShutdown()
@@ -479,7 +480,7 @@ public final class HTTPServer: Sendable {
             return (life.completions, life.watchdog)
         }
         watchdog?.timer.cancel()
-        configuration.logger.log(.info, "drained")
+        configuration.logger.info("drained")
         for completion in completions { completion() }
     }
 }
@@ -544,7 +545,7 @@ final class Listener: @unchecked Sendable {
             let client = SocketIO.accept(fd, &peer)
             if client >= 0 {
                 guard server.addressSlots.claim(peer.peerKey) else {
-                    server.configuration.logger.log(.debug, "connection limit per address reached; refusing")
+                    server.configuration.logger.debug("connection limit per address reached; refusing")
                     server.refuse(fd: client)
                     continue
                 }
@@ -563,11 +564,11 @@ final class Listener: @unchecked Sendable {
             case EINTR, ECONNABORTED, EPROTO, EPERM:
                 continue  // The pending connection vanished or a signal arrived; keep going.
             case EMFILE, ENFILE, ENOBUFS, ENOMEM:
-                server.configuration.logger.log(.error, "accept failed: errno \(code); pausing accepts for 100 ms")
+                server.configuration.logger.error("accept failed: errno \(code); pausing accepts for 100 ms")
                 backOff()
                 return
             default:
-                server.configuration.logger.log(.error, "accept failed: errno \(code); pausing accepts for 100 ms")
+                server.configuration.logger.error("accept failed: errno \(code); pausing accepts for 100 ms")
                 backOff()
                 return
             }
@@ -615,7 +616,7 @@ final class Listener: @unchecked Sendable {
         if shedRequestedAt != 0 && now &- shedRequestedAt < 1_000_000_000 { return }
         if server.shedIdleConnection(now: now) {
             shedRequestedAt = max(1, now)
-            server.configuration.logger.log(.debug, "connection limit reached; shedding the longest-idle connection")
+            server.configuration.logger.debug("connection limit reached; shedding the longest-idle connection")
         }
     }
 

@@ -10,8 +10,12 @@ import Glibc
 /// when work waits and none is idle, park on a condition variable between jobs, and exit after
 /// ``idleSeconds`` without work. Jobs start in submission order.
 ///
-/// **Concurrency.** All mutable state is guarded by one pthread mutex (visible to ThreadSanitizer,
-/// see ``Locked``); jobs run outside it.
+/// **Concurrency.** All mutable state is guarded by one pthread mutex; jobs run outside it. This is
+/// the one place that does not use the product's lock type (`Locked`): idle threads park on a
+/// condition variable, and `pthread_cond_timedwait` needs the raw mutex it is paired with, which
+/// `Locked` deliberately does not hand out. Both are plain pthread objects, so ThreadSanitizer sees
+/// them. The condition variable waits on `CLOCK_MONOTONIC`, so a wall-clock step cannot make idle
+/// threads exit early or linger.
 final class HandlerPool: @unchecked Sendable {
     /// A unit of work.
     typealias Job = @Sendable () -> Void
@@ -45,7 +49,11 @@ final class HandlerPool: @unchecked Sendable {
         pthread_mutex_init(mutex, nil)
         wakeup = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
         wakeup.initialize(to: pthread_cond_t())
-        pthread_cond_init(wakeup, nil)
+        var attributes = pthread_condattr_t()
+        pthread_condattr_init(&attributes)
+        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+        pthread_cond_init(wakeup, &attributes)
+        pthread_condattr_destroy(&attributes)
     }
 
     /// Threads started so far (for tests and diagnostics).
@@ -117,7 +125,7 @@ final class HandlerPool: @unchecked Sendable {
                 return job
             }
             var now = timespec()
-            clock_gettime(CLOCK_REALTIME, &now)
+            clock_gettime(CLOCK_MONOTONIC, &now)
             var until = now
             until.tv_sec += idleSeconds
             idle += 1

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import Primitives
 internal import Synchronization
 #if canImport(Glibc)
 internal import Glibc
@@ -61,7 +62,7 @@ public struct KeyTerm: Sendable, Hashable, CustomStringConvertible {
 /// (see ``prepareRotation(createdAt:)``), and if writing fails, reload the keyring from storage
 /// with ``unseal(_:master:)``.
 ///
-/// Thread safety: all state sits in one `PThreadLocked`; sealing and opening hold it only long enough
+/// Thread safety: all state sits in one `Locked`; sealing and opening hold it only long enough
 /// to pick a key (a reference to immutable ``SecretBytes``), then run AES-GCM outside it.
 public final class Keyring: Sendable, CustomStringConvertible {
     private struct State {
@@ -73,7 +74,7 @@ public final class Keyring: Sendable, CustomStringConvertible {
         var currentKey: SecretBytes
     }
 
-    private let state: PThreadLocked<State>
+    private let state: Locked<State>
 
     /// Hashes API tokens; keyed from the keyring (see ``TokenHasher``).
     public let tokenHasher: TokenHasher
@@ -91,7 +92,7 @@ public final class Keyring: Sendable, CustomStringConvertible {
             key: rootKey, salt: Array("session-vault".utf8), info: Array("api-token-hash/v1".utf8),
             count: 32)
         tokenHasher = try TokenHasher(key: tokenKey)
-        state = PThreadLocked(
+        state = Locked(
             State(master: master, keys: keys, createdAt: createdAt, current: current, currentKey: currentKey))
     }
 
@@ -325,5 +326,5 @@ public final class Keyring: Sendable, CustomStringConvertible {
     }
 
     /// Wall-clock Unix seconds.
-    static func unixNow() -> Int64 { Int64(time(nil)) }
+    static func unixNow() -> Int64 { WallClock.nowSeconds() }
 }

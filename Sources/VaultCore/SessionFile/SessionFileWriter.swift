@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 internal import CSQLite
+import Primitives
 
 #if canImport(Glibc)
     internal import Glibc
@@ -66,7 +67,7 @@ public enum SessionFileWriter {
         _ session: TelegramSession, peers: [Peer], as format: ExportFormat, updateStates: [UpdateState] = [],
         now: Int64? = nil
     ) throws(SessionFileError) -> [UInt8] {
-        let now = now ?? Int64(time(nil))
+        let now = now ?? WallClock.nowSeconds()
         let key = try validKey(session)
         let flavour: Flavour
         switch format {

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Dispatch
+import Primitives
 import Synchronization
 
 /// The file engine's read connections: a stack of idle read-only connections.
@@ -18,7 +19,7 @@ import Synchronization
 /// connection instead; a read holds its connection for one statement and never waits for anything
 /// else meanwhile (no nested reads, no writes), so the wait is short and cannot deadlock.
 ///
-/// `@unchecked Sendable`: idle connections live only inside `state` (a ``PThreadLocked``); a checked-out
+/// `@unchecked Sendable`: idle connections live only inside `state` (a ``Locked``); a checked-out
 /// connection is used by exactly one thread until it is checked in, and the mutex hand-over
 /// orders every access to it.
 final class ReaderPool: @unchecked Sendable {
@@ -28,7 +29,7 @@ final class ReaderPool: @unchecked Sendable {
         var closed = false
     }
 
-    private let state = PThreadLocked(State())
+    private let state = Locked(State())
     private let path: String
     private let busyTimeout: Int32
     private let maxIdle: Int
@@ -142,13 +143,13 @@ final class ConfinedWriter: WriterAccess, @unchecked Sendable {
 ///
 /// A private `:memory:` database can have only one connection, and the `memdb` VFS that allows
 /// several makes readers poll with SQLite's sleeping busy handler (1 ms steps) while a write
-/// transaction is open. One connection behind a ``PThreadMutex`` is simpler and never waits longer than
+/// transaction is open. One connection behind a ``Locked`` is simpler and never waits longer than
 /// the transaction in progress. The writer still batches (group commit) on its queue, holding
 /// the lock for the batch.
 ///
 /// `@unchecked Sendable`: `connection` is touched only while holding `lock`.
 final class SharedConnection: WriterAccess, @unchecked Sendable {
-    private let lock = PThreadMutex()
+    private let lock = Locked()
     private var connection: SQLiteConnection?
 
     init(_ connection: SQLiteConnection) { self.connection = connection }

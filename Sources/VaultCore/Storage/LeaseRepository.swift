@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import Primitives
 import Dispatch
 
 /// A session's lease as stored: who holds it under which epoch, or the lock-delay after it
@@ -110,7 +111,7 @@ extension LeaseRepository {
 /// A value handed from one thread to a waiting one.
 final class Completion<T: Sendable>: Sendable {
     private let semaphore = DispatchSemaphore(value: 0)
-    private let value = PThreadLocked<T?>(nil)
+    private let value = Locked<T?>(nil)
 
     func finish(_ result: T) {
         value.withLock { $0 = result }

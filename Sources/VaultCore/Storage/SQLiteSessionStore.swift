@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Dispatch
+import Primitives
 import Synchronization
 internal import CSQLite
 #if canImport(Glibc)
@@ -715,11 +716,6 @@ public final class SQLiteSessionStore: SessionStore, StoreWaitHint, @unchecked S
         let waits = coordinator.pendingCount >= Self.maxDeferredBacklog
         let ticket: WriteTicket
         switch write {
-        case .markExported(let name, let time):
-            let text = name.rawValue
-            ticket = WriteTicket(waits: waits, mergeable: .markExported(name: text, time: time)) { connection in
-                try connection.run(SQL.markExported, [.integer(time), .text(text)])
-            }
         case .audit(let event):
             let values = Self.auditValues(event)
             ticket = WriteTicket(waits: waits, mergeable: .audit(values)) { connection in
@@ -745,30 +741,13 @@ public final class SQLiteSessionStore: SessionStore, StoreWaitHint, @unchecked S
     }
 
     /// Writes a run of deferred writes (two or more, in submission order) with few statements:
-    /// the audit rows with multi-row INSERTs in order (so their ids ascend in submission order),
-    /// then one `last_exported_at` UPDATE row per distinct session carrying the latest time
-    /// submitted for it. `SQL.markExported` keeps the maximum anyway, so folding a name's times
-    /// into their maximum first changes nothing but the number of rows written.
+    /// the audit rows with multi-row INSERTs in order (so their ids ascend in submission order).
     static func writeMerged(_ writes: [MergeableWrite], on connection: SQLiteConnection) throws {
-        var audits: [[SQLiteValue]] = []
-        var exports: [(name: String, time: Int64)] = []
-        var slot: [String: Int] = [:]
-        for write in writes {
+        try MultiRow.insertAudits(writes.map { write in
             switch write {
-            case .audit(let values):
-                audits.append(values)
-            case .markExported(let name, let time):
-                if let index = slot[name] {
-                    exports[index].time = max(exports[index].time, time)
-                } else {
-                    slot[name] = exports.count
-                    exports.append((name, time))
-                }
+            case .audit(let values): values
             }
-        }
-        try MultiRow.insertAudits(audits, on: connection)
-        try MultiRow.markExported(
-            exports.map { (key: SQLiteValue.text($0.name), time: $0.time) }, by: MultiRow.markExported, on: connection)
+        }, on: connection)
     }
 
     /// Queued deferred writes beyond which ``enqueue(_:)`` waits for its write to commit.
@@ -1026,10 +1005,8 @@ enum MultiRow {
             "INSERT INTO audit (time, accessor, action, session_name, remote_address, outcome, detail) VALUES "
                 + placeholders(rows: 1 << k, columns: auditColumns))
     }
-    /// `markExported[k]` moves the export time of `1 << k` distinct sessions (name, time) to the
-    /// later of the stored and the given one; names that match no session are ignored.
-    static let markExported: [SQLiteStatementKey] = (0...7).map { k in markExportedSQL(rows: 1 << k, by: "name") }
-    /// `markExportedByID[k]`: the same by session id (id, time).
+    /// `markExportedByID[k]` moves the export time of `1 << k` distinct sessions (id, time) to the
+    /// later of the stored and the given one; ids that match no session are ignored.
     static let markExportedByID: [SQLiteStatementKey] = (0...7).map { k in markExportedSQL(rows: 1 << k, by: "id") }
 
     /// An upsert into `session_exports` from `rows` (key, time) pairs. `WHERE true` keeps the
@@ -1083,7 +1060,7 @@ enum MultiRow {
         }
     }
 
-    /// Runs `statements` (``markExported`` or ``markExportedByID``) over `rows` of (name or id, time).
+    /// Runs `statements` (``markExportedByID``) over `rows` of (id, time).
     static func markExported(
         _ rows: [(key: SQLiteValue, time: Int64)], by statements: [SQLiteStatementKey], on connection: SQLiteConnection
     ) throws {
@@ -1265,7 +1242,7 @@ private enum SQL {
 final class DatabaseFileIdentity: Sendable {
     let path: String
     private let opened: (device: UInt64, inode: UInt64)?
-    private let lost = PThreadLocked<StorageError?>(nil)
+    private let lost = Locked<StorageError?>(nil)
 
     init(path: String) {
         self.path = path

@@ -321,10 +321,9 @@ public struct AuditRecord: Sendable, Equatable {
 /// another reason to run, or within the store's deferred-write delay (at once when half the
 /// deferred backlog is queued). Used on read paths (export) so that bookkeeping never
 /// costs the reader an fsync. Lost on a crash before that commit; failures are counted in
-/// ``StoreStatistics/deferredFailures``.
+/// ``StoreStatistics/deferredFailures``. (Export times are not among them: `VaultService` keeps
+/// them in memory and writes them in batches with ``SessionRepository/markExported(_:)``.)
 public enum DeferredWrite: Sendable, Equatable {
-    /// Sets `lastExportedAt` (never moves it backwards); a missing session is ignored.
-    case markExported(SessionName, at: Int64)
     /// Appends an audit event.
     case audit(AuditEvent)
     /// Marks a token seen expired as revoked at `at` (a token already revoked keeps its time;

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Dispatch
+import Primitives
 import Synchronization
 
 /// One write submitted to the ``WriteCoordinator``.
@@ -69,9 +70,8 @@ final class WriteTicket: @unchecked Sendable {
 
 /// Bookkeeping writes of the read paths, as data, so that a run of them in one batch can be
 /// written with a few multi-row statements instead of one statement (and one SAVEPOINT) each.
+/// Today the audit rows are the only such write.
 enum MergeableWrite: Sendable {
-    /// `last_exported_at = max(last_exported_at, time)` of the session `name` (missing: ignored).
-    case markExported(name: String, time: Int64)
     /// One audit row, its values in the column order of the store's audit INSERT.
     case audit([SQLiteValue])
 }
@@ -111,7 +111,7 @@ protocol WriterAccess: Sendable {
 /// Because only this queue ever writes, and every write transaction starts with
 /// `BEGIN IMMEDIATE`, writers never meet `SQLITE_BUSY` ("database is locked").
 ///
-/// `@unchecked Sendable`: mutable coordination state lives in `state` (a ``PThreadLocked``); counters are
+/// `@unchecked Sendable`: mutable coordination state lives in `state` (a ``Locked``); counters are
 /// `Atomic`; `walPurgePending` is touched only on `queue` (checked by `dispatchPrecondition` in
 /// debug builds); the connection is reached only through `access`.
 final class WriteCoordinator: @unchecked Sendable {
@@ -125,7 +125,7 @@ final class WriteCoordinator: @unchecked Sendable {
         var closed = false
     }
 
-    private let state = PThreadLocked(State())
+    private let state = Locked(State())
     private let access: any WriterAccess
     private let maxBatch: Int
     /// Queued deferred tickets that are committed at once instead of after the delay: a full
@@ -157,7 +157,7 @@ final class WriteCoordinator: @unchecked Sendable {
     private let precheck: (@Sendable () -> StorageError?)?
     /// The storage-level failure (``StorageError/meansNotWritable``) of the last batch that
     /// committed nothing, cleared by the next commit: whether the store can take writes now.
-    let lastStorageFailure = PThreadLocked<StorageError?>(nil)
+    let lastStorageFailure = Locked<StorageError?>(nil)
 
     init(
         access: any WriterAccess, label: String, maxBatch: Int, deferredDelay: DispatchTimeInterval, hasWAL: Bool,
