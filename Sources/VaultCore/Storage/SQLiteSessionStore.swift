@@ -383,15 +383,23 @@ public final class SQLiteSessionStore: SessionStore, StoreWaitHint, @unchecked S
             var values = Self.mutableValues(session)
             values.append(.text(session.name.rawValue))
             values.append(.integer(expectedVersion))
-            if let stored = try connection.first(SQL.updateSession, values, Self.decodeSession) {
-                return stored
-            }
-            guard let (version, revoked) = try connection.first(
-                SQL.versionByName, [.text(session.name.rawValue)], { ($0.int64(0), $0.int64(1) != 0) })
-            else { throw StorageError.notFound }
-            if revoked { throw StorageError.revoked }
-            throw StorageError.versionMismatch(current: version)
+            return try Self.compareAndSet(SQL.updateSession, values, name: session.name, on: connection)
         }
+    }
+
+    /// Runs an `UPDATE … WHERE name AND version … RETURNING` and, when it matched no row, says
+    /// why: gone, revoked, or another version.
+    private static func compareAndSet(
+        _ sql: SQLiteStatementKey, _ values: [SQLiteValue], name: SessionName, on connection: SQLiteConnection
+    ) throws -> StoredSession {
+        if let stored = try connection.first(sql, values, Self.decodeSession) {
+            return stored
+        }
+        guard let (version, revoked) = try connection.first(
+            SQL.versionByName, [.text(name.rawValue)], { ($0.int64(0), $0.int64(1) != 0) })
+        else { throw StorageError.notFound }
+        if revoked { throw StorageError.revoked }
+        throw StorageError.versionMismatch(current: version)
     }
 
     public func updateReplacingKey(_ session: StoredSession, expectedVersion: Int64) throws(StorageError) -> StoredSession {
@@ -403,14 +411,7 @@ public final class SQLiteSessionStore: SessionStore, StoreWaitHint, @unchecked S
             values.append(.text(session.name.rawValue))
             values.append(.integer(expectedVersion))
             values += [.text(keyID), .blob(sealed), .integer(Int64(term))]
-            if let stored = try connection.first(SQL.updateSessionAndKey, values, Self.decodeSession) {
-                return stored
-            }
-            guard let (version, revoked) = try connection.first(
-                SQL.versionByName, [.text(session.name.rawValue)], { ($0.int64(0), $0.int64(1) != 0) })
-            else { throw StorageError.notFound }
-            if revoked { throw StorageError.revoked }
-            throw StorageError.versionMismatch(current: version)
+            return try Self.compareAndSet(SQL.updateSessionAndKey, values, name: session.name, on: connection)
         }
     }
 
