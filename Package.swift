@@ -29,14 +29,17 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // libssl for the TLS transport; only HTTPServerTLS imports it.
+        .systemLibrary(name: "COpenSSLTLS", pkgConfig: "libssl", providers: [.apt(["libssl-dev"])]),
         .target(name: "CSocketShims"),
         .target(name: "VaultCore", dependencies: ["CSQLite", "COpenSSL"], swiftSettings: strict),
         .target(name: "HTTPServer", dependencies: ["CSocketShims"], swiftSettings: strict),
+        .target(name: "HTTPServerTLS", dependencies: ["HTTPServer", "COpenSSLTLS"], swiftSettings: strict),
         .target(name: "VaultAPI", dependencies: ["VaultCore", "HTTPServer"], swiftSettings: strict),
         .executableTarget(
             name: "session-vault",
             dependencies: [
-                "VaultAPI", "VaultCore", "HTTPServer", "CSocketShims",
+                "VaultAPI", "VaultCore", "HTTPServer", "HTTPServerTLS", "CSocketShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict,

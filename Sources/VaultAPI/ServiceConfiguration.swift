@@ -56,6 +56,19 @@ public struct ServiceConfiguration: Equatable, Sendable {
     public var dataDirectory: String
     /// Days of audit log kept (older events are pruned at start and hourly); 0 keeps everything.
     public var auditRetentionDays: Int = ServiceConfiguration.defaultAuditRetentionDays
+    /// TLS on the listener: the PEM certificate chain and its key (`SESSION_VAULT_TLS_CERT_FILE`,
+    /// `SESSION_VAULT_TLS_KEY_FILE`, `--tls-cert-file`, `--tls-key-file`); nil: plain HTTP.
+    public var tls: TLS? = nil
+    /// Whose `X-Forwarded-For` names the client (`SESSION_VAULT_TRUSTED_PROXIES`, `--trusted-proxies`).
+    public var trustedProxies: TrustedProxies = .none
+
+    /// The TLS files.
+    public struct TLS: Equatable, Sendable {
+        public var certificateFile: String
+        public var keyFile: String
+        /// Mutual TLS: client certificates must chain to this CA (`SESSION_VAULT_TLS_CLIENT_CA_FILE`).
+        public var clientCAFile: String?
+    }
 
     /// ``auditRetentionDays`` unless configured.
     public static let defaultAuditRetentionDays = 90
@@ -76,6 +89,10 @@ public struct ServiceConfiguration: Equatable, Sendable {
         public var logLevel: String?
         public var dataDirectory: String?
         public var auditRetentionDays: String?
+        public var tlsCertFile: String?
+        public var tlsKeyFile: String?
+        public var tlsClientCAFile: String?
+        public var trustedProxies: String?
         public init() {}
     }
 
@@ -198,13 +215,37 @@ public struct ServiceConfiguration: Equatable, Sendable {
             auditRetentionDays = n
         }
 
-        return ServiceConfiguration(
+        // TLS: a certificate and its key together, or neither; a client CA only with them.
+        let certFile = value(flags.tlsCertFile, "SESSION_VAULT_TLS_CERT_FILE")
+        let keyFile = value(flags.tlsKeyFile, "SESSION_VAULT_TLS_KEY_FILE")
+        let clientCAFile = value(flags.tlsClientCAFile, "SESSION_VAULT_TLS_CLIENT_CA_FILE")
+        var tls: TLS?
+        switch (certFile, keyFile) {
+        case (let cert?, let key?): tls = TLS(certificateFile: cert, keyFile: key, clientCAFile: clientCAFile)
+        case (nil, nil):
+            if clientCAFile != nil {
+                throw Error("SESSION_VAULT_TLS_CLIENT_CA_FILE / --tls-client-ca-file needs TLS: "
+                    + "set SESSION_VAULT_TLS_CERT_FILE and SESSION_VAULT_TLS_KEY_FILE too")
+            }
+        case (_?, nil):
+            throw Error("SESSION_VAULT_TLS_CERT_FILE is set without SESSION_VAULT_TLS_KEY_FILE (--tls-key-file): TLS needs both")
+        case (nil, _?):
+            throw Error("SESSION_VAULT_TLS_KEY_FILE is set without SESSION_VAULT_TLS_CERT_FILE (--tls-cert-file): TLS needs both")
+        }
+        let trustedProxies = try value(flags.trustedProxies, "SESSION_VAULT_TRUSTED_PROXIES").map { text throws(Error) in
+            try TrustedProxies.parse(text)
+        } ?? .none
+
+        var resolved = ServiceConfiguration(
             host: host, port: port, storage: storage, masterKey: masterKey, rootToken: rootToken, dev: dev,
             requirePersistence: flags.requirePersistence || requireEnv,
             initialize: initialize,
             importFile: value(flags.importFile, "SESSION_VAULT_IMPORT_FILE"),
             logFormat: logFormat, logLevel: logLevel, synchronousFull: synchronousFull,
             maxBodyBytes: maxBodyBytes, dataDirectory: dataDirectory, auditRetentionDays: auditRetentionDays)
+        resolved.tls = tls
+        resolved.trustedProxies = trustedProxies
+        return resolved
     }
 
     /// `name` in the folder of `path` (`a/b/vault.db` → `a/b/master.key`, `vault.db` → `master.key`).
