@@ -110,7 +110,8 @@ public final class TLSServerContext: @unchecked Sendable {
         guard SSL_CTX_use_PrivateKey_file(ctx, files.keyFile, SSL_FILETYPE_PEM) == 1 else {
             throw TLSSetupError(
                 file: .key,
-                reason: "key file \(files.keyFile) holds no usable unencrypted PEM private key (\(lastError()))")
+                reason: "key file \(files.keyFile) holds no unencrypted PEM private key of the certificate in "
+                    + "\(files.certificateFile) (\(lastError()))")
         }
         guard SSL_CTX_check_private_key(ctx) == 1 else {
             throw TLSSetupError(

@@ -120,8 +120,10 @@ final class TLSTransport: Transport {
         return write(ssl, UnsafeRawBufferPointer(start: target, count: first.count + fromBody))
     }
 
+    /// During the handshake only the socket counts: part of a handshake record held by OpenSSL
+    /// is a stalled handshake, which may be shed like a silent client (issue 14 item 3).
     func hasPendingInput() -> Bool {
-        if let ssl, SSL_has_pending(ssl) == 1 { return true }
+        if established, let ssl, SSL_has_pending(ssl) == 1 { return true }
         var byte: UInt8 = 0
         return recv(fileDescriptor, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) > 0
     }
