@@ -34,6 +34,8 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // libssl for the TLS transport; only HTTPServerTLS imports it.
+        .systemLibrary(name: "COpenSSLTLS", pkgConfig: "libssl", providers: [.apt(["libssl-dev"])]),
         .target(name: "CSocketShims"),
         // The lock and the wall clock shared by every module (no C library, no HTTP, no sessions).
         .target(name: "Primitives", swiftSettings: strict),
@@ -44,6 +46,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "HTTPServerTLS",
+            dependencies: ["HTTPServer", "COpenSSLTLS", "Primitives", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        .target(
             name: "VaultAPI",
             dependencies: ["VaultCore", "HTTPServer", "Primitives", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
@@ -51,7 +58,7 @@ let package = Package(
         .executableTarget(
             name: "session-vault",
             dependencies: [
-                "VaultAPI", "VaultCore", "HTTPServer", "CSocketShims", "RunOptions", "Primitives",
+                "VaultAPI", "VaultCore", "HTTPServer", "HTTPServerTLS", "CSocketShims", "RunOptions", "Primitives",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

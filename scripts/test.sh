@@ -33,6 +33,8 @@ lint() {
     local bad
     bad=$(grep -rlE '^\s*(@_implementationOnly |internal |public |package )?import (CSQLite|COpenSSL)\b' Sources | grep -v '^Sources/VaultCore/' || true)
     [ -z "$bad" ] || { echo "C modules imported outside VaultCore: $bad"; return 1; }
+    bad=$(grep -rlE '^\s*(@_implementationOnly |internal |public |package )?import COpenSSLTLS\b' Sources | grep -v '^Sources/HTTPServerTLS/' || true)
+    [ -z "$bad" ] || { echo "libssl imported outside HTTPServerTLS: $bad"; return 1; }
     bad=$(grep -rlE '^\s*(internal |public |package )?import (VaultCore|VaultAPI)\b' Sources/HTTPServer || true)
     [ -z "$bad" ] || { echo "HTTPServer imports the domain: $bad"; return 1; }
     bad=$(grep -rnE 'try!|as! |fatalError\(' Sources || true)

@@ -137,6 +137,8 @@ public final class VaultRouter: HTTPHandler {
     let vault: VaultService
     let metrics: Metrics
     let throttle: AuthThrottle
+    /// Whose `X-Forwarded-For` names the client (``TrustedProxies``); none by default.
+    let trustedProxies: TrustedProxies
     let log: Logger
     let serverState: HTTPServerState
     let info: ServiceInfo
@@ -146,8 +148,10 @@ public final class VaultRouter: HTTPHandler {
     /// `routes`: more entries, served the same way after ``routes`` (the binary's black-box test
     /// routes under `/_test/`).
     public init(vault: VaultService, info: ServiceInfo, serverState: HTTPServerState, log: Logger,
-                metrics: Metrics = Metrics(), throttle: AuthThrottle = AuthThrottle(), routes: [Route] = []) {
+                metrics: Metrics = Metrics(), throttle: AuthThrottle = AuthThrottle(), routes: [Route] = [],
+                trustedProxies: TrustedProxies = .none) {
         self.vault = vault
+        self.trustedProxies = trustedProxies
         self.info = info
         self.serverState = serverState
         self.log = log
@@ -383,7 +387,7 @@ public final class VaultRouter: HTTPHandler {
     /// limit, else 401), in metrics, and in the audit log's aggregated `auth.denied` rows (one
     /// per address per period, not one per failure: ``VaultService/auditAuthFailure(remoteAddress:throttled:)``).
     private func denied(_ request: HTTPRequest, _ detail: String) throws(Problem) -> Principal {
-        let address = Self.clientHost(request.remoteAddress)
+        let address = clientAddress(request)
         let wait = throttle.failure(from: address)
         vault.auditAuthFailure(remoteAddress: address, throttled: wait != nil)
         if let wait {
@@ -461,7 +465,15 @@ public final class VaultRouter: HTTPHandler {
     }
 
     func context(_ principal: Principal, _ request: HTTPRequest) -> RequestContext {
-        RequestContext(accessor: principal.accessor, remoteAddress: request.remoteAddress.isEmpty ? nil : Self.clientHost(request.remoteAddress))
+        RequestContext(accessor: principal.accessor, remoteAddress: request.remoteAddress.isEmpty ? nil : clientAddress(request))
+    }
+
+    /// The client's host for the audit log and the throttle: the peer's, or, when the peer is a
+    /// trusted proxy, the one its `X-Forwarded-For` names (``TrustedProxies``).
+    func clientAddress(_ request: HTTPRequest) -> String {
+        let peer = Self.clientHost(request.remoteAddress)
+        if trustedProxies.isEmpty { return peer }
+        return trustedProxies.clientHost(peerHost: peer, forwardedFor: request.headers.values(for: "X-Forwarded-For"))
     }
 
     // MARK: Error mapping (the one switch from domain errors to HTTP)

@@ -60,6 +60,19 @@ public struct ServiceConfiguration: Equatable, Sendable {
     /// Seconds new lease acquisitions wait after a lease expired unreleased or was broken
     /// (`SESSION_VAULT_LEASE_LOCK_DELAY_SECONDS`, 0-3600, default 15; `docs/leases.md`).
     public var leaseLockDelaySeconds: Int = 15
+    /// TLS on the listener: the PEM certificate chain and its key (`SESSION_VAULT_TLS_CERT_FILE`,
+    /// `SESSION_VAULT_TLS_KEY_FILE`, `--tls-cert-file`, `--tls-key-file`); nil: plain HTTP.
+    public var tls: TLS? = nil
+    /// Whose `X-Forwarded-For` names the client (`SESSION_VAULT_TRUSTED_PROXIES`, `--trusted-proxies`).
+    public var trustedProxies: TrustedProxies = .none
+
+    /// The TLS files.
+    public struct TLS: Equatable, Sendable {
+        public var certificateFile: String
+        public var keyFile: String
+        /// Mutual TLS: client certificates must chain to this CA (`SESSION_VAULT_TLS_CLIENT_CA_FILE`).
+        public var clientCAFile: String?
+    }
 
     /// ``auditRetentionDays`` unless configured.
     public static let defaultAuditRetentionDays = 90
@@ -80,6 +93,10 @@ public struct ServiceConfiguration: Equatable, Sendable {
         public var logLevel: String?
         public var dataDirectory: String?
         public var auditRetentionDays: String?
+        public var tlsCertFile: String?
+        public var tlsKeyFile: String?
+        public var tlsClientCAFile: String?
+        public var trustedProxies: String?
         public init() {}
     }
 
@@ -210,6 +227,27 @@ public struct ServiceConfiguration: Equatable, Sendable {
             leaseLockDelay = n
         }
 
+        // TLS: a certificate and its key together, or neither; a client CA only with them.
+        let certFile = value(flags.tlsCertFile, "SESSION_VAULT_TLS_CERT_FILE")
+        let keyFile = value(flags.tlsKeyFile, "SESSION_VAULT_TLS_KEY_FILE")
+        let clientCAFile = value(flags.tlsClientCAFile, "SESSION_VAULT_TLS_CLIENT_CA_FILE")
+        var tls: TLS?
+        switch (certFile, keyFile) {
+        case (let cert?, let key?): tls = TLS(certificateFile: cert, keyFile: key, clientCAFile: clientCAFile)
+        case (nil, nil):
+            if clientCAFile != nil {
+                throw Error("SESSION_VAULT_TLS_CLIENT_CA_FILE / --tls-client-ca-file needs TLS: "
+                    + "set SESSION_VAULT_TLS_CERT_FILE and SESSION_VAULT_TLS_KEY_FILE too")
+            }
+        case (_?, nil):
+            throw Error("SESSION_VAULT_TLS_CERT_FILE is set without SESSION_VAULT_TLS_KEY_FILE (--tls-key-file): TLS needs both")
+        case (nil, _?):
+            throw Error("SESSION_VAULT_TLS_KEY_FILE is set without SESSION_VAULT_TLS_CERT_FILE (--tls-cert-file): TLS needs both")
+        }
+        let trustedProxies = try value(flags.trustedProxies, "SESSION_VAULT_TRUSTED_PROXIES").map { text throws(Error) in
+            try TrustedProxies.parse(text)
+        } ?? .none
+
         var configuration = ServiceConfiguration(
             host: host, port: port, storage: storage, masterKey: masterKey, rootToken: rootToken, dev: dev,
             requirePersistence: flags.requirePersistence || requireEnv,
@@ -218,6 +256,8 @@ public struct ServiceConfiguration: Equatable, Sendable {
             logFormat: logFormat, logLevel: logLevel, synchronousFull: synchronousFull,
             maxBodyBytes: maxBodyBytes, dataDirectory: dataDirectory, auditRetentionDays: auditRetentionDays)
         configuration.leaseLockDelaySeconds = leaseLockDelay
+        configuration.tls = tls
+        configuration.trustedProxies = trustedProxies
         return configuration
     }
 

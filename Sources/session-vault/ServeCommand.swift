@@ -53,9 +53,16 @@ struct ServeCommand: ParsableCommand {
             across all connections (default 268435456; at least the body limit); beyond it, \
             503 before the body is read.
             - SESSION_VAULT_EVENT_LOOPS: event-loop threads, 1…64 (default half the CPUs, at least 1).
+            - SESSION_VAULT_TLS_CERT_FILE and SESSION_VAULT_TLS_KEY_FILE: serve HTTPS with this \
+            PEM certificate chain (leaf first) and its unencrypted PEM key; TLS 1.2 and 1.3 only.
+            - SESSION_VAULT_TLS_CLIENT_CA_FILE: mutual TLS, client certificates signed by this CA required.
+            - SESSION_VAULT_TLS_HANDSHAKE_TIMEOUT_MS: time for a TLS handshake (default the header timeout).
+            - SESSION_VAULT_TRUSTED_PROXIES: addresses or CIDR ranges of reverse proxies whose \
+            X-Forwarded-For names the client in the audit log and the failed-authentication throttle.
 
             One process at a time serves a vault file: it holds an exclusive lock on \
-            PATH.lock beside the database. SIGHUP is ignored (nothing to reload).
+            PATH.lock beside the database. SIGHUP reloads the TLS certificate and key (a bad \
+            new pair is refused and the old one kept); without TLS it is ignored.
 
             Exit codes: 0 clean shutdown after SIGTERM/SIGINT, 64 usage, 65 unusable \
             data (not a vault database, an empty database file, a master key without its \
@@ -92,6 +99,18 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .long, help: "Log level: debug, info, warning or error.")
     var logLevel: String?
 
+    @Option(name: .long, help: "PEM certificate chain: serve HTTPS (overrides SESSION_VAULT_TLS_CERT_FILE).")
+    var tlsCertFile: String?
+
+    @Option(name: .long, help: "PEM private key of the certificate (overrides SESSION_VAULT_TLS_KEY_FILE).")
+    var tlsKeyFile: String?
+
+    @Option(name: .long, help: "PEM CA of the client certificates required (mutual TLS; overrides SESSION_VAULT_TLS_CLIENT_CA_FILE).")
+    var tlsClientCaFile: String?
+
+    @Option(name: .long, help: "Trusted reverse proxies, addresses or CIDR ranges (overrides SESSION_VAULT_TRUSTED_PROXIES).")
+    var trustedProxies: String?
+
     @Flag(name: .long, help: "Development mode: memory storage, throwaway keys, root token printed.")
     var dev = false
 
@@ -118,6 +137,10 @@ struct ServeCommand: ParsableCommand {
         flags.logFormat = logFormat
         flags.logLevel = logLevel
         flags.auditRetentionDays = auditRetentionDays
+        flags.tlsCertFile = tlsCertFile
+        flags.tlsKeyFile = tlsKeyFile
+        flags.tlsClientCAFile = tlsClientCaFile
+        flags.trustedProxies = trustedProxies
         flags.dev = dev
         flags.requirePersistence = requirePersistence
         flags.initialize = initialize
@@ -149,6 +172,7 @@ struct ServeCommand: ParsableCommand {
         if let v = try milliseconds("SESSION_VAULT_WRITE_TIMEOUT_MS") { configuration.writeStallTimeout = v }
         if let v = try milliseconds("SESSION_VAULT_HANDLER_TIMEOUT_MS") { configuration.handlerTimeout = v }
         if let v = try milliseconds("SESSION_VAULT_DRAIN_TIMEOUT_MS") { configuration.drainTimeout = v }
+        if let v = try milliseconds("SESSION_VAULT_TLS_HANDSHAKE_TIMEOUT_MS") { configuration.handshakeTimeout = v }
         if let v = try integer("SESSION_VAULT_MAX_CONNECTIONS") { configuration.maxConnections = max(1, v) }
         if let v = try integer("SESSION_VAULT_MAX_CONNECTIONS_PER_ADDRESS") { configuration.maxConnectionsPerAddress = v }
         if let v = try integer("SESSION_VAULT_BODY_MEMORY_BUDGET_BYTES") { configuration.bodyMemoryBudgetBytes = v }

@@ -5,6 +5,7 @@ import Glibc
 import HTTPServer
 import Logging
 import Primitives
+import HTTPServerTLS
 import VaultAPI
 import VaultCore
 
@@ -67,6 +68,18 @@ final class ServiceRunner {
         do { try ServeCommand.applyEnvironment(to: &http) } catch {
             throw fail(log, Exit.config, "configuration error: \(error)")
         }
+        // TLS (issue 20): the files are checked now; a bad one is a configuration error (78).
+        let tls = try config.tls.map { files throws(ExitCode) in
+            do throws(TLSSetupError) {
+                let context = try TLSServerContext(
+                    files: TLSFiles(certificateFile: files.certificateFile, keyFile: files.keyFile, clientCAFile: files.clientCAFile),
+                    logger: http.logger)
+                context.install(into: &http)
+                return context
+            } catch {
+                throw fail(log, Exit.config, "TLS configuration error: \(tlsVariable(error.file)): \(error.reason)")
+            }
+        }
 
         // The import file is read and checked whole (every entry tried on a throwaway memory
         // vault) before anything else happens.
@@ -91,7 +104,8 @@ final class ServiceRunner {
             throw fail(log, Exit.dataError, "cannot read the stored leases: \(error)")
         }
         let state = HTTPServerState()
-        let router = VaultRouter(vault: vault, info: info, serverState: state, log: log, routes: testRoutes ? TestRoutes.all : [])
+        let router = VaultRouter(vault: vault, info: info, serverState: state, log: log, routes: testRoutes ? TestRoutes.all : [],
+                                 trustedProxies: config.trustedProxies)
         if let reason = vault.sealedReason {
             log.error("THE VAULT IS SEALED: it serves no secrets until it is restarted with the right master key", metadata: ["reason": "\(reason)"])
         } else {
@@ -136,11 +150,23 @@ final class ServiceRunner {
             source.activate()
             sources.append(source)
         }
-        // SIGHUP (a closed terminal, or a supervisor's habit) must neither kill nor drain: there
-        // is nothing to reload yet.
+        // SIGHUP (a closed terminal, a supervisor's habit, or a renewed certificate) must neither
+        // kill nor drain: with TLS it reloads the certificate and key for new connections (open
+        // ones keep theirs); a bad new pair is refused and the one in use kept.
         signal(SIGHUP, SIG_IGN)
         let hangUp = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .main)
-        hangUp.setEventHandler { log.info("SIGHUP ignored: there is nothing to reload; SIGTERM stops the vault") }
+        hangUp.setEventHandler {
+            guard let tls else {
+                log.info("SIGHUP ignored: there is nothing to reload without TLS; SIGTERM stops the vault")
+                return
+            }
+            do throws(TLSSetupError) {
+                try tls.reload()
+                log.info("SIGHUP: TLS certificate and key reloaded; new connections use them")
+            } catch {
+                log.error("SIGHUP: TLS reload refused, the certificate in use is kept: \(tlsVariable(error.file)): \(error.reason)")
+            }
+        }
         hangUp.activate()
         sources.append(hangUp)
         do {
@@ -152,10 +178,26 @@ final class ServiceRunner {
         let address = server.localAddress ?? "\(config.host):\(config.port)"
         // The server itself has logged "listening on ADDRESS" (scripts and tests wait for it),
         // through `log`, so JSON logs stay one JSON object per line.
-        log.info("session-vault started", metadata: ["listen": "\(address)", "storage": "\(info.engine)", "version": "\(VaultVersion.current)"])
+        log.info("session-vault started", metadata: ["listen": "\(address)", "storage": "\(info.engine)", "tls": "\(tlsMode(config.tls))", "version": "\(VaultVersion.current)"])
 
         return ServiceRunner(server: server, store: store, signalSources: sources, lock: lock,
                              healthWatch: watchHealth(of: store, vault: vault, log: log))
+    }
+
+    /// `off`, `on` or `mutual`, for the start line.
+    static func tlsMode(_ tls: ServiceConfiguration.TLS?) -> String {
+        guard let tls else { return "off" }
+        return tls.clientCAFile == nil ? "on" : "mutual"
+    }
+
+    /// The setting that names a TLS file, for error messages.
+    static func tlsVariable(_ file: TLSSetupError.File) -> String {
+        switch file {
+        case .certificate: "SESSION_VAULT_TLS_CERT_FILE"
+        case .key: "SESSION_VAULT_TLS_KEY_FILE"
+        case .clientCA: "SESSION_VAULT_TLS_CLIENT_CA_FILE"
+        case .none: "TLS"
+        }
     }
 
     /// Checks the store and the seal every two seconds and logs each change: loudly when writes

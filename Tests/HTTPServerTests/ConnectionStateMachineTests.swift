@@ -48,6 +48,27 @@ struct ConnectionStateMachineTests {
 
     // MARK: - Deadlines
 
+    /// Issue 20: a TLS handshake has its own deadline (a silent close, never a 408 in plain text),
+    /// and the first head's header timeout starts when the handshake completes.
+    @Test func handshakeDeadlineThenHeaderDeadline() {
+        var configuration = HTTPServerConfiguration(headerTimeout: .seconds(10))
+        configuration.handshakeTimeout = .seconds(3)
+        var clock = Clock()
+        var stalled = Machine(timeouts: Connection.Timeouts(configuration))
+        stalled.accepted(now: clock.now, handshake: true)
+        #expect(stalled.deadlineKind == .handshake)
+        #expect(stalled.mayBeShed(idleAndQuiet: { true }, nothingToSend: true))
+        clock.advance(seconds: 3)
+        #expect(stalled.deadlineReached(now: clock.now, inputPending: Self.nothingPending) == .close)
+
+        var done = Machine(timeouts: Connection.Timeouts(configuration))
+        done.accepted(now: clock.now, handshake: true)
+        clock.advance(seconds: 2)
+        done.handshakeCompleted(now: clock.now)
+        #expect(done.deadlineKind == .firstHeader)
+        #expect(done.deadline == clock.now + 10 * Self.second)
+    }
+
     @Test func aSilentClientGets408AtTheFirstHeaderDeadline() {
         var clock = Clock()
         var machine = Self.accepted(clock)

@@ -81,6 +81,14 @@ final class Connection: @unchecked Sendable {
     private var machine: ConnectionStateMachine
     /// The deadline and shedding times last stored in the atomics, so unchanged ones cost no store.
     private var published: (deadline: UInt64, idle: UInt64, head: UInt64) = (0, 0, 0)
+    /// Whether the transport's handshake is done (true at once for the plain socket).
+    private var established: Bool
+    /// The readiness a blocked read waits for: readable, or writable when the transport said
+    /// ``TransportIO/needsWritable`` (TLS).
+    private var readWaitsFor = EventLoop.readable
+    /// The readiness a blocked write waits for: writable, or readable when the transport said
+    /// ``TransportIO/needsReadable`` (TLS).
+    private var writeWaitsFor = EventLoop.writable
     /// Pending status line and headers (plus any unsent `100 Continue`); capacity is reused.
     private var outHead: [UInt8] = []
     /// Bytes of `outHead` already sent.
@@ -103,6 +111,8 @@ final class Connection: @unchecked Sendable {
     struct Timeouts: Sendable {
         /// ``HTTPServerConfiguration/headerTimeout``.
         var header: UInt64
+        /// ``HTTPServerConfiguration/handshakeTimeout`` (the header timeout when unset).
+        var handshake: UInt64
         /// ``HTTPServerConfiguration/idleTimeout``.
         var idle: UInt64
         /// ``HTTPServerConfiguration/bodyInactivityTimeout``.
@@ -121,6 +131,7 @@ final class Connection: @unchecked Sendable {
         /// Converts the durations of `c` once, so connections never touch `Duration` arithmetic.
         init(_ c: HTTPServerConfiguration) {
             header = c.headerTimeout.clampedNanoseconds
+            handshake = (c.handshakeTimeout ?? c.headerTimeout).clampedNanoseconds
             idle = c.idleTimeout.clampedNanoseconds
             body = c.bodyInactivityTimeout.clampedNanoseconds
             write = c.writeStallTimeout.clampedNanoseconds
@@ -135,6 +146,7 @@ final class Connection: @unchecked Sendable {
     init(transport: any Transport, peer: SocketAddress, server: HTTPServer, loop: EventLoop, queue: DispatchQueue) {
         self.transport = transport
         self.fd = transport.fileDescriptor
+        self.established = !transport.needsHandshake
         self.loop = loop
         self.peer = peer
         self.peerKey = peer.peerKey
@@ -162,7 +174,7 @@ final class Connection: @unchecked Sendable {
     /// Registers with the event loop and starts reading. Called once, on `queue`.
     func start() {
         assertOnQueue()
-        machine.accepted(now: Connection.now())
+        machine.accepted(now: Connection.now(), handshake: !established)
         guard let id = loop.add(fd: fd, connection: self, events: EventLoop.readable, persistent: true) else {
             server.configuration.logger.warning("cannot watch an accepted socket: errno \(errno)")
             machine.closed()
@@ -203,8 +215,8 @@ final class Connection: @unchecked Sendable {
         #endif
         if !armedPersistent { armed = 0 }
         let failed = events & EventLoop.failed != 0
-        if machine.wantsWrite && (failed || events & EventLoop.writable != 0) { writable() }
-        if machine.wantsRead && (failed || events & EventLoop.readable != 0) { readable() }
+        if machine.wantsWrite && (failed || events & writeWaitsFor != 0) { writable() }
+        if machine.wantsRead && (failed || events & readWaitsFor != 0) { readable() }
         updateInterest()
     }
 
@@ -214,8 +226,8 @@ final class Connection: @unchecked Sendable {
         publish()
         guard machine.phase != .closed, !flushDeferred else { return }
         var wanted: UInt32 = 0
-        if machine.wantsRead { wanted |= EventLoop.readable }
-        if machine.wantsWrite { wanted |= EventLoop.writable }
+        if machine.wantsRead { wanted |= readWaitsFor }
+        if machine.wantsWrite { wanted |= writeWaitsFor }
         if wanted == armed { return }
         // Persistent only for plain reading (the loop runs the events itself): anything else is
         // one-shot, so a level-triggered event can never repeat while nothing consumes it (a
@@ -263,6 +275,7 @@ final class Connection: @unchecked Sendable {
     /// whatever became complete. EOF or a receive error closes the connection.
     private func readable() {
         assertOnQueue()
+        readWaitsFor = EventLoop.readable
         switch machine.phase {
         case .closed, .writing, .handling: return
         case .lingering:
@@ -270,6 +283,7 @@ final class Connection: @unchecked Sendable {
             return
         case .idle, .reading: break
         }
+        if !established && !advanceHandshake() { return }
         let buffer = ReadBuffer.current()
         guard let base = buffer.baseAddress else { return }
         var rounds = 0
@@ -292,13 +306,35 @@ final class Connection: @unchecked Sendable {
                 case .finishThenClose: break
                 }
                 return
-            case .wouldBlock:
+            case .wouldBlock, .needsReadable:
+                return
+            case .needsWritable:
+                readWaitsFor = EventLoop.writable
                 return
             case .failed(let code):
                 server.configuration.logger.debug("recv failed on connection: errno \(code)")
                 close()
                 return
             }
+        }
+    }
+
+    /// One step of the transport's handshake (TLS); true once it is complete. A handshake that
+    /// fails closes the connection silently: the transport has logged why.
+    private func advanceHandshake() -> Bool {
+        switch transport.handshake() {
+        case .done:
+            established = true
+            machine.handshakeCompleted(now: Connection.now())
+            return true
+        case .wouldBlock, .needsReadable:
+            return false
+        case .needsWritable:
+            readWaitsFor = EventLoop.writable
+            return false
+        case .endOfStream, .failed:
+            close()
+            return false
         }
     }
 
@@ -596,6 +632,11 @@ final class Connection: @unchecked Sendable {
                 machine.wrote(now: Connection.now())
                 continue
             case .wouldBlock:
+                writeWaitsFor = EventLoop.writable
+                waitForWritable()
+                return
+            case .needsReadable, .needsWritable:
+                writeWaitsFor = result == .needsReadable ? EventLoop.readable : EventLoop.writable
                 waitForWritable()
                 return
             case .endOfStream, .failed:
@@ -659,7 +700,10 @@ final class Connection: @unchecked Sendable {
             switch transport.read(into: buffer) {
             case .done(let n):
                 if machine.discarded(n) { close() }
-            case .wouldBlock:
+            case .wouldBlock, .needsReadable:
+                return
+            case .needsWritable:
+                readWaitsFor = EventLoop.writable
                 return
             case .endOfStream, .failed:
                 close()

@@ -46,6 +46,8 @@ struct ConnectionStateMachine {
     enum DeadlineKind: Equatable {
         /// None: a handler runs inline (judged when it returns) or the connection is closed.
         case none
+        /// The transport's handshake (TLS) must complete; silent close.
+        case handshake
         /// The first request head since accept must be complete (408 if nothing arrived).
         case firstHeader
         /// A later request's head must be complete; not extended by trickling bytes.
@@ -150,9 +152,23 @@ struct ConnectionStateMachine {
 
     /// Accepted: the first head must be complete within the header timeout from now (docs/http.md
     /// §11); silent until then, and sheddable once silent for the idle grace.
-    mutating func accepted(now: UInt64) {
-        setDeadline(.firstHeader, at: now &+ timeouts.header)
+    /// With `handshake`, the transport's handshake comes first, under its own deadline
+    /// (``handshakeCompleted(now:)`` then starts the header timeout); the connection counts as
+    /// idle meanwhile, so a client stalling its handshake is shed like a silent one.
+    mutating func accepted(now: UInt64, handshake: Bool = false) {
+        if handshake {
+            setDeadline(.handshake, at: now &+ timeouts.handshake)
+        } else {
+            setDeadline(.firstHeader, at: now &+ timeouts.header)
+        }
         idleSince = max(1, now)
+    }
+
+    /// The transport's handshake completed: the first request head must be complete within the
+    /// header timeout from now.
+    mutating func handshakeCompleted(now: UInt64) {
+        guard deadlineKind == .handshake else { return }
+        setDeadline(.firstHeader, at: now &+ timeouts.header)
     }
 
     /// Bytes of a request arrived (before they are parsed). The first byte of a request starts its
@@ -359,7 +375,7 @@ struct ConnectionStateMachine {
             guard phase == .handling else { return .none }
             handlerTimedOut = true
             return .send503
-        case .header, .body, .idle, .write, .linger:
+        case .handshake, .header, .body, .idle, .write, .linger:
             return .close
         case .none:
             return .none

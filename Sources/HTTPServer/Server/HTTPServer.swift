@@ -288,7 +288,8 @@ public final class HTTPServer: Sendable {
             return
         }
         let queue = DispatchQueue(label: "HTTPServer.connection", target: HTTPServer.connectionPool)
-        let connection = Connection(transport: PlainSocketTransport(fileDescriptor: fd), peer: peer, server: self, loop: loop, queue: queue)
+        let transport: any Transport = configuration.transportFactory?(fd) ?? PlainSocketTransport(fileDescriptor: fd)
+        let connection = Connection(transport: transport, peer: peer, server: self, loop: loop, queue: queue)
         connections.withLock { $0[ObjectIdentifier(connection)] = connection }
         queue.async { connection.start() }
     }

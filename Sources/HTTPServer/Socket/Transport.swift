@@ -2,12 +2,20 @@
 import CSocketShims
 import Glibc
 
-/// The outcome of one ``Transport`` read or write.
-enum TransportIO: Equatable, Sendable {
-    /// `count` bytes were read or written (more than 0 unless nothing was asked for).
+/// The outcome of one ``Transport`` read, write or handshake step.
+public enum TransportIO: Equatable, Sendable {
+    /// `count` bytes were read or written (more than 0 unless nothing was asked for); for
+    /// ``Transport/handshake()``, the handshake is complete.
     case done(Int)
-    /// Nothing can move now; wait for readiness (EAGAIN).
+    /// Nothing can move now; wait for the operation's own readiness (readable for a read or a
+    /// handshake, writable for a write: EAGAIN).
     case wouldBlock
+    /// Nothing can move until the socket is *writable*, although this was a read or a handshake
+    /// step (TLS: `SSL_ERROR_WANT_WRITE`). The plain socket never answers this.
+    case needsWritable
+    /// Nothing can move until the socket is *readable*, although this was a write (TLS:
+    /// `SSL_ERROR_WANT_READ`). The plain socket never answers this.
+    case needsReadable
     /// The peer closed its write side (reads only).
     case endOfStream
     /// The transport failed (reset, broken pipe, …) with this errno; the connection is over.
@@ -22,11 +30,24 @@ enum TransportIO: Equatable, Sendable {
 /// (its serial queue) calls them**: no watchdog or listener touches a connection's transport.
 ///
 /// Readiness still comes from the server's epoll loop, which watches ``fileDescriptor``; a
-/// transport whose readiness differs from the socket's (TLS wanting to read while writing)
-/// will need to say so here.
-protocol Transport {
+/// transport whose readiness differs from the socket's (TLS wanting to read while writing, or
+/// to write while reading) says so with ``TransportIO/needsWritable`` and
+/// ``TransportIO/needsReadable``, and the connection waits for that readiness instead.
+///
+/// A transport with a handshake (TLS, issue 20) answers ``needsHandshake`` with true: the
+/// connection then calls ``handshake()`` on readiness, under the handshake deadline
+/// (``HTTPServerConfiguration/handshakeTimeout``), before the first read; a failed handshake
+/// closes the connection without a word (the transport logs why, once, at debug). Other
+/// transports are made by ``HTTPServerConfiguration/transportFactory``; without one the server
+/// uses the plain socket directly.
+public protocol Transport {
     /// The descriptor the event loop registers for readiness.
     var fileDescriptor: Int32 { get }
+    /// Whether ``handshake()`` must complete before the first read or write. Read once, at accept.
+    var needsHandshake: Bool { get }
+    /// Advances the handshake: `.done` when complete, `.wouldBlock`/`.needsWritable` to wait,
+    /// `.endOfStream` or `.failed` when it cannot complete (the connection closes).
+    func handshake() -> TransportIO
     /// Reads at most `buffer.count` bytes into `buffer`.
     func read(into buffer: UnsafeMutableRawBufferPointer) -> TransportIO
     /// Writes `first` then `second` (either may be empty), as far as they go without blocking.
@@ -38,6 +59,13 @@ protocol Transport {
     func shutdownWrite()
     /// Releases the transport. Called exactly once, after the event loop stopped watching it.
     func close()
+}
+
+extension Transport {
+    /// No handshake.
+    public var needsHandshake: Bool { false }
+    /// Nothing to do.
+    public func handshake() -> TransportIO { .done(0) }
 }
 
 /// The plain TCP socket: `recv`, `sendmsg` with `MSG_NOSIGNAL`, `shutdown(SHUT_WR)` and
