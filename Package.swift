@@ -29,8 +29,9 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .target(name: "CSocketShims"),
-        .target(name: "VaultCore", dependencies: ["CSQLite", "COpenSSL"], swiftSettings: strict),
+        .target(name: "VaultCore", dependencies: ["CSQLite", "COpenSSL", "CLibPQ"], swiftSettings: strict),
         .target(name: "HTTPServer", dependencies: ["CSocketShims"], swiftSettings: strict),
         .target(name: "VaultAPI", dependencies: ["VaultCore", "HTTPServer"], swiftSettings: strict),
         .executableTarget(
