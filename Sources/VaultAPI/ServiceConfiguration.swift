@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import VaultCore
 
 /// Everything `session-vault serve` needs, resolved from the environment (12-factor) with
 /// command-line flags taking precedence. Pure: the executable passes in `environment` and the
@@ -10,6 +11,9 @@ public struct ServiceConfiguration: Equatable, Sendable {
         case file(String)
         /// SQLite in memory: nothing survives a restart.
         case memory
+        /// PostgreSQL (`postgres://USER@HOST:PORT/DB`): `address` is the URL without its scheme,
+        /// and never holds a password.
+        case postgres(address: String)
     }
 
     /// Where the master key comes from. The key itself is never taken from argv.
@@ -56,6 +60,10 @@ public struct ServiceConfiguration: Equatable, Sendable {
     public var dataDirectory: String
     /// Days of audit log kept (older events are pruned at start and hourly); 0 keeps everything.
     public var auditRetentionDays: Int = ServiceConfiguration.defaultAuditRetentionDays
+    /// The file holding the PostgreSQL password (`SESSION_VAULT_DATABASE_PASSWORD_FILE`).
+    public var databasePasswordFile: String? = nil
+    /// Connections to PostgreSQL at most (`SESSION_VAULT_DATABASE_POOL_SIZE`, default 4).
+    public var databasePoolSize: Int = 4
 
     /// ``auditRetentionDays`` unless configured.
     public static let defaultAuditRetentionDays = 90
@@ -134,8 +142,14 @@ public struct ServiceConfiguration: Equatable, Sendable {
                 storage = .memory
             } else if s.hasPrefix("file:"), s.count > 5 {
                 storage = .file(String(s.dropFirst(5)))
+            } else if s.hasPrefix("postgres://") || s.hasPrefix("postgresql://") {
+                if let problem = StoreFactory.problem(withServerURL: s) { throw Error("\(source) \(problem)") }
+                guard case .server(_, let address) = StoreFactory.location(fromURL: s) else {
+                    throw Error("\(source) must be postgres://USER@HOST:PORT/DB")
+                }
+                storage = .postgres(address: address)
             } else {
-                throw Error("\(source) must be 'memory' or 'file:PATH'")
+                throw Error("\(source) must be 'memory', 'file:PATH' or 'postgres://USER@HOST:PORT/DB'")
             }
         } else {
             storage = .file(dataDirectory + "/vault.db")
@@ -151,6 +165,10 @@ public struct ServiceConfiguration: Equatable, Sendable {
         } else if case .file(let path) = storage {
             // Beside the database it opens, wherever that is (not in the default data folder).
             masterKey = .generatedFile(siblingPath(of: path, named: "master.key"))
+        } else if case .postgres = storage {
+            // Several instances share the database: none may invent a key of its own.
+            throw Error("a PostgreSQL vault needs its master key from SESSION_VAULT_MASTER_KEY_FILE (or "
+                + "SESSION_VAULT_MASTER_KEY), the same for every instance; none is generated")
         } else {
             masterKey = .ephemeral
         }
@@ -198,13 +216,24 @@ public struct ServiceConfiguration: Equatable, Sendable {
             auditRetentionDays = n
         }
 
-        return ServiceConfiguration(
+        var databasePoolSize = 4
+        if let v = env["SESSION_VAULT_DATABASE_POOL_SIZE"], !v.isEmpty {
+            guard let n = parseDecimal(v), n >= 1, n <= 100 else {
+                throw Error("SESSION_VAULT_DATABASE_POOL_SIZE must be between 1 and 100")
+            }
+            databasePoolSize = n
+        }
+
+        var configuration = ServiceConfiguration(
             host: host, port: port, storage: storage, masterKey: masterKey, rootToken: rootToken, dev: dev,
             requirePersistence: flags.requirePersistence || requireEnv,
             initialize: initialize,
             importFile: value(flags.importFile, "SESSION_VAULT_IMPORT_FILE"),
             logFormat: logFormat, logLevel: logLevel, synchronousFull: synchronousFull,
             maxBodyBytes: maxBodyBytes, dataDirectory: dataDirectory, auditRetentionDays: auditRetentionDays)
+        configuration.databasePasswordFile = env["SESSION_VAULT_DATABASE_PASSWORD_FILE"].flatMap { $0.isEmpty ? nil : $0 }
+        configuration.databasePoolSize = databasePoolSize
+        return configuration
     }
 
     /// `name` in the folder of `path` (`a/b/vault.db` → `a/b/master.key`, `vault.db` → `master.key`).
