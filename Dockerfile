@@ -1,11 +1,11 @@
 # syntax=docker/dockerfile:1
 # session-vault: multi-stage build. Build on the Swift 6.3 image, run on slim Debian with only
-# the runtime libraries (libsqlite3, libcrypto), as a non-root user, with data on a volume.
+# the runtime libraries (libsqlite3, libcrypto, libpq), as a non-root user, with data on a volume.
 
 FROM swift:6.3-bookworm AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      pkg-config libsqlite3-dev libssl-dev libcurl4-openssl-dev \
+      pkg-config libsqlite3-dev libssl-dev libcurl4-openssl-dev libpq-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Resolve dependencies first so that source edits reuse this layer.
@@ -24,7 +24,7 @@ RUN swift build -c release --static-swift-stdlib --product session-vault \
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libsqlite3-0 libssl3 curl ca-certificates \
+      libsqlite3-0 libssl3 libpq5 curl ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 vault \
  && useradd --system --uid 10001 --gid vault --home-dir /data --shell /usr/sbin/nologin vault \

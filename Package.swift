@@ -36,10 +36,11 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         // libssl for the TLS transport; only HTTPServerTLS imports it.
         .systemLibrary(name: "COpenSSLTLS", pkgConfig: "libssl", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .target(name: "CSocketShims"),
         // The lock and the wall clock shared by every module (no C library, no HTTP, no sessions).
         .target(name: "Primitives", swiftSettings: strict),
-        .target(name: "VaultCore", dependencies: ["CSQLite", "COpenSSL", "Primitives"], swiftSettings: strict),
+        .target(name: "VaultCore", dependencies: ["CSQLite", "COpenSSL", "CLibPQ", "Primitives"], swiftSettings: strict),
         .target(
             name: "HTTPServer",
             dependencies: ["CSocketShims", "Primitives", .product(name: "Logging", package: "swift-log")],

@@ -31,7 +31,7 @@ build() {
 
 lint() {
     local bad
-    bad=$(grep -rlE '^\s*(@_implementationOnly |internal |public |package )?import (CSQLite|COpenSSL)\b' Sources | grep -v '^Sources/VaultCore/' || true)
+    bad=$(grep -rlE '^\s*(@_implementationOnly |internal |public |package )?import (CSQLite|COpenSSL|CLibPQ)\b' Sources | grep -v '^Sources/VaultCore/' || true)
     [ -z "$bad" ] || { echo "C modules imported outside VaultCore: $bad"; return 1; }
     bad=$(grep -rlE '^\s*(@_implementationOnly |internal |public |package )?import COpenSSLTLS\b' Sources | grep -v '^Sources/HTTPServerTLS/' || true)
     [ -z "$bad" ] || { echo "libssl imported outside HTTPServerTLS: $bad"; return 1; }
@@ -46,6 +46,17 @@ lint() {
     [ -z "$bad" ] || { echo "Synchronization.Mutex is invisible to TSan; use a pthread-based lock:"; echo "$bad"; return 1; }
     # openapi.yaml is validated by Tests/integration/api/test_openapi.py (a failing check, not a lint hint).
 }
+
+# A throwaway PostgreSQL cluster (scripts/pg.sh) for the store contract tests' postgres engine;
+# removed at exit. Tests/integration/api/test_postgres.py starts its own (it stops and restarts it).
+if [ -z "${SESSION_VAULT_TEST_POSTGRES_URL:-}" ] && ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+    pg_dir=$(mktemp -d /tmp/sv-pg-XXXXXX)
+    trap 'scripts/pg.sh destroy "$pg_dir" >/dev/null 2>&1' EXIT
+    if url=$(scripts/pg.sh start "$pg_dir"); then
+        export SESSION_VAULT_TEST_POSTGRES_URL=$url SESSION_VAULT_TEST_POSTGRES_PASSWORD_FILE=$pg_dir/password
+        echo "test PostgreSQL cluster: $url"
+    fi
+fi
 
 stage build build
 stage lint lint

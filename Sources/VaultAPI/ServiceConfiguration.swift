@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 public import Logging
+import VaultCore
 
 /// Everything `session-vault serve` needs, resolved from the environment (12-factor) with
 /// command-line flags taking precedence. Pure: the executable passes in `environment` and the
@@ -11,6 +12,9 @@ public struct ServiceConfiguration: Equatable, Sendable {
         case file(String)
         /// SQLite in memory: nothing survives a restart.
         case memory
+        /// PostgreSQL (`postgres://USER@HOST:PORT/DB`): `address` is the URL without its scheme,
+        /// and never holds a password.
+        case postgres(address: String)
     }
 
     /// Where the master key comes from. The key itself is never taken from argv.
@@ -73,6 +77,10 @@ public struct ServiceConfiguration: Equatable, Sendable {
         /// Mutual TLS: client certificates must chain to this CA (`SESSION_VAULT_TLS_CLIENT_CA_FILE`).
         public var clientCAFile: String?
     }
+    /// The file holding the PostgreSQL password (`SESSION_VAULT_DATABASE_PASSWORD_FILE`).
+    public var databasePasswordFile: String? = nil
+    /// Connections to PostgreSQL at most (`SESSION_VAULT_DATABASE_POOL_SIZE`, default 4).
+    public var databasePoolSize: Int = 4
 
     /// ``auditRetentionDays`` unless configured.
     public static let defaultAuditRetentionDays = 90
@@ -155,8 +163,14 @@ public struct ServiceConfiguration: Equatable, Sendable {
                 storage = .memory
             } else if s.hasPrefix("file:"), s.count > 5 {
                 storage = .file(String(s.dropFirst(5)))
+            } else if s.hasPrefix("postgres://") || s.hasPrefix("postgresql://") {
+                if let problem = StoreFactory.problem(withServerURL: s) { throw Error("\(source) \(problem)") }
+                guard case .server(_, let address) = StoreFactory.location(fromURL: s) else {
+                    throw Error("\(source) must be postgres://USER@HOST:PORT/DB")
+                }
+                storage = .postgres(address: address)
             } else {
-                throw Error("\(source) must be 'memory' or 'file:PATH'")
+                throw Error("\(source) must be 'memory', 'file:PATH' or 'postgres://USER@HOST:PORT/DB'")
             }
         } else {
             storage = .file(dataDirectory + "/vault.db")
@@ -172,6 +186,10 @@ public struct ServiceConfiguration: Equatable, Sendable {
         } else if case .file(let path) = storage {
             // Beside the database it opens, wherever that is (not in the default data folder).
             masterKey = .generatedFile(siblingPath(of: path, named: "master.key"))
+        } else if case .postgres = storage {
+            // Several instances share the database: none may invent a key of its own.
+            throw Error("a PostgreSQL vault needs its master key from SESSION_VAULT_MASTER_KEY_FILE (or "
+                + "SESSION_VAULT_MASTER_KEY), the same for every instance; none is generated")
         } else {
             masterKey = .ephemeral
         }
@@ -248,6 +266,14 @@ public struct ServiceConfiguration: Equatable, Sendable {
             try TrustedProxies.parse(text)
         } ?? .none
 
+        var databasePoolSize = 4
+        if let v = env["SESSION_VAULT_DATABASE_POOL_SIZE"], !v.isEmpty {
+            guard let n = parseDecimal(v), n >= 1, n <= 100 else {
+                throw Error("SESSION_VAULT_DATABASE_POOL_SIZE must be between 1 and 100")
+            }
+            databasePoolSize = n
+        }
+
         var configuration = ServiceConfiguration(
             host: host, port: port, storage: storage, masterKey: masterKey, rootToken: rootToken, dev: dev,
             requirePersistence: flags.requirePersistence || requireEnv,
@@ -258,6 +284,8 @@ public struct ServiceConfiguration: Equatable, Sendable {
         configuration.leaseLockDelaySeconds = leaseLockDelay
         configuration.tls = tls
         configuration.trustedProxies = trustedProxies
+        configuration.databasePasswordFile = env["SESSION_VAULT_DATABASE_PASSWORD_FILE"].flatMap { $0.isEmpty ? nil : $0 }
+        configuration.databasePoolSize = databasePoolSize
         return configuration
     }
 

@@ -136,7 +136,13 @@ public final class VaultService: Sendable {
     private struct CachedToken {
         var record: TokenRecord
         var policy: AccessPolicy
+        /// When it was read from the store (monotonic nanoseconds).
+        var readAt: UInt64 = DispatchTime.now().uptimeNanoseconds
     }
+
+    /// How long a live token is taken from the cache before it is read again: a token revoked
+    /// by another instance on the same database is refused here within this time.
+    static let tokenCacheTTLNanoseconds: UInt64 = 1_000_000_000
 
     /// Meta key under which the root token's hash is kept.
     static let rootTokenMetaKey = "root_token_hash"
@@ -303,7 +309,10 @@ public final class VaultService: Sendable {
             return .root
         }
         let now = clock()
-        if let cached = tokenCache.withLock({ $0[hash] }) {
+        if let cached = tokenCache.withLock({ $0[hash] }),
+            cached.record.revokedAt != nil
+                || DispatchTime.now().uptimeNanoseconds - cached.readAt < Self.tokenCacheTTLNanoseconds
+        {
             return admit(cached.record, cached.policy, hash: hash, now: now)
         }
         let record: TokenRecord?
@@ -569,7 +578,7 @@ public final class VaultService: Sendable {
     public func export(_ name: SessionName, requested: ExportFormat?, context: RequestContext) throws(VaultError)
         -> (session: ExportedSession, format: ExportFormat)
     {
-        let keyring = try keyring()
+        var keyring = try keyring()
         let found: ExportRecord?
         do { found = try store.exportRecord(named: name) } catch { throw VaultError(error) }
         guard let stored = found else { throw .notFound }
@@ -577,6 +586,11 @@ public final class VaultService: Sendable {
         guard !stored.isRevoked, let sealed = stored.sealedAuthKey else {
             audit("session.export", name.rawValue, context, outcome: "gone")
             throw .revoked
+        }
+        if !keyring.hasTerm(of: sealed) {
+            // Sealed under a term another instance rotated to since this one read the keyring.
+            try reloadKeyring(keyring)
+            keyring = try self.keyring()
         }
         let secret: SecretBytes
         do {

@@ -28,7 +28,7 @@ struct ServeCommand: ParsableCommand {
             Environment:
             - SESSION_VAULT_LISTEN: HOST:PORT, or [::1]:PORT (default 127.0.0.1:8080).
             - PORT: when SESSION_VAULT_LISTEN is unset, listen on 0.0.0.0:PORT.
-            - SESSION_VAULT_STORAGE: file:PATH or memory (default file:DATA_DIR/vault.db).
+            - SESSION_VAULT_STORAGE: file:PATH, memory or postgres://USER@HOST:PORT/DB (default file:DATA_DIR/vault.db).
             - SESSION_VAULT_DATA_DIR: folder of the embedded default (default ./data).
             - SESSION_VAULT_MASTER_KEY / _MASTER_KEY_FILE: base64 of 32 bytes.
             - SESSION_VAULT_ROOT_TOKEN / _ROOT_TOKEN_FILE: the root token; without one, \
@@ -75,7 +75,7 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .long, help: "Listen address HOST:PORT (overrides SESSION_VAULT_LISTEN).")
     var listen: String?
 
-    @Option(name: .long, help: "Storage: file:PATH or memory (overrides SESSION_VAULT_STORAGE).")
+    @Option(name: .long, help: "Storage: file:PATH, memory or postgres://USER@HOST:PORT/DB (overrides SESSION_VAULT_STORAGE).")
     var storage: String?
 
     @Option(name: .long, help: "Data folder of the embedded default (overrides SESSION_VAULT_DATA_DIR).")

@@ -272,6 +272,8 @@ final class ServiceRunner {
             }
         }
         switch config.storage {
+        case .postgres(let address):
+            return try openPostgres(address, config: config, options: options, log: log, startedAt: startedAt)
         case .memory:
             if !config.dev {
                 log.warning("storage is in memory: every session is lost when the process stops")
@@ -323,6 +325,35 @@ final class ServiceRunner {
             }
             log.error("FALLING BACK TO MEMORY STORAGE: nothing will survive a restart", metadata: ["reason": "\(why)"])
             return try memory(why)
+        }
+    }
+
+    /// Opens a PostgreSQL vault: no file lock, no memory fallback (an unreachable database is
+    /// an error at start), the password from its file (one trailing newline ignored) or libpq's own.
+    static func openPostgres(_ address: String, config: ServiceConfiguration, options: StoreFactory.Options, log: Logger,
+                             startedAt: Int64) throws -> (any SessionStore, ServiceInfo, VaultFileLock?) {
+        var options = options
+        options.databasePoolSize = config.databasePoolSize
+        if let path = config.databasePasswordFile {
+            guard var bytes = try? CLI.readFile(path) else {
+                throw fail(log, Exit.config, "configuration error: cannot read SESSION_VAULT_DATABASE_PASSWORD_FILE \(path)")
+            }
+            defer { SecretBytes.wipe(&bytes) }
+            if bytes.last == UInt8(ascii: "\n") { bytes.removeLast() }
+            if bytes.last == UInt8(ascii: "\r") { bytes.removeLast() }
+            options.databasePassword = StoreFactory.DatabasePassword(String(decoding: bytes, as: UTF8.self))
+        }
+        do {
+            let store = try StoreFactory.open(.server(engine: "postgres", address: address), options: options)
+            return (store, ServiceInfo(engine: "postgres", path: address, fallbackReason: nil, synchronous: "full",
+                                       version: VaultVersion.current, startedAt: startedAt), nil)
+        } catch {
+            switch error {
+            case .notAVaultDatabase, .newerSchema, .corrupt:
+                throw fail(log, Exit.dataError, "refusing to start: postgres://\(address): \(error)")
+            default:
+                throw fail(log, Exit.unavailable, "cannot open the PostgreSQL database postgres://\(address): \(error)")
+            }
         }
     }
 

@@ -26,6 +26,8 @@ extension SQLiteSessionStore: StoreTestAccess {
     var deferredFailures: Int { statistics().deferredFailures }
 }
 
+extension PostgresSessionStore: StoreTestAccess {}
+
 /// One engine the contract tests run against; `all` is the list. A new engine (PostgreSQL, …)
 /// runs every contract test by adding one line to it.
 struct StoreEngine: Sendable, CustomTestStringConvertible {
@@ -36,7 +38,37 @@ struct StoreEngine: Sendable, CustomTestStringConvertible {
     static let all: [StoreEngine] = [
         StoreEngine(name: "sqlite-file") { dir in try SQLiteSessionStore(.file(dir.file("vault.db"))) },
         StoreEngine(name: "sqlite-memory") { _ in try SQLiteSessionStore(.memory) },
-    ]
+    ] + (TestPostgres.url == nil ? [] : [StoreEngine(name: "postgres") { _ in try TestPostgres.freshStore() }])
+}
+
+/// The throwaway PostgreSQL cluster of `scripts/pg.sh`, when `SESSION_VAULT_TEST_POSTGRES_URL`
+/// names it (and `SESSION_VAULT_TEST_POSTGRES_PASSWORD_FILE` its password): each store gets a
+/// schema of its own, made with `psql`, so every test starts from an empty vault.
+enum TestPostgres {
+    static let url = ProcessInfo.processInfo.environment["SESSION_VAULT_TEST_POSTGRES_URL"].flatMap { $0.isEmpty ? nil : $0 }
+    static let password: String? = ProcessInfo.processInfo.environment["SESSION_VAULT_TEST_POSTGRES_PASSWORD_FILE"]
+        .flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }
+        .map { $0.hasSuffix("\n") ? String($0.dropLast()) : $0 }
+
+    /// A new, empty schema; the URL that selects it.
+    static func freshURL() throws -> String {
+        guard let url else { throw StorageError.unavailable(reason: "no test database") }
+        let schema = "sv_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/psql")
+        process.arguments = [url, "-qAt", "-v", "ON_ERROR_STOP=1", "-c", "CREATE SCHEMA \(schema)"]
+        var environment = ProcessInfo.processInfo.environment
+        if let password { environment["PGPASSWORD"] = password }
+        process.environment = environment
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw StorageError.unavailable(reason: "psql failed") }
+        return url + (url.contains("?") ? "&" : "?") + "options=-csearch_path%3D" + schema
+    }
+
+    static func freshStore(poolSize: Int = 4) throws -> PostgresSessionStore {
+        try PostgresSessionStore(PostgresConnectionSettings(url: try freshURL(), password: password, poolSize: poolSize))
+    }
 }
 
 /// Opens a store of `engine` in a fresh directory, runs `body`, and always closes it.

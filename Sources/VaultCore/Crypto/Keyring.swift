@@ -193,6 +193,13 @@ public final class Keyring: Sendable, CustomStringConvertible {
         return try Envelope.open(envelope, key: key, context: context)
     }
 
+    /// True when the term named in `envelope`'s header is one of this keyring's (false for an
+    /// unknown term, or bytes that are no envelope).
+    public func hasTerm(of envelope: [UInt8]) -> Bool {
+        guard let term = Envelope.term(of: envelope) else { return false }
+        return state.withLock { $0.keys[term] != nil }
+    }
+
     /// True when `envelope` was not sealed under the current term and should be rewrapped.
     /// Also true for bytes that are not a version-1 envelope at all, so that a rewrap sweep
     /// surfaces them (its ``rewrap(_:context:to:)`` then fails) instead of skipping them.
