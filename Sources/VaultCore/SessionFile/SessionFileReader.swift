@@ -201,7 +201,7 @@ public enum SessionFileReader {
             }
             states.append(UpdateState(
                 id: id, pts: try row.integer("pts", field: "update_state.pts"), qts: try row.integer("qts", field: "update_state.qts"),
-                date: try row.integer("date", field: "update_state.date"), seq: try row.integer("seq", field: "update_state.seq")))
+                date: try row.integerOrSeconds("date", field: "update_state.date"), seq: try row.integer("seq", field: "update_state.seq")))
         }
         return states
     }

@@ -47,6 +47,20 @@ struct SessionFileRow {
         }
     }
 
+    /// An INTEGER column, or a REAL one truncated to whole seconds: Telethon writes
+    /// `update_state.date` as `datetime.timestamp()`, a float (docs/formats.md, "Update state").
+    /// - Throws: ``SessionFileError/invalidField(_:_:)`` for text, a blob, or a REAL that is not
+    ///   a finite number within the 64-bit range.
+    func integerOrSeconds(_ column: String, field: String? = nil) throws(SessionFileError) -> Int64? {
+        guard let i = positions[column] else { return nil }
+        guard statement.type(i) == SQLITE_FLOAT else { return try integer(column, field: field) }
+        let value = statement.double(i)
+        guard value.isFinite, value >= -9.2e18, value <= 9.2e18 else {
+            throw .invalidField(field ?? "\(table).\(column)", "is not a number of seconds")
+        }
+        return Int64(value.rounded(.towardZero))
+    }
+
     /// A TEXT column (an INTEGER is rendered in decimal when `allowInteger`, for phone numbers
     /// that Telethon stores as integers; docs/formats.md, "Rows and values"); nil for NULL or an absent column.
     /// - Throws: ``SessionFileError/invalidField(_:_:)`` for any other storage class.

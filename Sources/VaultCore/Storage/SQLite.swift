@@ -312,6 +312,7 @@ final class SQLiteStatement {
     func type(_ i: Int32) -> Int32 { sqlite3_column_type(stmt, i) }
 
     func int64(_ i: Int32) -> Int64 { sqlite3_column_int64(stmt, i) }
+    func double(_ i: Int32) -> Double { sqlite3_column_double(stmt, i) }
 
     func int64OrNil(_ i: Int32) -> Int64? { isNull(i) ? nil : int64(i) }
 

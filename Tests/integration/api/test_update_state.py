@@ -171,3 +171,26 @@ def test_session_files_carry_the_update_state_in_their_own_id_convention(vault, 
     assert [tuple(r.values()) for r in states(c, "from-kurigram")] == sqlite_rows(kurigram.body, tmp_path, sql)
     assert c.upload("from-telethon", telethon.body).status == 201
     assert [tuple(r.values()) for r in states(c, "from-telethon")] == sqlite_rows(telethon.body, tmp_path, sql)
+
+
+def test_telethon_files_with_a_float_date_in_update_state_upload(vault, named, tmp_path) -> None:
+    """Telethon writes update_state.date as `datetime.timestamp()`, a REAL: an upload of such a
+    file keeps the whole seconds (the interop run with the real Telethon found the 422)."""
+    import sqlite3
+    c = vault.client
+    assert c.put(f"/v1/sessions/{named}/state", {"states": [{"id": 0, "pts": 5, "qts": 1, "date": 1, "seq": 2}]}).status == 200
+    exported = c.export(named, "telethon-file")
+    assert exported.status == 200, exported
+    path = tmp_path / "real-date.session"
+    path.write_bytes(exported.body)
+    con = sqlite3.connect(path)
+    con.execute("UPDATE update_state SET date = 1700000000.75 WHERE id = 0")
+    con.commit()
+    con.close()
+    assert c.upload("real-date", path.read_bytes()).status == 201
+    assert states(c, "real-date") == [{"id": 0, "pts": 5, "qts": 1, "date": 1700000000, "seq": 2}]
+    con = sqlite3.connect(path)
+    con.execute("UPDATE update_state SET date = 'yesterday' WHERE id = 0")
+    con.commit()
+    con.close()
+    expect_problem(c.upload("text-date", path.read_bytes()), 422, "update_state.date")
