@@ -36,7 +36,9 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         // libssl for the TLS transport; only HTTPServerTLS imports it.
         .systemLibrary(name: "COpenSSLTLS", pkgConfig: "libssl", providers: [.apt(["libssl-dev"])]),
-        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        // libpq-fe.h for the PostgreSQL engine's types; libpq itself is loaded with dlopen (LibPQ.swift)
+        // when a PostgreSQL store opens, so it is not linked and the SQLite default never maps it.
+        .systemLibrary(name: "CLibPQ", providers: [.apt(["libpq-dev"])]),
         .target(name: "CSocketShims"),
         // The lock and the wall clock shared by every module (no C library, no HTTP, no sessions).
         .target(name: "Primitives", swiftSettings: strict),

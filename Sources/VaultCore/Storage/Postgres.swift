@@ -53,19 +53,21 @@ struct PGError: Error {
 /// A result set in text format, freed on deinit.
 final class PGRows {
     private let result: OpaquePointer
+    private let pq: LibPQ
     let count: Int
 
-    init(_ result: OpaquePointer) {
+    init(_ result: OpaquePointer, _ pq: LibPQ) {
         self.result = result
-        count = Int(PQntuples(result))
+        self.pq = pq
+        count = Int(pq.ntuples(result))
     }
 
-    deinit { PQclear(result) }
+    deinit { pq.clear(result) }
 
-    func isNull(_ row: Int, _ column: Int) -> Bool { PQgetisnull(result, Int32(row), Int32(column)) != 0 }
+    func isNull(_ row: Int, _ column: Int) -> Bool { pq.getisnull(result, Int32(row), Int32(column)) != 0 }
 
     func text(_ row: Int, _ column: Int) -> String? {
-        guard !isNull(row, column), let value = PQgetvalue(result, Int32(row), Int32(column)) else { return nil }
+        guard !isNull(row, column), let value = pq.getvalue(result, Int32(row), Int32(column)) else { return nil }
         return String(cString: value)
     }
 
@@ -82,8 +84,8 @@ final class PGRows {
 
     /// A `bytea` column in the hex output format (`\x0a1b…`).
     func bytes(_ row: Int, _ column: Int) -> [UInt8]? {
-        guard !isNull(row, column), let value = PQgetvalue(result, Int32(row), Int32(column)) else { return nil }
-        let length = Int(PQgetlength(result, Int32(row), Int32(column)))
+        guard !isNull(row, column), let value = pq.getvalue(result, Int32(row), Int32(column)) else { return nil }
+        let length = Int(pq.getlength(result, Int32(row), Int32(column)))
         let raw = UnsafeBufferPointer(start: UnsafeRawPointer(value).assumingMemoryBound(to: UInt8.self), count: length)
         guard length >= 2, raw[0] == UInt8(ascii: "\\"), raw[1] == UInt8(ascii: "x"), length % 2 == 0 else { return nil }
         var out = [UInt8]()
@@ -138,6 +140,7 @@ public struct PostgresConnectionSettings: Sendable, Equatable, CustomStringConve
 /// One libpq connection. Not thread-safe: the pool hands it to one thread at a time.
 final class PGConnection {
     private let handle: OpaquePointer
+    private let pq: LibPQ
     /// Statement text → prepared statement name, per connection.
     private var prepared: [String: String] = [:]
     /// Set once a COMMIT was sent: a failure after it is ambiguous, never retried.
@@ -146,6 +149,8 @@ final class PGConnection {
     /// - Throws: ``StorageError/unavailable(reason:)`` with libpq's message (which names the
     ///   host and user, never the password).
     init(_ settings: PostgresConnectionSettings) throws(StorageError) {
+        let pq = try LibPQ.shared.get()
+        self.pq = pq
         var keys = ["dbname", "fallback_application_name"]
         var values = [settings.url, "session-vault"]
         if !settings.url.contains("connect_timeout=") {
@@ -157,12 +162,12 @@ final class PGConnection {
             values.append(password)
         }
         let connection: OpaquePointer? = Self.withCStrings(keys) { k in
-            Self.withCStrings(values) { v in PQconnectdbParams(k, v, 1) }
+            Self.withCStrings(values) { v in pq.connectdbParams(k, v, 1) }
         }
         guard let connection else { throw .unavailable(reason: "cannot connect to the database: out of memory") }
-        guard PQstatus(connection) == CONNECTION_OK else {
-            let message = Self.firstLine(PQerrorMessage(connection))
-            PQfinish(connection)
+        guard pq.status(connection) == CONNECTION_OK else {
+            let message = Self.firstLine(pq.errorMessage(connection))
+            pq.finish(connection)
             throw .unavailable(reason: "cannot connect to the database: \(message)")
         }
         handle = connection
@@ -174,15 +179,15 @@ final class PGConnection {
         }
     }
 
-    deinit { PQfinish(handle) }
+    deinit { pq.finish(handle) }
 
     /// False once the connection is broken.
-    var isHealthy: Bool { PQstatus(handle) == CONNECTION_OK }
+    var isHealthy: Bool { pq.status(handle) == CONNECTION_OK }
 
     /// Runs SQL without parameters (transaction control, migrations).
     func execute(_ sql: String) throws(PGError) {
-        guard let result = PQexec(handle, sql) else { throw failure(nil) }
-        let rows = PGRows(result)
+        guard let result = pq.exec(handle, sql) else { throw failure(nil) }
+        let rows = PGRows(result, pq)
         _ = rows
         try check(result)
     }
@@ -195,8 +200,8 @@ final class PGConnection {
             name = known
         } else {
             name = "sv\(prepared.count + 1)"
-            guard let result = PQprepare(handle, name, sql, Int32(parameters.count), nil) else { throw failure(nil) }
-            let rows = PGRows(result)
+            guard let result = pq.prepare(handle, name, sql, Int32(parameters.count), nil) else { throw failure(nil) }
+            let rows = PGRows(result, pq)
             _ = rows
             try check(result)
             prepared[sql] = name
@@ -226,35 +231,35 @@ final class PGConnection {
         }
         let result: OpaquePointer?
         if buffers.isEmpty {
-            result = PQexecPrepared(handle, name, 0, nil, nil, nil, 0)
+            result = pq.execPrepared(handle, name, 0, nil, nil, nil, 0)
         } else {
             result = buffers.withUnsafeBufferPointer { values in
                 values.withMemoryRebound(to: UnsafePointer<CChar>?.self) { v in
-                    PQexecPrepared(handle, name, Int32(parameters.count), v.baseAddress, lengths, formats, 0)
+                    pq.execPrepared(handle, name, Int32(parameters.count), v.baseAddress, lengths, formats, 0)
                 }
             }
         }
         guard let result else { throw failure(nil) }
-        let rows = PGRows(result)
+        let rows = PGRows(result, pq)
         try check(result)
         return rows
     }
 
     private func check(_ result: OpaquePointer) throws(PGError) {
-        switch PQresultStatus(result) {
+        switch pq.resultStatus(result) {
         case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY: return
         default: throw failure(result)
         }
     }
 
     private func failure(_ result: OpaquePointer?) -> PGError {
-        let lost = PQstatus(handle) != CONNECTION_OK
+        let lost = pq.status(handle) != CONNECTION_OK
         guard let result else {
-            return PGError(sqlState: "", message: Self.firstLine(PQerrorMessage(handle)), connectionLost: lost)
+            return PGError(sqlState: "", message: Self.firstLine(pq.errorMessage(handle)), connectionLost: lost)
         }
-        let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) } ?? ""
-        let primary = PQresultErrorField(result, Int32(UInt8(ascii: "M"))).map { String(cString: $0) }
-        return PGError(sqlState: state, message: primary ?? Self.firstLine(PQerrorMessage(handle)), connectionLost: lost)
+        let state = pq.resultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) } ?? ""
+        let primary = pq.resultErrorField(result, Int32(UInt8(ascii: "M"))).map { String(cString: $0) }
+        return PGError(sqlState: state, message: primary ?? Self.firstLine(pq.errorMessage(handle)), connectionLost: lost)
     }
 
     static func firstLine(_ text: UnsafePointer<CChar>?) -> String {
