@@ -3,6 +3,7 @@ import COpenSSLTLS
 import Glibc
 import HTTPServer
 import Logging
+import Primitives
 
 /// One TLS connection over an accepted, non-blocking socket: OpenSSL's socket BIO on the
 /// descriptor, server side. Like every ``Transport`` it is used only on its connection's queue,
@@ -236,21 +237,4 @@ final class TLSTransport: Transport {
 
 /// A per-thread 16 KiB buffer (one TLS record of plaintext) where a response's head and the
 /// start of its body are joined into one record.
-enum WriteScratch {
-    static let size = 16 * 1024
-
-    private static let key: pthread_key_t = {
-        var key = pthread_key_t()
-        _ = pthread_key_create(&key) { pointer in free(pointer) }
-        return key
-    }()
-
-    static func current() -> UnsafeMutableRawBufferPointer {
-        if let existing = pthread_getspecific(key) {
-            return UnsafeMutableRawBufferPointer(start: existing, count: size)
-        }
-        guard let fresh = malloc(size) else { return UnsafeMutableRawBufferPointer(start: nil, count: 0) }
-        _ = pthread_setspecific(key, fresh)
-        return UnsafeMutableRawBufferPointer(start: fresh, count: size)
-    }
-}
+let WriteScratch = ThreadLocalBuffer(size: 16 * 1024)

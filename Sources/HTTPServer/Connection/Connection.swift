@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import Dispatch
 import Glibc
+import Primitives
 import Logging
 import Synchronization
 
@@ -767,25 +768,6 @@ final class Connection: @unchecked Sendable {
 }
 
 /// A per-thread receive buffer: reads land here and are copied into the connection's parser, so
-/// idle connections hold no read buffer (docs/http.md §10 memory bound, and lower RSS).
-enum ReadBuffer {
-    /// Bytes per thread: large enough for a 64 KiB body chunk per `recv`.
-    static let size = 64 * 1024
-
-    /// Thread-local slot; its destructor frees the buffer when a Dispatch worker exits.
-    private static let key: pthread_key_t = {
-        var key = pthread_key_t()
-        _ = pthread_key_create(&key) { pointer in free(pointer) }
-        return key
-    }()
-
-    /// This thread's buffer, allocated on first use and freed when the thread exits.
-    static func current() -> UnsafeMutableRawBufferPointer {
-        if let existing = pthread_getspecific(key) {
-            return UnsafeMutableRawBufferPointer(start: existing, count: size)
-        }
-        guard let fresh = malloc(size) else { return UnsafeMutableRawBufferPointer(start: nil, count: 0) }
-        _ = pthread_setspecific(key, fresh)
-        return UnsafeMutableRawBufferPointer(start: fresh, count: size)
-    }
-}
+/// idle connections hold no read buffer (docs/http.md §10 memory bound, and lower RSS). 64 KiB:
+/// large enough for a 64 KiB body chunk per `recv`.
+let ReadBuffer = ThreadLocalBuffer(size: 64 * 1024)
