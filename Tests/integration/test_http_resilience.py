@@ -466,18 +466,27 @@ def test_item11_handler_deadline_503_with_retry_after(server_factory) -> None:
 def test_item12_in_flight_handler_cap_503(server_factory) -> None:
     srv = server_factory(env={"SESSION_VAULT_MAX_INFLIGHT": "1"})
     first = srv.raw(timeout=20)
-    second = srv.raw(timeout=20)
     try:
-        first.send(get("/_test/slow?ms=2000", headers=[("Connection", "close")]))
-        time.sleep(0.3)  # the first handler is running
-        second.send(get("/_test/slow?ms=10", headers=[("Connection", "close")]))
-        late = second.read_response(timeout=15)
+        first.send(get("/_test/slow?ms=3000", headers=[("Connection", "close")]))
+        # No sleep for "the first handler is running": ask again until the server refuses (the
+        # cap counts every request, the probe included). Before the first one holds the slot a
+        # probe is answered 200; a server without the cap never refuses and the loop runs out.
+        late = None
+        for _ in range(200):
+            with srv.raw(timeout=20) as second:
+                second.send(get("/_test/slow?ms=1", headers=[("Connection", "close")]))
+                reply = second.read_response(timeout=15)
+            if reply.status == 503:
+                late = reply
+                break
+            assert reply.status == 200, reply
+            time.sleep(0.01)
         early = first.read_response(timeout=15)
     finally:
         first.close()
-        second.close()
+    assert late is not None, "no request was refused while one held the only in-flight slot"
+    assert late.header("Retry-After"), late
     assert early.status == 200
-    assert late.status == 503 and late.header("Retry-After"), late
     srv.assert_healthy()
 
 
