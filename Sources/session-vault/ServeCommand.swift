@@ -52,7 +52,7 @@ struct ServeCommand: ParsableCommand {
             - SESSION_VAULT_BODY_MEMORY_BUDGET_BYTES: request-body bytes in memory at once \
             across all connections (default 268435456; at least the body limit); beyond it, \
             503 before the body is read.
-            - SESSION_VAULT_EVENT_LOOPS: event-loop threads, 1…64 (default half the CPUs, at least 1).
+            - SESSION_VAULT_EVENT_LOOPS: event-loop threads, 1…64 (default one per CPU, at most 64).
             - SESSION_VAULT_TLS_CERT_FILE and SESSION_VAULT_TLS_KEY_FILE: serve HTTPS with this \
             PEM certificate chain (leaf first) and its unencrypted PEM key; TLS 1.2 and 1.3 only.
             - SESSION_VAULT_TLS_CLIENT_CA_FILE: mutual TLS, client certificates signed by this CA required.

@@ -6,7 +6,7 @@ import Primitives
 import Synchronization
 
 /// A readiness watcher of the client sockets: one thread in `epoll_wait`, delivering each event
-/// to its connection's serial queue. There is one loop per two CPUs (``all``); connections are
+/// to its connection's serial queue. There is one loop per CPU (``all``); connections are
 /// spread over them round-robin (``next()``).
 ///
 /// **Delivery.** An event is handled *on the loop thread*, through `queue.sync`: Dispatch runs
@@ -61,21 +61,21 @@ final class EventLoop: @unchecked Sendable {
     /// The process's loops, shared by every server (like Dispatch's manager thread); empty only
     /// if the kernel refused epoll or a thread, in which case servers refuse to start.
     ///
-    /// Half the CPUs, at least one: the other half is left to the SQLite writer, the handler
-    /// pool and the Dispatch workers that run timers and offloaded answers. Measured on the
-    /// 2-CPU machine of BENCHMARKS.md (export, `wrk -c64`, server CPU per request): one loop
-    /// 18–25 µs and p99 2–5 ms, two loops 26–30 µs and p99 4.5–9 ms (more switching, smaller
-    /// `epoll_wait` batches).
+    /// One per CPU (at most 64), as swift-nio sizes its group. Measured on the 2-CPU machine of
+    /// BENCHMARKS.md (shared kit, export, `wrk -t1 -c64`, medians of 3): one loop 16.6k req/s at
+    /// 108 % server CPU, leaving a quarter of the machine idle; two loops 23.8k req/s at 151 %,
+    /// p99 9.0 → 6.8 ms, create unchanged (12.1/10.6k → 12.9/12.8k). A loop costs more CPU per
+    /// request than one loop did (smaller `epoll_wait` batches), but it uses the machine.
     static let all: [EventLoop] = {
         made.store(true, ordering: .sequentiallyConsistent)
         return (0..<count).compactMap { _ in try? EventLoop() }
     }()
 
     /// How many loops ``all`` holds: as configured (``HTTPServer/configureEventLoops(_:)``), else
-    /// half the CPUs, at least one.
+    /// one per CPU (1…64).
     static var count: Int {
         let configured = requested.load(ordering: .sequentiallyConsistent)
-        return configured > 0 ? configured : max(1, InlineHandlerSlots.cpuCount / 2)
+        return configured > 0 ? configured : min(64, InlineHandlerSlots.cpuCount)
     }
 
     /// The count asked for before the loops were made (0: the default).

@@ -150,12 +150,11 @@ public final class HTTPServer: Sendable {
         self.headShedGrace = configuration.headShedGracePeriod.clampedNanoseconds
     }
 
-    /// Sets how many event-loop threads the process runs (1…64; default half the CPUs, at least
-    /// one). The loops are shared by every server and made when the first one starts, so call
-    /// this before that. Returns false, changing nothing, if they already exist or `count` is
-    /// out of range. One loop per two CPUs leaves the rest to the handler pool and the SQLite
-    /// writer and gave the best tail latency on a 2-CPU machine shared with the load generator;
-    /// one per CPU gave more throughput there (BENCHMARKS.md).
+    /// Sets how many event-loop threads the process runs (1…64; default one per CPU, at most 64).
+    /// The loops are shared by every server and made when the first one starts, so call this
+    /// before that. Returns false, changing nothing, if they already exist or `count` is out of
+    /// range. Fewer loops than CPUs leave room for the handler pool and the SQLite writer at some
+    /// cost in throughput (BENCHMARKS.md).
     @discardableResult
     public static func configureEventLoops(_ count: Int) -> Bool { EventLoop.request(count) }
 
