@@ -38,7 +38,7 @@ final class ReaderPool: @unchecked Sendable {
     /// Most connections open at once.
     let maxOpen: Int
     /// Page-cache budget of each reader connection, in KiB.
-    static let cacheKiB = 256
+    static let cacheKiB = 64
 
     init(path: String, busyTimeout: Int32, maxIdle: Int, maxOpen: Int) {
         self.path = path
@@ -103,7 +103,9 @@ final class ReaderPool: @unchecked Sendable {
         connection.setBusyTimeout(milliseconds: busyTimeout)
         // A small private page cache per reader (SQLite's default is 2 MiB each): the database
         // file stays in the kernel's page cache, shared by every reader, and a miss is one pread.
-        // There is one reader per thread reading at once, so the default multiplied RSS.
+        // There is one reader per thread reading at once, so the default multiplied RSS. 64 KiB
+        // holds the hot interior pages; a random export misses its leaves at any size short of
+        // the file, so 256 KiB read no faster (BENCHMARKS.md, "Optimisations", session 10).
         try? connection.execute("PRAGMA cache_size = -\(ReaderPool.cacheKiB)")
         return connection
     }
