@@ -132,6 +132,10 @@ final class LeaseBook: Sendable {
         var nextWaiter: UInt64 = 0
         var settings = LeaseSettings()
         var statistics = LeaseStatistics()
+        /// Shared leases (``SharedLeaseRepository``): acquisitions waiting here now, and the
+        /// latest expiry timer set per session (database milliseconds), so older timers stay idle.
+        var sharedWaiting = 0
+        var sharedTimers: [String: Int64] = [:]
     }
 
     let state = Locked(State())

@@ -3,7 +3,9 @@ import Primitives
 import Dispatch
 
 /// Session leases (`docs/leases.md`): one holder per session, judged on the vault's monotonic
-/// clock, stored so a restart keeps them, fenced by the lease id on exclusive sessions.
+/// clock, stored so a restart keeps them, fenced by the lease id on exclusive sessions. On an
+/// engine several instances share (``SharedLeaseRepository``: PostgreSQL) each method hands over
+/// to `VaultService+SharedLeases.swift`, where the database decides.
 extension VaultService {
     /// Prefix of every lease id.
     public static let leaseIDPrefix = "svl_"
@@ -25,6 +27,11 @@ extension VaultService {
     /// - Throws: ``VaultError/storage(_:)``.
     public func restoreLeases() throws(VaultError) {
         if leases.state.withLock({ $0.loaded }) { return }
+        if sharedLeases != nil {
+            // The database decides (VaultService+SharedLeases.swift): nothing to read back.
+            leases.state.withLock { $0.loaded = true }
+            return
+        }
         try leases.loading.withLock { () throws(VaultError) in
             if leases.state.withLock({ $0.loaded }) { return }
             let rows = try storedLeases()
@@ -72,13 +79,17 @@ extension VaultService {
     ) throws(VaultError) {
         try restoreLeases()
         let hasher = try keyring().tokenHasher
-        if try session(name).isRevoked { throw .revoked }
+        if sharedLeases == nil, try session(name).isRevoked { throw .revoked }
         let leaseID: String
         do { leaseID = Self.leaseIDPrefix + (try TokenHasher.generateToken()).dropFirst(TokenHasher.tokenPrefix.count) } catch {
             throw .integrity
         }
         let request = LeaseBook.Request(leaseID: leaseID, idHash: hasher.hash(leaseID), holder: holder, ttlSeconds: ttlSeconds,
                                         context: context)
+        if let shared = sharedLeases {
+            try acquireSharedLease(shared, name, request, waitSeconds: waitSeconds, completion: completion)
+            return
+        }
         withSlot(name) { slot, now, settings, statistics, effects in
             LeaseBook.advance(&slot, name: name, now: now, settings: settings, statistics: &statistics, effects: &effects)
             if case .free = slot.phase, slot.waiters.isEmpty {
@@ -100,6 +111,9 @@ extension VaultService {
     /// Renews the lease `leaseID` of `name` for another TTL (`ttlSeconds`, or its own).
     /// - Throws: ``LeaseError/lost`` unless `leaseID` is the current lease.
     public func renewLease(_ name: SessionName, leaseID: String, ttlSeconds: Int?, context: RequestContext) throws(LeaseError) -> LeaseInfo {
+        if let shared = sharedLeases {
+            return try renewSharedLease(shared, name, try sharedHash(leaseID), ttlSeconds: ttlSeconds, context: context)
+        }
         let hash = try leaseHash(name, leaseID)
         let outcome: (LeaseInfo, Bool)? = withSlot(name) { slot, now, settings, statistics, effects in
             LeaseBook.advance(&slot, name: name, now: now, settings: settings, statistics: &statistics, effects: &effects)
@@ -126,6 +140,7 @@ extension VaultService {
     /// Releases the lease `leaseID` of `name`: the next acquisition is immediate.
     /// - Throws: ``LeaseError/lost`` unless `leaseID` is the current lease.
     public func releaseLease(_ name: SessionName, leaseID: String, context: RequestContext) throws(LeaseError) {
+        if let shared = sharedLeases { return try releaseSharedLease(shared, name, try sharedHash(leaseID), context: context) }
         let hash = try leaseHash(name, leaseID)
         let epoch: Int64? = withSlot(name) { slot, now, settings, statistics, effects in
             LeaseBook.advance(&slot, name: name, now: now, settings: settings, statistics: &statistics, effects: &effects)
@@ -148,6 +163,7 @@ extension VaultService {
     /// for the lock-delay, so a holder that is alive has time to notice and stop.
     /// - Throws: ``LeaseError/noLease`` when nothing is held.
     public func breakLease(_ name: SessionName, context: RequestContext) throws(LeaseError) {
+        if let shared = sharedLeases { return try breakSharedLease(shared, name, context: context) }
         try requireLeaseSession(name)
         let epoch: Int64? = withSlot(name) { slot, now, settings, statistics, effects in
             LeaseBook.advance(&slot, name: name, now: now, settings: settings, statistics: &statistics, effects: &effects)
@@ -166,6 +182,7 @@ extension VaultService {
     /// The lease held on `name` (never its id).
     /// - Throws: ``LeaseError/noLease`` when nothing is held; ``VaultError/notFound``.
     public func lease(of name: SessionName) throws(LeaseError) -> LeaseInfo {
+        if let shared = sharedLeases { return try sharedLeaseInfo(shared, name) }
         try requireLeaseSession(name)
         let info: LeaseInfo? = withSlot(name) { slot, now, settings, statistics, effects in
             LeaseBook.advance(&slot, name: name, now: now, settings: settings, statistics: &statistics, effects: &effects)
@@ -182,6 +199,7 @@ extension VaultService {
     /// `name` (exclusive or not); without one, the session must not be exclusive.
     /// - Throws: ``LeaseError/lost`` (a stale id), ``LeaseError/required`` (none, on an exclusive session).
     public func checkLease(_ name: SessionName, leaseID: String?) throws(LeaseError) {
+        if let shared = sharedLeases { return try checkSharedLease(shared, name, leaseID: leaseID) }
         do { try restoreLeases() } catch { throw .vault(error) }
         guard let leaseID else {
             if leases.state.withLock({ $0.slots[name.rawValue]?.exclusive ?? false }) { throw .required }
@@ -199,7 +217,8 @@ extension VaultService {
 
     /// Whether exports and writes of `name` need its lease id.
     public func isExclusive(_ name: SessionName) -> Bool {
-        (try? restoreLeases()) != nil && leases.state.withLock { $0.slots[name.rawValue]?.exclusive ?? false }
+        if let shared = sharedLeases { return isSharedExclusive(shared, name) }
+        return (try? restoreLeases()) != nil && leases.state.withLock { $0.slots[name.rawValue]?.exclusive ?? false }
     }
 
     /// Marks `name` exclusive or not, durably before returning. Turning it on takes effect in
@@ -207,14 +226,15 @@ extension VaultService {
     /// - Throws: ``VaultError/notFound``, ``VaultError/revoked``, storage errors.
     public func setExclusive(_ exclusive: Bool, for name: SessionName, context: RequestContext) throws(VaultError) {
         try restoreLeases()
-        let before = markExclusive(exclusive ? true : nil, name)
+        // Shared leases read the flag from the database at every fence: nothing to mark here.
+        let before = sharedLeases == nil ? markExclusive(exclusive ? true : nil, name) : false
         do {
             try store.setExclusive(exclusive, for: name)
         } catch {
-            _ = markExclusive(before, name)
+            if sharedLeases == nil { _ = markExclusive(before, name) }
             throw VaultError(error)
         }
-        _ = markExclusive(exclusive, name)
+        if sharedLeases == nil { _ = markExclusive(exclusive, name) }
         audit("session.exclusive", name.rawValue, context, outcome: "ok", detail: exclusive ? "on" : "off")
     }
 
@@ -228,15 +248,16 @@ extension VaultService {
             completion(.failure(error))
             return
         }
-        let before = markExclusive(exclusive ? true : nil, name)
+        let marks = sharedLeases == nil
+        let before = marks ? markExclusive(exclusive ? true : nil, name) : false
         store.setExclusive(exclusive, for: name) { [self] result in
             switch result {
             case .success:
-                _ = markExclusive(exclusive, name)
+                if marks { _ = markExclusive(exclusive, name) }
                 audit("session.exclusive", name.rawValue, context, outcome: "ok", detail: exclusive ? "on" : "off")
                 completion(.success(()))
             case .failure(let error):
-                _ = markExclusive(before, name)
+                if marks { _ = markExclusive(before, name) }
                 completion(.failure(VaultError(error)))
             }
         }
@@ -244,6 +265,7 @@ extension VaultService {
 
     /// Counters and the leases held now.
     public func leaseStatistics() -> LeaseStatistics {
+        if let shared = sharedLeases { return sharedLeaseStatistics(shared) }
         let now = leases.monotonic()
         return leases.state.withLock { s in
             var statistics = s.statistics
@@ -259,6 +281,7 @@ extension VaultService {
     /// A revoked session's lease ends (no lock-delay: nothing can be acquired on it again),
     /// and its waiters are answered.
     func endLeaseOnRevoke(_ name: SessionName, _ context: RequestContext) {
+        if let shared = sharedLeases { return endSharedLeaseOnRevoke(shared, name, context) }
         guard (try? restoreLeases()) != nil else { return }
         withSlot(name) { slot, _, _, _, effects in
             slot.revoked = true
@@ -303,6 +326,11 @@ extension VaultService {
         } catch {
             throw .vault(error)
         }
+    }
+
+    /// The keyed hash of `leaseID` (shared leases: the database finds an unknown session).
+    private func sharedHash(_ leaseID: String) throws(LeaseError) -> [UInt8] {
+        do { return try keyring().tokenHasher.hash(leaseID) } catch { throw .vault(error) }
     }
 
     /// The keyed hash of `leaseID`, after checking that `name` exists.

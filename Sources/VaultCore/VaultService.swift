@@ -132,6 +132,9 @@ public final class VaultService: Sendable {
     private let keyChanges = Locked()
     /// The leases (`VaultService+Leases.swift`).
     let leases = LeaseBook()
+    /// The engine's leases when the database decides them (several instances on one database:
+    /// `VaultService+SharedLeases.swift`); `nil` when ``leases`` is the authority.
+    let sharedLeases: (any SharedLeaseRepository)?
 
     private struct CachedToken {
         var record: TokenRecord
@@ -155,6 +158,7 @@ public final class VaultService: Sendable {
     public init(store: any SessionStore, master: MasterKey?, clock: (@Sendable () -> Int64)? = nil) throws(VaultError) {
         self.store = store
         self.waitHint = store as? any StoreWaitHint
+        self.sharedLeases = store as? any SharedLeaseRepository
         let clock = clock ?? { WallClock.nowMilliseconds() }
         self.clock = clock
         let stored: StoredKeyring

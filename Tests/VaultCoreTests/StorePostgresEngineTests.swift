@@ -45,6 +45,35 @@ struct StorePostgresEngineTests {
         #expect(throws: StorageError.conflict(field: "name")) { try b.insert(try StoredSession.make("shared")) }
     }
 
+    /// Leases are decided by the database (`SharedLeaseRepository`): two stores on one database
+    /// (two instances) see one lease, timed by the database's clock.
+    @Test func twoStoresShareOneLeaseTimedByTheDatabase() throws {
+        let url = try TestPostgres.freshURL()
+        let a = try PostgresSessionStore(PostgresConnectionSettings(url: url, password: TestPostgres.password))
+        let b = try PostgresSessionStore(PostgresConnectionSettings(url: url, password: TestPostgres.password))
+        defer { a.close(); b.close() }
+        try a.insert(try StoredSession.make("leased"))
+        let n = try name("leased")
+        let (hashA, hashB) = ([UInt8](repeating: 0xA1, count: 32), [UInt8](repeating: 0xB2, count: 32))
+        let got = try a.changeSharedLease(.acquire(idHash: hashA, holder: "a", ttlSeconds: 30), in: n, lockDelaySeconds: 15)
+        #expect(got.done && got.view.epoch == 1 && got.view.deadline == got.view.now + 30_000 && got.view.acquiredAt == got.view.now)
+        let refused = try b.changeSharedLease(.acquire(idHash: hashB, holder: "b", ttlSeconds: 30), in: n, lockDelaySeconds: 15)
+        #expect(!refused.done && refused.view.holder == "a" && refused.view.deadline == got.view.deadline)
+        #expect(try b.sharedLease(of: n, lockDelaySeconds: 15)?.holds(hashA) == true)
+        #expect(try b.changeSharedLease(.renew(idHash: hashB, ttlSeconds: nil), in: n, lockDelaySeconds: 15).done == false)
+        #expect(try b.changeSharedLease(.release(idHash: hashA), in: n, lockDelaySeconds: 15).done)
+        let next = try a.changeSharedLease(.acquire(idHash: hashB, holder: "b", ttlSeconds: 5), in: n, lockDelaySeconds: 15)
+        #expect(next.done && next.view.epoch == 2)
+        _ = try a.revoke(n, at: 9)
+        #expect(throws: StorageError.revoked) {
+            try b.changeSharedLease(.acquire(idHash: hashA, holder: "a", ttlSeconds: 5), in: n, lockDelaySeconds: 15)
+        }
+        #expect(try b.sharedLease(of: n, lockDelaySeconds: 15)?.state == .free)
+        #expect(try b.changeSharedLease(.endOnRevoke, in: n, lockDelaySeconds: 15).done)
+        #expect(try b.sharedLease(of: name("nope"), lockDelaySeconds: 15) == nil)
+        #expect(throws: StorageError.notFound) { try a.changeSharedLease(.settle, in: name("nope"), lockDelaySeconds: 15) }
+    }
+
     /// A wrong password is a clean `unavailable` whose text does not contain the password.
     @Test func aWrongPasswordIsUnavailableAndNeverEchoed() throws {
         let url = try #require(TestPostgres.url)

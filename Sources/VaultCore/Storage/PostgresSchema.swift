@@ -17,7 +17,17 @@ enum PostgresSchema {
 
     static var currentVersion: Int64 { Int64(migrations.count) }
 
-    static let migrations: [String] = [version1, version2]
+    static let migrations: [String] = [version1, version2, version3]
+
+    /// Version 3: leases judged by the database (``SharedLeaseRepository``): `deadline_ms`, by the
+    /// database's clock, is a held lease's expiry or a lock-delay's end. Rows from version 2 had
+    /// their timing in one process's memory: a held lease gets its TTL afresh, a lock-delay the
+    /// default delay (15 s), as a restart of that process gave them.
+    static let version3 = """
+        ALTER TABLE session_leases ADD COLUMN deadline_ms bigint;
+        UPDATE session_leases SET deadline_ms = (extract(epoch FROM clock_timestamp()) * 1000)::bigint + \
+        CASE state WHEN 'held' THEN ttl_seconds * 1000 WHEN 'delay' THEN 15000 ELSE 0 END;
+        """
 
     /// Version 2: session leases, as the SQLite schema's leases migration (`docs/leases.md`):
     /// `sessions.exclusive` and one `session_leases` row per session whose lease was ever

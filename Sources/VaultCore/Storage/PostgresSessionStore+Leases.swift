@@ -4,9 +4,86 @@
 /// of ``PostgresSchema``), with the SQLite engine's meaning. Every lease write is conditional on
 /// the epoch in one statement, under the session row's lock.
 ///
-/// Limit (docs/postgres.md): lease *timing* is judged by each vault process's ``LeaseBook`` on its
-/// monotonic clock, as with SQLite. Several instances on one database share the stored epochs
-/// (a stale instance's acquisition fails its compare-and-set), but not the expiry clock.
+/// The vault uses the ``SharedLeaseRepository`` half: several instances share one database, so
+/// the database decides and its clock times every lease (docs/postgres.md). The
+/// ``LeaseRepository`` half (the stored copy of one process's ``LeaseBook``) stays for the store
+/// contract tests.
+extension PostgresSessionStore: SharedLeaseRepository {
+    public func sharedLease(of name: SessionName, lockDelaySeconds: Int) throws(StorageError) -> SharedLeaseView? {
+        try read { c -> SharedLeaseView? in
+            let r = try c.query(PGLeaseSQL.judgeByName, [.text(name.rawValue)])
+            guard r.count > 0 else { return nil }
+            let revoked = r.bool(0, 0)
+            let now = r.int64(0, 2)
+            var row = Self.judgedRow(r, offset: 3)
+            if revoked {
+                _ = SharedLeaseJudge.apply(.endOnRevoke, to: &row, now: now, lockDelaySeconds: lockDelaySeconds)
+            } else {
+                _ = SharedLeaseJudge.settle(&row, now: now, lockDelaySeconds: lockDelaySeconds)
+            }
+            return Self.view(row, exclusive: r.int64(0, 1) != 0 && !revoked, revoked: revoked, now: now)
+        }
+    }
+
+    public func changeSharedLease(_ operation: SharedLeaseOperation, in name: SessionName, lockDelaySeconds: Int)
+        throws(StorageError) -> SharedLeaseChange
+    {
+        try write { c -> SharedLeaseChange in
+            // The session row's lock serialises every instance's lease operations on it. The
+            // clock is read after it is taken (clock_timestamp(), not the transaction's now()),
+            // so a wait for the lock never makes the judgement early.
+            let found = try c.query(PGLeaseSQL.lockSession, [.text(name.rawValue)])
+            guard found.count > 0 else { throw StorageError.notFound }
+            let seq = found.int64(0, 0)
+            let revoked = found.bool(0, 1)
+            if revoked, case .acquire = operation { throw StorageError.revoked }
+            let r = try c.query(PGLeaseSQL.judgeBySeq, [.int(seq)])
+            let now = r.int64(0, 0)
+            var row = Self.judgedRow(r, offset: 1)
+            let before = row
+            let outcome: (done: Bool, expired: Int64?)
+            if revoked, operation != .endOnRevoke {
+                // A revoked session's lease has ended (its revoke's endOnRevoke may not have run yet).
+                _ = SharedLeaseJudge.apply(.endOnRevoke, to: &row, now: now, lockDelaySeconds: lockDelaySeconds)
+                outcome = (false, nil)
+            } else {
+                outcome = SharedLeaseJudge.apply(operation, to: &row, now: now, lockDelaySeconds: lockDelaySeconds)
+            }
+            if row != before {
+                try c.query(PGLeaseSQL.store, [
+                    .int(seq), .int(row.epoch), .text(row.state.rawValue), row.idHash.isEmpty ? .null : .bytes(row.idHash),
+                    .text(row.holder), .int(Int64(row.ttlSeconds)), .int(row.acquiredAt), .int(row.deadline),
+                ])
+            }
+            let view = Self.view(row, exclusive: found.int64(0, 2) != 0 && !revoked, revoked: revoked, now: now)
+            return SharedLeaseChange(done: outcome.done, view: view, expiredEpoch: outcome.expired)
+        }
+    }
+
+    public func sharedLeasesHeld() throws(StorageError) -> Int {
+        try read { c in Int(try c.query(PGLeaseSQL.countHeld).int64(0, 0)) }
+    }
+
+    /// The lease columns of ``PGLeaseSQL/judgeColumns`` from column `o` of row 0 (NULLs: never acquired).
+    private static func judgedRow(_ r: PGRows, offset o: Int) -> SharedLeaseJudge.Row {
+        guard !r.isNull(0, o) else { return .never }
+        let state = r.text(0, o + 1).flatMap(LeaseRecord.State.init(rawValue:)) ?? .free
+        let ttl = r.int64(0, o + 4)
+        let acquiredAt = r.int64(0, o + 5)
+        // A row written by the LeaseRepository half has no deadline: a held one's is its TTL
+        // from its acquisition.
+        let deadline = r.int64OrNil(0, o + 6) ?? (state == .held ? acquiredAt &+ ttl &* 1000 : 0)
+        return SharedLeaseJudge.Row(
+            state: state, epoch: r.int64(0, o), idHash: state == .held ? r.bytes(0, o + 2) ?? [] : [],
+            holder: r.text(0, o + 3) ?? "", ttlSeconds: Int(truncatingIfNeeded: ttl), acquiredAt: acquiredAt, deadline: deadline)
+    }
+
+    private static func view(_ row: SharedLeaseJudge.Row, exclusive: Bool, revoked: Bool, now: Int64) -> SharedLeaseView {
+        SharedLeaseView(exclusive: exclusive, revoked: revoked, state: row.state, epoch: row.epoch, idHash: row.idHash,
+                        holder: row.holder, ttlSeconds: row.ttlSeconds, acquiredAt: row.acquiredAt, deadline: row.deadline, now: now)
+    }
+}
+
 extension PostgresSessionStore {
     public func leaseStates() throws(StorageError) -> [LeaseSessionState] {
         try read { c in
@@ -114,7 +191,7 @@ enum PGLeaseSQL {
         SELECT $1::bigint, $2::bigint, 'held', $3::bytea, $4::text, $5::bigint, $6::bigint \
         WHERE $7::bigint = 0 OR EXISTS (SELECT 1 FROM session_leases WHERE session_seq = $1::bigint) \
         ON CONFLICT (session_seq) DO UPDATE SET epoch = excluded.epoch, state = 'held', id_hash = excluded.id_hash, \
-        holder = excluded.holder, ttl_seconds = excluded.ttl_seconds, acquired_at = excluded.acquired_at \
+        holder = excluded.holder, ttl_seconds = excluded.ttl_seconds, acquired_at = excluded.acquired_at, deadline_ms = NULL \
         WHERE session_leases.epoch = $7::bigint RETURNING epoch
         """
     static let renew = """
@@ -127,4 +204,26 @@ enum PGLeaseSQL {
         WHERE session_seq = $1::bigint AND epoch = $2::bigint AND state <> 'free' RETURNING epoch
         """
     static let setExclusive = "UPDATE sessions SET exclusive = $1::bigint WHERE seq = $2::bigint"
+
+    // The SharedLeaseRepository half. Every time is the database's clock, Unix milliseconds.
+    static let clock = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+    static let judgeColumns = "l.epoch, l.state, l.id_hash, l.holder, l.ttl_seconds, l.acquired_at, l.deadline_ms"
+    /// Revoked, exclusive, the clock, the lease (columns 3–9; never acquired: NULLs).
+    static let judgeByName = """
+        SELECT s.revoked_at IS NOT NULL, s.exclusive, \(clock), \(judgeColumns) \
+        FROM sessions s LEFT JOIN session_leases l ON l.session_seq = s.seq WHERE s.name = $1
+        """
+    static let lockSession = "SELECT seq, revoked_at IS NOT NULL, exclusive FROM sessions WHERE name = $1 FOR UPDATE"
+    /// The clock, then the lease (columns 1–7; never acquired: NULLs), read after the session row's lock.
+    static let judgeBySeq = """
+        SELECT \(clock), \(judgeColumns) FROM (SELECT 1) one LEFT JOIN session_leases l ON l.session_seq = $1::bigint
+        """
+    static let store = """
+        INSERT INTO session_leases (session_seq, epoch, state, id_hash, holder, ttl_seconds, acquired_at, deadline_ms) \
+        VALUES ($1::bigint, $2::bigint, $3::text, $4::bytea, $5::text, $6::bigint, $7::bigint, $8::bigint) \
+        ON CONFLICT (session_seq) DO UPDATE SET epoch = excluded.epoch, state = excluded.state, id_hash = excluded.id_hash, \
+        holder = excluded.holder, ttl_seconds = excluded.ttl_seconds, acquired_at = excluded.acquired_at, \
+        deadline_ms = excluded.deadline_ms
+        """
+    static let countHeld = "SELECT count(*) FROM session_leases WHERE state = 'held' AND deadline_ms > \(clock)"
 }
