@@ -4,8 +4,9 @@
 #
 #   scripts/schemathesis.sh [extra schemathesis args...]
 #
-# SV_URL / SV_TOKEN: test a vault that is already running (the pytest suite does this);
-# otherwise a memory vault is started on a free loopback port and stopped afterwards.
+# SV_URL / SV_TOKEN: test a vault that is already running (the pytest suite does this; SV_CA is
+# the CA file to trust when SV_URL is https); otherwise a memory vault is started on a free
+# loopback port and stopped afterwards.
 # SV_MAX_EXAMPLES (default 25) bounds the run. Checks: all, except
 #   positive_data_acceptance        the spec cannot express some rules (one of session_string or
 #                                   dc_id+auth_key; sessions/prefixes unless admin-only; one peer
@@ -44,6 +45,8 @@ if [ -z "${SV_URL:-}" ]; then
 fi
 
 EXCLUDED="positive_data_acceptance,unsupported_method,missing_required_header,ignored_auth,use_after_free"
+tls=()
+if [ -n "${SV_CA:-}" ]; then tls=(--tls-verify "$SV_CA"); fi
 exec_status=0
 repo="$PWD"
 scratch=$(mktemp -d)  # schemathesis keeps a .schemathesis/ folder in its working directory
@@ -52,7 +55,7 @@ NO_PROXY='*' no_proxy='*' "$repo/$ST" --config-file "$repo/Tests/integration/api
     --url "$SV_URL" -H "Authorization: Bearer $SV_TOKEN" \
     --checks all --exclude-checks "$EXCLUDED"  \
     --max-examples "${SV_MAX_EXAMPLES:-25}" --workers 1 --request-timeout 10 --seed "${SV_SEED:-1}" \
-    --no-color "$@" || exec_status=$?
+    --no-color "${tls[@]}" "$@" || exec_status=$?
 cd "$repo"
 rm -rf "$scratch"
 exit "$exec_status"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (the README's test command). Every stage runs; the script
 # exits non-zero if any stage failed. Stages can be skipped for quick local runs:
-#   SKIP_SANITIZERS=1 SKIP_FUZZ=1 SKIP_INTEROP=1 scripts/test.sh
+#   SKIP_SANITIZERS=1 SKIP_FUZZ=1 SKIP_INTEROP=1 SKIP_API_MATRIX=1 scripts/test.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,6 +66,26 @@ stage "swift test" swift test
 [ -x scripts/integration.sh ] && stage "integration + cli (real binary)" scripts/integration.sh
 [ -x scripts/client.sh ] && stage "python client (clients/python)" scripts/client.sh
 [ -n "${SKIP_INTEROP:-}" ] || { [ -x scripts/interop.sh ] && stage "interop (real client libraries)" scripts/interop.sh; }
+
+# The API suite again over HTTPS and on PostgreSQL (Tests/integration/api/matrix.py), against the
+# debug binary the integration stage tested. The PostgreSQL one needs the cluster started above:
+# without one it is left out, except on CI, where that is a failure.
+debug_binary="$PWD/.build/debug/session-vault"
+api_over_https() {
+    SESSION_VAULT_BIN=$debug_binary SESSION_VAULT_TEST_SCHEME=https scripts/integration.sh -q -rs Tests/integration/api
+}
+api_on_postgresql() {
+    [ -n "${SESSION_VAULT_TEST_POSTGRES_URL:-}" ] || { echo "no PostgreSQL test cluster (scripts/pg.sh could not start one)"; return 1; }
+    SESSION_VAULT_BIN=$debug_binary SESSION_VAULT_TEST_BACKEND=postgres scripts/integration.sh -q -rs Tests/integration/api
+}
+if [ -z "${SKIP_API_MATRIX:-}" ] && [ -x scripts/integration.sh ]; then
+    stage "api over https" api_over_https
+    if [ -n "${SESSION_VAULT_TEST_POSTGRES_URL:-}" ] || [ -n "${CI:-}" ]; then
+        stage "api on postgresql" api_on_postgresql
+    else
+        echo; echo "=== stage api on postgresql: left out (no PostgreSQL test cluster; apt-get install postgresql)"
+    fi
+fi
 
 # On CI (a fresh clone), running the tests must not change a tracked file.
 tracked_files_unchanged() {

@@ -20,6 +20,10 @@ Environment knobs:
 
 * SESSION_VAULT_BIN       path of the binary (default: <repo>/.build/debug/session-vault)
 * SESSION_VAULT_NO_BUILD  set to 1 to fail instead of running `swift build`
+
+A `Server` made with `tls=` (an `ssl.SSLContext` trusting the server's CA) speaks TLS on every
+connection it opens (`raw`, `request`, the readiness probe); the API suite's HTTPS mode
+(Tests/integration/api/matrix.py) uses that.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import select
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from dataclasses import dataclass
@@ -229,7 +234,7 @@ class RawConnection:
         try:
             self.send(data)
             return True
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLEOFError):
             return False
 
     def send_request(self, method: str = "GET", target: str = "/", **kwargs: object) -> None:
@@ -416,6 +421,32 @@ def parse_responses(data: bytes) -> list[Response]:
     return responses
 
 
+class TLSRawConnection(RawConnection):
+    """RawConnection over TLS: the handshake completes in the constructor; a TLS-level failure
+    while reading counts as the peer closing."""
+
+    def __init__(self, port: int, *, context: ssl.SSLContext, **kwargs: object):
+        super().__init__(port, **kwargs)  # type: ignore[arg-type]
+        try:
+            # As curl and urllib3 do: without it, the request record written after the client's
+            # Finished waits for the server's delayed ACK (Nagle), some 40 ms per connection.
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.sock = context.wrap_socket(self.sock, server_hostname=LOOPBACK)
+        except BaseException:
+            self.sock.close()
+            raise
+
+    def _fill(self, deadline: float) -> None:
+        try:
+            super()._fill(deadline)
+        except ssl.SSLError as error:
+            raise ConnectionClosed(f"TLS error: {error}", reset=False, partial=self.buffer) from None
+
+    def readable(self, timeout: float) -> bool:
+        # Decrypted bytes already inside the TLS object are invisible to select().
+        return bool(self.buffer) or self.sock.pending() > 0 or super().readable(timeout)
+
+
 # --------------------------------------------------------------------------
 # The server process
 # --------------------------------------------------------------------------
@@ -430,12 +461,15 @@ class Server:
     `env` is added to a scrubbed copy of the environment (no inherited
     SESSION_VAULT_* or proxy variables). `nofile` runs the binary under
     `ulimit -n` through a shell wrapper that `exec`s, so the PID is the server's.
+    `tls` (a client context trusting the server's certificate) makes every connection the
+    harness opens to it a TLS one; the caller puts the certificate and key in `env`.
     """
 
     def __init__(self, workdir: Path, *, env: Mapping[str, str] | None = None,
                  args: Sequence[str] = (), test_routes: bool = True,
                  listen_via: str = "arg", nofile: int | None = None,
-                 ready_timeout: float = 30.0, binary: Path | None = None):
+                 ready_timeout: float = 30.0, binary: Path | None = None,
+                 tls: ssl.SSLContext | None = None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.binary = binary if binary is not None else binary_path()
@@ -445,6 +479,7 @@ class Server:
         self.listen_via = listen_via
         self.nofile = nofile
         self.ready_timeout = ready_timeout
+        self.tls = tls
         self.host = LOOPBACK
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
@@ -455,7 +490,7 @@ class Server:
     # -- lifecycle ------------------------------------------------------------
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls is not None else 'http'}://{self.host}:{self.port}"
 
     @property
     def pid(self) -> int:
@@ -570,7 +605,9 @@ class Server:
         return self.stderr_path.read_bytes().decode("utf-8", "replace") if self.stderr_path.exists() else ""
 
     def raw(self, **kwargs: object) -> RawConnection:
-        """A new raw connection to the server (use as a context manager)."""
+        """A new raw connection to the server (use as a context manager); TLS if the server has it."""
+        if self.tls is not None:
+            return TLSRawConnection(self.port, context=self.tls, **kwargs)  # type: ignore[arg-type]
         return RawConnection(self.port, **kwargs)  # type: ignore[arg-type]
 
     def request(self, method: str = "GET", target: str = "/", *, headers: Sequence[tuple[str, str]] | Mapping[str, str] | None = None,
@@ -582,8 +619,11 @@ class Server:
         if not keep_alive and not any(n.lower() == "connection" for n, _ in pairs):
             pairs.append(("Connection", "close"))
         with self.raw(timeout=timeout, source=source) as conn:
-            conn.send(build_request(method, target, version=version, headers=pairs, body=body,
-                                    host=f"{self.host}:{self.port}"))
+            # A server may refuse a request at its head (a 413 for a Content-Length over the limit)
+            # and close while the body is still being sent; like curl (RFC 9112 §9.5), the client
+            # then still reads the answer that arrived. No answer is still a failure (read raises).
+            conn.try_send(build_request(method, target, version=version, headers=pairs, body=body,
+                                        host=f"{self.host}:{self.port}"))
             _, response = conn.read_final_response(head_request=(method == "HEAD"))
             return response
 
@@ -742,6 +782,30 @@ def connect_many(port: int, count: int, *, timeout: float = 10.0,
 def close_all(conns: Iterable[RawConnection]) -> None:
     for conn in conns:
         conn.close()
+
+
+# --------------------------------------------------------------------------
+# Test certificates (the `openssl` command)
+# --------------------------------------------------------------------------
+
+def openssl(*args: str, cwd: Path) -> None:
+    completed = subprocess.run(["openssl", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert completed.returncode == 0, completed.stderr.decode("utf-8", "replace")
+
+
+def make_ca(folder: Path, name: str) -> None:
+    """A self-signed P-256 CA valid for two days: FOLDER/NAME.pem and FOLDER/NAME.key."""
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "2", "-subj", f"/CN={name}", cwd=folder)
+
+
+def make_leaf(folder: Path, name: str, ca: str, extension: str) -> None:
+    """A certificate signed by CA with one x509v3 `extension` line (e.g. subjectAltName=IP:127.0.0.1)."""
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=folder)
+    (folder / f"{name}.ext").write_text(extension + "\n")
+    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key", "-CAcreateserial",
+            "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=folder)
 
 
 # --------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LOOPBACK, RawConnection, Server, build_request, run_curl
+from conftest import LOOPBACK, RawConnection, Server, TLSRawConnection, build_request, make_ca, make_leaf, run_curl
 from api.vault import new_master_key, new_root_token, pyrogram_current_cases
 
 LONG = "60000"
@@ -31,24 +31,6 @@ TRUNCATED_CLIENT_HELLO = bytes.fromhex("160301020001000 1fc0303".replace(" ", ""
 # --------------------------------------------------------------------------
 # Certificates
 # --------------------------------------------------------------------------
-
-def openssl(*args: str, cwd: Path) -> None:
-    completed = subprocess.run(["openssl", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
-    assert completed.returncode == 0, completed.stderr.decode("utf-8", "replace")
-
-
-def make_ca(folder: Path, name: str) -> None:
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "2", "-subj", f"/CN={name}", cwd=folder)
-
-
-def make_leaf(folder: Path, name: str, ca: str, extension: str) -> None:
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=folder)
-    (folder / f"{name}.ext").write_text(extension + "\n")
-    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key", "-CAcreateserial",
-            "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=folder)
-
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -76,48 +58,17 @@ def client_context(certs: Path, client: str | None = None) -> ssl.SSLContext:
 # A TLS server for the harness
 # --------------------------------------------------------------------------
 
-class TLSRawConnection(RawConnection):
-    """RawConnection over TLS: the handshake completes in the constructor."""
-
-    def __init__(self, port: int, *, context: ssl.SSLContext, **kwargs: object):
-        super().__init__(port, **kwargs)  # type: ignore[arg-type]
-        try:
-            self.sock = context.wrap_socket(self.sock, server_hostname=LOOPBACK)
-        except BaseException:
-            self.sock.close()
-            raise
-
-    def _fill(self, deadline: float) -> None:
-        try:
-            super()._fill(deadline)
-        except ssl.SSLError as error:
-            from conftest import ConnectionClosed
-            raise ConnectionClosed(f"TLS error: {error}", reset=False, partial=self.buffer) from None
-
-
 class TLSServer(Server):
-    """A `serve` process with TLS on; readiness and `raw()` go through TLS."""
+    """A `serve` process with TLS on (the harness's `tls=`): readiness and `raw()` go through TLS;
+    `plain()` is a plain TCP connection to the same port."""
 
     def __init__(self, workdir: Path, certs: Path, *, client: str | None = None, **kwargs: object):
-        super().__init__(workdir, **kwargs)  # type: ignore[arg-type]
+        super().__init__(workdir, tls=client_context(certs, client), **kwargs)  # type: ignore[arg-type]
         self.certs = certs
         self.client = client
 
-    @property
-    def url(self) -> str:
-        return f"https://{self.host}:{self.port}"
-
-    def raw(self, **kwargs: object) -> RawConnection:
-        return TLSRawConnection(self.port, context=client_context(self.certs, self.client), **kwargs)  # type: ignore[arg-type]
-
     def plain(self, **kwargs: object) -> RawConnection:
         return RawConnection(self.port, **kwargs)  # type: ignore[arg-type]
-
-    def healthz_status(self, timeout: float = 2.0) -> int | None:
-        try:
-            return self.request("GET", "/healthz", timeout=timeout).status
-        except (OSError, ssl.SSLError, AssertionError, ValueError, Exception):
-            return None
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from api.vault import Client, expect_problem, pyrogram_current_cases, session_file_vectors, wait_until
+from api.vault import Client, VaultProcess, expect_problem, pyrogram_current_cases, session_file_vectors, wait_until
 
 CASES = pyrogram_current_cases()[:4]
 
@@ -115,7 +115,7 @@ def test_first_rotation_is_term_2(vault_factory) -> None:
         assert c.export(f"r{i}").text == case["string"]
 
 
-def test_metrics(root: Client) -> None:
+def test_metrics(root: Client, module_vault: VaultProcess) -> None:
     root.get("/v1/sessions/adm0")
     root.export("adm0")
     root.get("/v1/sessions/no-such-name-in-metrics")
@@ -126,7 +126,7 @@ def test_metrics(root: Client) -> None:
     assert re.search(r'sv_http_requests_total\{route="/v1/sessions/\{name\}/export",method="GET",status="200"\} \d+', text)
     assert re.search(r'sv_http_requests_total\{route="/v1/sessions/\{name\}",method="GET",status="404"\} \d+', text)
     assert re.search(r'^sv_sessions\{state="active"\} \d+$', text, re.M)
-    assert 'sv_storage_engine{engine="memory"} 1' in text
+    assert f'sv_storage_engine{{engine="{module_vault.engine}"}} 1' in text
     assert re.search(r"^sv_storage_fallback 0$", text, re.M)
     for name in ("adm0", "adm1", "no-such-name-in-metrics", "after-rotate"):
         assert name not in text, name

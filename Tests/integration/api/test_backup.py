@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from api.matrix import requires_file_store
 from api.vault import pyrogram_current_cases
 
 
+@requires_file_store("sqlite3's online backup of vault.db, restored by copying the file")
 @pytest.mark.parametrize("method", ["vacuum-into", "dot-backup"])
 def test_an_online_backup_of_a_running_vault_restores(vault_factory, tmp_path: Path, method: str) -> None:
     sqlite3 = shutil.which("sqlite3")

@@ -14,6 +14,7 @@ import re
 import secrets
 from pathlib import Path
 
+from api.matrix import requires_memory_store
 from api.vault import expect_problem, new_master_key, pyrogram_current_cases, run_to_exit, telethon_cases
 
 
@@ -52,6 +53,7 @@ def loaded_line(stderr: str) -> str:
     return found[0]
 
 
+@requires_memory_store("a memory vault restarts empty, so the import file creates everything again")
 def test_a_memory_vault_comes_back_with_its_sessions_fields_and_bot_tokens(vault_factory, tmp_path: Path) -> None:
     env_secret, file_secret = bot_secret(), bot_secret()
     secret_file = tmp_path / "reader.secret"

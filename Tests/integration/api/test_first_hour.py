@@ -6,8 +6,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from api.vault import new_master_key, pyrogram_current_cases, run_to_exit
-from conftest import Server, binary_path
+from api.vault import api_server, new_master_key, pyrogram_current_cases, run_to_exit
+from conftest import binary_path
 
 
 def test_version_flag_and_command_print_the_version() -> None:
@@ -19,7 +19,7 @@ def test_version_flag_and_command_print_the_version() -> None:
 
 
 def test_dev_mode_says_loudly_that_it_keeps_nothing(tmp_path: Path) -> None:
-    server = Server(tmp_path / "dev", test_routes=False, args=["--dev"]).start()
+    server = api_server(tmp_path / "dev", test_routes=False, args=["--dev"]).start()
     try:
         err = server.stderr()
         assert "DEVELOPMENT MODE" in err and "memory" in err and "throwaway" in err, err

@@ -11,13 +11,13 @@
   expired stays expired (also after a restart, and when the clock is behind its expiry).
 
 Requests "from" other addresses bind the client socket to 127.0.0.x before connecting to the
-server on 127.0.0.1: loopback only.
+server on 127.0.0.1: loopback only. The store is edited through `VaultProcess.sql_execute`, so the
+same tests run on SQLite and on PostgreSQL (matrix.py).
 """
 
 from __future__ import annotations
 
-import socket
-import sqlite3
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -35,35 +35,21 @@ BAD_TOKEN = "svt_not_a_real_token_for_issue_14_000000000"
 # Requests from another loopback address
 # --------------------------------------------------------------------------
 
-class BoundConnection(RawConnection):
-    """A keep-alive connection to the server whose source address is `source` (127.0.0.0/8)."""
-
-    def __init__(self, port: int, source: str, *, timeout: float = 10.0):  # noqa: D107 - no super().__init__
-        assert source.startswith("127."), source
-        self.port = port
-        self.timeout = timeout
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.bind((source, 0))
-        self.sock.connect(("127.0.0.1", port))
-        self.buffer = b""
-        self.closed_by_peer = None
-
-
 class From:
     """Sends requests from one source address, reusing a keep-alive connection while it lasts."""
 
     def __init__(self, vault: VaultProcess, source: str):
+        assert source.startswith("127."), source
         self.vault = vault
         self.source = source
-        self.conn: BoundConnection | None = None
+        self.conn: RawConnection | None = None
 
     def get(self, target: str, token: str | None):
         headers = [("Authorization", f"Bearer {token}")] if token is not None else []
         request = build_request("GET", target, headers=headers)
         for _attempt in range(2):
             if self.conn is None:
-                self.conn = BoundConnection(self.vault.server.port, self.source)
+                self.conn = self.vault.server.raw(source=self.source, timeout=10.0)
             try:
                 self.conn.send(request)
                 response = self.conn.read_response()
@@ -224,24 +210,15 @@ def test_item7_unauthenticated_failures_are_aggregated_in_audit(vault_factory) -
         assert BAD_TOKEN not in (r["detail"] or "")
     # After a clean stop the table holds no more auth.denied rows than that either.
     v.stop()
-    con = sqlite3.connect(f"file:{v.db_path}?mode=ro", uri=True)
-    try:
-        stored = con.execute("SELECT count(*), group_concat(detail, ' ') FROM audit WHERE action = 'auth.denied'").fetchone()
-    finally:
-        con.close()
-    assert stored[0] <= 102, stored[0]
-    assert sum(failures_in(d) for d in (stored[1] or "").split(" ") if d.startswith("failures=")) >= total
+    details = [detail for (detail,) in v.sql_rows("SELECT detail FROM audit WHERE action = 'auth.denied'")]
+    assert len(details) <= 102, len(details)
+    parts = [part for detail in details for part in (detail or "").split(" ") if part.startswith("failures=")]
+    assert sum(failures_in(part) for part in parts) >= total
 
 
-def age_audit_rows(db: Path, days: int) -> int:
-    con = sqlite3.connect(str(db))
-    try:
-        cutoff = int(time.time() * 1000) - days * 86_400_000
-        changed = con.execute("UPDATE audit SET time = ? WHERE action = 'session.create'", (cutoff,)).rowcount
-        con.commit()
-        return changed
-    finally:
-        con.close()
+def age_audit_rows(v: VaultProcess, days: int) -> int:
+    cutoff = int(time.time() * 1000) - days * 86_400_000
+    return v.sql_execute(f"UPDATE audit SET time = {cutoff} WHERE action = 'session.create'")
 
 
 def test_item7_audit_retention_prunes_old_rows(vault_factory) -> None:
@@ -251,7 +228,7 @@ def test_item7_audit_retention_prunes_old_rows(vault_factory) -> None:
         assert root.create_string(name, GOOD).status == 201
     assert wait_until(lambda: {"old1", "old2"} <= {e["session"] for e in root.audit()}, timeout=10)
     v.stop()
-    assert age_audit_rows(v.db_path, 40) == 2
+    assert age_audit_rows(v, 40) == 2
     v.start()
     root = v.client
     assert root.create_string("fresh", GOOD).status == 201
@@ -268,7 +245,7 @@ def test_item7_audit_retention_zero_keeps_everything(vault_factory) -> None:
     assert v.client.create_string("kept", GOOD).status == 201
     assert wait_until(lambda: "kept" in {e["session"] for e in v.client.audit()}, timeout=10)
     v.stop()
-    assert age_audit_rows(v.db_path, 4000) == 1
+    assert age_audit_rows(v, 4000) == 1
     v.start()
     time.sleep(1.0)
     assert "kept" in {e["session"] for e in v.client.audit()}
@@ -339,13 +316,8 @@ def test_item9_expired_token_stays_expired(vault_factory) -> None:
     v.stop()
     # The wall clock stepping back an hour makes "now" an hour before the stored expiry; moving
     # the stored expiry an hour ahead is the same thing, seen from the token's side.
-    con = sqlite3.connect(str(v.db_path))
-    try:
-        assert con.execute("UPDATE tokens SET expires_at = expires_at + 3600000 WHERE accessor = ?",
-                           (token["accessor"],)).rowcount == 1
-        con.commit()
-    finally:
-        con.close()
+    assert re.fullmatch(r"acc_[A-Za-z0-9_-]+", token["accessor"]), token
+    assert v.sql_execute(f"UPDATE tokens SET expires_at = expires_at + 3600000 WHERE accessor = '{token['accessor']}'") == 1
     v.start()
     expect_problem(v.client.with_token(token["token"]).get("/v1/sessions/t1"), 401, "authorization")
     assert v.client.get(f"/v1/tokens/{token['accessor']}").json()["revoked"] is True

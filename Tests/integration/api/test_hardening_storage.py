@@ -20,9 +20,10 @@ from typing import Iterator
 
 import pytest
 
-from api.vault import (VaultProcess, expect_problem, new_master_key, pyrogram_current_cases,
+from api.matrix import requires_file_store
+from api.vault import (VaultProcess, api_server, expect_problem, new_master_key, pyrogram_current_cases,
                        run_to_exit, wait_until)
-from conftest import _SCRUBBED_ENV_NAMES, _SCRUBBED_ENV_PREFIXES, Server, binary_path
+from conftest import _SCRUBBED_ENV_NAMES, _SCRUBBED_ENV_PREFIXES, binary_path
 
 # The exit code of a process that finds the vault held by another (sysexits EX_TEMPFAIL).
 IN_USE = 75
@@ -75,6 +76,7 @@ def read_only_bind(folder: Path) -> Iterator[None]:
 # Item 1: one master key opens every row, whatever rekey, rotate and a second process do
 # --------------------------------------------------------------------------
 
+@requires_file_store("rekey is file-only (exit 64 on PostgreSQL) and is refused through vault.db.lock")
 def test_item1_rekey_while_serving_is_refused_and_the_vault_stays_under_one_key(vault_factory) -> None:
     v = vault_factory().start()
     assert v.client.create_string("k1", session_string()).status == 201
@@ -113,6 +115,7 @@ def test_item1_rekey_while_serving_is_refused_and_the_vault_stays_under_one_key(
     v.stop(expect_exit=0)
 
 
+@requires_file_store("one process per vault.db (its flock); on PostgreSQL several instances share a database")
 def test_item1_a_second_serve_on_the_same_database_exits_and_names_the_holder(vault_factory) -> None:
     first = vault_factory().start()
     assert first.client.create_string("one", session_string()).status == 201
@@ -140,6 +143,7 @@ def test_item1_a_second_serve_on_the_same_database_exits_and_names_the_holder(va
 # Item 5: a vault that exists but cannot be written is refused, never replaced by memory
 # --------------------------------------------------------------------------
 
+@requires_file_store("a read-only bind mount of the data folder holding vault.db")
 @pytest.mark.skipif(not can_mount(), reason="a read-only folder for root needs a read-only mount")
 def test_item5_an_existing_vault_on_a_read_only_folder_is_refused_not_emptied(vault_factory) -> None:
     v = vault_factory().start()
@@ -165,6 +169,7 @@ def test_item5_an_existing_vault_on_a_read_only_folder_is_refused_not_emptied(va
 # Item 6: a removed database is noticed; a master key without its database refuses to start
 # --------------------------------------------------------------------------
 
+@requires_file_store("deletes vault.db and its WAL under the running vault")
 def test_item6_a_database_removed_while_running_refuses_writes_and_fails_readiness(vault_factory) -> None:
     v = vault_factory().start()
     assert v.client.create_string("before", session_string()).status == 201
@@ -184,7 +189,7 @@ def test_item6_a_data_folder_with_a_key_but_no_database_refuses_to_start(tmp_pat
     data = tmp_path / "data"
     env = {"SESSION_VAULT_DATA_DIR": str(data), "SESSION_VAULT_LISTEN": "127.0.0.1:0",
            "SESSION_VAULT_ROOT_TOKEN": "svt_item6_token_0123456789abcdef"}
-    first = Server(tmp_path / "first", test_routes=False, env=env).start()
+    first = api_server(tmp_path / "first", test_routes=False, env=env).start()
     first.stop(expect_exit=0)
     assert (data / "master.key").exists() and (data / "vault.db").exists()
 
@@ -203,11 +208,12 @@ def test_item6_a_data_folder_with_a_key_but_no_database_refuses_to_start(tmp_pat
 
     # Told to, it starts a new vault with the key it has.
     (data / "vault.db").unlink()
-    fresh = Server(tmp_path / "fresh", test_routes=False, env=env, args=["--initialize"]).start()
+    fresh = api_server(tmp_path / "fresh", test_routes=False, env=env, args=["--initialize"]).start()
     assert fresh.request("GET", "/readyz").status == 200
     fresh.stop(expect_exit=0)
 
 
+@requires_file_store("writes a zero-length vault.db")
 def test_item6_a_zero_length_database_is_refused_even_with_a_configured_key(vault_factory) -> None:
     v = vault_factory()
     v.data_dir.mkdir(parents=True)
@@ -225,7 +231,7 @@ def test_item6_a_zero_length_database_is_refused_even_with_a_configured_key(vaul
 def test_item8_the_generated_key_lives_beside_the_database(tmp_path: Path) -> None:
     db = tmp_path / "some" / "dir" / "vault.db"
     env = {"SESSION_VAULT_LISTEN": "127.0.0.1:0"}
-    first = Server(tmp_path / "first", test_routes=False, env=env, args=["--storage", f"file:{db}"])
+    first = api_server(tmp_path / "first", test_routes=False, env=env, args=["--storage", f"file:{db}"])
     first.workdir = tmp_path
     first.start()
     assert first.request("GET", "/readyz").status == 200
@@ -237,7 +243,7 @@ def test_item8_the_generated_key_lives_beside_the_database(tmp_path: Path) -> No
     # With ./data present, the key still goes beside the database it opens.
     (tmp_path / "data").mkdir()
     other = tmp_path / "other" / "vault.db"
-    second = Server(tmp_path / "second", test_routes=False, env=env, args=["--storage", f"file:{other}"])
+    second = api_server(tmp_path / "second", test_routes=False, env=env, args=["--storage", f"file:{other}"])
     second.workdir = tmp_path
     second.start()
     second.stop(expect_exit=0)
@@ -246,7 +252,7 @@ def test_item8_the_generated_key_lives_beside_the_database(tmp_path: Path) -> No
 
 
 def test_item8_a_memory_fallback_without_a_key_uses_a_throwaway_key(tmp_path: Path) -> None:
-    server = Server(tmp_path / "s", test_routes=False, env={"SESSION_VAULT_LISTEN": "127.0.0.1:0"},
+    server = api_server(tmp_path / "s", test_routes=False, env={"SESSION_VAULT_LISTEN": "127.0.0.1:0"},
                     args=["--data-dir", "/proc/nope"])
     server.workdir = tmp_path
     server.start()
@@ -337,6 +343,7 @@ def test_item9_sighup_neither_kills_nor_drains(vault_factory) -> None:
     v.stop(expect_exit=0)
 
 
+@requires_file_store("puts vault.db on a 2 MB tmpfs and fills it")
 @pytest.mark.skipif(not can_mount(), reason="a full disk is a small tmpfs here")
 def test_item9_readiness_and_status_say_not_writable_on_a_full_disk(vault_factory, tmp_path: Path) -> None:
     with mounted_tmpfs(tmp_path / "small", "2m") as disk:
@@ -383,9 +390,8 @@ def test_item9_readiness_and_status_say_not_writable_on_a_full_disk(vault_factor
 
 def test_kill9_during_1000_concurrent_creates_ten_rounds_loses_nothing_acknowledged(vault_factory) -> None:
     """Ten rounds: 1,000 creates from 32 threads, SIGKILL once about half are acknowledged, restart
-    (the kernel released the lock), and every acknowledged session exports its own string; then
-    `PRAGMA integrity_check` on the file. Every loop is bounded."""
-    import sqlite3
+    (the kernel released the lock), and every acknowledged session exports its own string; then,
+    on SQLite, `PRAGMA integrity_check` on the file. Every loop is bounded."""
     cases = pyrogram_current_cases()
     v = vault_factory().start()
     acknowledged: dict[str, str] = {}
@@ -436,8 +442,5 @@ def test_kill9_during_1000_concurrent_creates_ten_rounds_loses_nothing_acknowled
     for name in list(acknowledged)[::97]:
         assert v.client.export(name).text == acknowledged[name]
     v.stop(expect_exit=0)
-    con = sqlite3.connect(f"file:{v.db_path}?mode=ro", uri=True)
-    try:
-        assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-    finally:
-        con.close()
+    if v.engine == "file":
+        assert v.sql_rows("PRAGMA integrity_check") == [("ok",)]

@@ -37,7 +37,7 @@ def vault(tmp_path_factory: pytest.TempPathFactory):
         assert v.server is not None and v.server.alive()
         v.stop(expect_exit=0)
     finally:
-        v.kill()
+        v.dispose()
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from api import matrix
 from api.vault import VaultProcess
 from conftest import REPO_ROOT
 
@@ -52,6 +53,9 @@ def test_schemathesis_against_the_live_binary(vault_factory, tmp_path: Path) -> 
         pytest.fail("schemathesis is not installed (pip install -r Tests/integration/requirements.txt)", pytrace=False)
     v = vault_factory(storage="memory").start()
     env = dict(os.environ, SV_URL=v.server.url, SV_TOKEN=v.root_token, SV_MAX_EXAMPLES="20")
+    tls = matrix.tls()
+    if tls is not None:  # the https mode: schemathesis trusts the test CA only
+        env["SV_CA"] = str(tls.ca)
     done = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "schemathesis.sh")], cwd=REPO_ROOT, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=240)
     out = done.stdout.decode("utf-8", "replace")

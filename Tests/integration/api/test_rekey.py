@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 
+from api.matrix import requires_file_store
 from api.vault import new_master_key, pyrogram_current_cases
 from conftest import _SCRUBBED_ENV_NAMES, _SCRUBBED_ENV_PREFIXES, binary_path
 
@@ -19,6 +20,7 @@ def run_rekey(env: dict[str, str], cwd) -> subprocess.CompletedProcess[bytes]:
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
 
 
+@requires_file_store("rekey is file-only: on PostgreSQL it exits 64, `rekey needs file storage`")
 def test_rekey_moves_the_vault_to_a_new_master_key(vault_factory) -> None:
     v = vault_factory().start()
     case = pyrogram_current_cases()[0]

@@ -118,11 +118,13 @@ def test_patch_hands_the_session_a_new_auth_key(vault, named) -> None:
     assert meta["auth_key_id"] != before["auth_key_id"] and text not in reply.text
     exported = pyrogram_fields(c.export(named, "pyrogram").text)
     assert exported["auth_key"] == key and exported["dc_id"] == 4
-    # Sealed like any key: neither the key nor its base64 is in the database or its WAL.
+    # Sealed like any key: neither the key nor its base64 is in the store (SQLite: the database and
+    # its WAL; PostgreSQL: a dump and the relations' pages).
     vault.stop(expect_exit=0)
-    for path in vault.data_dir.iterdir():
-        data = path.read_bytes() if path.is_file() else b""
-        assert key not in data and text.encode() not in data, path
+    material = vault.stored_material()
+    assert material, vault.engine
+    for where, data in material:
+        assert key not in data and text.encode() not in data, where
     vault.start()
     assert pyrogram_fields(vault.client.export(named, "pyrogram").text)["auth_key"] == key
 

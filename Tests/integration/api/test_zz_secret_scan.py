@@ -1,16 +1,21 @@
 # SPDX-License-Identifier: Apache-2.0
 """The final secret scan (named to run last): after a representative run on a file vault, no
 auth key, session string, token or master key appears in the database, its WAL/SHM, the logs,
-/metrics, error bodies or any other non-export response."""
+/metrics, error bodies or any other non-export response.
+
+In the matrix's other modes (matrix.py) the same run is scanned where that mode keeps things: on
+PostgreSQL, a pg_dump of the vault's database, its relations' pages (dead row versions included),
+the WAL the cluster wrote during the run and the cluster's log, and the database password is one
+more secret; over HTTPS, the lines of the server's TLS private key are secrets too."""
 
 from __future__ import annotations
 
 import base64
 import secrets
-from pathlib import Path
 
 import pytest
 
+from api import matrix
 from api.vault import (
     VaultProcess, b64url_decode, expect_problem, invalid_session_strings, pyrogram_current_cases,
     session_file_vectors, string_case, telethon_cases,
@@ -41,7 +46,12 @@ def representative_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     keys: list[bytes] = []
     texts: list[str] = []
     lease_ids: list[str] = []
+    wal = None
+    stored: list[tuple[str, bytes]] = []
     try:
+        if v.engine == "postgres":
+            v.storage_env()  # the database exists before the WAL window opens
+            wal = matrix.cluster().wal_window()
         v.start()
         c = v.client
         # Strings of every family.
@@ -139,9 +149,17 @@ def representative_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         c.audit()
         c.get("/metrics", token=None)
         v.stop(expect_exit=0)
+        if wal is not None:
+            stored.append(("PostgreSQL WAL written during the run", wal.read()))
+        stored += v.stored_material()
+        log = matrix.cluster().server_log() if v.engine == "postgres" else None
+        if log is not None:
+            stored.append(("PostgreSQL server log", log.read_bytes()))
     finally:
-        v.kill()
-    return {"vault": v, "keys": keys, "texts": texts, "tokens": tokens, "lease_ids": lease_ids}
+        if wal is not None:
+            wal.close()
+        v.dispose()
+    return {"vault": v, "keys": keys, "texts": texts, "tokens": tokens, "lease_ids": lease_ids, "stored": stored}
 
 
 def needles(run: dict) -> list[tuple[str, bytes]]:
@@ -157,16 +175,17 @@ def needles(run: dict) -> list[tuple[str, bytes]]:
         out += [(f"lease id {i}", lease_id.encode()), (f"lease id {i} body", lease_id[4:28].encode())]
     master = base64.b64decode(v.master_key)
     out += [("master key b64", v.master_key.encode()), ("master key raw", master), ("master key hex", master.hex().encode())]
+    if v.engine == "postgres":
+        out.append(("database password", matrix.cluster().password.encode()))
+    tls = matrix.tls()
+    if tls is not None:
+        out += [(f"TLS key line {i}", line.encode()) for i, line in enumerate(tls.key_lines())]
     return out
 
 
 def haystacks(run: dict) -> list[tuple[str, bytes]]:
     v: VaultProcess = run["vault"]
-    out = []
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        path = Path(str(v.db_path) + suffix)
-        if path.exists():
-            out.append((path.name, path.read_bytes()))
+    out = list(run["stored"])
     for path in v.log_files():
         out.append((str(path.relative_to(v.workdir)), path.read_bytes()))
     out += [(f"/metrics body {i}", b) for i, b in enumerate(v.recorder.metrics_bodies)]
@@ -177,8 +196,17 @@ def haystacks(run: dict) -> list[tuple[str, bytes]]:
 
 def test_the_run_produced_material(representative_run: dict) -> None:
     stacks = dict(haystacks(representative_run))
-    assert "vault.db" in stacks and len(stacks["vault.db"]) > 4096
     v = representative_run["vault"]
+    if v.engine == "postgres":
+        assert len(stacks["pg_dump"]) > 4096 and b"COPY public.sessions" in stacks["pg_dump"]
+        assert any(name.endswith("/sessions") and len(data) >= 8192 for name, data in stacks.items()), sorted(stacks)
+        assert len(stacks["PostgreSQL WAL written during the run"]) > 65536
+        # The window and the pages are the run's own: a session name it wrote is in both.
+        name = ("f-" + session_file_vectors()[0][0].stem.replace(".", "_")).encode()
+        assert name in stacks["PostgreSQL WAL written during the run"]
+        assert any(name in data for where, data in stacks.items() if where.endswith("/sessions"))
+    else:
+        assert "vault.db" in stacks and len(stacks["vault.db"]) > 4096
     assert len(v.recorder.error_bodies) >= 8 and len(v.recorder.metrics_bodies) >= 2
     assert any("stderr" in name and len(data) > 200 for name, data in stacks.items())
     assert len(representative_run["keys"]) >= 15 and len(representative_run["tokens"]) == 3

@@ -5,6 +5,11 @@
 deployment uses (file or memory storage, master key, root token), and `Client` sends one request
 per fresh loopback connection, recording every error body and /metrics body so the secret scan
 can look at everything the service ever said.
+
+The suite's matrix (matrix.py) applies here: in the https mode a `VaultProcess` (and `api_server`)
+serves TLS and the harness connects with TLS; in the postgres mode the `file` and `memory` stores
+are a PostgreSQL database of the vault's own. `storage_env`, `stored_material`, `logical_dump`,
+`sql_rows` and `sql_execute` give tests the same view of the store on either engine.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from api import matrix
 from conftest import REPO_ROOT, Response, Server, binary_path, free_port, _SCRUBBED_ENV_NAMES, _SCRUBBED_ENV_PREFIXES
 
 VECTORS = REPO_ROOT / "Tests" / "VaultCoreTests" / "Vectors"
@@ -243,7 +249,12 @@ def new_root_token() -> str:
 
 
 class VaultProcess:
-    """A session-vault with a fixed workdir, storage, master key and root token, restartable."""
+    """A session-vault with a fixed workdir, storage, master key and root token, restartable.
+
+    `storage` is a kind, "file" (vault.db in the workdir's data folder) or "memory", which the
+    matrix may map to a PostgreSQL database of this vault's own (made at the first start, kept
+    across restarts, dropped by `dispose`), or an explicit SESSION_VAULT_STORAGE value, used as is.
+    """
 
     def __init__(self, workdir: Path, *, storage: str = "file", master_key: str | None = None,
                  root_token: str | None = None, env: Mapping[str, str] | None = None,
@@ -253,6 +264,7 @@ class VaultProcess:
         self.data_dir = self.workdir / "data"
         self.db_path = self.data_dir / "vault.db"
         self.storage = storage
+        self.database: str | None = None  # the PostgreSQL database when the matrix maps `storage`
         self.master_key = master_key if master_key is not None else new_master_key()
         self.root_token = root_token if root_token is not None else new_root_token()
         self.extra_env = dict(env or {})
@@ -261,18 +273,37 @@ class VaultProcess:
         self.recorder = Recorder()
         self.generation = 0
 
-    def env(self) -> dict[str, str]:
-        env: dict[str, str] = {}
+    @property
+    def engine(self) -> str:
+        """The engine the vault runs on, as /metrics and /readyz name it: file, memory or postgres."""
+        if matrix.maps(self.storage) or self.storage.startswith(("postgres://", "postgresql://")):
+            return "postgres"
+        if self.storage.startswith("file:"):
+            return "file"
+        return self.storage
+
+    def storage_env(self) -> dict[str, str]:
+        """SESSION_VAULT_STORAGE (with the database password file on PostgreSQL): what `serve` and
+        a CLI command run against this vault's store need."""
+        if matrix.maps(self.storage):
+            cluster = matrix.cluster()
+            if self.database is None:
+                self.database = cluster.create_database()
+            return {"SESSION_VAULT_STORAGE": cluster.url_of(self.database),
+                    "SESSION_VAULT_DATABASE_PASSWORD_FILE": str(cluster.password_file)}
         if self.storage == "file":
-            env["SESSION_VAULT_STORAGE"] = f"file:{self.db_path}"
-        elif self.storage == "memory":
-            env["SESSION_VAULT_STORAGE"] = "memory"
-        else:
-            env["SESSION_VAULT_STORAGE"] = self.storage
+            return {"SESSION_VAULT_STORAGE": f"file:{self.db_path}"}
+        return {"SESSION_VAULT_STORAGE": self.storage}
+
+    def env(self) -> dict[str, str]:
+        env = self.storage_env()
         if self.master_key:
             env["SESSION_VAULT_MASTER_KEY"] = self.master_key
         if self.root_token:
             env["SESSION_VAULT_ROOT_TOKEN"] = self.root_token
+        tls = matrix.tls()
+        if tls is not None:
+            env.update(tls.server_env())
         env.update(self.extra_env)
         return env
 
@@ -281,7 +312,9 @@ class VaultProcess:
         # Each start gets its own log files (the scan reads them all).
         run_dir = self.workdir / f"run{self.generation}"
         self.generation += 1
-        server = Server(run_dir, env=self.env(), args=self.args, test_routes=False)
+        tls = matrix.tls()
+        server = Server(run_dir, env=self.env(), args=self.args, test_routes=False,
+                        tls=tls.context if tls is not None else None)
         server.workdir = self.workdir  # cwd: the vault's own folder (relative defaults land here)
         server.stdout_path = run_dir / "stdout.log"
         server.stderr_path = run_dir / "stderr.log"
@@ -307,8 +340,77 @@ class VaultProcess:
         if self.server is not None:
             self.server.kill()
 
+    def dispose(self) -> None:
+        """Kills the process if it still runs and drops the vault's PostgreSQL database, if any."""
+        self.kill()
+        if self.database is not None:
+            matrix.cluster().drop_database(self.database)
+            self.database = None
+
     def log_files(self) -> list[Path]:
         return sorted(self.workdir.glob("run*/std*.log"))
+
+    # -- the store, on whichever engine ----------------------------------------
+    def stored_material(self) -> list[tuple[str, bytes]]:
+        """Everything the store keeps, for secret scans: vault.db with its WAL, SHM and journal
+        (file); a pg_dump and the on-disk pages of the database's relations (postgres); nothing
+        (memory). Read it with the vault stopped."""
+        if self.engine == "postgres":
+            assert self.database is not None, "only a vault the matrix put on PostgreSQL has its database here"
+            cluster = matrix.cluster()
+            return [("pg_dump", cluster.dump(self.database))] + cluster.relation_files(self.database)
+        if self.engine == "file":
+            out = []
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                path = Path(str(self.db_path) + suffix)
+                if path.exists():
+                    out.append((path.name, path.read_bytes()))
+            return out
+        return []
+
+    def logical_dump(self) -> bytes:
+        """The store's logical content (schema and rows), independent of page layout."""
+        if self.engine == "postgres":
+            assert self.database is not None
+            return matrix.cluster().logical_dump(self.database)
+        assert self.engine == "file", self.engine
+        return "\n".join(sqlite_dump(self.db_path)).encode()
+
+    def sql_rows(self, sql: str) -> list[tuple[Any, ...]]:
+        """The rows of one query on the stopped vault's store (SQL both engines read alike)."""
+        if self.engine == "postgres":
+            assert self.database is not None
+            return matrix.cluster().rows(self.database, sql)
+        assert self.engine == "file", self.engine
+        con = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True)
+        try:
+            return con.execute(sql).fetchall()
+        finally:
+            con.close()
+
+    def sql_execute(self, sql: str) -> int:
+        """Runs one UPDATE/DELETE on the stopped vault's store; returns the rows it changed."""
+        if self.engine == "postgres":
+            assert self.database is not None
+            return matrix.cluster().execute(self.database, sql)
+        assert self.engine == "file", self.engine
+        con = sqlite3.connect(str(self.db_path))
+        try:
+            changed = con.execute(sql).rowcount
+            con.commit()
+            return changed
+        finally:
+            con.close()
+
+
+def api_server(workdir: Path, **kwargs: Any) -> Server:
+    """A harness `Server` for the API suite's own configurations (a data folder, --dev, ...), not
+    started: in the https mode with the test certificate and a TLS client."""
+    tls = matrix.tls()
+    if tls is not None:
+        kwargs["env"] = {**tls.server_env(), **dict(kwargs.get("env") or {})}
+        kwargs["tls"] = tls.context
+    return Server(workdir, **kwargs)
 
 
 def run_to_exit(env: Mapping[str, str], args: Iterable[str], cwd: Path, timeout: float = 30.0) -> subprocess.CompletedProcess[bytes]:
