@@ -156,6 +156,21 @@ def test_item17_413_is_readable_while_client_keeps_uploading(server: Server) -> 
     server.assert_healthy()
 
 
+def test_item17_413_is_readable_after_the_client_sent_its_whole_body(server: Server) -> None:
+    """A client that writes its whole request before it reads (as simple clients do) still gets
+    the 413: the lingering close discards what the client declared (up to its byte cap and its
+    deadline) instead of resetting the connection under the unread answer."""
+    size = 4 * 1024 * 1024
+    for _ in range(3):
+        with server.raw(timeout=15) as conn:
+            head = build_request("POST", "/_test/echo-length", headers=[("Content-Length", str(size))])
+            assert conn.try_send(head + b"u" * size), "the server reset the connection during the upload"
+            response = conn.read_response(timeout=10)
+        assert response.status == 413, response
+        check_error_hygiene(response)
+    server.assert_healthy()
+
+
 def test_item17_431_is_readable_while_client_keeps_sending_headers(server: Server) -> None:
     fields = b"".join(f"X-F{i}: {'v' * 100}\r\n".encode() for i in range(400))
     with server.raw(timeout=15) as conn:

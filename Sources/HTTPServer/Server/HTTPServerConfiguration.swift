@@ -79,7 +79,10 @@ public struct HTTPServerConfiguration: Sendable {
     /// How long a closing connection keeps reading and discarding after an error response
     /// (RFC 9112 §9.6 lingering close), and ``lingerMaxBytes`` how much it discards at most.
     public var lingerTimeout: Duration
-    /// Most bytes discarded during a lingering close.
+    /// Most bytes discarded during a lingering close. Large enough that a client which writes its
+    /// whole request before reading (a refused upload of a few MiB) reads its error instead of a
+    /// reset; discarding goes through the loop's read buffer (no memory per byte), and the
+    /// deadline bounds the time.
     public var lingerMaxBytes: Int
 
     /// Most simultaneously open client connections. At the cap a newcomer is admitted by closing
@@ -166,7 +169,7 @@ public struct HTTPServerConfiguration: Sendable {
         writeStallTimeout: Duration = .seconds(10),
         handlerTimeout: Duration = .seconds(10),
         lingerTimeout: Duration = .seconds(2),
-        lingerMaxBytes: Int = 64 * 1024,
+        lingerMaxBytes: Int = 16 * 1024 * 1024,
         maxConnections: Int = 512,
         maxConnectionsPerAddress: Int = 128,
         shedGracePeriod: Duration = .milliseconds(250),
