@@ -17,8 +17,8 @@
 # Each run: fresh process, WARMUP s of wrk, DURATION s measured; server CPU from /proc (nginx: master
 # and workers), wrk's CPU, and other_cpu (nproc x machine busy - server - wrk): above OTHER_MAX (% of
 # one core) the run is noisy and repeated once after RETRY_WAIT s, as run.sh does. One line per run,
-# then medians per (target, mode) over the runs that were not noisy (all of them if every one was),
-# and vault-tls / nginx-tls.
+# then per (target, mode) the median of the REPS final attempts (how many of them were still noisy is
+# printed: on a busy machine compare only the ratios), and vault-tls / nginx-tls.
 # Env: BIN N PORT (lib.sh), REPS=3 DURATION=10 WARMUP=2 CONNS=64 THREADS=1 NGINX_PORT=18481
 #      NGINX_WORKERS=auto TARGETS="vault-tls nginx-tls vault-http" MODES="keepalive close"
 #      OTHER_MAX=15 RETRIES=1 RETRY_WAIT=15
@@ -178,24 +178,24 @@ for rep in $(seq 1 "$REPS"); do
     for target in $TARGETS; do
       for attempt in $(seq 0 "$RETRIES"); do
         run_one "$target" "$mode" "$rep"
-        if [ "$noisy" = no ] || [ "$attempt" -ge "$RETRIES" ]; then break; fi
+        if [ "$noisy" = no ] || [ "$attempt" -ge "$RETRIES" ]; then tail -1 "$WORK/rows" >> "$WORK/final"; break; fi
         echo "# noisy (other_cpu=${other}%), retrying in ${RETRY_WAIT}s" >&2; sleep "$RETRY_WAIT"
       done
     done
   done
 done
 
-echo "# medians of $REPS (req/s, p99 ms, server CPU %)"
+echo "# medians of the $REPS final attempts (req/s, p99 ms, server and wrk CPU %)"
 for mode in $MODES; do
   for target in $TARGETS; do
-    rows="$(grep " target=$target mode=$mode " "$WORK/rows" | grep ' noisy=no' || true)"
-    [ -n "$rows" ] || rows="$(grep " target=$target mode=$mode " "$WORK/rows")"
+    rows="$(grep " target=$target mode=$mode " "$WORK/final")"
     rps="$(while read -r line; do kv "$line" rps; done <<< "$rows" | median)"
     p99="$(while read -r line; do kv "$line" p99_ms; done <<< "$rows" | median)"
     cpu="$(while read -r line; do kv "$line" srv_cpu | tr -d %; done <<< "$rows" | median)"
     errs="$(while read -r line; do echo $(( $(kv "$line" non2xx) + $(kv "$line" sock_errors) )); done <<< "$rows" | awk '{s+=$1} END{print s+0}')"
     wcpu="$(while read -r line; do kv "$line" wrk_cpu | tr -d %; done <<< "$rows" | median)"
-    echo "median target=$target mode=$mode runs=$(wc -l <<< "$rows") rps=$rps p99_ms=$p99 srv_cpu=$cpu% wrk_cpu=$wcpu% errors=$errs"
+    echo "median target=$target mode=$mode runs=$(wc -l <<< "$rows") noisy=$(grep -c 'noisy=yes' <<< "$rows" || true)" \
+         "rps=$rps p99_ms=$p99 srv_cpu=$cpu% wrk_cpu=$wcpu% errors=$errs"
     eval "M_${target//-/_}_$mode=$rps"
   done
   v="M_vault_tls_$mode"; n="M_nginx_tls_$mode"
