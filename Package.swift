@@ -81,7 +81,8 @@ let package = Package(
         .executableTarget(
             name: "session-vault-run",
             dependencies: [
-                "RunOptions", "CSocketShims",
+                // HTTPServerTLS for its client side (OpenSSL): HTTPS with SESSION_VAULT_CACERT (CAFileHTTPS.swift).
+                "RunOptions", "CSocketShims", "HTTPServerTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

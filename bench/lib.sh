@@ -18,6 +18,8 @@ export SV_BENCH_TOKEN SV_BENCH_MASTER_KEY
 TARGET="${TARGET:-vault}"
 PORT="${PORT:-18480}"
 URL="http://127.0.0.1:$PORT"
+TLS_DIR=""       # set by tls_on: the vault serves HTTPS with $TLS_DIR/server.pem (make_certs)
+CURL_CA=()       # curl's --cacert while TLS is on
 SYNC="${SYNC:-normal}"            # SESSION_VAULT_SYNCHRONOUS for the vault: normal | full
 [ "$TARGET" = vault ] || SYNC=normal  # the peers always run WAL + synchronous=NORMAL
 STORAGE="${STORAGE:-file}"        # file | memory (vault only)
@@ -51,7 +53,11 @@ hb_empty_db() {  # $1 path
     api_id INTEGER, test_mode INTEGER, user_id INTEGER, is_bot INTEGER, nonce BLOB, auth_key_ct BLOB);" > /dev/null
 }
 
-port_free() { ! curl -s -o /dev/null --max-time 1 "$URL/healthz"; }
+port_free() { ! curl -s "${CURL_CA[@]}" -o /dev/null --max-time 1 "$URL/healthz"; }
+
+# HTTPS for the vault from the next start_target on (certificates from make_certs in $1); tls_off undoes it.
+tls_on() { TLS_DIR="$1"; URL="https://127.0.0.1:$PORT"; CURL_CA=(--cacert "$1/ca.pem"); }
+tls_off() { TLS_DIR=""; URL="http://127.0.0.1:$PORT"; CURL_CA=(); }
 
 # Set CMD (argv) and export the environment that starts the target on $PORT with DB file $1.
 target_cmd() {  # $1 db path
@@ -61,6 +67,11 @@ target_cmd() {  # $1 db path
       export SESSION_VAULT_LISTEN="127.0.0.1:$PORT" SESSION_VAULT_STORAGE="$storage" \
         SESSION_VAULT_MASTER_KEY="$SV_BENCH_MASTER_KEY" SESSION_VAULT_ROOT_TOKEN="$SV_BENCH_TOKEN" \
         SESSION_VAULT_SYNCHRONOUS="$SYNC"
+      if [ -n "$TLS_DIR" ]; then
+        export SESSION_VAULT_TLS_CERT_FILE="$TLS_DIR/server.pem" SESSION_VAULT_TLS_KEY_FILE="$TLS_DIR/server.key"
+      else
+        unset SESSION_VAULT_TLS_CERT_FILE SESSION_VAULT_TLS_KEY_FILE
+      fi
       # shellcheck disable=SC2206
       CMD=("$BIN" serve ${VAULT_ARGS:-})
       ;;
@@ -86,7 +97,7 @@ start_target() {  # $1 db path, $2 log file
 wait_healthy() {
   local i
   for i in $(seq 1 600); do
-    curl -sf -o /dev/null --max-time 1 "$URL/healthz" && return 0
+    curl -sf "${CURL_CA[@]}" -o /dev/null --max-time 1 "$URL/healthz" && return 0
     kill -0 "$SRV_PID" 2>/dev/null || { echo "bench: server exited" >&2; return 1; }
     sleep 0.1
   done
@@ -129,4 +140,19 @@ fresh_copy() {
   rm -f "$WORK"/run.db*
   local f
   for f in "$WORK"/template.db*; do cp "$f" "$WORK/run.db${f#"$WORK"/template.db}"; done
+}
+
+# A throwaway CA and a server certificate for 127.0.0.1 (IP SAN, P-256) in $1: ca.pem, server.pem,
+# server.key. For the TLS benchmarks only (loopback; the files live in the bench's temp dir).
+make_certs() {  # $1 folder
+  command -v openssl > /dev/null || die "the openssl command is not installed"
+  mkdir -p "$1"
+  ( cd "$1" &&
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem \
+      -days 2 -subj /CN=bench-ca &&
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out server.csr \
+      -subj /CN=bench-server &&
+    printf 'subjectAltName=IP:127.0.0.1\n' > server.ext &&
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 \
+      -extfile server.ext ) > "$1/openssl.log" 2>&1 || { cat "$1/openssl.log" >&2; die "openssl failed"; }
 }

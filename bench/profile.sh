@@ -7,7 +7,9 @@
 # PROFILER=callgrind: the server runs under `valgrind --tool=callgrind` (instruction counts, exact
 #   but ~50x slower), driven by wrk -c4 for PROF_SECS s; the profile is dumped with callgrind_control.
 # Writes bench/results/profile-<workload>-<profiler>.txt (top symbols, self time; then by library).
-# Env: TARGET BIN SYNC PORT N, WORKLOADS="export create", PROF_SECS=5, CONNS=16.
+# Env: TARGET BIN SYNC PORT N, WORKLOADS="export create", PROF_SECS=5, CONNS=16; TLS=1 serves HTTPS
+# (a throwaway certificate, lib.sh make_certs; perf only) and CONNECTION_CLOSE=1 makes every request a
+# new connection (bench/lua/common.lua).
 set -euo pipefail
 . "$(cd "$(dirname "$0")" && pwd)/lib.sh"
 PROFILER="${PROFILER:-perf}"; PROF_SECS="${PROF_SECS:-5}"; CONNS="${CONNS:-16}"
@@ -19,6 +21,7 @@ WORK="$(mktemp -d /tmp/svbench.XXXXXX)"
 trap 'stop_target; rm -rf "$WORK"' EXIT
 export NAMES_FILE="$WORK/data/names.txt"
 make_template
+if [ "${TLS:-0}" = 1 ]; then make_certs "$WORK/certs"; tls_on "$WORK/certs"; fi
 for w in $WORKLOADS; do
   fresh_copy
   out="$OUT_DIR/profile-$w-$PROFILER.txt"

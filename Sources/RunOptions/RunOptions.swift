@@ -106,11 +106,14 @@ public struct RunOptions: ParsableArguments, Sendable {
 
         Environment: SESSION_VAULT_ADDR (http://host:port or https://...), and SESSION_VAULT_TOKEN \
         or SESSION_VAULT_TOKEN_FILE (a token with the lease and export operations on the session). \
-        Every SESSION_VAULT_* variable is removed from CMD's environment.
+        SESSION_VAULT_CACERT: a PEM file of the CA that signed the vault's certificate, then the only \
+        CA trusted for an https:// address (without it, the system's CAs). Every SESSION_VAULT_* \
+        variable is removed from CMD's environment.
 
         Exit status: CMD's own (128 + the signal if a signal ended it); 64 usage error; 66 unknown \
         session; 69 vault unreachable or failing at start; 75 lease held by another after --wait, \
-        or lease lost while running; 77 token refused; 78 no address or token configured; \
-        126 CMD not executable; 127 CMD not found.
+        or lease lost while running; 77 token refused; 78 no address or token configured, an \
+        unusable SESSION_VAULT_CACERT, or a vault certificate that is not trusted; 126 CMD not \
+        executable; 127 CMD not found.
         """
 }

@@ -1,17 +1,28 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
 import FoundationNetworking
+import HTTPServerTLS
 
 /// The end of one lease request: a response (any status) or a transport failure.
 enum HTTPOutcome: Sendable {
     case response(status: Int, headers: [String: String], body: Data)
     /// No response: refused, reset, timed out, TLS failure. The text names no secret.
-    case failure(String)
+    case failure(String, TransportFailure)
+}
+
+/// Why a request got no response.
+enum TransportFailure: Sendable, Equatable {
+    /// The vault's certificate is not trusted (no CA file, the wrong one, or a certificate for
+    /// another host): a configuration to fix, not an outage to wait out.
+    case untrusted
+    /// Anything else: refused, reset, timed out, cancelled.
+    case unreachable
 }
 
 /// The vault's lease routes over URLSession (FoundationNetworking: libcurl underneath, with TLS
-/// for an `https://` address). Requests are asynchronous; each outcome is posted to the wrapper's
-/// event queue, so the main loop never blocks on the network.
+/// for an `https://` address), or, for an `https://` address with a CA file
+/// (`SESSION_VAULT_CACERT`), over ``CAFileHTTPS``. Requests are asynchronous; each outcome is
+/// posted to the wrapper's event queue, so the main loop never blocks on the network.
 final class VaultClient: Sendable {
     enum AddressError: Error {
         case invalid
@@ -23,8 +34,12 @@ final class VaultClient: Sendable {
     let address: String
     private let token: String
     private let session: URLSession
+    /// With a CA file and an `https://` address: the requests go through it instead of `session`.
+    private let caFileHTTPS: CAFileHTTPS?
+    /// True when the requests go through ``CAFileHTTPS``.
+    var usesCAFile: Bool { caFileHTTPS != nil }
 
-    init(address: String, sessionName: String, token: String) throws(AddressError) {
+    init(address: String, sessionName: String, token: String, tls: TLSClientContext? = nil) throws(AddressError) {
         guard var components = URLComponents(string: address),
             let scheme = components.scheme?.lowercased(), scheme == "http" || scheme == "https",
             let host = components.host, !host.isEmpty,
@@ -44,11 +59,12 @@ final class VaultClient: Sendable {
         configuration.urlCache = nil
         configuration.requestCachePolicy = .reloadIgnoringLocalCacheData
         self.session = URLSession(configuration: configuration)
+        self.caFileHTTPS = scheme == "https" ? tls.map { CAFileHTTPS(context: $0) } : nil
     }
 
     /// POST: acquire with the export in the same answer.
     @discardableResult
-    func acquire(format: String, holder: String, ttl: Int, wait: Int, events: EventQueue) -> URLSessionDataTask {
+    func acquire(format: String, holder: String, ttl: Int, wait: Int, events: EventQueue) -> any LeaseRequest {
         var components = URLComponents(url: leaseURL, resolvingAgainstBaseURL: false)
         components?.queryItems = [URLQueryItem(name: "export", value: format)]
         var request = makeRequest("POST", url: components?.url ?? leaseURL, timeout: Double(wait) + 15)
@@ -82,7 +98,10 @@ final class VaultClient: Sendable {
     }
 
     @discardableResult
-    private func send(_ request: URLRequest, as kind: RequestKind, to events: EventQueue) -> URLSessionDataTask {
+    private func send(_ request: URLRequest, as kind: RequestKind, to events: EventQueue) -> any LeaseRequest {
+        if let caFileHTTPS {
+            return caFileHTTPS.start(request) { outcome in events.post(.http(kind, outcome)) }
+        }
         let task = session.dataTask(with: request) { data, response, error in
             if let http = response as? HTTPURLResponse {
                 var headers: [String: String] = [:]
@@ -92,11 +111,19 @@ final class VaultClient: Sendable {
                 events.post(.http(kind, .response(status: http.statusCode, headers: headers, body: data ?? Data())))
             } else {
                 let text = error.map { String(describing: $0.localizedDescription) } ?? "no response"
-                events.post(.http(kind, .failure(text)))
+                events.post(.http(kind, .failure(text, Self.isUntrusted(text) ? .untrusted : .unreachable)))
             }
         }
         task.resume()
         return task
+    }
+
+    /// True for libcurl's texts of a certificate that failed verification (URLSession on Linux
+    /// reports them as `NSURLErrorUnknown` with libcurl's message): the chain
+    /// ("SSL certificate problem: unable to get local issuer certificate") or the name
+    /// ("SSL: no alternative certificate subject name matches target host name ...").
+    static func isUntrusted(_ text: String) -> Bool {
+        ["SSL certificate problem", "certificate subject name", "SSL peer certificate"].contains { text.contains($0) }
     }
 }
 

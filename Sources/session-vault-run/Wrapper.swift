@@ -3,6 +3,7 @@ import CSocketShims
 import Foundation
 import FoundationNetworking
 import Glibc
+import HTTPServerTLS
 import RunOptions
 
 /// Exit statuses of the wrapper itself (BSD `sysexits.h`); otherwise it exits with the child's.
@@ -62,9 +63,25 @@ struct Wrapper {
             report("the token holds characters a token never has (spaces or control characters)")
             return RunStatus.config
         }
+        // SESSION_VAULT_CACERT: the CA (PEM) that signed the vault's certificate, the only one
+        // trusted for it (as the Python client's); only for an https:// address.
+        var tls: TLSClientContext?
+        if let caFile = environment["SESSION_VAULT_CACERT"], !caFile.isEmpty {
+            guard address.lowercased().hasPrefix("https://") else {
+                report("SESSION_VAULT_CACERT is set but SESSION_VAULT_ADDR is not an https:// URL (\(address)): "
+                    + "a CA file only applies to TLS")
+                return RunStatus.config
+            }
+            do {
+                tls = try TLSClientContext(caFile: caFile)
+            } catch {
+                report("SESSION_VAULT_CACERT: \(error.reason)")
+                return RunStatus.config
+            }
+        }
         let client: VaultClient
         do {
-            client = try VaultClient(address: address, sessionName: options.session, token: token)
+            client = try VaultClient(address: address, sessionName: options.session, token: token, tls: tls)
         } catch {
             report("SESSION_VAULT_ADDR must be an http:// or https:// URL with a host, got \(address)")
             return RunStatus.config
@@ -132,7 +149,12 @@ struct Wrapper {
                 }
             }
             guard case .response(let status, let headers, let body)? = answer else {
-                if case .failure(let text)? = answer {
+                if case .failure(let text, let kind)? = answer {
+                    if kind == .untrusted {
+                        let hint = client.usesCAFile ? "" : "; for a private CA, set SESSION_VAULT_CACERT to its PEM file"
+                        report("the vault at \(client.address) is not trusted: \(text)\(hint)")
+                        return .failure(RunStatus.config)
+                    }
                     report("cannot reach the vault at \(client.address): \(text)")
                 }
                 return .failure(RunStatus.unavailable)
@@ -214,7 +236,7 @@ struct Wrapper {
                 report("renewing the new lease answered \(status)")
                 release(lease)
                 return RunStatus.unavailable
-            case .http(.renew, .failure(let text)):
+            case .http(.renew, .failure(let text, _)):
                 report("cannot reach the vault at \(client.address): \(text)")
                 release(lease)
                 return RunStatus.unavailable
@@ -334,7 +356,7 @@ struct Wrapper {
                     if !failing { report("renewal answered \(status)\(detail); retrying every second") }
                     failing = true
                     nextRenewal = started + 1
-                case .failure(let text):
+                case .failure(let text, _):
                     if !failing {
                         let left = max(0, deadline - MonotonicClock.now())
                         report("renewal failed (\(text)); retrying every second for \(Int(left)) s more")
@@ -357,7 +379,7 @@ struct Wrapper {
             case .http(.release, .response(let status, _, _)):
                 if status != 200 && status != 204 { report("releasing the lease answered \(status)") }
                 return
-            case .http(.release, .failure(let text)):
+            case .http(.release, .failure(let text, _)):
                 report("could not release the lease (\(text)); it expires by itself")
                 return
             case .childChanged:

@@ -171,22 +171,42 @@ def test_handshake_deadline_closes_a_stalled_client_without_a_reply(tls_factory)
     srv.assert_healthy()
 
 
-def test_300_stalled_handshakes_do_not_keep_a_fresh_client_out(tls_factory) -> None:
-    srv = tls_factory({"SESSION_VAULT_MAX_CONNECTIONS": "64", "SESSION_VAULT_HEADER_TIMEOUT_MS": LONG,
-                       "SESSION_VAULT_IDLE_TIMEOUT_MS": LONG})
+# Issue 20: "500 connections that never finish the handshake do not delay a fresh client beyond
+# the plain server's slowloris figure". The figure itself is a benchmark (bench/tls_slowloris.sh,
+# BENCHMARKS.md "Issue 20: TLS"): here the behaviour, with a bounded wait and no time threshold.
+# 500 from 8 loopback addresses (63 each, inside the default per-address bound of 128, which stays
+# on), half silent, half with a truncated ClientHello; header and idle deadlines at 60 s, so no
+# deadline frees a slot. With the default cap (512) the 500 are all inside the server at once and
+# hold no thread: the fresh client's handshake and request run beside them. With a cap of 64,
+# 436 wait in the kernel backlog ahead of the fresh client: it is served only because stalled
+# handshakes past the shedding grace are shed like silent clients, batch after batch.
+@pytest.mark.parametrize("cap", [None, "64"], ids=["default-cap", "cap-64"])
+def test_500_stalled_handshakes_do_not_keep_a_fresh_client_out(tls_factory, cap: str | None) -> None:
+    env = {"SESSION_VAULT_HEADER_TIMEOUT_MS": LONG, "SESSION_VAULT_IDLE_TIMEOUT_MS": LONG}
+    if cap is not None:
+        env["SESSION_VAULT_MAX_CONNECTIONS"] = cap
+    srv = tls_factory(env)
     held: list[RawConnection] = []
     try:
-        for index in range(300):  # from 8 addresses, each within the per-address bound
+        for index in range(500):
             conn = RawConnection(srv.port, timeout=10, source=f"127.0.{40 + index % 8}.1")
             held.append(conn)
             if index % 2:
                 conn.send(TRUNCATED_CLIENT_HELLO)
         time.sleep(1.0)  # past the shedding grace: every stalled handshake is now sheddable
-        started = time.monotonic()
-        with TLSRawConnection(srv.port, context=client_context(srv.certs), timeout=15, source="127.0.0.2") as fresh:
+        # The whole exchange is bounded (handshake, then the answer), not timed.
+        with TLSRawConnection(srv.port, context=client_context(srv.certs), timeout=60, source="127.0.0.2") as fresh:
             fresh.send(build_request("GET", "/healthz", host=f"{LOOPBACK}:{srv.port}", headers=[("Connection", "close")]))
-            assert fresh.read_response(timeout=15).status == 200
-        assert time.monotonic() - started < 10
+            assert fresh.read_response(timeout=60).status == 200
+        # What became of the 500: never an answer; with room for all of them none was closed
+        # (the fresh client really ran beside 500 open handshakes), over the cap some were shed.
+        states = [conn.wait_closed(0.001) for conn in held]
+        assert all(data == b"" for _, data in states)
+        closed = sum(1 for how, _ in states if how != "open")
+        if cap is None:
+            assert closed == 0, closed
+        else:
+            assert closed > 0
     finally:
         for conn in held:
             conn.close()
@@ -303,6 +323,117 @@ def test_sighup_reloads_the_certificate_and_keeps_open_connections(tls_factory, 
         assert old.read_response(timeout=10).status == 200
     assert srv.alive()
     _assert_no_key_bytes(srv, certs)
+
+
+def test_sighup_reloads_under_load_without_a_failed_request(tls_factory, certs: Path, tmp_path: Path) -> None:
+    # Issue 20: "a reload test swaps certificates under load with no failed request". Four client
+    # threads for about three seconds: two open a new connection (a full handshake) per request,
+    # two keep one connection alive and send request after request on it. Meanwhile the pair is
+    # swapped five times (server, server2, server, ...), each with SIGHUP. Every request must get
+    # its 200; every handshake must present one of the two certificates; after each reload a new
+    # handshake presents the new one; and the new-connection threads see both.
+    import hashlib
+    import threading
+
+    live = tmp_path / "live"
+    live.mkdir()
+    pairs = ["server", "server2"]
+
+    def install(name: str) -> None:  # each file replaced atomically; SIGHUP only after both
+        for suffix, target in ((".pem", "cert.pem"), (".key", "key.pem")):
+            shutil.copy(certs / f"{name}{suffix}", live / f"{target}.tmp")
+            (live / f"{target}.tmp").replace(live / target)
+
+    def fingerprint(der: bytes) -> str:
+        return hashlib.sha256(der).hexdigest()
+
+    expected = {fingerprint(ssl.PEM_cert_to_DER_cert((certs / f"{name}.pem").read_text())): name for name in pairs}
+    install("server")
+    srv = tls_factory({"SESSION_VAULT_TLS_CERT_FILE": str(live / "cert.pem"),
+                       "SESSION_VAULT_TLS_KEY_FILE": str(live / "key.pem"),
+                       "SESSION_VAULT_LOG_LEVEL": "info"})
+    host = f"{LOOPBACK}:{srv.port}"
+    context = client_context(certs)  # one context for every client connection (thread-safe)
+    stop = threading.Event()
+    lock = threading.Lock()
+    failures: list[str] = []
+    answered = [0, 0, 0, 0]
+    seen: list[set[str]] = [set(), set(), set(), set()]
+
+    def served_by(conn: TLSRawConnection) -> str:
+        der = conn.sock.getpeercert(binary_form=True)
+        return expected.get(fingerprint(der), "unknown certificate")
+
+    def new_connection_per_request(slot: int) -> None:
+        while not stop.is_set():
+            try:
+                with TLSRawConnection(srv.port, context=context, timeout=10) as conn:
+                    seen[slot].add(served_by(conn))
+                    conn.send(build_request("GET", "/healthz", host=host, headers=[("Connection", "close")]))
+                    status = conn.read_response(timeout=10).status
+            except Exception as error:  # every failure is recorded, none ends the loop silently
+                status = f"{type(error).__name__}: {error}"
+            with lock:
+                if status == 200:
+                    answered[slot] += 1
+                else:
+                    failures.append(f"new connection: {status}")
+
+    def keep_alive(slot: int) -> None:
+        conn: TLSRawConnection | None = None
+        try:
+            while not stop.is_set():
+                try:
+                    if conn is None:
+                        conn = TLSRawConnection(srv.port, context=context, timeout=10)
+                        seen[slot].add(served_by(conn))
+                    conn.send(build_request("GET", "/healthz", host=host))
+                    response = conn.read_response(timeout=10)
+                    status = response.status
+                    if "close" in response.connection_tokens():  # the per-connection request cap
+                        conn.close()
+                        conn = None
+                except Exception as error:
+                    status = f"{type(error).__name__}: {error}"
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+                with lock:
+                    if status == 200:
+                        answered[slot] += 1
+                    else:
+                        failures.append(f"keep-alive: {status}")
+        finally:
+            if conn is not None:
+                conn.close()
+
+    threads = [threading.Thread(target=new_connection_per_request, args=(0,)),
+               threading.Thread(target=new_connection_per_request, args=(1,)),
+               threading.Thread(target=keep_alive, args=(2,)),
+               threading.Thread(target=keep_alive, args=(3,))]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.4)
+        for reload in range(1, 6):  # five swaps, about half a second apart
+            name = pairs[reload % 2]
+            install(name)
+            srv.send_signal(signal.SIGHUP)
+            assert _wait_for(lambda: srv.logs().count("TLS certificate and key reloaded") == reload), srv.logs()[-2000:]
+            with srv.raw(timeout=10) as probe:
+                assert served_by(probe) == name, reload
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert not any(thread.is_alive() for thread in threads)
+    assert failures == [], failures[:10]
+    assert all(count > 0 for count in answered), answered
+    assert seen[0] | seen[1] == set(pairs), seen
+    assert all(s <= set(pairs) for s in seen), seen
+    assert "TLS reload refused" not in srv.logs()
+    srv.assert_healthy()
 
 
 def test_bad_certificate_or_key_exits_78_without_the_key(tmp_path: Path, certs: Path) -> None:

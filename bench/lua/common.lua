@@ -20,9 +20,11 @@ if os.getenv("COUNT_STATUS") == "1" then
   end
 end
 
--- Authorization header from SV_BENCH_TOKEN (bench/bench.env).
+-- Authorization header from SV_BENCH_TOKEN (bench/bench.env). CONNECTION_CLOSE=1 adds
+-- `Connection: close`: a new connection (over TLS, a full handshake) for every request.
 function M.headers(extra)
   local h = { ["Authorization"] = "Bearer " .. assert(os.getenv("SV_BENCH_TOKEN"), "SV_BENCH_TOKEN unset") }
+  if os.getenv("CONNECTION_CLOSE") == "1" then h["Connection"] = "close" end
   for k, v in pairs(extra or {}) do h[k] = v end
   return h
 end
