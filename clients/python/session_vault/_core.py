@@ -22,13 +22,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
-from ._http import VaultHTTP
+from ._http import VaultHTTP, encode_json
 from .errors import LeaseLost, SessionVaultError
 
 log = logging.getLogger("session_vault")
 
 PYROGRAM_FORMAT = ">BI?256sQ?"
 MAX_BATCH = 1000
+# The vault refuses a JSON body over 256 KiB (413): a batch also stops before its body would reach
+# this (1000 peers with long non-Latin names are well over it).
+MAX_BODY = 256 * 1024 - 1024
+NAME_BYTES = 256  # the vault's limit on a peer's name, in UTF-8 bytes
 PAGE = 10000
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 PHONE_RE = re.compile(r"^[0-9]{1,20}$")
@@ -81,7 +85,7 @@ class Peer:
             if USERNAME_RE.match(u) and u not in usernames:
                 usernames.append(u)
         phone = self.phone_number if self.phone_number and PHONE_RE.match(self.phone_number) else None
-        name = self.name[:256] if self.name else None
+        name = clip_utf8(self.name, NAME_BYTES) if self.name else None
         return {"id": self.id, "access_hash": self.access_hash,
                 "type": self.type if self.type in PEER_TYPES else None,
                 "usernames": usernames[:64], "phone_number": phone, "name": name}
@@ -97,6 +101,26 @@ class StateRow:
 
     def to_json(self) -> Dict[str, Any]:
         return {"id": self.id, "pts": self.pts, "qts": self.qts, "date": self.date, "seq": self.seq}
+
+
+def clip_utf8(s: str, limit: int) -> str:
+    """``s`` cut to at most ``limit`` UTF-8 bytes at a character boundary (a lone surrogate, which
+    UTF-8 cannot carry, becomes ``?``)."""
+    if s.isascii() and len(s) <= limit:
+        return s
+    return s.encode("utf-8", "replace")[:limit].decode("utf-8", "ignore")
+
+
+def next_batch(key: str, items: List[Dict[str, Any]]) -> Tuple[int, bytes]:
+    """The next request's body ``{key: items[:n]}`` and ``n``: at most MAX_BATCH items whose body
+    stays within MAX_BODY (at least one). One encoding for an ordinary batch; an oversized one is
+    cut in proportion to its size until it fits."""
+    n = min(len(items), MAX_BATCH)
+    while True:
+        body = encode_json({key: items[:n]})
+        if len(body) <= MAX_BODY or n == 1:
+            return n, body
+        n = max(1, min(n - 1, n * MAX_BODY // len(body)))
 
 
 def default_holder(library: str) -> str:
@@ -401,8 +425,9 @@ class SessionCore:
             return len(self._dirty_peers) + len(self._dirty_states) + len(self._deleted_states) + len(self._pending_fields)
 
     def flush(self) -> None:
-        """Send everything queued (peers, states, deletions, fields) in batches of at most 1000.
-        What could not be sent stays queued; raises the first error (LeaseLost when fenced)."""
+        """Send everything queued (peers, states, deletions, fields) in batches of at most 1000
+        items and MAX_BODY bytes. What could not be sent stays queued; raises the first error
+        (LeaseLost when fenced)."""
         with self._flush_lock:
             if self._lost is not None:
                 self.check()
@@ -419,14 +444,16 @@ class SessionCore:
                 self._pending_fields.clear()
             try:
                 while peers:
-                    self.http.put_peers(self.name, peers[:MAX_BATCH], self.lease_id)
-                    peers = peers[MAX_BATCH:]
+                    n, body = next_batch("peers", peers)
+                    self.http.put_peers(self.name, body, self.lease_id)
+                    del peers[:n]
                 while states:
-                    self.http.put_states(self.name, states[:MAX_BATCH], self.lease_id)
-                    states = states[MAX_BATCH:]
+                    n, body = next_batch("states", states)
+                    self.http.put_states(self.name, body, self.lease_id)
+                    del states[:n]
                 while deleted:
                     self.http.delete_state(self.name, deleted[0], self.lease_id)
-                    deleted = deleted[1:]
+                    del deleted[0]
                 if fields:
                     self.http.patch(self.name, fields, self.lease_id)
                     fields = {}

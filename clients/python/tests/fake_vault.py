@@ -3,8 +3,10 @@
 
 It implements the slice the storage engines use (sessions from strings, metadata, PATCH with a new
 key, string export, leases with fencing, peers pages and batch upsert, update state), in memory,
-with no encryption and no hardening. It is not the product. Switches for tests: ``break_lease``,
-``fail_writes`` (answer 503 to every write), ``lock_delay``; ``requests`` records every call.
+with no encryption and no hardening beyond the vault's limits a batch can hit (a JSON body over
+256 KiB is answered 413, a peer name over 256 UTF-8 bytes 422). It is not the product. Switches for
+tests: ``break_lease``, ``fail_writes`` (answer 503 to every write), ``lock_delay``; ``requests``
+records every call.
 
 Also runnable like the vault binary, so the interop harness can start it:
 ``python fake_vault.py serve --dev --listen 127.0.0.1:PORT`` (root token from
@@ -30,6 +32,7 @@ from datetime import datetime, timezone
 PROD = {1: "149.154.175.53", 2: "149.154.167.51", 3: "149.154.175.100", 4: "149.154.167.91", 5: "91.108.56.130"}
 TEST = {1: "149.154.175.10", 2: "149.154.167.40", 3: "149.154.175.117"}
 TYPES = {"user", "bot", "group", "channel", "supergroup", "forum", "direct", "community", None}
+MAX_JSON_BODY = 256 * 1024  # the vault's limit on a JSON body (VaultRouter.maxJSONBodyBytes): 413 beyond
 
 
 class Problem(Exception):
@@ -143,6 +146,8 @@ class FakeVault:
                 return self.send(h, 200, {"status": "ok"})
             if h.headers.get("Authorization") != f"Bearer {self.token}":
                 raise Problem(401, "unauthorized", "missing or wrong token")
+            if len(body) > MAX_JSON_BODY:
+                raise Problem(413, "too_large", f"body: JSON bodies are limited to {MAX_JSON_BODY} bytes")
             data = json.loads(body) if body else None
             status, payload, headers = self.route(h.command, url.path, query, data, lease_header)
             self.send(h, status, payload, headers)
@@ -255,6 +260,8 @@ class FakeVault:
                     for p in peers:
                         if p.get("type") not in TYPES or not isinstance(p["id"], int) or p["id"] == 0:
                             raise Problem(422, "invalid", "peers: bad item")
+                        if p.get("name") is not None and len(p["name"].encode("utf-8", "surrogatepass")) > 256:
+                            raise Problem(422, "invalid", "peers.name: at most 256 bytes")
                         s["peers"][p["id"]] = {"id": p["id"], "access_hash": p.get("access_hash", 0),
                                                "type": p.get("type"), "usernames": list(p.get("usernames") or []),
                                                "phone_number": p.get("phone_number"), "name": p.get("name")}

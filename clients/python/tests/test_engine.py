@@ -149,6 +149,38 @@ def test_many_peers_go_in_batches_of_1000(vault, monkeypatch):
     assert len(vault.sessions["bot"]["peers"]) == 2502
 
 
+def test_long_non_latin_names_fit_the_vaults_body_and_name_limits(vault, monkeypatch):
+    """Names as Telethon gives them (the display name): 1000 peers with 100-character Cyrillic
+    names are a body over the vault's 256 KiB (413 for the whole batch, retried for ever), and a
+    name over 256 UTF-8 bytes is refused (422, the whole batch). Every peer must still arrive, the
+    long name cut at a character boundary, the batches split by size."""
+    VaultStorage = stub_libs.make("pyrogram", monkeypatch)
+    seeded(vault)
+    st = engine(VaultStorage, vault)
+    cyrillic = "Жёлтый лис " * 9 + "Ж"  # 100 characters: 182 UTF-8 bytes, 510 as JSON \u escapes
+    too_long = "Щ" * 200  # 400 bytes: cut to 128 characters
+    emoji = "\U0001F98A" * 63 + "ab"  # 254 bytes: fits as is
+
+    async def go():
+        await st.open()
+        for i in range(2500):
+            st.core.upsert_peer(1000 + i, access_hash=i, type="user", name=cyrillic)
+        st.core.upsert_peer(9001, access_hash=1, name=too_long)
+        st.core.upsert_peer(9002, access_hash=2, name=emoji)
+        st.core.upsert_peer(9003, access_hash=3, name="a\ud800b")  # a lone surrogate: not UTF-8
+        await st.save()
+        assert st.core.pending() == 0
+        await st.close()
+
+    run(go())
+    peers = vault.sessions["bot"]["peers"]
+    assert len(peers) == 2505
+    assert all(peers[1000 + i]["name"] == cyrillic for i in range(2500))
+    assert peers[9001]["name"] == "Щ" * 128
+    assert peers[9002]["name"] == emoji
+    assert peers[9003]["name"] == "a?b"
+
+
 def test_new_key_and_dc_are_written_at_once(vault, monkeypatch):
     VaultStorage = stub_libs.make("pyrogram", monkeypatch)
     seeded(vault)
@@ -379,6 +411,21 @@ def test_errors_never_carry_secrets(vault, monkeypatch):
             assert s not in m
     assert "h1" in messages[0]
     assert TOKEN not in repr(first) and TOKEN not in repr(first.core.http)
+
+
+def test_a_plain_http_vault_loads_no_ca_bundle_an_https_one_does(monkeypatch):
+    import ssl
+
+    from session_vault._http import VaultHTTP
+
+    loaded = []
+    real = ssl.SSLContext.load_verify_locations
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations",
+                        lambda self, *a, **k: (loaded.append(a or k), real(self, *a, **k))[1])
+    VaultHTTP("http://127.0.0.1:9", TOKEN).close()
+    assert loaded == [], "an http:// vault must not pay for loading a CA bundle at every open"
+    VaultHTTP("https://127.0.0.1:9", TOKEN).close()
+    assert loaded, "an https:// vault verifies the server against a CA bundle"
 
 
 def test_config_from_the_environment(vault, monkeypatch, tmp_path):
