@@ -413,6 +413,21 @@ def test_errors_never_carry_secrets(vault, monkeypatch):
     assert TOKEN not in repr(first) and TOKEN not in repr(first.core.http)
 
 
+def test_a_plain_http_vault_loads_no_ca_bundle_an_https_one_does(monkeypatch):
+    import ssl
+
+    from session_vault._http import VaultHTTP
+
+    loaded = []
+    real = ssl.SSLContext.load_verify_locations
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations",
+                        lambda self, *a, **k: (loaded.append(a or k), real(self, *a, **k))[1])
+    VaultHTTP("http://127.0.0.1:9", TOKEN).close()
+    assert loaded == [], "an http:// vault must not pay for loading a CA bundle at every open"
+    VaultHTTP("https://127.0.0.1:9", TOKEN).close()
+    assert loaded, "an https:// vault verifies the server against a CA bundle"
+
+
 def test_config_from_the_environment(vault, monkeypatch, tmp_path):
     VaultStorage = stub_libs.make("pyrogram", monkeypatch)
     seeded(vault)
