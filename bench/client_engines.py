@@ -21,7 +21,10 @@ installed), under the interop workers' network guard (loopback only), and prints
   Telethon's ``MemorySession.process_entities``), the same inputs built beforehand (Kurigram's rows
   carry no username: they come through ``update_usernames``, not measured here).
 
-Requests and the time spent in them come from a counter around ``httpx.Client.send``. Engines run
+Requests and the time spent in them come from a counter around ``httpx.Client.send``. Imports,
+including httpx's own at its first client (~30 ms per process), happen before any measurement, and
+each starts after ``gc.collect()``: otherwise a full collection of the library's ~120k objects
+(~55 ms with Pyrogram 2.0 loaded) may or may not land inside it. Engines run
 with ``flush_interval=3600`` and ``ttl_seconds=60`` so that no background flush or renewal lands
 inside a measurement. Token: SV_BENCH_TOKEN. ``summarize`` (stdlib only) prints medians and
 min–max per library as a markdown table.
@@ -169,7 +172,7 @@ class Meter:
     def __init__(self):
         import httpx
 
-        self.requests, self.seconds = 0, 0.0
+        self.requests, self.seconds, self.log = 0, 0.0, []
         real = httpx.Client.send
         meter = self
 
@@ -178,8 +181,12 @@ class Meter:
             try:
                 return real(client, request, **kw)
             finally:
+                dt = time.perf_counter() - t
                 meter.requests += 1
-                meter.seconds += time.perf_counter() - t
+                meter.seconds += dt
+                tail = request.url.path.rsplit("/", 1)[-1]
+                meter.log.append((f"{request.method} {tail if tail in ('lease', 'peers', 'state') else 'session'}",
+                                  round(dt * 1000, 1)))
 
         httpx.Client.send = send
 
@@ -233,6 +240,10 @@ class Engine:
             self.engine_cls, self.memory_cls = sv.VaultStorage, MemoryStorage
         if not self.tele and sv_flavour(lib) != lib:
             raise SystemExit(f"client_engines: session_vault detected {sv_flavour(lib)!r} in the {lib} venv")
+        # httpx imports httpcore, h11, anyio at its first client (~30 ms, once per process): outside open_ms.
+        import httpx
+
+        httpx.Client(verify=False, trust_env=False).close()
 
     async def open(self, name):
         storage = self.engine_cls(name, url=self.url, token=self.token, **ENGINE_KW)
@@ -312,11 +323,13 @@ async def run(a):
     # 1. open a session holding --peers peers
     name = f"ce-{a.lib}-open-{a.peers}"
     out["seeded"] = vault.seed(name, a.lib, gen_peers(a.peers, 1))
+    gc.collect()
     mark = meter.mark()
     t = time.perf_counter()
     storage = await engine.open(name)
     out["open_ms"] = (time.perf_counter() - t) * 1000
     out["open_requests"], out["open_http_ms"] = meter.since(mark)
+    out["open_calls"] = meter.log[-out["open_requests"]:]
     if len(storage.core.peers) != a.peers or len(storage.core.states) != 2:
         raise SystemExit(f"client_engines: open cached {len(storage.core.peers)} peers, "
                          f"{len(storage.core.states)} states")
@@ -331,6 +344,7 @@ async def run(a):
         await engine.update(storage, batch)
     await engine.usernames(storage, peers)
     out["flush_pending"] = storage.core.pending()
+    gc.collect()
     mark = meter.mark()
     t = time.perf_counter()
     await engine.save(storage)
@@ -404,10 +418,13 @@ def summarize(path):
             cells.append(cell)
         reqs = f"{statistics.median(r['open_requests'] for r in mine):g} / {statistics.median(r['flush_requests'] for r in mine):g}"
         print(f"| {lib} ({len(mine)}) | " + " | ".join(cells) + f" | {reqs} |")
-    http_share = {lib: (statistics.median(r["open_http_ms"] for r in rows if r["lib"] == lib),
-                        statistics.median(r["flush_http_ms"] for r in rows if r["lib"] == lib)) for lib in libs}
-    print("# time inside HTTP requests, ms (median) open / save(): "
-          + "; ".join(f"{lib} {o:.0f} / {f:.0f}" for lib, (o, f) in http_share.items()))
+    def med(lib, get):
+        return statistics.median(get(r) for r in rows if r["lib"] == lib)
+
+    print("# time inside HTTP requests, ms (median) open (of it the GET of the peers) / save(): " + "; ".join(
+        f"{lib} {med(lib, lambda r: r['open_http_ms']):.0f} "
+        f"({med(lib, lambda r: sum(ms for what, ms in r['open_calls'] if what == 'GET peers')):.0f})"
+        f" / {med(lib, lambda r: r['flush_http_ms']):.0f}" for lib in libs))
 
 
 def main():
