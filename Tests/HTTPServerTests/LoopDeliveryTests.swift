@@ -37,8 +37,8 @@ struct LoopDeliveryTests {
         return configuration
     }
 
-    @Test func thereIsALoopPerTwoCPUsAndConnectionsTakeTurns() {
-        #expect(EventLoop.all.count == max(1, InlineHandlerSlots.cpuCount / 2))
+    @Test func thereIsALoopPerCPUAndConnectionsTakeTurns() {
+        #expect(EventLoop.all.count == min(64, InlineHandlerSlots.cpuCount))
         let first = EventLoop.next()
         let picks = (0..<EventLoop.all.count).compactMap { _ in EventLoop.next() }
         #expect(picks.count == EventLoop.all.count)

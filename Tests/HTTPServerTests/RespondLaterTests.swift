@@ -119,7 +119,10 @@ struct RespondLaterTests {
     /// instead of 503; other requests keep the handler deadline.
     @Test func aLongerAnswerDeadlineOutlivesTheHandlerDeadline() async throws {
         let parked = Parked()
-        let handler = LaterHandler(longer: .seconds(120)) { _, responder in parked.park(responder) }
+        // Far past any stall of the test process: under ThreadSanitizer on 2 CPUs, with every suite
+        // running at once, 120 s once passed between the request and the answer, and the longer
+        // deadline itself answered 503 (CI, 2026-12-07).
+        let handler = LaterHandler(longer: .seconds(3600)) { _, responder in parked.park(responder) }
         var configuration = HTTPServerConfiguration.forTests
         configuration.handlerTimeout = .milliseconds(300)
         try await withServer(configuration, handler: handler) { server in
