@@ -246,7 +246,11 @@ final class Connection: @unchecked Sendable {
     /// request and answer it with `Connection: close`.
     func beginDrain() {
         assertOnQueue()
-        if machine.drain(nothingPending: outHeadSent == outHead.count && parser.isAtRequestBoundary) { close() }
+        // Bytes still in the socket are a request the loop has not read yet (with a loop per CPU,
+        // another loop may take the signal first): answer it, with `Connection: close`, instead of
+        // closing under it, as ``shed()`` also checks.
+        let nothingPending = outHeadSent == outHead.count && parser.isAtRequestBoundary && !transport.hasPendingInput()
+        if machine.drain(nothingPending: nothingPending) { close() }
         updateInterest()
     }
 
