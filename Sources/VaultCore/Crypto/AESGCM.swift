@@ -164,8 +164,8 @@ public enum AESGCM {
 /// (`OPENSSL_clear_free`) before releasing it, so no key outlives the operation in a cache, a
 /// per-thread slot or a key copy. (The speed work kept one keyed context per thread, with a
 /// copy of the key to recognise it, between requests; issue 15 removed it. Under callgrind the
-/// fresh context costs 2.5k more instructions an open or seal, 2.6 % of an export: BENCHMARKS.md,
-/// "Issue 15 crypto pruning".)
+/// fresh context costs 2.5k more instructions an open or seal, 2.6 % of an export:
+/// bench/raw/history.md, "Issue 15 crypto pruning".)
 enum GCMOperation {
     /// Runs `body` on a context keyed with `key` and started with `nonce`, then frees the context.
     /// The default GCM IV length in OpenSSL is 12 bytes, exactly our nonce, so no

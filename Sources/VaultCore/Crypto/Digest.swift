@@ -76,7 +76,7 @@ public enum Digest {
 /// (`EVP_MAC_CTX_dup`), feeds the message, finishes and frees the copy. Under callgrind a
 /// 40-byte token costs 10.4k instructions this way, against 5.2k for the hand-written
 /// construction over the deprecated `SHA256_*` calls it replaced: the duplicate and free of
-/// three digest contexts (BENCHMARKS.md, "Issue 15 crypto pruning").
+/// three digest contexts (bench/raw/history.md, "Issue 15 crypto pruning").
 ///
 /// `@unchecked Sendable`: after `init` the template is only read (`EVP_MAC_CTX_dup` takes a const
 /// context and copies it); every call works on its own duplicate. The template holds key-derived
